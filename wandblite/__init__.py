@@ -1,0 +1,123 @@
+"""wandblite: crash-safe, offline-first experiment logging with the Weights & Biases API.
+
+``import wandblite as wandb`` and an existing script runs unchanged::
+
+    run = wandb.init(project="mnist", config={"lr": 0.1})
+    run.log({"train/loss": 0.5})
+    run.finish()
+
+Every ``log`` call appends one checksummed record to the run file under ``./runs/<id>/``; nothing
+is buffered in user space. ``wandblite.replay(path)`` rebuilds any run, crashed or not, from its files.
+
+This package imports only the SDK (stdlib, msgpack; numpy and Pillow when a value needs them):
+never click, requests, sqlite3, the server or sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wandblite.errors import ConfigError, DataError, Error, UsageError
+from wandblite.replay import Replay, replay
+from wandblite.run import Run, init, termwarn
+from wandblite.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "Error",
+    "Replay",
+    "Run",
+    "Settings",
+    "UsageError",
+    "__version__",
+    "config",
+    "define_metric",
+    "finish",
+    "init",
+    "log",
+    "replay",
+    "run",
+    "summary",
+    "termwarn",
+]
+
+
+# ---------------------------------------------------------------------------- pre-init stubs
+# Before init (and after finish) the module-level names raise wandb's errors, as wandb's do.
+
+
+def _preinit_error(what: str) -> Error:
+    return Error(f"You must call wandb.init() before {what}")
+
+
+class _PreInitConfig:
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        raise _preinit_error(f"wandb.config.{key}")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise _preinit_error(f"wandb.config.{key}")
+
+    def __getitem__(self, key: str) -> Any:
+        raise _preinit_error(f"wandb.config['{key}']")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise _preinit_error(f"wandb.config['{key}']")
+
+
+class _PreInitSummary:
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        raise _preinit_error(f"wandb.summary.{key}")
+
+    def __getitem__(self, key: str) -> Any:
+        raise _preinit_error(f"wandb.summary['{key}']")
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise _preinit_error(f"wandb.summary['{key}']")
+
+
+def _preinit_log(*args: Any, **kwargs: Any) -> None:
+    raise _preinit_error("wandb.log()")
+
+
+def _preinit_define_metric(*args: Any, **kwargs: Any) -> Any:
+    raise _preinit_error("wandb.define_metric()")
+
+
+def _preinit_finish(*args: Any, **kwargs: Any) -> None:
+    """``wandblite.finish()`` with no active run does nothing (as in wandb)."""
+
+
+run: Any = None
+config: Any = _PreInitConfig()
+summary: Any = _PreInitSummary()
+log: Any = _preinit_log
+define_metric: Any = _preinit_define_metric
+finish: Any = _preinit_finish
+
+
+def _set_globals(r: Any) -> None:
+    """After init, the module-level names refer to the active run (wandb does the same)."""
+    g = globals()
+    g["run"] = r
+    g["config"] = r.config
+    g["summary"] = r.summary
+    g["log"] = r.log
+    g["define_metric"] = r.define_metric
+    g["finish"] = r.finish
+
+
+def _reset_globals() -> None:
+    g = globals()
+    g["run"] = None
+    g["config"] = _PreInitConfig()
+    g["summary"] = _PreInitSummary()
+    g["log"] = _preinit_log
+    g["define_metric"] = _preinit_define_metric
+    g["finish"] = _preinit_finish

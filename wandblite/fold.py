@@ -1,0 +1,674 @@
+"""The fold: events -> run state. The only place wandb's ``log`` semantics live.
+
+Layer 2: pure. No I/O, no clock, no randomness; imports only ``wandblite.errors`` and
+``wandblite.events`` (for the kind numbers). The live ``Run`` (for ``run.step``, ``run.summary``
+and its warnings), ``wandblite.replay``, ``wandblite show``, ``sync`` and the server all get their
+numbers from this module, so they cannot drift apart.
+
+The contract is ../shared/spec/log-semantics.md sections 0-7 (wandb 0.31 with wandblite's
+deliberate differences). In short:
+
+* step/commit: ``plan_log`` decides, for one ``log`` call, whether it is dropped, whether the
+  pending row is flushed before it, and whether it is flushed after it.
+* rows are nested dicts as logged, merged per leaf across ``commit=False`` calls, each flushed row
+  carrying ``_step``, ``_runtime`` and ``_timestamp``.
+* the summary keeps the last non-None value per leaf; a media value (a dict with ``_type``) is one
+  atomic leaf; ``define_metric`` summaries replace the value by a dict of the requested stats.
+
+``Fold.apply(kind, payload)`` mutates the state and returns the history rows the event flushed
+(usually zero or one). Warnings meant for the user are appended to ``Fold.warnings``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+from wandblite import events as ev
+from wandblite.errors import Error
+
+__all__ = [
+    "SUMMARY_OPS",
+    "Fold",
+    "MetricDef",
+    "parse_metric",
+    "plan_log",
+    "run_state",
+    "step_drop_warning",
+]
+
+SUMMARY_OPS = ("min", "max", "mean", "first", "last", "best", "copy", "none")
+_NUMERIC_OPS = frozenset({"min", "max", "mean", "best"})
+_RESERVED = ("_step", "_runtime", "_timestamp")
+_NO_ROWS: tuple[dict[str, Any], ...] = ()
+CONSOLE_TAIL = 200
+
+
+def step_drop_warning(step: int, cur: int) -> str:
+    """wandb's exact text (handler.go:1004-1013) for a log call to an earlier step."""
+    return (
+        f"Tried to log to step {step} that is less than the current step {cur}. Steps must be "
+        "monotonically increasing, so this data will be ignored. See "
+        "https://wandb.me/define-metric to log data out of order."
+    )
+
+
+def plan_log(cur: int, has_pending: bool, step: int | None, commit: bool | None) -> tuple[bool, bool, int, bool]:
+    """Decide one ``log`` call: ``(drop, flush_before, cur_for_merge, flush_after)``.
+
+    ``flush_before`` flushes the pending row at the old ``cur`` (only when it is non-empty);
+    the call's data is then merged into the row at ``cur_for_merge``; ``flush_after`` flushes that
+    row, after which the step becomes ``cur_for_merge + 1``. A dropped call changes nothing.
+    """
+    if step is None:
+        return False, False, cur, commit is None or commit is True
+    if step < cur:
+        return True, False, cur, False
+    if step > cur:
+        return False, has_pending, step, commit is True
+    return False, False, cur, commit is True
+
+
+def _key(k: Any) -> str:
+    """A nested key as the JSON encoder would write it."""
+    if type(k) is str:
+        return k
+    if k is True:
+        return "true"
+    if k is False:
+        return "false"
+    if k is None:
+        return "null"
+    return str(k)
+
+
+def split_name(name: str) -> tuple[str, ...]:
+    """``"a.b"`` -> ("a", "b"); ``"a\\\\.b"`` -> ("a.b",): a dot means nesting unless escaped."""
+    if "." not in name:
+        return (name,)
+    parts: list[str] = []
+    cur: list[str] = []
+    i = 0
+    while i < len(name):
+        c = name[i]
+        if c == "\\" and i + 1 < len(name) and name[i + 1] == ".":
+            cur.append(".")
+            i += 2
+            continue
+        if c == ".":
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    parts.append("".join(cur))
+    return tuple(parts)
+
+
+class MetricDef:
+    """One ``define_metric`` definition (concrete, or a glob's template)."""
+
+    __slots__ = ("goal", "hidden", "name", "ops", "step_metric", "step_sync")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.step_metric: tuple[str, ...] | None = None
+        self.step_sync = False
+        self.hidden = False
+        self.ops: set[str] = set()
+        self.goal: str | None = None
+
+    def copy(self, name: str) -> MetricDef:
+        m = MetricDef(name)
+        m.step_metric, m.step_sync, m.hidden = self.step_metric, self.step_sync, self.hidden
+        m.ops, m.goal = set(self.ops), self.goal
+        return m
+
+    def merge(self, spec: dict[str, Any]) -> None:
+        if spec.get("step_metric") is not None:
+            self.step_metric = split_name(spec["step_metric"])
+        if spec.get("step_sync") is not None:
+            self.step_sync = bool(spec["step_sync"])
+        elif spec.get("step_metric") is not None:
+            self.step_sync = True  # wandb_metric.py:36-37
+        if spec.get("hidden") is not None:
+            self.hidden = bool(spec["hidden"])
+        self.ops |= set(spec.get("summary") or ())
+        if spec.get("goal") is not None:
+            self.goal = spec["goal"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "step_metric": ".".join(self.step_metric) if self.step_metric else None,
+            "step_sync": self.step_sync,
+            "hidden": self.hidden,
+            "summary": sorted(self.ops),
+            "goal": self.goal,
+        }
+
+
+def parse_metric(
+    name: Any,
+    step_metric: Any = None,
+    step_sync: Any = None,
+    hidden: Any = None,
+    summary: Any = None,
+    goal: Any = None,
+    overwrite: Any = None,
+) -> dict[str, Any]:
+    """Validate ``define_metric`` arguments into the spec stored in a METRIC record.
+
+    Raises ``wandblite.Error`` with wandb's texts. Accepts the union of wandb 0.18 and 0.31:
+    summary ops min, max, mean, first, last, best (with goal "minimize"/"maximize"), copy, none.
+    """
+    if not isinstance(name, str):
+        raise Error(f"Unhandled define_metric() arg: name type: {type(name)}")
+    if not name:
+        raise Error("define_metric() requires non-empty name argument")
+    if "*" in name[:-1]:
+        raise Error(f"Unhandled define_metric() arg: name (glob suffixes only): {name}")
+    if step_metric is not None:
+        if hasattr(step_metric, "name") and not isinstance(step_metric, str):
+            step_metric = step_metric.name  # a Metric object, as wandb allows
+        if not isinstance(step_metric, str):
+            raise Error(f"Unhandled define_metric() arg: step_metric type: {type(step_metric)}")
+    for arg, val in (("step_sync", step_sync), ("hidden", hidden), ("overwrite", overwrite)):
+        if val is not None and not isinstance(val, bool):
+            raise Error(f"Unhandled define_metric() arg: {arg} type: {type(val)}")
+    ops: list[str] = []
+    if summary is not None:
+        if not isinstance(summary, str):
+            raise Error(f"Unhandled define_metric() arg: summary type: {type(summary)}")
+        for op in summary.split(","):
+            op = op.strip().lower()
+            if op not in SUMMARY_OPS:
+                raise Error(f"Unhandled define_metric() arg: summary op: {op}")
+            ops.append(op)
+    if goal is not None:
+        if not isinstance(goal, str):
+            raise Error(f"Unhandled define_metric() arg: goal type: {type(goal)}")
+        g = goal.lower()
+        if g in ("min", "minimize"):
+            goal = "minimize"
+        elif g in ("max", "maximize"):
+            goal = "maximize"
+        else:
+            raise Error(f"Unhandled define_metric() arg: goal: {goal}")
+    if "best" in ops and goal is None:
+        raise Error('define_metric(summary="best") requires goal="minimize" or goal="maximize"')
+    return {
+        "name": name,
+        "step_metric": step_metric,
+        "step_sync": step_sync,
+        "hidden": hidden,
+        "summary": ops,
+        "goal": goal,
+        "overwrite": bool(overwrite),
+    }
+
+
+def _is_leaf(v: Any) -> bool:
+    return type(v) is not dict or "_type" in v
+
+
+def _copy_tree(d: dict[Any, Any]) -> dict[str, Any]:
+    """A normalised copy of a nested user dict: str keys, empty keys dropped."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        k = _key(k)
+        if not k:
+            continue  # wandb: "empty history item key", dropped
+        out[k] = _copy_tree(v) if type(v) is dict and "_type" not in v else v
+    return out
+
+
+def _merge_tree(dst: dict[str, Any], src: dict[Any, Any]) -> None:
+    """Merge ``src`` into ``dst`` per leaf (runhistory.go: nested dicts are path trees)."""
+    for k, v in src.items():
+        k = _key(k)
+        if not k:
+            continue
+        if type(v) is dict and "_type" not in v:
+            cur = dst.get(k)
+            if type(cur) is dict and "_type" not in cur:
+                _merge_tree(cur, v)
+            else:
+                dst[k] = _copy_tree(v)
+        else:
+            dst[k] = v
+
+
+def _leaves(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for k, v in d.items():
+        p = (*prefix, k)
+        if type(v) is dict and "_type" not in v:
+            out.extend(_leaves(v, p))
+        else:
+            out.append((p, v))
+    return out
+
+
+def get_path(d: dict[str, Any], path: tuple[str, ...]) -> Any:
+    cur: Any = d
+    for k in path:
+        if type(cur) is not dict or k not in cur:
+            return None
+        cur = cur[k]
+    return cur
+
+
+def has_path(d: dict[str, Any], path: tuple[str, ...]) -> bool:
+    cur: Any = d
+    for k in path:
+        if type(cur) is not dict or k not in cur:
+            return False
+        cur = cur[k]
+    return True
+
+
+def set_path(d: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    cur = d
+    for k in path[:-1]:
+        nxt = cur.get(k)
+        if type(nxt) is not dict or "_type" in nxt:
+            nxt = {}
+            cur[k] = nxt
+        cur = nxt
+    cur[path[-1]] = value
+
+
+def del_path(d: dict[str, Any], path: tuple[str, ...]) -> None:
+    cur = d
+    for k in path[:-1]:
+        cur = cur.get(k)  # type: ignore[assignment]
+        if type(cur) is not dict:
+            return
+    cur.pop(path[-1], None)
+
+
+def _is_number(v: Any) -> bool:
+    return (type(v) is float or type(v) is int) and v is not True and v is not False
+
+
+class _Stats:
+    __slots__ = ("best", "count", "first", "last", "max", "min", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.min: Any = None
+        self.max: Any = None
+        self.first: Any = None
+        self.last: Any = None
+        self.best: Any = None
+
+    def add(self, v: Any, goal: str | None) -> None:
+        if self.first is None:
+            self.first = v
+        self.last = v
+        if not _is_number(v):
+            return
+        self.count += 1
+        self.total += v
+        if isinstance(v, float) and math.isnan(v):
+            return
+        if self.min is None or v < self.min:
+            self.min = v
+        if self.max is None or v > self.max:
+            self.max = v
+        if goal == "minimize":
+            self.best = self.min
+        elif goal == "maximize":
+            self.best = self.max
+
+    def value(self, ops: set[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if "min" in ops and self.min is not None:
+            out["min"] = self.min
+        if "max" in ops and self.max is not None:
+            out["max"] = self.max
+        if "mean" in ops and self.count:
+            out["mean"] = self.total / self.count
+        if "first" in ops and self.first is not None:
+            out["first"] = self.first
+        if "last" in ops and self.last is not None:
+            out["last"] = self.last
+        if "best" in ops and self.best is not None:
+            out["best"] = self.best
+        return out
+
+
+class Fold:
+    """The run state, folded from events in file order.
+
+    Attributes read by callers: ``meta`` (id, project, name, …), ``config``, ``summary``,
+    ``step`` (the step the next implicit log uses), ``rows`` (history rows flushed so far),
+    ``pending`` (the uncommitted row, or None), ``exit`` (the EXIT payload, or None),
+    ``last_ts``, ``last_heartbeat``, ``metrics`` (definitions), ``console_tail``, ``last_system``,
+    ``files``, ``artifacts``, ``alerts``, ``uses``, ``warnings``.
+    """
+
+    def __init__(self) -> None:
+        self.meta: dict[str, Any] = {}
+        self.attempts: list[dict[str, Any]] = []
+        self.config: dict[str, Any] = {}
+        self.summary: dict[str, Any] = {}
+        self.step = 0
+        self.rows = 0
+        self.pending: dict[str, Any] | None = None
+        self.exit: dict[str, Any] | None = None
+        self.first_ts: float | None = None
+        self.last_ts: float | None = None
+        self.last_heartbeat: float | None = None
+        self.heartbeat_interval: float | None = None
+        self.console_tail: deque[tuple[float, str, str]] = deque(maxlen=CONSOLE_TAIL)
+        self.console_records = 0
+        self.last_system: tuple[float, dict[str, Any]] | None = None
+        self.system_records = 0
+        self.files: dict[str, dict[str, Any]] = {}
+        self.artifacts: list[dict[str, Any]] = []
+        self.alerts: list[dict[str, Any]] = []
+        self.uses: list[dict[str, Any]] = []
+        self.warnings: list[str] = []
+        self.events = 0
+        # runtime: seconds since the attempt started plus what earlier attempts ran
+        self._attempt_start: float | None = None
+        self._runtime_offset = 0.0
+        # define_metric
+        self.metrics: dict[tuple[str, ...], MetricDef] = {}
+        self.globs: dict[str, MetricDef] = {}
+        self._resolved: dict[tuple[str, ...], MetricDef | None] = {}
+        self._stats: dict[tuple[str, ...], _Stats] = {}
+        self._step_paths: set[tuple[str, ...]] = set()
+        self._latest: dict[tuple[str, ...], Any] = {}
+        self._has_metrics = False
+
+    # ---------------------------------------------------------------- dispatch
+    def apply(self, kind: int, p: Any) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
+        """Apply one decoded event; return the history rows it flushed."""
+        self.events += 1
+        if kind == ev.LOG:
+            return self._log(p)
+        ts = self._ts(kind, p)
+        if ts is not None:
+            if self.last_ts is None or ts > self.last_ts:
+                self.last_ts = ts
+            if self.first_ts is None:
+                self.first_ts = ts
+        if kind == ev.HEARTBEAT:
+            self.last_heartbeat = ts
+        elif kind == ev.CONSOLE:
+            self.console_records += 1
+            self.console_tail.append((p[0], p[1], p[2]))
+        elif kind == ev.SYSTEM:
+            self.system_records += 1
+            self.last_system = (p[0], p[1])
+        elif kind == ev.START:
+            self._start(p)
+        elif kind == ev.CONFIG:
+            self.config.update(p[1])
+        elif kind == ev.SUMMARY:
+            self._summary(p)
+        elif kind == ev.METRIC:
+            self._define(p[1])
+        elif kind == ev.EXIT:
+            return self._exit(p)
+        elif kind == ev.RUN:
+            self.meta.update(p[1])
+        elif kind == ev.FILES:
+            for f in p[1]:
+                self.files[f["name"]] = f
+        elif kind == ev.ARTIFACT:
+            self.artifacts.append(p[1])
+        elif kind == ev.ALERT:
+            self.alerts.append(p[1])
+        elif kind == ev.USE:
+            self.uses.append(p[1])
+        return _NO_ROWS
+
+    @staticmethod
+    def _ts(kind: int, p: Any) -> float | None:
+        if type(p) is dict:
+            t = p.get("ts")
+        elif type(p) is list and p:
+            t = p[0]
+        else:
+            return None
+        return t if type(t) is float or type(t) is int else None
+
+    # ---------------------------------------------------------------- lifecycle
+    def _start(self, p: dict[str, Any]) -> None:
+        ts = float(p.get("ts") or 0.0)
+        if self._attempt_start is not None:
+            # A resume: runtime goes on from what the earlier attempts ran.
+            self._runtime_offset = self.runtime_at(self.last_ts or ts)
+        self._attempt_start = ts
+        self.exit = None
+        self.heartbeat_interval = p.get("heartbeat", self.heartbeat_interval)
+        self.last_heartbeat = ts
+        for k, v in p.items():
+            if k in ("ts", "v", "attempt", "resumed", "pid", "heartbeat", "context"):
+                continue
+            if v is not None or k not in self.meta:
+                self.meta[k] = v
+        self.meta.setdefault("created_at", ts)
+        self.attempts.append(
+            {
+                "attempt": p.get("attempt", len(self.attempts)),
+                "ts": ts,
+                "host": p.get("host"),
+                "pid": p.get("pid"),
+                "context": p.get("context"),
+            }
+        )
+
+    def runtime_at(self, ts: float) -> float:
+        if self._attempt_start is None:
+            return 0.0
+        return self._runtime_offset + max(0.0, ts - self._attempt_start)
+
+    def _exit(self, p: dict[str, Any]) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
+        ts = float(p.get("ts") or self.last_ts or 0.0)
+        rows: tuple[dict[str, Any], ...] | list[dict[str, Any]] = _NO_ROWS
+        if self.pending is not None:
+            rows = [self._flush(ts)]
+        self.exit = dict(p)
+        runtime = int(self.runtime_at(ts))
+        self.summary["_runtime"] = runtime
+        wb = self.summary.get("_wandb")
+        if type(wb) is not dict:
+            wb = {}
+            self.summary["_wandb"] = wb
+        wb["runtime"] = runtime
+        return rows
+
+    def flush_pending(self) -> dict[str, Any] | None:
+        """Flush the pending row of a crashed run at its step (what sync and replay show)."""
+        if self.pending is None:
+            return None
+        return self._flush(self.last_ts or 0.0)
+
+    # ---------------------------------------------------------------- history
+    def _log(self, p: list[Any]) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
+        ts, data, step, commit = p[0], p[1], p[2], p[3]
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        if self.first_ts is None:
+            self.first_ts = ts
+        cur = self.step
+        drop, flush_before, at, flush_after = plan_log(cur, self.pending is not None, step, commit)
+        if drop:
+            self.warnings.append(step_drop_warning(step, cur))
+            return _NO_ROWS
+        rows: tuple[dict[str, Any], ...] | list[dict[str, Any]] = _NO_ROWS
+        if flush_before:
+            rows = [self._flush(ts)]
+        self.step = at
+        pend = self.pending
+        if pend is None:
+            pend = self.pending = {}
+        if "_step" in data:
+            del data["_step"]
+        if "" in data:
+            del data[""]
+        if dict in set(map(type, data.values())):
+            _merge_tree(pend, data)
+        else:
+            pend.update(data)
+        if "_timestamp" not in data:
+            pend["_timestamp"] = ts
+        if flush_after:
+            row = self._flush(ts)
+            if rows:
+                rows.append(row)  # type: ignore[union-attr]
+            else:
+                rows = (row,)
+        return rows
+
+    def _flush(self, ts: float) -> dict[str, Any]:
+        row = self.pending
+        assert row is not None
+        self.pending = None
+        row["_step"] = self.step
+        row["_runtime"] = self.runtime_at(ts)
+        self.step += 1
+        self.rows += 1
+        if not self._has_metrics and dict not in set(map(type, row.values())) and None not in row.values():
+            self.summary.update(row)
+            return row
+        leaves = _leaves(row)
+        if self._has_metrics:
+            self._sync_steps(row, leaves)
+        self._update_summary(leaves)
+        return row
+
+    def _sync_steps(self, row: dict[str, Any], leaves: list[tuple[tuple[str, ...], Any]]) -> None:
+        """Insert a synced step metric's latest value (or 0) where a row lacks it (runmetric.go)."""
+        added = False
+        for path, _v in leaves:
+            m = self._resolve(path)
+            if m is None or m.step_metric is None or not m.step_sync:
+                continue
+            sp = m.step_metric
+            if not has_path(row, sp):
+                set_path(row, sp, self._latest.get(sp, 0))
+                added = True
+        if added:
+            leaves[:] = _leaves(row)
+        for sp in self._step_paths:
+            if has_path(row, sp):
+                v = get_path(row, sp)
+                if v is not None:
+                    self._latest[sp] = v
+
+    def _update_summary(self, leaves: list[tuple[tuple[str, ...], Any]]) -> None:
+        summary = self.summary
+        for path, v in leaves:
+            if v is None:
+                continue  # metricsummary.go: nil latest -> no update
+            m = self._resolve(path) if self._has_metrics and path[0][:1] != "_" else None
+            if m is None or not m.ops or m.ops == {"copy"}:
+                if len(path) == 1:
+                    summary[path[0]] = v
+                else:
+                    set_path(summary, path, v)
+                continue
+            if "none" in m.ops:
+                continue
+            st = self._stats.get(path)
+            if st is None:
+                st = self._stats[path] = _Stats()
+            st.add(v, m.goal)
+            val = st.value(m.ops)
+            if val:
+                set_path(summary, path, val)
+
+    # ---------------------------------------------------------------- metrics
+    def _define(self, spec: dict[str, Any]) -> None:
+        name = spec["name"]
+        self._has_metrics = True
+        if name.endswith("*"):
+            prefix = name[:-1]
+            m = self.globs.get(prefix)
+            if m is None or spec.get("overwrite"):
+                m = self.globs[prefix] = MetricDef(name)
+            m.merge(spec)
+        else:
+            path = split_name(name)
+            m = self.metrics.get(path)
+            if m is None or spec.get("overwrite"):
+                m = self.metrics[path] = MetricDef(name)
+            m.merge(spec)
+        if m.step_metric is not None:
+            self._step_paths.add(m.step_metric)
+        self._resolved.clear()
+
+    def _resolve(self, path: tuple[str, ...]) -> MetricDef | None:
+        m = self.metrics.get(path)
+        if m is not None:
+            return m
+        if path in self._resolved:
+            return self._resolved[path]
+        found: MetricDef | None = None
+        if self.globs and not path[0].startswith("_"):
+            joined = ".".join(path)
+            best = -1
+            for prefix, g in self.globs.items():
+                if len(prefix) > best and joined.startswith(prefix):
+                    best, found = len(prefix), g
+            if found is not None:
+                # The first match makes a concrete metric (runmetric.go).
+                found = self.metrics[path] = found.copy(joined)
+        self._resolved[path] = found
+        return found
+
+    # ---------------------------------------------------------------- summary
+    def _summary(self, p: list[Any]) -> None:
+        updates: dict[str, Any] = p[1] or {}
+        removed: list[str] = p[2] if len(p) > 2 and p[2] else []
+        for k, v in updates.items():
+            k = _key(k)
+            self.summary[k] = v
+            # SetExplicit: the define_metric summary types of the key are reset.
+            path = (k,)
+            m = self._resolve(path) if self._has_metrics else None
+            if m is not None:
+                m.ops = set()
+            self._stats.pop(path, None)
+        for k in removed:
+            self.summary.pop(_key(k), None)
+
+    # ---------------------------------------------------------------- state
+    def state(self, now: float, writer_alive: bool | None, grace: float) -> str:
+        return run_state(self.exit, self.last_alive(), now, writer_alive, grace)
+
+    def last_alive(self) -> float | None:
+        """The last moment the writer is known to have been alive."""
+        cands = [t for t in (self.last_ts, self.last_heartbeat) if t is not None]
+        return max(cands) if cands else None
+
+
+def run_state(
+    exit: dict[str, Any] | None,
+    last_alive: float | None,
+    now: float,
+    writer_alive: bool | None,
+    grace: float,
+) -> str:
+    """running | finished | failed | crashed.
+
+    ``writer_alive`` is True/False where the writer's lock could be probed (same host), None where
+    it could not (another host): then only the heartbeat's age tells. A stale heartbeat means
+    crashed everywhere, whatever the lock says (a stopped or hung writer on another host).
+    """
+    if exit is not None:
+        code = exit.get("exit_code")
+        return "finished" if not code else "failed"
+    if writer_alive is False:
+        return "crashed"
+    if last_alive is None or now - last_alive > grace:
+        return "crashed"
+    return "running"

@@ -1,0 +1,237 @@
+"""The read side for run files: ``replay(path)`` -> a run's state, history and damage.
+
+Layer 4. Used by notebooks, ``wandblite show``/``ls``/``verify``/``export``, sync and the server's
+importer. Works on finished, failed, crashed and still-running runs, with nothing but the files.
+
+* ``replay`` reads every segment once, folding events (``wandblite.fold``) to get the config, the
+  summary and the state; it keeps no history rows in memory.
+* ``history()`` and ``scan_history()`` read the files again and stream the rows, so memory stays
+  constant whatever the run's length. A crashed run's pending (uncommitted) row is flushed at its
+  step at the end, as wandb does at exit; a running run's pending row is held back.
+* ``damage`` lists every damaged byte range met while reading (segment file, offset, length,
+  reason), including a torn tail; reading never raises for damage.
+
+State: ``finished``/``failed`` come from the exit record. Without one, the run is ``running`` while
+its writer holds the run's lock (probed on this host) and its last heartbeat is younger than the
+grace period, and ``crashed`` otherwise (``run_state`` in the fold).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from wandblite import events as ev
+from wandblite.fold import Fold, get_path, has_path, split_name
+from wandblite.format import Damage
+from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments
+
+__all__ = ["Replay", "flatten", "replay"]
+
+DEFAULT_GRACE = 60.0
+# The events that can change history rows; console and system records are not even decoded.
+_ROW_KINDS = frozenset({ev.START, ev.LOG, ev.METRIC, ev.EXIT})
+
+
+def _grace(heartbeat: float | None) -> float:
+    env = os.environ.get("WANDBLITE_HEARTBEAT_GRACE")
+    if env:
+        try:
+            return float(env)
+        except ValueError:
+            pass
+    return max(DEFAULT_GRACE, 4 * (heartbeat or 15.0))
+
+
+def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted columns (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``); media stay whole."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        key = f"{prefix}{k}"
+        if type(v) is dict and "_type" not in v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+class Replay:
+    """A run rebuilt from its files. Create with ``wandblite.replay(path)``."""
+
+    def __init__(self, path: str | os.PathLike[str], now: float | None = None, writer_alive: bool | None = None,
+                 grace: float | None = None) -> None:
+        self.path = resolve_run_dir(path)
+        self._damage: list[dict[str, Any]] = []
+        fold = Fold()
+        positions: dict[int, int] = {}
+        for e in read_events(self.path, reporter=self._report, positions=positions):
+            fold.apply(e.kind, e.data)
+        self._fold = fold
+        self.positions = positions
+        if writer_alive is None:
+            writer_alive = probe_writer(self.path)
+        self._writer_alive = writer_alive
+        self._now = time.time() if now is None else now
+        self.grace = grace if grace is not None else _grace(fold.heartbeat_interval)
+        self.state = fold.state(self._now, writer_alive, self.grace)
+        if self.state == "crashed" and fold.pending is not None:
+            # Fold the crashed run's pending row so the summary includes it, as history will.
+            fold.flush_pending()
+        meta = fold.meta
+        self.id: str = meta.get("id") or self.path.name
+        self.project: str | None = meta.get("project")
+        self.entity: str | None = meta.get("entity")
+        self.name: str | None = meta.get("name")
+        self.group: str | None = meta.get("group")
+        self.job_type: str | None = meta.get("job_type")
+        self.tags: list[str] = list(meta.get("tags") or [])
+        self.notes: str | None = meta.get("notes")
+        self.host: str | None = meta.get("host")
+        self.created_at: float | None = meta.get("created_at")
+        self.config: dict[str, Any] = fold.config
+        self.summary: dict[str, Any] = fold.summary
+        self.step: int = fold.step
+        self.rows: int = fold.rows
+        self.last_alive: float | None = fold.last_alive()
+        self.heartbeat_interval = fold.heartbeat_interval
+        self.attempts: list[dict[str, Any]] = fold.attempts
+        self.metrics = {".".join(p): m.as_dict() for p, m in fold.metrics.items()}
+        exit_ = fold.exit or {}
+        self.exit_code: int | None = exit_.get("exit_code") if fold.exit else None
+        self.error: dict[str, Any] | None = exit_.get("error")
+        self.signal: str | None = exit_.get("signal")
+        self.ended_at: float | None = exit_.get("ts")
+        self.alerts = fold.alerts
+        self.artifacts = fold.artifacts
+        self.files = fold.files
+        self.console_tail = list(fold.console_tail)
+        self.last_system = fold.last_system
+
+    def _report(self, seg: int, d: Damage) -> None:
+        self._damage.append({"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()})
+
+    @property
+    def damage(self) -> list[dict[str, Any]]:
+        """Damaged byte ranges found while reading: file, offset, length, reason."""
+        return list(self._damage)
+
+    @property
+    def context(self) -> dict[str, Any]:
+        """Job context of the latest attempt (host, pid, command line, git, SLURM ...)."""
+        for a in reversed(self.attempts):
+            if a.get("context"):
+                return dict(a["context"])
+        return {}
+
+    @property
+    def runtime(self) -> float:
+        end = self.ended_at or self.last_alive or self.created_at or 0.0
+        return self._fold.runtime_at(end)
+
+    def __repr__(self) -> str:
+        return f"<Replay {self.id} {self.project}/{self.name} {self.state} step={self.step} rows={self.rows}>"
+
+    # ------------------------------------------------------------------ history
+    def scan_history(self, keys: list[str] | None = None, page_size: int | None = None,
+                     min_step: int | None = None, max_step: int | None = None) -> Iterator[dict[str, Any]]:
+        """Stream history rows in constant memory (``keys``: only rows holding all of them)."""
+        want = [split_name(k) if k not in ("_step", "_runtime", "_timestamp") else (k,) for k in keys or ()]
+        fold = Fold()
+        include_pending = self.state == "crashed"
+        media = _media_wrapper(self.path)
+        for e in read_events(self.path, kinds=_ROW_KINDS):
+            for row in fold.apply(e.kind, e.data):
+                out = _select(row, want, keys)
+                if out is None:
+                    continue
+                if min_step is not None and row["_step"] < min_step:
+                    continue
+                if max_step is not None and row["_step"] >= max_step:
+                    continue
+                yield media(out) if media else out
+        if include_pending and fold.pending is not None:
+            row = fold.flush_pending()
+            assert row is not None
+            out = _select(row, want, keys)
+            if out is not None:
+                yield media(out) if media else out
+
+    def history(self, keys: list[str] | None = None, pandas: bool = False, samples: int | None = None,
+                x_axis: str = "_step") -> Any:
+        """All rows (as logged, nested) or, with ``pandas=True``, a DataFrame of flattened columns."""
+        rows = list(self.scan_history(keys=keys))
+        if samples is not None and len(rows) > samples > 0:
+            stride = len(rows) / samples
+            rows = [rows[int(i * stride)] for i in range(samples)]
+        if not pandas:
+            return rows
+        import pandas as pd
+
+        return pd.DataFrame([flatten(r) for r in rows])
+
+    # ------------------------------------------------------------------ other streams
+    def events(self) -> Iterator[tuple[str, Any]]:
+        """Every decoded record as ``(kind name, payload)``, in file order."""
+        for e in read_events(self.path):
+            yield ev.KIND_NAMES.get(e.kind, str(e.kind)), e.data
+
+    def output(self) -> str:
+        """The captured console output (stdout and stderr interleaved as written)."""
+        return "".join(text for _ts, _stream, text in self.console())
+
+    def console(self) -> Iterator[tuple[float, str, str]]:
+        for e in read_events(self.path, kinds=frozenset({ev.CONSOLE})):
+            yield e.data[0], e.data[1], e.data[2]
+
+    def system_metrics(self) -> list[tuple[float, dict[str, Any]]]:
+        """System-metrics samples ``(timestamp, metrics)`` in order."""
+        return [(e.data[0], e.data[1]) for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}))]
+
+    def segments(self) -> list[Path]:
+        return segments(self.path)
+
+
+def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | None) -> dict[str, Any] | None:
+    if not want:
+        return row
+    out: dict[str, Any] = {"_step": row["_step"]}
+    for name, path in zip(keys or (), want):
+        if not has_path(row, path):
+            return None
+        out[name] = get_path(row, path)
+    return out
+
+
+def _media_wrapper(run_dir: Path) -> Any:
+    """A function wrapping stored media values of a row as MediaValue objects, or None."""
+    try:
+        from wandblite.media import wrap_media
+    except ImportError:
+        return None
+
+    def wrap(v: Any) -> Any:
+        if type(v) is dict:
+            if "_type" in v:
+                return wrap_media(v, run_dir)
+            if any(type(x) in (dict, list) for x in v.values()):
+                return {k: wrap(x) for k, x in v.items()}
+            return v
+        if type(v) is list and v and type(v[0]) is dict:
+            return [wrap(x) for x in v]
+        return v
+
+    def row_wrap(row: dict[str, Any]) -> dict[str, Any]:
+        for x in row.values():
+            if type(x) in (dict, list):
+                return {k: wrap(x) for k, x in row.items()}
+        return row
+
+    return row_wrap
+
+
+def replay(path: str | os.PathLike[str], now: float | None = None) -> Replay:
+    """Rebuild a run from its directory, one of its run files, or its ``run.dir``."""
+    return Replay(path, now=now)

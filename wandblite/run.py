@@ -1,0 +1,809 @@
+"""The SDK's Run: ``init``, ``log``, ``config``, ``summary``, ``define_metric``, ``finish``.
+
+Layer 4. Imports the layers below and the standard library; never click, requests, sqlite3, a
+database driver, the server or sync.
+
+How ``log`` stays cheap and crash-safe: a call is validated, encoded with one msgpack Packer, framed
+and handed to the kernel in one ``os.write`` (``RunFileWriter.append``). Nothing is buffered in
+user space and no helper process is involved. The step bookkeeping (``run.step``, the smaller-step
+warning) uses ``fold.plan_log``; everything else the run knows about itself (``run.summary``) is
+the fold of its own file, caught up on demand, so the live run and a later replay cannot disagree.
+
+In the training process a logging failure never kills training: write errors become one warning
+per cause (``wandblite: WARNING ...`` on stderr) and the run goes on. Bad *data* raises
+``DataError`` before anything is written, as wandb does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from wandblite import events as ev
+from wandblite.encode import encode_value
+from wandblite.errors import ConfigError, DataError, Error, ResumeError, UsageError
+from wandblite.fold import Fold, parse_metric, plan_log, step_drop_warning
+from wandblite.runfile import (
+    RunFileWriter,
+    RunLock,
+    Ticker,
+    read_events,
+    segment_path,
+    segments,
+    validate_run_id,
+)
+
+__all__ = ["Config", "Run", "Summary", "init", "termwarn"]
+
+_PLAIN = frozenset({float, int, str, bool, type(None)})
+_warned_once: set[str] = set()
+
+
+def termwarn(message: str, repeat: bool = True) -> None:
+    """Print ``wandblite: WARNING <message>`` on stderr (``repeat=False``: once per process)."""
+    if not repeat:
+        if message in _warned_once:
+            return
+        _warned_once.add(message)
+    if os.environ.get("WANDBLITE_SILENT", os.environ.get("WANDB_SILENT", "")).lower() in ("1", "true"):
+        return
+    try:
+        sys.stderr.write(f"wandblite: WARNING {message}\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001 - a closed stderr must not break logging
+        pass
+
+
+def _termlog(message: str) -> None:
+    if os.environ.get("WANDBLITE_SILENT", os.environ.get("WANDB_SILENT", "")).lower() in ("1", "true"):
+        return
+    try:
+        sys.stderr.write(f"wandblite: {message}\n")
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _env(*names: str) -> str | None:
+    for n in names:
+        v = os.environ.get(n)
+        if v:
+            return v
+    return None
+
+
+def _env_float(names: tuple[str, ...], default: float) -> float:
+    v = _env(*names)
+    if v is None:
+        return default
+    try:
+        return float(v)
+    except ValueError:
+        termwarn(f"ignoring {names[0]}={v!r}: not a number", repeat=False)
+        return default
+
+
+def _new_run_id() -> str:
+    # Not from the global `random` state: seeded training scripts would collide.
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(alphabet[b % 36] for b in os.urandom(8))
+
+
+_ADJ = ("amber", "brave", "calm", "dark", "eager", "fair", "gentle", "hazy", "icy", "jolly", "keen",
+        "lucky", "misty", "noble", "olive", "proud", "quiet", "rapid", "silent", "tidy", "vivid", "wise")
+_NOUN = ("river", "forest", "meadow", "comet", "harbor", "glade", "ember", "summit", "canyon", "breeze",
+         "galaxy", "lagoon", "valley", "planet", "dune", "frost", "aurora", "cedar", "delta", "fjord")
+
+
+def _new_run_name() -> str:
+    b = os.urandom(4)
+    return f"{_ADJ[b[0] % len(_ADJ)]}-{_NOUN[b[1] % len(_NOUN)]}-{int.from_bytes(b[2:], 'big') % 1000}"
+
+
+def _config_dict(config: Any, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+    """Accept a dict, an argparse Namespace, absl flags, or anything with ``__dict__``."""
+    if config is None:
+        d: dict[str, Any] = {}
+    elif isinstance(config, Mapping):
+        d = dict(config)
+    elif hasattr(config, "flag_values_dict"):  # absl.flags.FLAGS
+        d = dict(config.flag_values_dict())
+    elif hasattr(config, "__dict__"):  # argparse.Namespace and plain objects
+        d = {k: v for k, v in vars(config).items() if not k.startswith("_")}
+    else:
+        raise DataError(f"config must be a dict, an argparse Namespace or absl flags, not {type(config).__name__}")
+    if include:
+        d = {k: v for k, v in d.items() if k in set(include)}
+    if exclude:
+        d = {k: v for k, v in d.items() if k not in set(exclude)}
+    return d
+
+
+class _Metric:
+    """What ``define_metric`` returns (wandb returns a ``wandb_metric.Metric``)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.name = spec["name"]
+        self.step_metric = spec.get("step_metric")
+        self.step_sync = spec.get("step_sync")
+        self.hidden = spec.get("hidden")
+        self.summary = tuple(spec.get("summary") or ())
+        self.goal = spec.get("goal")
+
+    def __repr__(self) -> str:
+        return f"<Metric {self.name!r}>"
+
+
+class Config(MutableMapping[str, Any]):
+    """``run.config``: attribute and item access; writes are recorded in the run file."""
+
+    def __init__(self, run: Run | None) -> None:
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_items", {})
+
+    # reading
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        try:
+            return self._items[key]
+        except KeyError:
+            raise AttributeError(f"config has no key {key!r}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __repr__(self) -> str:
+        return repr(self._items)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._items)
+
+    def keys(self) -> Any:
+        return self._items.keys()
+
+    def items(self) -> Any:
+        return self._items.items()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._items.get(key, default)
+
+    # writing
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key.startswith("_"):
+            object.__setattr__(self, key, value)
+        else:
+            self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        raise Error("config keys cannot be deleted")
+
+    def update(self, d: Any = None, allow_val_change: bool | None = None, **kwargs: Any) -> None:  # type: ignore[override]
+        items = _config_dict(d)
+        items.update(kwargs)
+        self._apply(items, allow_val_change)
+
+    def setdefaults(self, d: Any) -> None:
+        items = {k: v for k, v in _config_dict(d).items() if k not in self._items}
+        self._apply(items, True)
+
+    def _apply(self, items: dict[str, Any], allow_val_change: bool | None) -> None:
+        enc: dict[str, Any] = {}
+        for k, v in items.items():
+            if not isinstance(k, str):
+                raise DataError(f"config keys must be strings, not {type(k).__name__} ({k!r})")
+            val = encode_value(v, (k,), "config")
+            if not allow_val_change and k in self._items and self._items[k] != val:
+                raise ConfigError(
+                    f'Attempted to change value of key "{k}" from {self._items[k]} to {val}\n'
+                    "If you really want to do this, pass allow_val_change=True to config.update()"
+                )
+            enc[k] = val
+        if not enc:
+            return
+        run = self._run
+        if run is not None and not run._write(ev.CONFIG, [time.time(), enc]):
+            return
+        self._items.update(enc)
+
+
+class Summary(MutableMapping[str, Any]):
+    """``run.summary``: reads are the fold of the run file; writes are explicit summary records."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    def _data(self) -> dict[str, Any]:
+        return self._run._caught_up().summary
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._data()))
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data()
+
+    def __repr__(self) -> str:
+        return repr(self._data())
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):
+            raise AttributeError(key)
+        try:
+            return self._data()[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._data():
+            raise KeyError(key)
+        self._run._write(ev.SUMMARY, [time.time(), {}, [key]])
+
+    def update(self, d: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
+        items = dict(d or {})
+        items.update(kwargs)
+        enc: dict[str, Any] = {}
+        for k, v in items.items():
+            if not isinstance(k, str):
+                raise DataError("Key values passed to `wandb.summary` must be strings.")
+            enc[k] = encode_value(v, (k,), "summary", self._run, self._run.step)
+        if enc:
+            self._run._write(ev.SUMMARY, [time.time(), enc, []])
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._data())
+
+
+class Run:
+    """One run: a directory with one run file per attempt. Create with ``wandblite.init``."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        run_id: str,
+        project: str,
+        entity: str | None,
+        name: str | None,
+        group: str | None,
+        job_type: str | None,
+        tags: list[str],
+        notes: str | None,
+        resume: str | None,
+        fsync_interval: float,
+        heartbeat: float,
+        config: dict[str, Any],
+        allow_val_change: bool,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._finished = False
+        self._pid = os.getpid()
+        self.id = run_id
+        self.entity = entity
+        self._root = root
+        self._path = root / run_id
+        self._media = None
+        self._packer = ev.new_packer()
+        self._errors_reported: set[str] = set()
+        existing = bool(segments(self._path))
+        if resume == "must" and not existing:
+            raise ResumeError(
+                f"resume='must' but run {run_id!r} does not exist under {root}; "
+                "check the id and the runs directory (dir= or $WANDBLITE_DIR)"
+            )
+        if existing and resume in (None, "never"):
+            raise ResumeError(
+                f"run {run_id!r} already exists in {self._path}; pass resume='allow' to continue it, "
+                "or choose another id"
+            )
+        self._path.mkdir(parents=True, exist_ok=True)
+        self._lockfile = RunLock(self._path)
+        self._lockfile.acquire()
+        try:
+            self._fold = Fold()
+            self._read_pos: tuple[int, int] | None = None
+            attempt = 0
+            if existing:
+                # Resume: fold everything earlier attempts wrote; their torn tails stay where they are.
+                positions: dict[int, int] = {}
+                for e in read_events(self._path, positions=positions):
+                    self._fold.apply(e.kind, e.data)
+                self._fold.warnings.clear()
+                attempt = max(positions) + 1 if positions else len(segments(self._path))
+            self.attempt = attempt
+            self._writer = RunFileWriter(segment_path(self._path, attempt), on_error=self._write_error)
+            self._read_pos = (attempt, self._writer.size)
+        except BaseException:
+            self._lockfile.release()
+            raise
+        meta = self._fold.meta
+        self.project = project if project else meta.get("project") or "uncategorized"
+        self._name = name or meta.get("name") or _new_run_name()
+        self.group = group if group is not None else meta.get("group")
+        self.job_type = job_type if job_type is not None else meta.get("job_type")
+        self._tags = tuple(tags) if tags else tuple(meta.get("tags") or ())
+        self._notes = notes if notes is not None else meta.get("notes")
+        self.resumed = existing
+        self.start_time = time.time()
+        self.heartbeat = heartbeat
+        self._cur = self._fold.step
+        self._has_pending = self._fold.pending is not None
+        self.config = Config(self)
+        self.config._items.update(self._fold.config)
+        self.summary = Summary(self)
+        self.dir = str(self._path / "files")
+        os.makedirs(self.dir, exist_ok=True)
+        start = {
+            "v": ev.EVENT_SCHEMA_VERSION,
+            "ts": self.start_time,
+            "id": run_id,
+            "project": self.project,
+            "entity": entity,
+            "name": self._name,
+            "group": self.group,
+            "job_type": self.job_type,
+            "tags": list(self._tags),
+            "notes": self._notes,
+            "attempt": attempt,
+            "resumed": existing,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "heartbeat": heartbeat,
+            "context": _job_context(),
+        }
+        self._write(ev.START, start)
+        if config:
+            self.config.update(config, allow_val_change=allow_val_change)
+        self._ticker = Ticker(self._fsync, self._beat, fsync_interval, heartbeat)
+        self._ticker.start()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def step(self) -> int:
+        """The step the next implicit ``log`` will use (wandb's ``run.step``)."""
+        return self._cur
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = str(value)
+        self._write(ev.RUN, [time.time(), {"name": self._name}])
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return self._tags
+
+    @tags.setter
+    def tags(self, value: Any) -> None:
+        self._tags = tuple(str(t) for t in value)
+        self._write(ev.RUN, [time.time(), {"tags": list(self._tags)}])
+
+    @property
+    def notes(self) -> str | None:
+        return self._notes
+
+    @notes.setter
+    def notes(self, value: str) -> None:
+        self._notes = str(value)
+        self._write(ev.RUN, [time.time(), {"notes": self._notes}])
+
+    @property
+    def path(self) -> str:
+        """The run directory (wandb's ``run.path`` is entity/project/id; ours is where the files are)."""
+        return str(self._path)
+
+    @property
+    def url(self) -> str | None:
+        return None
+
+    @property
+    def offline(self) -> bool:
+        return True
+
+    @property
+    def disabled(self) -> bool:
+        return False
+
+    @property
+    def settings(self) -> Any:
+        from wandblite.settings import Settings
+
+        return Settings(project=self.project, run_id=self.id, root_dir=str(self._root))
+
+    def __repr__(self) -> str:
+        return f"<wandblite Run {self.id} ({self.project}/{self._name}) at {self._path}>"
+
+    # ------------------------------------------------------------------ writing
+    def _write(self, kind: int, obj: Any) -> bool:
+        """Encode and append one non-log record under the run's lock."""
+        if self._finished:
+            raise UsageError(
+                f"Run ({self.id}) is finished. The call to `{ev.KIND_NAMES.get(kind, 'log')}` will be "
+                "ignored. Please make sure that you are using an active run."
+            )
+        with self._lock:
+            try:
+                payload = self._packer.pack(obj)
+            except (TypeError, ValueError, OverflowError) as exc:
+                self._packer.reset()
+                raise DataError(f"cannot encode {ev.KIND_NAMES.get(kind)} record: {exc}") from exc
+            return self._writer.append(kind, payload)
+
+    def _write_error(self, cause: str, message: str) -> None:
+        termwarn(message)
+
+    def log(
+        self,
+        data: Mapping[str, Any],
+        step: int | None = None,
+        commit: bool | None = None,
+        sync: bool | None = None,
+    ) -> None:
+        """Log a dict of values to the run's history (wandb's ``run.log``, semantics to the letter)."""
+        if self._finished:
+            raise UsageError(
+                f"Run ({self.id}) is finished. The call to `log` will be ignored. "
+                "Please make sure that you are using an active run."
+            )
+        if type(data) is not dict:
+            if not isinstance(data, Mapping):
+                raise DataError("wandb.log must be passed a dictionary")
+            data = dict(data)
+        try:
+            "".join(data)
+        except TypeError:
+            raise DataError("Key values passed to `wandb.log` must be strings.") from None
+        if sync is not None:
+            termwarn("`sync` argument is deprecated and does not affect the behaviour of `wandb.log`", repeat=False)
+        if step is not None and type(step) is not int:
+            try:
+                step = step.__index__()  # numpy ints are fine, floats and strings are not
+            except AttributeError:
+                raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
+        with self._lock:
+            drop, _flush_before, at, flush_after = plan_log(self._cur, self._has_pending, step, commit)
+            if drop:
+                termwarn(step_drop_warning(step, self._cur))  # type: ignore[arg-type]
+                return
+            ts = time.time()
+            payload = None
+            if _PLAIN.issuperset(map(type, data.values())):
+                try:
+                    payload = self._packer.pack([ts, data, step, commit])
+                except (OverflowError, UnicodeEncodeError, ValueError):
+                    self._packer.reset()
+            if payload is None:
+                enc = {k: encode_value(v, (k,), "history", self, at) for k, v in data.items()}
+                payload = self._packer.pack([ts, enc, step, commit])
+            if self._writer.append(ev.LOG, payload):
+                if flush_after:
+                    self._cur = at + 1
+                    self._has_pending = False
+                else:
+                    self._cur = at
+                    self._has_pending = True
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: Any = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+        **kwargs: Any,
+    ) -> _Metric:
+        """Customise a metric's x-axis and summary (wandb's ``define_metric``)."""
+        if kwargs:
+            raise Error(f"Unhandled define_metric() arg: {next(iter(kwargs))}")
+        spec = parse_metric(name, step_metric, step_sync, hidden, summary, goal, overwrite)
+        if "copy" in spec["summary"]:
+            termwarn("define_metric(summary='copy') is deprecated and will be removed.", repeat=False)
+        self._write(ev.METRIC, [time.time(), spec])
+        return _Metric(spec)
+
+    def media_store(self) -> Any:
+        """The run's media blob store, opened on first use (media values call this)."""
+        if self._media is None:
+            from wandblite.media import MediaStore
+
+            self._media = MediaStore(self._path)
+        return self._media
+
+    def _label(self, *args: Any, **kwargs: Any) -> None:
+        """wandb's private telemetry hook, called by Transformers: nothing to record offline."""
+
+    def _fsync(self) -> None:
+        with self._lock:
+            self._writer.fsync()
+            if self._media is not None:
+                self._media.fsync()
+
+    def _beat(self) -> None:
+        with self._lock:
+            if not self._finished:
+                self._writer.append(ev.HEARTBEAT, self._packer.pack([time.time()]))
+
+    # ------------------------------------------------------------------ reading back
+    def _caught_up(self) -> Fold:
+        """The fold of this run's own file, advanced to everything written so far."""
+        with self._lock:
+            if self._read_pos is not None and self._writer.fd is not None:
+                positions: dict[int, int] = {}
+                for e in read_events(self._path, start=self._read_pos, positions=positions):
+                    self._fold.apply(e.kind, e.data)
+                self._fold.warnings.clear()
+                seg = self._read_pos[0]
+                if seg in positions:
+                    self._read_pos = (seg, positions[seg])
+            return self._fold
+
+    # ------------------------------------------------------------------ lifecycle
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None, _error: dict[str, Any] | None = None,
+               _signal: str | None = None) -> None:
+        """Flush the pending row, write the exit record, fsync, release the lock. Twice is a no-op."""
+        with self._lock:
+            if self._finished:
+                return
+            if os.getpid() != self._pid:
+                return  # a forked child never finishes its parent's run
+            code = 0 if exit_code is None else int(exit_code)
+            ts = time.time()
+            self._writer.append(
+                ev.EXIT,
+                self._packer.pack({"ts": ts, "exit_code": code, "error": _error, "signal": _signal}),
+            )
+            self._caught_up()
+            self._finished = True
+        self._ticker.stop()
+        with self._lock:
+            if self._media is not None:
+                try:
+                    self._media.close()
+                except Exception as exc:  # noqa: BLE001
+                    termwarn(f"closing the media store failed: {exc}")
+            self._writer.close()
+            self._lockfile.release()
+        _on_finish(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is None:
+            self.finish()
+        else:
+            self.finish(exit_code=1, _error=_error_info(exc_type, exc, tb))
+        return False
+
+    # ------------------------------------------------------------------ wandb API odds and ends
+    def save(self, *args: Any, **kwargs: Any) -> Any:
+        from wandblite import files
+
+        return files.save(self, *args, **kwargs)
+
+    def watch(self, *args: Any, **kwargs: Any) -> Any:
+        from wandblite import watch
+
+        return watch.watch(*args, run=self, **kwargs)
+
+    def unwatch(self, *args: Any, **kwargs: Any) -> Any:
+        from wandblite import watch
+
+        return watch.unwatch(*args, **kwargs)
+
+
+def _error_info(exc_type: Any, exc: Any, tb: Any) -> dict[str, Any]:
+    return {
+        "type": getattr(exc_type, "__name__", str(exc_type)),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc_type, exc, tb)),
+    }
+
+
+def _job_context() -> dict[str, Any]:
+    try:
+        from wandblite.system import job_context
+
+        return job_context()
+    except Exception:  # noqa: BLE001 - context is best effort
+        return {"host": socket.gethostname(), "pid": os.getpid(), "argv": list(sys.argv)}
+
+
+# ---------------------------------------------------------------------------- process hooks
+
+_active: list[Run] = []
+_hooks_installed = False
+_prev_excepthook: Any = None
+_prev_sigterm: Any = None
+
+
+def _on_finish(run: Run) -> None:
+    if run in _active:
+        _active.remove(run)
+    import wandblite
+
+    if getattr(wandblite, "run", None) is run:
+        wandblite._reset_globals()
+
+
+def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+    for run in list(_active):
+        try:
+            run.finish(exit_code=1, _error=_error_info(exc_type, exc, tb))
+        except Exception:  # noqa: BLE001
+            pass
+    (_prev_excepthook or sys.__excepthook__)(exc_type, exc, tb)
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    """Record the exit (state failed, signal SIGTERM, where the program was), then die as before."""
+    stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+    err = {"type": "SIGTERM", "message": "terminated by SIGTERM", "traceback": stack}
+    for run in list(_active):
+        try:
+            run.finish(exit_code=128 + signum, _error=err, _signal=signal.Signals(signum).name)
+        except Exception:  # noqa: BLE001
+            pass
+    prev = _prev_sigterm
+    if callable(prev):
+        prev(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _atexit() -> None:
+    for run in list(_active):
+        try:
+            run.finish()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _install_hooks() -> None:
+    global _hooks_installed, _prev_excepthook, _prev_sigterm
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    _prev_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    atexit.register(_atexit)
+    if threading.current_thread() is threading.main_thread():
+        try:
+            prev = signal.getsignal(signal.SIGTERM)
+            if prev in (signal.SIG_DFL, None) or callable(prev):
+                _prev_sigterm = prev if callable(prev) else None
+                signal.signal(signal.SIGTERM, _sigterm)
+            # A file-size limit must make writes fail (and warn), not kill training.
+            if signal.getsignal(signal.SIGXFSZ) == signal.SIG_DFL:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except (ValueError, OSError, AttributeError):
+            pass
+
+
+# ---------------------------------------------------------------------------- init
+
+
+def _resume_mode(resume: Any) -> str | None:
+    if resume is None or resume is False:
+        env = _env("WANDBLITE_RESUME", "WANDB_RESUME")
+        if env is None:
+            return None
+        resume = env
+    if resume is True:
+        return "allow"
+    r = str(resume).lower()
+    if r in ("allow", "auto"):
+        return "allow"
+    if r in ("must", "never"):
+        return r
+    raise Error(f"resume must be one of 'allow', 'must', 'never', 'auto', True or False, not {resume!r}")
+
+
+def init(
+    project: str | None = None,
+    entity: str | None = None,
+    config: Any = None,
+    name: str | None = None,
+    id: str | None = None,  # noqa: A002 - wandb's keyword
+    dir: str | os.PathLike[str] | None = None,  # noqa: A002
+    tags: Any = None,
+    notes: str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    mode: str | None = None,
+    resume: Any = None,
+    reinit: Any = None,
+    config_exclude_keys: Any = None,
+    config_include_keys: Any = None,
+    allow_val_change: bool | None = None,
+    settings: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """Start a run (wandb's ``init``). Returns the ``Run``; also sets ``wandblite.run``.
+
+    The run directory is ``<root>/<id>`` with root = ``dir``, else ``$WANDBLITE_DIR``, else
+    ``$WANDB_DIR``, else ``./runs``. Every ``WANDBLITE_*`` setting falls back to wandb's ``WANDB_*``.
+    """
+    import wandblite
+
+    mode = mode or _env("WANDBLITE_MODE", "WANDB_MODE") or "offline"
+    if mode == "disabled":
+        from wandblite.disabled import DisabledRun
+
+        run_d = DisabledRun(config=_config_dict(config, config_include_keys, config_exclude_keys))
+        wandblite._set_globals(run_d)
+        return run_d
+    if mode not in ("offline", "online", "dryrun", "run", "shared"):
+        raise Error(f"invalid mode {mode!r}: use 'offline', 'online' or 'disabled'")
+    if mode in ("online", "run"):
+        termwarn("wandblite always logs offline first; upload the run later with `wandblite sync`", repeat=False)
+    if "anonymous" in kwargs and kwargs["anonymous"] is not None:
+        termwarn("The anonymous setting has no effect and will be removed in a future version.", repeat=False)
+    current = getattr(wandblite, "run", None)
+    if current is not None and not getattr(current, "_finished", True):
+        if reinit in (None, False, "return_previous") and os.getpid() == getattr(current, "_pid", -1):
+            # wandb returns the active run when init is called again without reinit.
+            return current
+        current.finish()
+    root = Path(dir or _env("WANDBLITE_DIR", "WANDB_DIR") or "runs")
+    run_id = validate_run_id(id or _env("WANDBLITE_RUN_ID", "WANDB_RUN_ID") or _new_run_id())
+    tag_list = list(tags) if tags else [t for t in (_env("WANDBLITE_TAGS", "WANDB_TAGS") or "").split(",") if t]
+    fsync_interval = _env_float(("WANDBLITE_FSYNC_INTERVAL",), 2.0)
+    heartbeat = _env_float(("WANDBLITE_HEARTBEAT",), 15.0)
+    if settings is not None:
+        fsync_interval = getattr(settings, "fsync_interval", None) or fsync_interval
+        heartbeat = getattr(settings, "heartbeat_interval", None) or heartbeat
+    run = Run(
+        root=root,
+        run_id=run_id,
+        project=project or _env("WANDBLITE_PROJECT", "WANDB_PROJECT") or "",
+        entity=entity or _env("WANDBLITE_ENTITY", "WANDB_ENTITY"),
+        name=name or _env("WANDBLITE_NAME", "WANDB_NAME"),
+        group=group or _env("WANDBLITE_RUN_GROUP", "WANDB_RUN_GROUP"),
+        job_type=job_type or _env("WANDBLITE_JOB_TYPE", "WANDB_JOB_TYPE"),
+        tags=tag_list,
+        notes=notes or _env("WANDBLITE_NOTES", "WANDB_NOTES"),
+        resume=_resume_mode(resume),
+        fsync_interval=fsync_interval,
+        heartbeat=heartbeat,
+        config=_config_dict(config, config_include_keys, config_exclude_keys),
+        allow_val_change=bool(allow_val_change),
+    )
+    _active.append(run)
+    _install_hooks()
+    wandblite._set_globals(run)
+    return run

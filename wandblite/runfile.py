@@ -1,0 +1,425 @@
+"""The run directory on disk: the writer (append, fsync policy, lock, fork guard) and the event reader.
+
+Layer 3: imports ``format``, ``events``, ``errors`` and the standard library.
+
+A run directory holds::
+
+    <root>/<run id>/
+        .lock               flock()ed by the one live writer; holds "pid host" for error messages
+        events-000.wlr      the run file of attempt 0 (the first process)
+        events-001.wlr      the run file of attempt 1 (a resume after a requeue), ...
+        files/              ``run.dir``: the user's own files
+        media/              media blobs (``wandblite.media``)
+
+Each attempt writes its own segment, so a resumed run never touches bytes an earlier process
+wrote: a torn tail stays the normal end of that segment, and readers go on with the next one.
+
+Durability promises of ``RunFileWriter``:
+
+* ``append`` hands the whole framed record to the kernel in one ``os.write`` on an ``O_APPEND``
+  descriptor; there is no user-space buffer, so once it returns a SIGKILL of the process cannot
+  lose the record.
+* ``fsync`` is called at ``close`` and, by the run's ticker thread, at most every
+  ``fsync_interval`` seconds while records are being written; a power loss loses at most that much.
+* A failed write (disk full, quota, file size limit, I/O error) is undone with ``ftruncate`` to the
+  last whole record, so the file never holds a torn record in its middle; ``append`` returns False
+  and reports the cause once through ``on_error``; later appends are tried again.
+* In a forked child (a DataLoader worker) every writer is disabled and its descriptors closed, so a
+  child can never write into or corrupt the parent's file nor keep its lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import re
+import socket
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from wandblite import events as ev
+from wandblite.errors import Error, RunLockedError
+from wandblite.format import (
+    FILE_HEADER_SIZE,
+    MAX_RECORD_SIZE,
+    Damage,
+    RecordReader,
+    file_header,
+    frame,
+)
+
+__all__ = [
+    "LOCK_NAME",
+    "Event",
+    "RunFileWriter",
+    "RunLock",
+    "find_runs",
+    "probe_writer",
+    "read_events",
+    "resolve_run_dir",
+    "segment_path",
+    "segments",
+    "validate_run_id",
+]
+
+LOCK_NAME = ".lock"
+_SEGMENT_RE = re.compile(r"^events-(\d{3,})\.wlr$")
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def validate_run_id(run_id: str) -> str:
+    """Run ids name directories: allow letters, digits, ``_ . -`` only (no separators, no ``..``)."""
+    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or ".." in run_id:
+        raise Error(
+            f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '.' or '-', "
+            "not starting with '.' or '-'"
+        )
+    return run_id
+
+
+def segment_path(run_dir: str | os.PathLike[str], attempt: int) -> Path:
+    return Path(run_dir) / f"events-{attempt:03d}.wlr"
+
+
+def segments(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The run's segment files in attempt order."""
+    out: list[tuple[int, Path]] = []
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return []
+    for name in names:
+        m = _SEGMENT_RE.match(name)
+        if m:
+            out.append((int(m.group(1)), Path(run_dir) / name))
+    out.sort()
+    return [p for _, p in out]
+
+
+def resolve_run_dir(path: str | os.PathLike[str]) -> Path:
+    """Accept a run directory, one of its segment files, or its ``files/`` folder (``run.dir``)."""
+    p = Path(path)
+    if p.is_file() and _SEGMENT_RE.match(p.name):
+        return p.parent
+    if p.is_dir():
+        if segments(p):
+            return p
+        if p.name == "files" and segments(p.parent):
+            return p.parent
+    raise FileNotFoundError(f"{path}: not a wandblite run directory (no events-NNN.wlr file in it)")
+
+
+def find_runs(root: str | os.PathLike[str]) -> list[Path]:
+    """Every run directory at or below ``root`` (sorted by path)."""
+    root = Path(root)
+    if root.is_file():
+        return [resolve_run_dir(root)]
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if any(_SEGMENT_RE.match(f) for f in filenames):
+            found.append(Path(dirpath))
+            dirnames[:] = []  # a run directory holds no runs
+            continue
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    found.sort()
+    return found
+
+
+class Event(NamedTuple):
+    segment: int  # attempt number of the segment file
+    offset: int  # byte offset of the record in that segment
+    kind: int
+    data: Any  # the decoded payload
+
+
+def read_events(
+    run_dir: str | os.PathLike[str],
+    start: tuple[int, int] | None = None,
+    reporter: Callable[[int, Damage], None] | None = None,
+    positions: dict[int, int] | None = None,
+    kinds: frozenset[int] | None = None,
+) -> Iterator[Event]:
+    """Stream the decoded events of every segment in order, from ``start=(segment, offset)``.
+
+    Damage goes to ``reporter(segment, damage)``; a record that verifies but does not decode is
+    reported as damage too. Each segment's resume offset (just past its last good record) is
+    stored in ``positions[segment]`` when the caller passes a dict. ``kinds`` filters by kind.
+    """
+    decode = ev.decode
+    for path in segments(run_dir):
+        seg = int(_SEGMENT_RE.match(path.name).group(1))  # type: ignore[union-attr]
+        if start is not None and seg < start[0]:
+            continue
+        off = start[1] if start is not None and seg == start[0] else None
+
+        def report(d: Damage, _seg: int = seg) -> None:
+            if reporter is not None:
+                reporter(_seg, d)
+
+        reader = RecordReader(path, start=off, reporter=report, kinds=kinds)
+        for rec in reader:
+            try:
+                data = decode(rec.payload)
+            except Exception as exc:  # noqa: BLE001 - any undecodable payload is damage
+                report(Damage(rec.offset, len(rec.payload) + 10, f"undecodable payload: {exc}"))
+                continue
+            yield Event(seg, rec.offset, rec.kind, data)
+        if reader.tail is not None:
+            report(reader.tail)
+        if positions is not None:
+            positions[seg] = reader.end_offset
+
+
+# --------------------------------------------------------------------------- locking
+
+
+class RunLock:
+    """The exclusive write lock of one run directory (``flock`` on ``<run_dir>/.lock``).
+
+    flock locks belong to the open file description: they are released when the process dies
+    (even by SIGKILL), and opening and closing the run's other files never drops them. On Linux
+    NFS clients flock is carried over the NFS lock protocol, so it also holds across hosts where
+    the cluster's NFS supports locking; heartbeats cover the rest.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.path = Path(run_dir) / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            try:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            except OSError:
+                pass
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunLockedError(
+                    f"run directory {self.path.parent} is being written by another live process"
+                    f"{f' ({holder})' if holder else ''}; wait for it to finish, or use another run id"
+                ) from None
+            raise
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} host {socket.gethostname()}\n".encode(), 0)
+        except OSError:
+            pass  # the note is only for error messages
+        self.fd = fd
+        _register_fork_close(self)
+
+    def release(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def _close_in_child(self) -> None:
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)  # the parent keeps its lock: the description stays open there
+            except OSError:
+                pass
+
+
+def probe_writer(run_dir: str | os.PathLike[str]) -> bool | None:
+    """Is a live process holding the run's lock? True/False, or None when it cannot be told."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return True
+        return None
+    finally:
+        os.close(fd)  # closing drops our probe lock
+    return False
+
+
+# --------------------------------------------------------------------------- fork guard
+
+_AT_FORK: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _register_fork_close(obj: Any) -> None:
+    _AT_FORK.add(obj)
+
+
+def _after_fork_in_child() -> None:
+    for obj in list(_AT_FORK):
+        try:
+            obj._close_in_child()
+        except Exception:  # noqa: BLE001 - never break a fork
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class RunFileWriter:
+    """Appends framed records to one segment file. Not thread-safe: the Run serialises calls."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.on_error = on_error
+        self._reported: set[str] = set()
+        self.forked = False
+        self.dirty = False
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self.fd: int | None = fd
+        self.size = 0
+        head = file_header()
+        try:
+            self._write_all(fd, head)
+        except OSError:
+            os.close(fd)
+            raise
+        self.size = FILE_HEADER_SIZE
+        _register_fork_close(self)
+
+    def append(self, kind: int, payload: bytes) -> bool:
+        """Write one record; True when it reached the kernel whole, False when it was not written."""
+        fd = self.fd
+        if fd is None:
+            self._fail("closed", "the run file is closed (finished run, or a forked child process)")
+            return False
+        if len(payload) > MAX_RECORD_SIZE:
+            self._fail("too-large", f"a record of {len(payload)} bytes exceeds the {MAX_RECORD_SIZE} byte limit; it was not written")
+            return False
+        data = frame(kind, payload)
+        try:
+            n = os.write(fd, data)
+            if n != len(data):
+                self._write_all(fd, memoryview(data)[n:])
+        except OSError as exc:
+            self._undo(fd)
+            self._fail(
+                f"errno-{exc.errno}",
+                f"cannot write to {self.path}: {exc.strerror or exc} (errno {exc.errno}); "
+                "this and later records are dropped until writing works again; training goes on",
+            )
+            return False
+        self.size += len(data)
+        self.dirty = True
+        return True
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+
+    def _undo(self, fd: int) -> None:
+        """Cut a partially written record off, so that no torn record sits mid-file."""
+        try:
+            os.ftruncate(fd, self.size)
+        except OSError:
+            pass
+
+    def _fail(self, cause: str, message: str) -> None:
+        if cause in self._reported:
+            return
+        self._reported.add(cause)
+        if self.on_error is not None:
+            self.on_error(cause, message)
+
+    def fsync(self) -> None:
+        fd = self.fd
+        if fd is None or not self.dirty:
+            return
+        self.dirty = False
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._fail(f"fsync-{exc.errno}", f"fsync of {self.path} failed: {exc}")
+
+    def close(self) -> None:
+        self.fsync()
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+            try:  # make the file's directory entry durable too
+                dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            except OSError:
+                pass
+
+    def _close_in_child(self) -> None:
+        self.forked = True
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+class Ticker:
+    """One daemon thread per run: fsync every ``fsync_interval`` s and a heartbeat every ``heartbeat`` s.
+
+    ``beat`` is called with no arguments and must append a heartbeat record under the run's lock.
+    """
+
+    def __init__(self, fsync: Callable[[], None], beat: Callable[[], None], fsync_interval: float, heartbeat: float) -> None:
+        self._fsync = fsync
+        self._beat = beat
+        self.fsync_interval = fsync_interval
+        self.heartbeat = heartbeat
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="wandblite-ticker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        import time
+
+        next_sync = time.monotonic() + self.fsync_interval
+        next_beat = time.monotonic() + self.heartbeat
+        while True:
+            wait = max(0.0, min(next_sync, next_beat) - time.monotonic())
+            if self._stop.wait(wait):
+                return
+            now = time.monotonic()
+            try:
+                if now >= next_beat:
+                    next_beat = now + self.heartbeat
+                    self._beat()
+                if now >= next_sync:
+                    next_sync = now + self.fsync_interval
+                    self._fsync()
+            except Exception:  # noqa: BLE001 - the ticker must never die or raise into training
+                pass
