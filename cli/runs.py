@@ -296,8 +296,8 @@ def _repair(run_dir: Path) -> Path:
     for seg in segments(run_dir):
         with open(tmp / seg.name, "wb") as out:
             out.write(file_header())
-            for rec in RecordReader(seg):
-                out.write(frame(rec.kind, rec.payload))
+            for _offset, kind, payload in RecordReader(seg):
+                out.write(frame(kind, payload))
             out.flush()
             os.fsync(out.fileno())
     for sub in ("files", "media"):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wandblite import plot
+from wandblite.data_types import Audio, Histogram, Html, Image, Object3D, Table, Video
 from wandblite.errors import ConfigError, DataError, Error, UsageError
 from wandblite.replay import Replay, replay
 from wandblite.run import Run, init, termwarn
@@ -25,19 +27,27 @@ from wandblite.settings import Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "Audio",
     "ConfigError",
     "DataError",
     "Error",
+    "Histogram",
+    "Html",
+    "Image",
+    "Object3D",
     "Replay",
     "Run",
     "Settings",
+    "Table",
     "UsageError",
+    "Video",
     "__version__",
     "config",
     "define_metric",
     "finish",
     "init",
     "log",
+    "plot",
     "replay",
     "run",
     "summary",

@@ -30,6 +30,9 @@ FILES      11    array ``[ts, files]``: files saved with the run (``wandblite.sa
 ARTIFACT   12    array ``[ts, artifact]``: a logged artifact manifest
 ALERT      13    array ``[ts, alert]``: ``run.alert(...)``
 USE        14    array ``[ts, ref]``: ``run.use_artifact(...)``
+LOGS       15    as LOG, with the promise that every value of ``data`` is a str, int, float or
+                 bool (no dict, list, None or media): the writer knows this for free, and the
+                 fold then skips per-leaf work (most training steps log only scalars)
 =========  ====  =================================================================================
 
 Version rules: kinds are never renumbered and a payload only ever gains optional fields (new map
@@ -55,6 +58,7 @@ __all__ = [
     "HEARTBEAT",
     "KIND_NAMES",
     "LOG",
+    "LOG_SCALARS",
     "METRIC",
     "RUN",
     "START",
@@ -81,6 +85,7 @@ FILES = 11
 ARTIFACT = 12
 ALERT = 13
 USE = 14
+LOG_SCALARS = 15
 
 KIND_NAMES = {
     START: "start",
@@ -97,6 +102,7 @@ KIND_NAMES = {
     ARTIFACT: "artifact",
     ALERT: "alert",
     USE: "use",
+    LOG_SCALARS: "log",
 }
 
 

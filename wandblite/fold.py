@@ -42,6 +42,7 @@ SUMMARY_OPS = ("min", "max", "mean", "first", "last", "best", "copy", "none")
 _NUMERIC_OPS = frozenset({"min", "max", "mean", "best"})
 _RESERVED = ("_step", "_runtime", "_timestamp")
 _NO_ROWS: tuple[dict[str, Any], ...] = ()
+_SCALAR_TYPES = frozenset({str, int, float, bool})
 CONSOLE_TAIL = 200
 
 
@@ -164,7 +165,7 @@ def parse_metric(
     summary ops min, max, mean, first, last, best (with goal "minimize"/"maximize"), copy, none.
     """
     if not isinstance(name, str):
-        raise Error(f"Unhandled define_metric() arg: name type: {type(name)}")
+        raise Error(f"Unhandled define_metric() arg: name type: {type(name).__name__}")
     if not name:
         raise Error("define_metric() requires non-empty name argument")
     if "*" in name[:-1]:
@@ -173,14 +174,14 @@ def parse_metric(
         if hasattr(step_metric, "name") and not isinstance(step_metric, str):
             step_metric = step_metric.name  # a Metric object, as wandb allows
         if not isinstance(step_metric, str):
-            raise Error(f"Unhandled define_metric() arg: step_metric type: {type(step_metric)}")
+            raise Error(f"Unhandled define_metric() arg: step_metric type: {type(step_metric).__name__}")
     for arg, val in (("step_sync", step_sync), ("hidden", hidden), ("overwrite", overwrite)):
         if val is not None and not isinstance(val, bool):
-            raise Error(f"Unhandled define_metric() arg: {arg} type: {type(val)}")
+            raise Error(f"Unhandled define_metric() arg: {arg} type: {type(val).__name__}")
     ops: list[str] = []
     if summary is not None:
         if not isinstance(summary, str):
-            raise Error(f"Unhandled define_metric() arg: summary type: {type(summary)}")
+            raise Error(f"Unhandled define_metric() arg: summary type: {type(summary).__name__}")
         for op in summary.split(","):
             op = op.strip().lower()
             if op not in SUMMARY_OPS:
@@ -188,7 +189,7 @@ def parse_metric(
             ops.append(op)
     if goal is not None:
         if not isinstance(goal, str):
-            raise Error(f"Unhandled define_metric() arg: goal type: {type(goal)}")
+            raise Error(f"Unhandled define_metric() arg: goal type: {type(goal).__name__}")
         g = goal.lower()
         if g in ("min", "minimize"):
             goal = "minimize"
@@ -220,7 +221,12 @@ def _copy_tree(d: dict[Any, Any]) -> dict[str, Any]:
         k = _key(k)
         if not k:
             continue  # wandb: "empty history item key", dropped
-        out[k] = _copy_tree(v) if type(v) is dict and "_type" not in v else v
+        if type(v) is dict and "_type" not in v:
+            tree = _copy_tree(v)
+            if tree:
+                out[k] = tree
+        else:
+            out[k] = v
     return out
 
 
@@ -235,7 +241,9 @@ def _merge_tree(dst: dict[str, Any], src: dict[Any, Any]) -> None:
             if type(cur) is dict and "_type" not in cur:
                 _merge_tree(cur, v)
             else:
-                dst[k] = _copy_tree(v)
+                tree = _copy_tree(v)
+                if tree:  # a dict without leaves adds nothing (runhistory.go: no items)
+                    dst[k] = tree
         else:
             dst[k] = v
 
@@ -385,11 +393,15 @@ class Fold:
         self._step_paths: set[tuple[str, ...]] = set()
         self._latest: dict[tuple[str, ...], Any] = {}
         self._has_metrics = False
+        self._pending_flat = True  # the pending row holds only scalars (see LOG_SCALARS)
+        self.last_flat = True  # the last flushed row held only scalars (no media to wrap)
 
     # ---------------------------------------------------------------- dispatch
     def apply(self, kind: int, p: Any) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
         """Apply one decoded event; return the history rows it flushed."""
         self.events += 1
+        if kind == ev.LOG_SCALARS:
+            return self.log_scalars(p)
         if kind == ev.LOG:
             return self._log(p)
         ts = self._ts(kind, p)
@@ -492,6 +504,46 @@ class Fold:
         return self._flush(self.last_ts or 0.0)
 
     # ---------------------------------------------------------------- history
+    def log_scalars(self, p: list[Any]) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
+        """A LOG_SCALARS event: every value is a str/int/float/bool, so rows need no per-leaf merge.
+
+        This is the hot path of replay; it gives exactly what ``_log`` gives for the same call.
+        """
+        ts, data, step, commit = p
+        if step is not None or commit is not None or self._has_metrics:
+            return self._log(p)
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+            if self.first_ts is None:
+                self.first_ts = ts
+        if "_step" in data:
+            del data["_step"]
+        if "" in data:
+            del data[""]
+        if "_timestamp" not in data:
+            data["_timestamp"] = ts
+        row = self.pending
+        self.last_flat = True
+        if row is None:
+            row = data  # the decoded dict becomes the row: no copy
+        else:
+            self.pending = None
+            row.update(data)
+            if not self._pending_flat:
+                self.pending = row
+                return (self._flush(ts),)
+        row["_step"] = self.step
+        start = self._attempt_start
+        if start is None:
+            row["_runtime"] = 0.0
+        else:
+            run_for = ts - start
+            row["_runtime"] = self._runtime_offset + (run_for if run_for > 0.0 else 0.0)
+        self.step += 1
+        self.rows += 1
+        self.summary.update(row)
+        return (row,)
+
     def _log(self, p: list[Any]) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
         ts, data, step, commit = p[0], p[1], p[2], p[3]
         if self.last_ts is None or ts > self.last_ts:
@@ -510,14 +562,18 @@ class Fold:
         pend = self.pending
         if pend is None:
             pend = self.pending = {}
+            self._pending_flat = True
         if "_step" in data:
             del data["_step"]
         if "" in data:
             del data[""]
-        if dict in set(map(type, data.values())):
+        types = set(map(type, data.values()))
+        if dict in types:
             _merge_tree(pend, data)
         else:
             pend.update(data)
+        if not _SCALAR_TYPES.issuperset(types):
+            self._pending_flat = False
         if "_timestamp" not in data:
             pend["_timestamp"] = ts
         if flush_after:
@@ -536,7 +592,8 @@ class Fold:
         row["_runtime"] = self.runtime_at(ts)
         self.step += 1
         self.rows += 1
-        if not self._has_metrics and dict not in set(map(type, row.values())) and None not in row.values():
+        self.last_flat = self._pending_flat
+        if self._pending_flat and not self._has_metrics:
             self.summary.update(row)
             return row
         leaves = _leaves(row)

@@ -26,14 +26,14 @@ from typing import Any
 
 from wandblite import events as ev
 from wandblite.fold import Fold, get_path, has_path, split_name
-from wandblite.format import Damage
+from wandblite.format import Damage, RecordReader
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments
 
 __all__ = ["Replay", "flatten", "replay"]
 
 DEFAULT_GRACE = 60.0
 # The events that can change history rows; console and system records are not even decoded.
-_ROW_KINDS = frozenset({ev.START, ev.LOG, ev.METRIC, ev.EXIT})
+_ROW_KINDS = frozenset({ev.START, ev.LOG, ev.LOG_SCALARS, ev.METRIC, ev.EXIT})
 
 
 def _grace(heartbeat: float | None) -> float:
@@ -59,27 +59,41 @@ def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class Replay:
-    """A run rebuilt from its files. Create with ``wandblite.replay(path)``."""
+    """A run rebuilt from its files. Create with ``wandblite.replay(path)``.
+
+    Loading is lazy: the first attribute read (``state``, ``summary``, ...) folds the files once; a
+    complete ``scan_history()`` folds them as it goes and leaves its result here, so a notebook
+    that scans the history first pays for one pass, not two.
+    """
 
     def __init__(self, path: str | os.PathLike[str], now: float | None = None, writer_alive: bool | None = None,
                  grace: float | None = None) -> None:
         self.path = resolve_run_dir(path)
-        self._damage: list[dict[str, Any]] = []
-        fold = Fold()
-        positions: dict[int, int] = {}
-        for e in read_events(self.path, reporter=self._report, positions=positions):
-            fold.apply(e.kind, e.data)
+        self._now_arg = now
+        self._writer_alive_arg = writer_alive
+        self._grace_arg = grace
+        self._loaded = False
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not set yet: the lazily loaded ones.
+        if name.startswith("__") or self.__dict__.get("_loaded", True):
+            raise AttributeError(name)
+        self._load()
+        return getattr(self, name)
+
+    def _load(self, fold: Fold | None = None, damage: list[dict[str, Any]] | None = None,
+              positions: dict[int, int] | None = None) -> None:
+        if fold is None:
+            fold = Fold()
+            damage = []
+            positions = {}
+            reporter = _reporter(damage)
+            for e in read_events(self.path, reporter=reporter, positions=positions):
+                fold.apply(e.kind, e.data)
+            self._finish_state(fold)
         self._fold = fold
-        self.positions = positions
-        if writer_alive is None:
-            writer_alive = probe_writer(self.path)
-        self._writer_alive = writer_alive
-        self._now = time.time() if now is None else now
-        self.grace = grace if grace is not None else _grace(fold.heartbeat_interval)
-        self.state = fold.state(self._now, writer_alive, self.grace)
-        if self.state == "crashed" and fold.pending is not None:
-            # Fold the crashed run's pending row so the summary includes it, as history will.
-            fold.flush_pending()
+        self.damage: list[dict[str, Any]] = damage or []
+        self.positions = positions or {}
         meta = fold.meta
         self.id: str = meta.get("id") or self.path.name
         self.project: str | None = meta.get("project")
@@ -107,16 +121,24 @@ class Replay:
         self.alerts = fold.alerts
         self.artifacts = fold.artifacts
         self.files = fold.files
+        self.uses = fold.uses
         self.console_tail = list(fold.console_tail)
         self.last_system = fold.last_system
+        self._loaded = True
 
-    def _report(self, seg: int, d: Damage) -> None:
-        self._damage.append({"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()})
-
-    @property
-    def damage(self) -> list[dict[str, Any]]:
-        """Damaged byte ranges found while reading: file, offset, length, reason."""
-        return list(self._damage)
+    def _finish_state(self, fold: Fold) -> tuple[str, dict[str, Any] | None]:
+        """Decide the state (probing the writer's lock) and fold a crashed run's pending row."""
+        writer_alive = self._writer_alive_arg
+        if writer_alive is None:
+            writer_alive = probe_writer(self.path)
+        now = time.time() if self._now_arg is None else self._now_arg
+        grace = self._grace_arg if self._grace_arg is not None else _grace(fold.heartbeat_interval)
+        self.grace = grace
+        self.state = fold.state(now, writer_alive, grace)
+        row = None
+        if self.state == "crashed" and fold.pending is not None:
+            row = fold.flush_pending()  # wandb flushes the pending row at exit; a crash is an exit
+        return self.state, row
 
     @property
     def context(self) -> dict[str, Any]:
@@ -129,7 +151,7 @@ class Replay:
     @property
     def runtime(self) -> float:
         end = self.ended_at or self.last_alive or self.created_at or 0.0
-        return self._fold.runtime_at(end)
+        return float(self._fold.runtime_at(end))
 
     def __repr__(self) -> str:
         return f"<Replay {self.id} {self.project}/{self.name} {self.state} step={self.step} rows={self.rows}>"
@@ -137,27 +159,57 @@ class Replay:
     # ------------------------------------------------------------------ history
     def scan_history(self, keys: list[str] | None = None, page_size: int | None = None,
                      min_step: int | None = None, max_step: int | None = None) -> Iterator[dict[str, Any]]:
-        """Stream history rows in constant memory (``keys``: only rows holding all of them)."""
+        """Stream history rows in constant memory (``keys``: only rows holding all of them, with ``_step``)."""
         want = [split_name(k) if k not in ("_step", "_runtime", "_timestamp") else (k,) for k in keys or ()]
+        everything = not want and min_step is None and max_step is None and not self._loaded
         fold = Fold()
-        include_pending = self.state == "crashed"
-        media = _media_wrapper(self.path)
-        for e in read_events(self.path, kinds=_ROW_KINDS):
-            for row in fold.apply(e.kind, e.data):
-                out = _select(row, want, keys)
-                if out is None:
+        damage: list[dict[str, Any]] = []
+        positions: dict[int, int] = {}
+        wrap = _media_wrapper(self.path)
+        decode = ev.decode
+        log_scalars = fold.log_scalars
+        apply = fold.apply
+        kinds = None if everything else _ROW_KINDS
+        LOGS = ev.LOG_SCALARS  # noqa: N806 - a local for the hot loop
+        for seg, seg_path in _numbered(self.path):
+            reader = RecordReader(seg_path, kinds=kinds, reporter=_seg_reporter(damage, seg))
+            for offset, kind, payload in reader:
+                try:
+                    obj = decode(payload)
+                except Exception as exc:  # noqa: BLE001 - an undecodable payload is damage
+                    damage.append({"file": seg_path.name, "segment": seg, "offset": offset,
+                                   "length": len(payload) + 10, "reason": f"undecodable payload: {exc}"})
                     continue
-                if min_step is not None and row["_step"] < min_step:
-                    continue
-                if max_step is not None and row["_step"] >= max_step:
-                    continue
-                yield media(out) if media else out
-        if include_pending and fold.pending is not None:
-            row = fold.flush_pending()
-            assert row is not None
-            out = _select(row, want, keys)
-            if out is not None:
-                yield media(out) if media else out
+                rows = log_scalars(obj) if kind == LOGS else apply(kind, obj)
+                for row in rows:
+                    if not fold.last_flat:
+                        row = wrap(row)
+                    if want:
+                        row = _select(row, want, keys)  # type: ignore[assignment]
+                        if row is None:
+                            continue
+                    if min_step is not None and row["_step"] < min_step:
+                        continue
+                    if max_step is not None and row["_step"] >= max_step:
+                        continue
+                    yield row
+            if reader.tail is not None:
+                d = reader.tail
+                damage.append({"file": seg_path.name, "segment": seg, **d.as_dict()})
+            positions[seg] = reader.end_offset
+        if everything:
+            _state, pending_row = self._finish_state(fold)
+            self._load(fold, damage, positions)
+        else:
+            pending_row = fold.flush_pending() if self.state == "crashed" else None
+        if pending_row is not None:
+            row = wrap(pending_row)
+            if want:
+                row = _select(row, want, keys)  # type: ignore[assignment]
+            if row is not None and (min_step is None or row["_step"] >= min_step) and (
+                max_step is None or row["_step"] < max_step
+            ):
+                yield row
 
     def history(self, keys: list[str] | None = None, pandas: bool = False, samples: int | None = None,
                 x_axis: str = "_step") -> Any:
@@ -171,6 +223,9 @@ class Replay:
         import pandas as pd
 
         return pd.DataFrame([flatten(r) for r in rows])
+
+    def segments(self) -> list[Path]:
+        return segments(self.path)
 
     # ------------------------------------------------------------------ other streams
     def events(self) -> Iterator[tuple[str, Any]]:
@@ -190,10 +245,6 @@ class Replay:
         """System-metrics samples ``(timestamp, metrics)`` in order."""
         return [(e.data[0], e.data[1]) for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}))]
 
-    def segments(self) -> list[Path]:
-        return segments(self.path)
-
-
 def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | None) -> dict[str, Any] | None:
     if not want:
         return row
@@ -205,12 +256,27 @@ def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | 
     return out
 
 
+def _reporter(damage: list[dict[str, Any]]) -> Any:
+    def report(seg: int, d: Damage) -> None:
+        damage.append({"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()})
+
+    return report
+
+
+def _seg_reporter(damage: list[dict[str, Any]], seg: int) -> Any:
+    def report(d: Damage) -> None:
+        damage.append({"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()})
+
+    return report
+
+
+def _numbered(run_dir: Path) -> list[tuple[int, Path]]:
+    return [(int(p.name[7:-4]), p) for p in segments(run_dir)]
+
+
 def _media_wrapper(run_dir: Path) -> Any:
     """A function wrapping stored media values of a row as MediaValue objects, or None."""
-    try:
-        from wandblite.media import wrap_media
-    except ImportError:
-        return None
+    from wandblite.media import wrap_media
 
     def wrap(v: Any) -> Any:
         if type(v) is dict:

@@ -44,7 +44,9 @@ from wandblite.runfile import (
 
 __all__ = ["Config", "Run", "Summary", "init", "termwarn"]
 
+_SCALARS = frozenset({float, int, str, bool})
 _PLAIN = frozenset({float, int, str, bool, type(None)})
+_time = time.time
 _warned_once: set[str] = set()
 
 
@@ -302,8 +304,11 @@ class Run:
         heartbeat: float,
         config: dict[str, Any],
         allow_val_change: bool,
+        console: str = "off",
+        console_cap: int = 64 << 20,
+        stats_interval: float = 0.0,
     ) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # re-entrant: a console sink may fire while this thread prints
         self._finished = False
         self._pid = os.getpid()
         self.id = run_id
@@ -384,6 +389,18 @@ class Run:
             self.config.update(config, allow_val_change=allow_val_change)
         self._ticker = Ticker(self._fsync, self._beat, fsync_interval, heartbeat)
         self._ticker.start()
+        self._capture: Any = None
+        self._sampler: Any = None
+        if console != "off":
+            from wandblite.console import ConsoleCapture
+
+            self._capture = ConsoleCapture(self._console_sink, mode=console, cap_bytes=console_cap)
+            self._capture.start()
+        if stats_interval > 0:
+            from wandblite.system import SystemSampler
+
+            self._sampler = SystemSampler(self._system_sink, interval=stats_interval, path=str(self._path))
+            self._sampler.start()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -445,11 +462,11 @@ class Run:
         return f"<wandblite Run {self.id} ({self.project}/{self._name}) at {self._path}>"
 
     # ------------------------------------------------------------------ writing
-    def _write(self, kind: int, obj: Any) -> bool:
+    def _write(self, kind: int, obj: Any, call: str | None = None) -> bool:
         """Encode and append one non-log record under the run's lock."""
         if self._finished:
             raise UsageError(
-                f"Run ({self.id}) is finished. The call to `{ev.KIND_NAMES.get(kind, 'log')}` will be "
+                f"Run ({self.id}) is finished. The call to `{call or ev.KIND_NAMES.get(kind, 'log')}` will be "
                 "ignored. Please make sure that you are using an active run."
             )
         with self._lock:
@@ -492,21 +509,35 @@ class Run:
             except AttributeError:
                 raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
         with self._lock:
-            drop, _flush_before, at, flush_after = plan_log(self._cur, self._has_pending, step, commit)
-            if drop:
-                termwarn(step_drop_warning(step, self._cur))  # type: ignore[arg-type]
-                return
-            ts = time.time()
+            if step is None and commit is None:
+                at, flush_after = self._cur, True  # plan_log's answer for the default call
+            else:
+                drop, _flush_before, at, flush_after = plan_log(self._cur, self._has_pending, step, commit)
+                if drop:
+                    termwarn(step_drop_warning(step, self._cur))  # type: ignore[arg-type]
+                    return
+            ts = _time()
             payload = None
-            if _PLAIN.issuperset(map(type, data.values())):
+            kind = ev.LOG
+            if _SCALARS.issuperset(map(type, data.values())):
+                kind = ev.LOG_SCALARS
+            elif not _PLAIN.issuperset(map(type, data.values())):
+                kind = 0
+            if kind:
                 try:
                     payload = self._packer.pack([ts, data, step, commit])
                 except (OverflowError, UnicodeEncodeError, ValueError):
                     self._packer.reset()
+                else:
+                    # 0xcf marks a uint64: an int beyond int64, which wandb stores as a float.
+                    # memchr is cheap; the rare hit (float bytes can hold 0xcf too) is checked.
+                    if b"\xcf" in payload and _has_big_int(data):
+                        payload = None
             if payload is None:
+                kind = ev.LOG
                 enc = {k: encode_value(v, (k,), "history", self, at) for k, v in data.items()}
                 payload = self._packer.pack([ts, enc, step, commit])
-            if self._writer.append(ev.LOG, payload):
+            if self._writer.append(kind, payload):
                 if flush_after:
                     self._cur = at + 1
                     self._has_pending = False
@@ -528,10 +559,12 @@ class Run:
         """Customise a metric's x-axis and summary (wandb's ``define_metric``)."""
         if kwargs:
             raise Error(f"Unhandled define_metric() arg: {next(iter(kwargs))}")
+        if self._finished:
+            self._write(ev.METRIC, None, call="define_metric")  # raises wandb's UsageError
         spec = parse_metric(name, step_metric, step_sync, hidden, summary, goal, overwrite)
         if "copy" in spec["summary"]:
             termwarn("define_metric(summary='copy') is deprecated and will be removed.", repeat=False)
-        self._write(ev.METRIC, [time.time(), spec])
+        self._write(ev.METRIC, [time.time(), spec], call="define_metric")
         return _Metric(spec)
 
     def media_store(self) -> Any:
@@ -551,6 +584,16 @@ class Run:
             if self._media is not None:
                 self._media.fsync()
 
+    def _console_sink(self, ts: float, stream: str, text: str) -> None:
+        with self._lock:
+            if not self._finished:
+                self._writer.append(ev.CONSOLE, self._packer.pack([ts, stream, text]))
+
+    def _system_sink(self, ts: float, metrics: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._finished:
+                self._writer.append(ev.SYSTEM, self._packer.pack([ts, metrics]))
+
     def _beat(self) -> None:
         with self._lock:
             if not self._finished:
@@ -560,32 +603,42 @@ class Run:
     def _caught_up(self) -> Fold:
         """The fold of this run's own file, advanced to everything written so far."""
         with self._lock:
-            if self._read_pos is not None and self._writer.fd is not None:
-                positions: dict[int, int] = {}
-                for e in read_events(self._path, start=self._read_pos, positions=positions):
-                    self._fold.apply(e.kind, e.data)
-                self._fold.warnings.clear()
-                seg = self._read_pos[0]
-                if seg in positions:
-                    self._read_pos = (seg, positions[seg])
-            return self._fold
+            return self._catch_up_locked()
+
+    def _catch_up_locked(self) -> Fold:
+        if self._read_pos is not None and self._writer.fd is not None:
+            positions: dict[int, int] = {}
+            for e in read_events(self._path, start=self._read_pos, positions=positions):
+                self._fold.apply(e.kind, e.data)
+            self._fold.warnings.clear()
+            seg = self._read_pos[0]
+            if seg in positions:
+                self._read_pos = (seg, positions[seg])
+        return self._fold
 
     # ------------------------------------------------------------------ lifecycle
     def finish(self, exit_code: int | None = None, quiet: bool | None = None, _error: dict[str, Any] | None = None,
                _signal: str | None = None) -> None:
         """Flush the pending row, write the exit record, fsync, release the lock. Twice is a no-op."""
+        if self._finished or os.getpid() != self._pid:
+            return  # finished already, or a forked child (it never finishes its parent's run)
+        # Stop the samplers first, so their last records land before the exit record.
+        for part in (self._sampler, self._capture):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as exc:  # noqa: BLE001 - finishing must go on
+                    termwarn(f"stopping {type(part).__name__} failed: {exc}")
         with self._lock:
             if self._finished:
                 return
-            if os.getpid() != self._pid:
-                return  # a forked child never finishes its parent's run
             code = 0 if exit_code is None else int(exit_code)
             ts = time.time()
             self._writer.append(
                 ev.EXIT,
                 self._packer.pack({"ts": ts, "exit_code": code, "error": _error, "signal": _signal}),
             )
-            self._caught_up()
+            self._catch_up_locked()
             self._finished = True
         self._ticker.stop()
         with self._lock:
@@ -623,6 +676,10 @@ class Run:
         from wandblite import watch
 
         return watch.unwatch(*args, **kwargs)
+
+
+def _has_big_int(data: dict[str, Any]) -> bool:
+    return any(type(v) is int and v > 0x7FFFFFFFFFFFFFFF for v in data.values())
 
 
 def _error_info(exc_type: Any, exc: Any, tb: Any) -> dict[str, Any]:
@@ -784,9 +841,22 @@ def init(
     tag_list = list(tags) if tags else [t for t in (_env("WANDBLITE_TAGS", "WANDB_TAGS") or "").split(",") if t]
     fsync_interval = _env_float(("WANDBLITE_FSYNC_INTERVAL",), 2.0)
     heartbeat = _env_float(("WANDBLITE_HEARTBEAT",), 15.0)
+    console = _env("WANDBLITE_CONSOLE", "WANDB_CONSOLE") or "wrap"
+    stats_interval = _env_float(("WANDBLITE_STATS_INTERVAL",), 15.0)
+    if _env("WANDBLITE_DISABLE_STATS", "WANDB_DISABLE_STATS") in ("1", "true", "True"):
+        stats_interval = 0.0
     if settings is not None:
         fsync_interval = getattr(settings, "fsync_interval", None) or fsync_interval
         heartbeat = getattr(settings, "heartbeat_interval", None) or heartbeat
+        console = getattr(settings, "console", None) or console
+        interval = getattr(settings, "x_stats_sampling_interval", None) or getattr(settings, "_stats_sampling_interval", None)
+        stats_interval = float(interval) if interval else stats_interval
+        if getattr(settings, "disable_stats", None) or getattr(settings, "x_disable_stats", None):
+            stats_interval = 0.0
+    if console in ("auto", "on"):
+        console = "wrap"
+    if console not in ("wrap", "redirect", "off"):
+        raise Error(f"settings.console must be 'wrap', 'redirect' or 'off', not {console!r}")
     run = Run(
         root=root,
         run_id=run_id,
@@ -802,6 +872,8 @@ def init(
         heartbeat=heartbeat,
         config=_config_dict(config, config_include_keys, config_exclude_keys),
         allow_val_change=bool(allow_val_change),
+        console=console,
+        stats_interval=stats_interval,
     )
     _active.append(run)
     _install_hooks()

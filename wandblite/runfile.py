@@ -37,6 +37,7 @@ import re
 import socket
 import threading
 import weakref
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,12 +45,13 @@ from typing import Any, NamedTuple
 from wandblite import events as ev
 from wandblite.errors import Error, RunLockedError
 from wandblite.format import (
+    _FRAME,
     FILE_HEADER_SIZE,
     MAX_RECORD_SIZE,
+    RECORD_MAGIC,
     Damage,
     RecordReader,
     file_header,
-    frame,
 )
 
 __all__ = [
@@ -67,6 +69,8 @@ __all__ = [
 ]
 
 LOCK_NAME = ".lock"
+_FRAME_PACK = _FRAME.pack
+_crc32 = zlib.crc32
 _SEGMENT_RE = re.compile(r"^events-(\d{3,})\.wlr$")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
@@ -161,13 +165,13 @@ def read_events(
                 reporter(_seg, d)
 
         reader = RecordReader(path, start=off, reporter=report, kinds=kinds)
-        for rec in reader:
+        for offset, kind, payload in reader:
             try:
-                data = decode(rec.payload)
+                data = decode(payload)
             except Exception as exc:  # noqa: BLE001 - any undecodable payload is damage
-                report(Damage(rec.offset, len(rec.payload) + 10, f"undecodable payload: {exc}"))
+                report(Damage(offset, len(payload) + 10, f"undecodable payload: {exc}"))
                 continue
-            yield Event(seg, rec.offset, rec.kind, data)
+            yield Event(seg, offset, kind, data)
         if reader.tail is not None:
             report(reader.tail)
         if positions is not None:
@@ -310,7 +314,7 @@ class RunFileWriter:
         if len(payload) > MAX_RECORD_SIZE:
             self._fail("too-large", f"a record of {len(payload)} bytes exceeds the {MAX_RECORD_SIZE} byte limit; it was not written")
             return False
-        data = frame(kind, payload)
+        data = _FRAME_PACK(RECORD_MAGIC, kind, len(payload), _crc32(payload, kind)) + payload  # format.frame, inlined
         try:
             n = os.write(fd, data)
             if n != len(data):

@@ -93,6 +93,8 @@ def frame(kind: int, payload: bytes) -> bytes:
 
 
 class Record(NamedTuple):
+    """The shape of what ``RecordReader`` yields (it yields plain tuples, for speed)."""
+
     offset: int  # byte offset of the frame header in the file
     kind: int
     payload: bytes
@@ -175,11 +177,11 @@ class RecordReader:
         if self.reporter is not None:
             self.reporter(d)
 
-    def __iter__(self) -> Iterator[Record]:
+    def __iter__(self) -> Iterator[tuple[int, int, bytes]]:
         with open(self.path, "rb", buffering=0) as f:
             yield from self._scan(f)
 
-    def _scan(self, f: BinaryIO) -> Iterator[Record]:
+    def _scan(self, f: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
         head = f.read(FILE_HEADER_SIZE)
         self.version = check_file_header(head, self.path)
         if self.version is None:
@@ -212,7 +214,7 @@ class RecordReader:
                     payload = buf[i + hsize : end]
                     if crc32(payload, kind) != crc:
                         break
-                    yield Record(w.base + i, kind, payload)
+                    yield (w.base + i, kind, payload)
                 i = end
             pos = w.base + i
             # Slow path: the window ends, or the frame at pos is bad.

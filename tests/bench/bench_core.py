@@ -1,0 +1,156 @@
+"""Core benchmark: log cost, replay speed, bytes per step and scan memory, as ratios to floors.
+
+Run: ``python tests/bench/bench_core.py [--quick]`` (or ``make bench``). Not a test: nothing here
+asserts a time. Each figure is printed beside a floor measured in the same run on the same disk,
+and the ratio is what the targets of the core issue speak of:
+
+  (a) us per log() of 10 float scalars        / msgpack.packb + os.write of the same dict   <= 1.5x
+  (b) us per log(commit=False) of 10 scalars   / the same floor                              <= 1.5x
+  (c) rows/s replaying a 1M-step run           / plain msgpack unpacking of its records      >= 0.6x
+  (d) bytes on disk per step                   / msgpack size of the logged dict             <= 1.2x
+  (e) peak memory of scan_history(), 1M steps  / the same over 10k steps                     <= 1.0x
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+
+
+def _dict10(i: int) -> dict[str, float]:
+    return {f"metric_{k}": (i + k) * 0.001 for k in range(10)}
+
+
+def bench_log(tmp: Path, n: int, batches: int, commit: bool | None) -> tuple[float, float]:
+    """Median us per call for wandblite's log and for the floor, over interleaved batches."""
+    import wandblite
+
+    d = _dict10(1)
+    ours: list[float] = []
+    floor: list[float] = []
+    for b in range(batches):
+        run = wandblite.init(project="bench", id=f"log{b}{'p' if commit is False else ''}", dir=str(tmp))
+        log = run.log
+        t0 = time.perf_counter()
+        if commit is False:
+            for _ in range(n):
+                log(d, commit=False)
+        else:
+            for _ in range(n):
+                log(d)
+        ours.append((time.perf_counter() - t0) / n * 1e6)
+        run.finish()
+        fd = os.open(tmp / f"floor{b}.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        packb, write = msgpack.packb, os.write
+        t0 = time.perf_counter()
+        for _ in range(n):
+            write(fd, packb(d))
+        floor.append((time.perf_counter() - t0) / n * 1e6)
+        os.close(fd)
+    return statistics.median(ours), statistics.median(floor)
+
+
+def make_run(tmp: Path, steps: int, run_id: str) -> Path:
+    import wandblite
+
+    run = wandblite.init(project="bench", id=run_id, dir=str(tmp))
+    for i in range(steps):
+        run.log(_dict10(i))
+    run.finish()
+    return tmp / run_id
+
+
+def bench_replay(run_dir: Path, tmp: Path) -> tuple[float, float, int]:
+    """Rows/s of replay (full history scan) against plain msgpack unpacking of the same payloads."""
+    import wandblite
+    from wandblite.format import RecordReader
+    from wandblite.runfile import segments
+
+    plain = tmp / "plain.msgpack"
+    with open(plain, "wb") as f:
+        for seg in segments(run_dir):
+            for _offset, _kind, payload in RecordReader(seg):
+                f.write(payload)
+    t0 = time.perf_counter()
+    n_plain = 0
+    with open(plain, "rb") as f:
+        for _obj in msgpack.Unpacker(f, raw=False):
+            n_plain += 1
+    t_plain = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    r = wandblite.replay(run_dir)
+    rows = 0
+    for _row in r.scan_history():
+        rows += 1
+    t_ours = time.perf_counter() - t0
+    return rows / t_ours, n_plain / t_plain, rows
+
+
+def peak_scan_memory(run_dir: Path) -> int:
+    """Peak RSS growth (KiB) of a fresh interpreter scanning the run's history."""
+    code = (
+        "import resource, sys, wandblite\n"
+        "r = wandblite.replay(sys.argv[1])\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "n = sum(1 for _ in r.scan_history())\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, n)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smaller sizes (100k-step replay)")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = ap.parse_args()
+    os.environ.setdefault("WANDBLITE_SILENT", "1")
+    tmp = Path(tempfile.mkdtemp(prefix="wandblite-bench-"))
+    results: dict[str, float] = {}
+    try:
+        n, batches = (5_000, 7) if args.quick else (20_000, 11)
+        ours, floor = bench_log(tmp, n, batches, None)
+        results.update(log_us=ours, log_floor_us=floor, log_ratio=ours / floor)
+        print(f"(a) log() of 10 scalars      {ours:7.2f} us/call  floor {floor:6.2f} us  ratio {ours / floor:5.2f}x  (target <= 1.5x)")
+        ours, floor = bench_log(tmp, n, batches, False)
+        results.update(partial_us=ours, partial_floor_us=floor, partial_ratio=ours / floor)
+        print(f"(b) log(commit=False)        {ours:7.2f} us/call  floor {floor:6.2f} us  ratio {ours / floor:5.2f}x  (target <= 1.5x)")
+
+        steps = 100_000 if args.quick else 1_000_000
+        big = make_run(tmp, steps, "big")
+        ours_rps, plain_rps, rows = bench_replay(big, tmp)
+        results.update(replay_rows_per_s=ours_rps, replay_floor_rows_per_s=plain_rps, replay_ratio=ours_rps / plain_rps)
+        print(f"(c) replay {rows:>9,} rows      {ours_rps:9,.0f} rows/s  floor {plain_rps:9,.0f} rows/s  ratio {ours_rps / plain_rps:5.2f}x  (target >= 0.6x)")
+
+        from wandblite.runfile import segments
+
+        size = sum(p.stat().st_size for p in segments(big))
+        per_step = size / steps
+        dict_size = statistics.mean(len(msgpack.packb(_dict10(i))) for i in range(0, steps, max(1, steps // 1000)))
+        results.update(bytes_per_step=per_step, msgpack_dict_bytes=dict_size, bytes_ratio=per_step / dict_size)
+        print(f"(d) bytes on disk per step   {per_step:7.1f} B        msgpack dict {dict_size:6.1f} B  ratio {per_step / dict_size:5.2f}x  (target <= 1.2x)")
+
+        small = make_run(tmp, 10_000, "small")
+        m_small = peak_scan_memory(small)
+        m_big = peak_scan_memory(big)
+        results.update(scan_peak_kib_small=m_small, scan_peak_kib_big=m_big)
+        print(f"(e) scan_history peak RSS growth: {steps:,} steps {m_big} KiB, 10,000 steps {m_small} KiB  (target: big <= small, within noise)")
+        if args.json:
+            print(json.dumps(results))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    main()
