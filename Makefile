@@ -1,0 +1,43 @@
+# wandblite: everything a fresh machine needs is installed by these targets (python3 and make are enough).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup setup-test demo test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The SDK, the CLI and the server extra.
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e '.[server]'
+
+# Everything the tests need (test extra, linters, PyTorch CPU and the frameworks the drop-in tests drive).
+setup-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -r tests/requirements-frameworks.txt
+
+# The main job: log an example run, sync it into the embedded local store, show it.
+demo: setup
+	WANDBLITE_HOME=$${WANDBLITE_HOME:-$(CURDIR)/.wandblite} $(BIN)/python examples/quickstart.py
+	$(BIN)/wandblite ls runs
+	WANDBLITE_HOME=$${WANDBLITE_HOME:-$(CURDIR)/.wandblite} $(BIN)/wandblite sync runs
+	$(BIN)/wandblite show $$(ls -td runs/*/ | head -1)
+
+# The whole test suite (starts PostgreSQL and installs Chromium where missing: see .ci/services.sh).
+test: setup-test
+	bash .ci/services.sh
+	WANDBLITE_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: setup-test
+	$(BIN)/ruff check wandblite cli tests examples
+	$(BIN)/mypy wandblite cli
+
+bench: setup
+	$(BIN)/python tests/bench/bench_core.py
+	$(BIN)/python tests/media/bench_media.py
+
+clean:
+	rm -rf $(VENV) runs .wandblite build dist *.egg-info
