@@ -99,9 +99,8 @@ class DisabledRun:
     def __enter__(self) -> DisabledRun:
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> None:
         self.finish()
-        return False
 
     def __getattr__(self, key: str) -> _Nothing:
         if key.startswith("__"):

@@ -47,6 +47,8 @@ __all__ = ["Config", "Run", "Summary", "init", "termwarn"]
 _SCALARS = frozenset({float, int, str, bool})
 _PLAIN = frozenset({float, int, str, bool, type(None)})
 _time = time.time
+_LOG = ev.LOG
+_LOG_SCALARS = ev.LOG_SCALARS
 _warned_once: set[str] = set()
 
 
@@ -315,7 +317,7 @@ class Run:
         self.entity = entity
         self._root = root
         self._path = root / run_id
-        self._media = None
+        self._media: Any = None
         self._packer = ev.new_packer()
         self._errors_reported: set[str] = set()
         existing = bool(segments(self._path))
@@ -346,6 +348,8 @@ class Run:
             self.attempt = attempt
             self._writer = RunFileWriter(segment_path(self._path, attempt), on_error=self._write_error)
             self._read_pos = (attempt, self._writer.size)
+            self._append = self._writer.append  # bound once: log() is the hottest path we have
+            self._pack = self._packer.pack
         except BaseException:
             self._lockfile.release()
             raise
@@ -482,21 +486,28 @@ class Run:
 
     def log(
         self,
-        data: Mapping[str, Any],
+        data: Mapping[str, Any] | None = None,
         step: int | None = None,
         commit: bool | None = None,
         sync: bool | None = None,
     ) -> None:
-        """Log a dict of values to the run's history (wandb's ``run.log``, semantics to the letter)."""
+        """Log a dict of values to the run's history (wandb's ``run.log``, semantics to the letter).
+
+        The hot path (a dict of plain scalars, no step, no commit) is: validate the keys, pack one
+        record, one ``os.write``. ``log()`` with no data commits the pending row, as in old wandb.
+        """
         if self._finished:
             raise UsageError(
                 f"Run ({self.id}) is finished. The call to `log` will be ignored. "
                 "Please make sure that you are using an active run."
             )
         if type(data) is not dict:
-            if not isinstance(data, Mapping):
+            if data is None:
+                data = {}
+            elif not isinstance(data, Mapping):
                 raise DataError("wandb.log must be passed a dictionary")
-            data = dict(data)
+            else:
+                data = dict(data)
         try:
             "".join(data)
         except TypeError:
@@ -518,14 +529,16 @@ class Run:
                     return
             ts = _time()
             payload = None
-            kind = ev.LOG
-            if _SCALARS.issuperset(map(type, data.values())):
-                kind = ev.LOG_SCALARS
-            elif not _PLAIN.issuperset(map(type, data.values())):
+            values = data.values()
+            if _SCALARS.issuperset(map(type, values)):
+                kind = _LOG_SCALARS
+            elif _PLAIN.issuperset(map(type, values)):
+                kind = _LOG
+            else:
                 kind = 0
             if kind:
                 try:
-                    payload = self._packer.pack([ts, data, step, commit])
+                    payload = self._pack([ts, data, step, commit])
                 except (OverflowError, UnicodeEncodeError, ValueError):
                     self._packer.reset()
                 else:
@@ -534,10 +547,10 @@ class Run:
                     if b"\xcf" in payload and _has_big_int(data):
                         payload = None
             if payload is None:
-                kind = ev.LOG
+                kind = _LOG
                 enc = {k: encode_value(v, (k,), "history", self, at) for k, v in data.items()}
-                payload = self._packer.pack([ts, enc, step, commit])
-            if self._writer.append(kind, payload):
+                payload = self._pack([ts, enc, step, commit])
+            if self._append(kind, payload):
                 if flush_after:
                     self._cur = at + 1
                     self._has_pending = False
@@ -654,12 +667,11 @@ class Run:
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is None:
             self.finish()
         else:
             self.finish(exit_code=1, _error=_error_info(exc_type, exc, tb))
-        return False
 
     # ------------------------------------------------------------------ wandb API odds and ends
     def save(self, *args: Any, **kwargs: Any) -> Any:

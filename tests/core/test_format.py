@@ -39,7 +39,7 @@ def write_file(path: Path, payloads: list[bytes], kind: int = 2) -> list[int]:
 
 def read_all(path: Path, start: int | None = None) -> tuple[list[bytes], RecordReader]:
     r = RecordReader(path, start=start)
-    return [rec.payload for rec in r], r
+    return [payload for _off, _kind, payload in r], r
 
 
 def payloads(n: int, seed: int = 0) -> list[bytes]:
@@ -53,9 +53,9 @@ def test_round_trip_returns_every_record_with_offsets_and_kinds(tmp_path: Path) 
     offsets = write_file(p, data)
     r = RecordReader(p)
     recs = list(r)
-    assert [x.payload for x in recs] == data
-    assert [x.offset for x in recs] == offsets
-    assert all(x.kind == 2 for x in recs)
+    assert [x[2] for x in recs] == data
+    assert [x[0] for x in recs] == offsets
+    assert all(x[1] == 2 for x in recs)
     assert r.damage == [] and r.tail is None
     assert r.end_offset == p.stat().st_size
 
