@@ -25,7 +25,7 @@ def _fail(message: str) -> None:
 
 def _jsonable(v: Any) -> Any:
     """Extended JSON for history values: NaN/Infinity stay (as wandb's history does)."""
-    if isinstance(v, dict) or hasattr(v, "keys"):
+    if isinstance(v, dict) or (hasattr(v, "keys") and hasattr(v, "__getitem__")):
         return {str(k): _jsonable(x) for k, x in dict(v).items()}
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
@@ -255,12 +255,12 @@ def verify(path: str, repair: bool, as_json: bool) -> None:
             report["torn_tail"].append(d)
         else:
             report["damage"].append(d)
-    try:
-        from wandblite import media
+    from wandblite import media
 
-        report["media_damage"] = list(media.verify(run_dir))
-    except ImportError:
-        pass
+    # Every blob is checked, and every media reference in the history must resolve and verify.
+    refs = [ref for row in r.scan_history() for ref in media.iter_refs(row)]
+    report["media_damage"] = list(media.verify(run_dir, refs))
+    report["media_refs"] = len(refs)
     damaged = bool(report["damage"] or report["media_damage"])
     report["ok"] = not damaged
     if repair:
@@ -268,7 +268,8 @@ def verify(path: str, repair: bool, as_json: bool) -> None:
     if as_json:
         click.echo(_dumps(report))
     else:
-        click.echo(f"run {r.id}: {report['records']} good records in {seg_count} file(s), state {r.state}")
+        click.echo(f"run {r.id}: {report['records']} good records in {seg_count} file(s), "
+                   f"{report['media_refs']} media reference(s), state {r.state}")
         for d in report["damage"]:
             click.echo(f"  DAMAGE {d['file']} offset {d['offset']} length {d['length']}: {d['reason']}")
         for d in report["torn_tail"]:
@@ -340,8 +341,9 @@ def export(path: str, fmt: str, out_path: str | None, media_dir: str | None) -> 
     if media_dir:
         from wandblite import media
 
-        n = media.export(r.path, media_dir)
-        click.echo(f"wrote {n} media file(s) to {media_dir}", err=True)
+        refs = [ref for row in r.scan_history() for ref in media.iter_refs(row)]
+        written = media.export(r.path, media_dir, refs)
+        click.echo(f"wrote {len(written)} media file(s) to {media_dir}", err=True)
 
 
 # ---------------------------------------------------------------------------- logs
