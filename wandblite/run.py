@@ -49,6 +49,7 @@ _PLAIN = frozenset({float, int, str, bool, type(None)})
 _time = time.time
 _LOG = ev.LOG
 _LOG_SCALARS = ev.LOG_SCALARS
+_NO_DATA: Any = object()
 _warned_once: set[str] = set()
 
 
@@ -289,6 +290,8 @@ class Summary(MutableMapping[str, Any]):
 class Run:
     """One run: a directory with one run file per attempt. Create with ``wandblite.init``."""
 
+    _pending_hist: dict[str, Any] | None = None  # watch()'s histograms waiting for the next row
+
     def __init__(
         self,
         *,
@@ -486,7 +489,7 @@ class Run:
 
     def log(
         self,
-        data: Mapping[str, Any] | None = None,
+        data: Any = _NO_DATA,
         step: int | None = None,
         commit: bool | None = None,
         sync: bool | None = None,
@@ -502,8 +505,8 @@ class Run:
                 "Please make sure that you are using an active run."
             )
         if type(data) is not dict:
-            if data is None:
-                data = {}
+            if data is _NO_DATA:
+                data = {}  # `run.log()`: old wandb scripts commit the pending row this way
             elif not isinstance(data, Mapping):
                 raise DataError("wandb.log must be passed a dictionary")
             else:
@@ -512,6 +515,10 @@ class Run:
             "".join(data)
         except TypeError:
             raise DataError("Key values passed to `wandb.log` must be strings.") from None
+        if self._pending_hist is not None:
+            # watch()'s histograms ride on the next row; the user's own keys win on a clash.
+            hists, self._pending_hist = self._pending_hist, None
+            data = {**hists, **data}
         if sync is not None:
             termwarn("`sync` argument is deprecated and does not affect the behaviour of `wandb.log`", repeat=False)
         if step is not None and type(step) is not int:
@@ -589,7 +596,12 @@ class Run:
         return self._media
 
     def _label(self, *args: Any, **kwargs: Any) -> None:
-        """wandb's private telemetry hook, called by Transformers: nothing to record offline."""
+        """wandb's private telemetry hook (Transformers calls ``_label(code=...)``): nothing to record."""
+
+    @property
+    def _attach_id(self) -> str | None:
+        """wandb's id for re-attaching from another process; None: Lightning then resumes by ``id``."""
+        return None
 
     def _fsync(self) -> None:
         with self._lock:
@@ -651,7 +663,8 @@ class Run:
                 ev.EXIT,
                 self._packer.pack({"ts": ts, "exit_code": code, "error": _error, "signal": _signal}),
             )
-            self._catch_up_locked()
+            self._cur = self._catch_up_locked().step  # the pending row was flushed by the exit
+            self._has_pending = False
             self._finished = True
         self._ticker.stop()
         with self._lock:
@@ -674,20 +687,45 @@ class Run:
             self.finish(exit_code=1, _error=_error_info(exc_type, exc, tb))
 
     # ------------------------------------------------------------------ wandb API odds and ends
-    def save(self, *args: Any, **kwargs: Any) -> Any:
-        from wandblite import files
+    def save(self, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> Any:
+        """Keep files matching ``glob_str`` with the run (``wandblite.files``): live, now or end."""
+        from wandblite.files import save_run
 
-        return files.save(self, *args, **kwargs)
+        return save_run(self, glob_str, base_path=base_path, policy=policy)
 
-    def watch(self, *args: Any, **kwargs: Any) -> Any:
-        from wandblite import watch
+    def watch(self, models: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
+              idx: int | None = None, log_graph: bool = False) -> Any:
+        """Histograms of a torch model's gradients/parameters on the next rows (``wandblite.watch``)."""
+        from wandblite.watch import watch_run
 
-        return watch.watch(*args, run=self, **kwargs)
+        return watch_run(self, models, criterion=criterion, log=log, log_freq=log_freq, idx=idx,
+                         log_graph=log_graph)
 
-    def unwatch(self, *args: Any, **kwargs: Any) -> Any:
-        from wandblite import watch
+    def unwatch(self, models: Any = None) -> None:
+        """Remove the hooks ``watch`` installed on ``models`` (all when None)."""
+        from wandblite.watch import unwatch_run
 
-        return watch.unwatch(*args, **kwargs)
+        unwatch_run(self, models)
+
+    def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
+                     aliases: list[str] | None = None, tags: list[str] | None = None) -> Any:
+        """Store an artifact with the run: content-addressed, versioned by digest (``wandblite.artifacts``)."""
+        from wandblite.artifacts import log_artifact_run
+
+        return log_artifact_run(self, artifact_or_path, name=name, type=type, aliases=aliases, tags=tags)
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None,  # noqa: A002
+                     aliases: list[str] | None = None, use_as: str | None = None) -> Any:
+        """Find ``"name:alias"`` among the runs under this run's root and record the use."""
+        from wandblite.artifacts import use_artifact_run
+
+        return use_artifact_run(self, artifact_or_name, type=type, aliases=aliases, use_as=use_as)
+
+    def alert(self, title: str, text: str, level: Any = None, wait_duration: Any = None) -> None:
+        """Record an alert with the run (shown by ``wandblite show``, listed by replay's ``alerts``)."""
+        from wandblite.integrations.api import alert_record
+
+        self._write(ev.ALERT, [time.time(), alert_record(title, text, level, wait_duration)], call="alert")
 
 
 def _has_big_int(data: dict[str, Any]) -> bool:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from wandblite_cli.main import cli
 
 import wandblite
-from wandblite_cli.main import cli
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_export_csv_and_jsonl(finished_run: Path, tmp_path: Path) -> None:
 def test_missing_path_is_a_usage_error_and_not_a_run_is_one_line(tmp_path: Path) -> None:
     assert invoke("show", str(tmp_path / "nope"))[0] == 2
     code, out = invoke("show", str(tmp_path))
-    assert code == 1
+    assert code == 1 and "not a wandblite run directory" in out
 
 
 def test_help_is_fast_and_lists_commands() -> None:

@@ -102,7 +102,6 @@ def test_oom_like_crash_shows_climbing_memory_last_heartbeat_and_last_line(tmp_p
     rss = [m["proc.memory.rssMB"] for _ts, m in r.system_metrics()]
     assert len(rss) >= 5 and rss[-1] - rss[0] > 100, rss  # memory was climbing
     from click.testing import CliRunner
-
     from wandblite_cli.main import cli
 
     out = CliRunner().invoke(cli, ["show", str(tmp_path / "o1")]).output

@@ -74,8 +74,8 @@ def test_sigterm_writes_exit_record_with_traceback_then_dies_by_signal(tmp_path:
     for i in range(5):
         run.log({"i": i})
     run.log({"pending": 1}, commit=False)
-    os.write(1, b"ready\\n")
     def train_forever():
+        os.write(1, b"ready\\n")
         while True:
             time.sleep(0.05)
     train_forever()
