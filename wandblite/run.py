@@ -44,6 +44,7 @@ from wandblite.runfile import (
 
 __all__ = ["Config", "Run", "Summary", "init", "termwarn"]
 
+_NO_INTS = frozenset({float, str, bool})
 _SCALARS = frozenset({float, int, str, bool})
 _PLAIN = frozenset({float, int, str, bool, type(None)})
 _time = time.time
@@ -537,10 +538,13 @@ class Run:
             ts = _time()
             payload = None
             values = data.values()
-            if _SCALARS.issuperset(map(type, values)):
+            ints = False
+            if _NO_INTS.issuperset(map(type, values)):
                 kind = _LOG_SCALARS
+            elif _SCALARS.issuperset(map(type, values)):
+                kind, ints = _LOG_SCALARS, True
             elif _PLAIN.issuperset(map(type, values)):
-                kind = _LOG
+                kind, ints = _LOG, True
             else:
                 kind = 0
             if kind:
@@ -551,7 +555,7 @@ class Run:
                 else:
                     # 0xcf marks a uint64: an int beyond int64, which wandb stores as a float.
                     # memchr is cheap; the rare hit (float bytes can hold 0xcf too) is checked.
-                    if b"\xcf" in payload and _has_big_int(data):
+                    if ints and b"\xcf" in payload and _has_big_int(data):
                         payload = None
             if payload is None:
                 kind = _LOG

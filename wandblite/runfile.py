@@ -47,6 +47,7 @@ from wandblite.errors import Error, RunLockedError
 from wandblite.format import (
     _FRAME,
     FILE_HEADER_SIZE,
+    FRAME_HEADER_SIZE,
     MAX_RECORD_SIZE,
     RECORD_MAGIC,
     Damage,
@@ -71,6 +72,7 @@ __all__ = [
 LOCK_NAME = ".lock"
 _FRAME_PACK = _FRAME.pack
 _crc32 = zlib.crc32
+assert RECORD_MAGIC == 0xD7 and FRAME_HEADER_SIZE == 10  # append() inlines both
 _SEGMENT_RE = re.compile(r"^events-(\d{3,})\.wlr$")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
@@ -305,20 +307,22 @@ class RunFileWriter:
         self.size = FILE_HEADER_SIZE
         _register_fork_close(self)
 
-    def append(self, kind: int, payload: bytes) -> bool:
+    def append(self, kind: int, payload: bytes, _write: Any = os.write, _pack: Any = _FRAME_PACK,
+               _crc: Any = _crc32) -> bool:
         """Write one record; True when it reached the kernel whole, False when it was not written."""
         fd = self.fd
-        if fd is None:
-            self._fail("closed", "the run file is closed (finished run, or a forked child process)")
+        n = len(payload)
+        if fd is None or n > MAX_RECORD_SIZE:
+            if fd is None:
+                self._fail("closed", "the run file is closed (finished run, or a forked child process)")
+            else:
+                self._fail("too-large", f"a record of {n} bytes exceeds the {MAX_RECORD_SIZE} byte limit; it was not written")
             return False
-        if len(payload) > MAX_RECORD_SIZE:
-            self._fail("too-large", f"a record of {len(payload)} bytes exceeds the {MAX_RECORD_SIZE} byte limit; it was not written")
-            return False
-        data = _FRAME_PACK(RECORD_MAGIC, kind, len(payload), _crc32(payload, kind)) + payload  # format.frame, inlined
+        data = _pack(0xD7, kind, n, _crc(payload, kind)) + payload  # format.frame, inlined
         try:
-            n = os.write(fd, data)
-            if n != len(data):
-                self._write_all(fd, memoryview(data)[n:])
+            done = _write(fd, data)
+            if done != n + 10:
+                self._write_all(fd, memoryview(data)[done:])
         except OSError as exc:
             self._undo(fd)
             self._fail(
@@ -327,7 +331,7 @@ class RunFileWriter:
                 "this and later records are dropped until writing works again; training goes on",
             )
             return False
-        self.size += len(data)
+        self.size += n + 10
         self.dirty = True
         return True
 
