@@ -9,6 +9,7 @@ and the ratio is what the targets of the core issue speak of:
   (c) rows/s replaying a 1M-step run           / plain msgpack unpacking of its records      >= 0.6x
   (d) bytes on disk per step                   / msgpack size of the logged dict             <= 1.2x
   (e) peak memory of scan_history(), 1M steps  / the same over 10k steps                     <= 1.0x
+  (f) (a) with console capture and the system sampler on / (a) with both off                 <= 1.1x
 """
 
 from __future__ import annotations
@@ -31,15 +32,20 @@ def _dict10(i: int) -> dict[str, float]:
     return {f"metric_{k}": (i + k) * 0.001 for k in range(10)}
 
 
-def bench_log(tmp: Path, n: int, batches: int, commit: bool | None) -> tuple[float, float]:
-    """Median us per call for wandblite's log and for the floor, over interleaved batches."""
+def bench_log(tmp: Path, n: int, batches: int, commit: bool | None, extras: bool = True) -> tuple[float, float]:
+    """Median us per call for wandblite's log and for the floor, over interleaved batches.
+
+    ``extras``: console capture (wrap) and the system sampler on, as by default; off otherwise.
+    """
     import wandblite
 
     d = _dict10(1)
     ours: list[float] = []
     floor: list[float] = []
+    settings = None if extras else wandblite.Settings(console="off", disable_stats=True)
+    tag = ("p" if commit is False else "") + ("" if extras else "x")
     for b in range(batches):
-        run = wandblite.init(project="bench", id=f"log{b}{'p' if commit is False else ''}", dir=str(tmp))
+        run = wandblite.init(project="bench", id=f"log{b}{tag}", dir=str(tmp), settings=settings)
         log = run.log
         t0 = time.perf_counter()
         if commit is False:
@@ -125,6 +131,10 @@ def main() -> None:
         ours, floor = bench_log(tmp, n, batches, False)
         results.update(partial_us=ours, partial_floor_us=floor, partial_ratio=ours / floor)
         print(f"(b) log(commit=False)        {ours:7.2f} us/call  floor {floor:6.2f} us  ratio {ours / floor:5.2f}x  (target <= 1.5x)")
+        bare, _floor = bench_log(tmp, n, batches, None, extras=False)
+        with_extras = results["log_us"]
+        results.update(log_bare_us=bare, extras_ratio=with_extras / bare)
+        print(f"(f) log() capture+sampler on {with_extras:7.2f} us/call  off {bare:6.2f} us    ratio {with_extras / bare:5.2f}x  (target <= 1.1x)")
 
         steps = 100_000 if args.quick else 1_000_000
         big = make_run(tmp, steps, "big")
