@@ -246,3 +246,27 @@ def test_import_wandblite_stays_light() -> None:
     """)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ""
+
+
+def test_fsync_runs_periodically_while_logging_and_at_finish(tmp_path: Path) -> None:
+    res = run_script("""
+    import os, sys, time, wandblite
+    calls = []
+    real = os.fsync
+    def counting_fsync(fd):
+        calls.append(time.monotonic())
+        return real(fd)
+    os.fsync = counting_fsync
+    run = wandblite.init(project="p", id="s1", dir=sys.argv[1])
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.0:
+        run.log({"x": 1.0})
+        time.sleep(0.005)
+    during = len(calls)
+    run.finish()
+    print(during, len(calls) - during)
+    """, str(tmp_path), env={"WANDBLITE_FSYNC_INTERVAL": "0.2"})
+    assert res.returncode == 0, res.stderr
+    during, at_finish = map(int, res.stdout.split())
+    assert 2 <= during <= 8  # every 0.2 s while records arrive, not once per record
+    assert at_finish >= 1  # finish makes everything durable
