@@ -77,6 +77,8 @@ def _describe(v: Any) -> str:
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
             return str(v)
+        if abs(v) >= 1e6:
+            return f"{v:.3f}"  # timestamps: keep the seconds
         return f"{v:.6g}"
     if isinstance(v, list):
         if len(v) > 8:
@@ -149,7 +151,8 @@ def show(path: str, nrows: int, as_json: bool) -> None:
             "exit_code": r.exit_code, "error": r.error, "signal": r.signal, "created_at": r.created_at,
             "last_alive": r.last_alive, "step": r.step, "rows": r.rows, "config": r.config,
             "summary": r.summary, "last_rows": last, "damage": r.damage, "path": str(r.path),
-            "context": r.context, "alerts": r.alerts, "last_system": r.last_system,
+            "context": r.context, "alerts": r.alerts, "files": r.files, "artifacts": r.artifacts,
+            "uses": r.uses, "last_system": r.last_system,
             "console_tail": [t for _ts, _s, t in r.console_tail[-20:]],
         }))
         return
@@ -222,6 +225,19 @@ def show(path: str, nrows: int, as_json: bool) -> None:
         e("alerts")
         for a in r.alerts[-10:]:
             e(f"  [{a.get('level', 'INFO')}] {a.get('title')}: {a.get('text')}")
+    if r.files:
+        e("files")
+        for name, f in sorted(r.files.items()):
+            e(f"  {name}  {f.get('size', '?')} bytes  ({f.get('policy', 'now')})")
+    if r.artifacts:
+        e("artifacts")
+        for a in r.artifacts:
+            e(f"  {a.get('name')}:v{a.get('version')}  {a.get('type')}  {len(a.get('entries') or {})} file(s)  "
+              f"aliases {', '.join(a.get('aliases') or [])}")
+    if r.uses:
+        e("used artifacts")
+        for u in r.uses:
+            e(f"  {u.get('name')}:v{u.get('version')}  {u.get('type')}  (logged by run {u.get('run')})")
     if last:
         e(f"last {len(last)} rows")
         for row in last:
