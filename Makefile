@@ -29,7 +29,7 @@ demo: setup
 # The whole test suite (starts PostgreSQL and installs Chromium where missing: see .ci/services.sh).
 test: setup-test
 	bash .ci/services.sh
-	WANDBLITE_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	WANDBLITE_NO_SKIP=1 WANDBLITE_REQUIRE_POSTGRES=1 WANDBLITE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: setup-test
 	$(BIN)/ruff check wandblite cli tests examples

@@ -13,6 +13,9 @@ import pytest
 
 import wandblite
 
+# Read once at start-up: the autouse fixture below clears WANDBLITE_* variables inside each test.
+_NO_SKIP = os.environ.get("WANDBLITE_NO_SKIP") == "1"
+
 
 @pytest.fixture(autouse=True)
 def _clean_wandblite(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -45,3 +48,14 @@ def run_script(code: str, *args: str, env: dict[str, str] | None = None, timeout
         [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True, text=True, timeout=timeout, env=full_env, check=check, **kw,  # type: ignore[arg-type]
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With WANDBLITE_NO_SKIP=1 (CI), a skipped test fails: a missing package or service is a CI bug."""
+    report = yield
+    if report.skipped and _NO_SKIP and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"skipped, but WANDBLITE_NO_SKIP=1 forbids skips in CI: {reason}"
+    return report

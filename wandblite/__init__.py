@@ -18,15 +18,22 @@ from __future__ import annotations
 from typing import Any
 
 from wandblite import plot
+from wandblite.artifacts import Artifact, log_artifact, use_artifact
 from wandblite.data_types import Audio, Histogram, Html, Image, Object3D, Table, Video
 from wandblite.errors import ConfigError, DataError, Error, UsageError
+from wandblite.files import save
+from wandblite.integrations.api import AlertLevel, alert, require, setup
+from wandblite.login import login
 from wandblite.replay import Replay, replay
 from wandblite.run import Run, init, termwarn
 from wandblite.settings import Settings
+from wandblite.watch import unwatch, watch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlertLevel",
+    "Artifact",
     "Audio",
     "ConfigError",
     "DataError",
@@ -45,13 +52,22 @@ __all__ = [
     "config",
     "define_metric",
     "finish",
+    "alert",
     "init",
     "log",
+    "log_artifact",
+    "login",
     "plot",
     "replay",
+    "require",
     "run",
+    "save",
+    "setup",
     "summary",
     "termwarn",
+    "unwatch",
+    "use_artifact",
+    "watch",
 ]
 
 
@@ -131,3 +147,10 @@ def _reset_globals() -> None:
     g["log"] = _preinit_log
     g["define_metric"] = _preinit_define_metric
     g["finish"] = _preinit_finish
+
+
+# The drop-in opt-in by environment (see wandblite.integrations): only when asked for.
+if __import__("os").environ.get("WANDBLITE_AS_WANDB", "").strip().lower() in ("1", "true", "yes", "on"):
+    from wandblite.integrations import as_wandb as _as_wandb
+
+    _as_wandb()

@@ -43,12 +43,15 @@ class _DictNS(dict):  # type: ignore[type-arg]
         self[key] = value
 
     def update(self, d: Any = None, allow_val_change: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
-        if d is not None:
-            super().update(d if hasattr(d, "keys") else vars(d))
+        from wandblite.run import _config_dict  # dicts, argparse Namespaces and absl flags alike
+
+        super().update(_config_dict(d))
         super().update(kwargs)
 
     def setdefaults(self, d: Any) -> None:
-        for k, v in dict(d).items():
+        from wandblite.run import _config_dict
+
+        for k, v in _config_dict(d).items():
             self.setdefault(k, v)
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,6 +67,7 @@ class DisabledRun:
     url = None
     path = None
     _finished = False
+    _attach_id = None  # Lightning reads it when pickling its logger
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.id = "disabled"

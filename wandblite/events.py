@@ -26,10 +26,19 @@ HEARTBEAT  7     array ``[ts]``
 CONSOLE    8     array ``[ts, stream, text]``: captured stdout/stderr text
 SYSTEM     9     array ``[ts, metrics]``: one system-metrics sample (kept apart from history)
 RUN        10    array ``[ts, changes]``: run attributes changed after init (name, tags, notes…)
-FILES      11    array ``[ts, files]``: files saved with the run (``wandblite.save``)
-ARTIFACT   12    array ``[ts, artifact]``: a logged artifact manifest
-ALERT      13    array ``[ts, alert]``: ``run.alert(...)``
-USE        14    array ``[ts, ref]``: ``run.use_artifact(...)``
+FILES      11    array ``[ts, files]``: files kept with the run (``wandblite.save``); files is a list
+                 of maps ``name`` (path relative to the save's base), ``path`` (``files/<name>``,
+                 relative to the run directory), ``size``, ``sha256``, ``policy`` (live/now/end);
+                 a later record for the same name replaces the earlier one
+ARTIFACT   12    array ``[ts, artifact]``: a logged artifact manifest, a map ``name``, ``type``,
+                 ``version`` (int), ``digest`` (sha256 hex), ``aliases`` (list, with "latest"),
+                 ``description``, ``metadata``, ``size``, ``run`` (logging run id), ``entries``
+                 (map path -> ``{sha256, size, object}`` with object
+                 ``artifacts/objects/<sha256>`` in the run directory, or ``{ref[, sha256, size]}``)
+ALERT      13    array ``[ts, alert]``: ``run.alert(...)``; a map ``title``, ``text``, ``level``
+                 (INFO/WARN/ERROR), ``wait_duration`` (seconds or nil)
+USE        14    array ``[ts, ref]``: ``run.use_artifact(...)``; a map ``name``, ``version``,
+                 ``digest``, ``type``, ``run`` (the id of the run that logged it)
 LOGS       15    as LOG, with the promise that every value of ``data`` is a str, int, float or
                  bool (no dict, list, None or media): the writer knows this for free, and the
                  fold then skips per-leaf work (most training steps log only scalars)

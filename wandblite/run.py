@@ -324,6 +324,7 @@ class Run:
         self._media: Any = None
         self._packer = ev.new_packer()
         self._errors_reported: set[str] = set()
+        self._finish_callbacks: list[Any] = []
         existing = bool(segments(self._path))
         if resume == "must" and not existing:
             raise ResumeError(
@@ -651,6 +652,12 @@ class Run:
         """Flush the pending row, write the exit record, fsync, release the lock. Twice is a no-op."""
         if self._finished or os.getpid() != self._pid:
             return  # finished already, or a forked child (it never finishes its parent's run)
+        callbacks, self._finish_callbacks = self._finish_callbacks, []
+        for cb in callbacks:  # wandblite.save's live/end files, watch's hooks (env.on_finish)
+            try:
+                cb()
+            except Exception as exc:  # noqa: BLE001 - finishing must go on
+                termwarn(f"at finish, {getattr(cb, '__qualname__', cb)} failed: {exc}")
         # Stop the samplers first, so their last records land before the exit record.
         for part in (self._sampler, self._capture):
             if part is not None:

@@ -1,0 +1,465 @@
+"""Artifacts offline: ``Artifact``, ``run.log_artifact``, ``run.use_artifact``, ``artifact.download``.
+
+Layer 4. Stdlib only (``runfile``'s reader to find artifacts among runs).
+
+Storage. ``log_artifact`` copies every file of the artifact into the logging run's content-addressed
+object store ``<run dir>/artifacts/objects/<sha256>`` (written to a temporary name and renamed; one
+copy per content however many artifacts hold it) and writes one ARTIFACT record, the manifest::
+
+    {"name", "type", "version" (int), "digest", "aliases" (list, always with "latest"),
+     "description", "metadata", "size", "run" (the logging run's id),
+     "entries": {path: {"sha256", "size", "object": "artifacts/objects/<sha256>"}
+                       | {"ref": uri[, "sha256", "size"]}}}
+
+``digest`` is the sha256 of the sorted ``path, sha256-or-ref`` lines, so two artifacts with the same
+files have the same digest whatever order they were added in.
+
+Versions. The versions of a name are found among all the runs under the logging run's root
+directory (``find_runs`` + the ARTIFACT records of each): the same digest as an existing version is
+that version again (no new version; the new aliases are recorded on it), a new digest is
+``max + 1`` (``v0`` first). Two processes logging a new digest of the same name at the same
+instant could both take ``max + 1``; that race is accepted offline.
+
+Aliases. ``name:latest`` (or a bare ``name``) is the version recorded most recently; a user alias is
+the version of the most recent record carrying it; ``name:vN`` is version N. An
+``entity/project/`` prefix is ignored offline. ``use_artifact`` writes a USE record
+``{"name", "version", "digest", "type", "run" (the run that logged it)}``.
+
+References (``add_reference``) are recorded, not copied; a ``file://`` reference to an existing
+file records its sha256 and size, and ``download`` copies it; other schemes are listed only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from wandblite import events as ev
+from wandblite.env import active_run
+from wandblite.errors import Error
+
+if TYPE_CHECKING:
+    import tempfile
+
+__all__ = ["Artifact", "ArtifactNotFoundError", "log_artifact", "use_artifact"]
+
+OBJECTS_DIR = "artifacts/objects"
+_CHUNK = 1 << 20
+
+
+class ArtifactNotFoundError(Error):
+    """``use_artifact`` found no artifact with that name and alias under the runs' root."""
+
+
+def _sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _store_object(run_dir: Path, src: str) -> tuple[str, int]:
+    """Copy ``src`` into the run's object store; return its sha256 and size."""
+    objects = run_dir / OBJECTS_DIR
+    objects.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    size = 0
+    tmp = objects / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        with open(src, "rb") as f, open(tmp, "wb") as out:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        sha = h.hexdigest()
+        final = objects / sha
+        if final.exists() and final.stat().st_size == size:
+            tmp.unlink()
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return sha, size
+
+
+def _digest(entries: dict[str, dict[str, Any]]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(entries):
+        e = entries[path]
+        h.update(f"{path}\0{e.get('sha256') or e.get('ref')}\n".encode())
+    return h.hexdigest()
+
+
+def _split_name(spec: str) -> tuple[str, str]:
+    """``"entity/project/name:alias"`` -> ``("name", "alias")`` (alias ``latest`` when absent)."""
+    spec = spec.rsplit("/", 1)[-1]
+    name, _, alias = spec.partition(":")
+    return name, alias or "latest"
+
+
+class Artifact:
+    """wandb's ``Artifact``: a named, typed, versioned set of files.
+
+    Build one with ``add_file``/``add_dir``/``new_file``/``add_reference`` and pass it to
+    ``run.log_artifact``; ``run.use_artifact("name:alias")`` returns a logged one, whose
+    ``download()`` copies its files out.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        type: str,  # noqa: A002 - wandb's keyword
+        description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        incremental: bool = False,
+        use_as: str | None = None,
+    ) -> None:
+        if not name or any(c in name for c in "/:"):
+            raise ValueError(f"Artifact name {name!r} must be non-empty and may not contain '/' or ':'")
+        self._base_name = name
+        self.type = type
+        self.description = description
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self.aliases: list[str] = []
+        self.version: str | None = None
+        self.digest: str | None = None
+        self.size = 0
+        self.source_run: str | None = None
+        # pending (not yet logged): path -> local file, or ("ref", uri)
+        self._pending: dict[str, Any] = {}
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._run_dir: Path | None = None
+        self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def name(self) -> str:
+        """``name`` before logging; ``name:vN`` for an artifact that was logged or used."""
+        return self._base_name if self.version is None else f"{self._base_name}:{self.version}"
+
+    @property
+    def qualified_name(self) -> str:
+        return self.name
+
+    @property
+    def logged(self) -> bool:
+        return self._run_dir is not None
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.name} type={self.type}>"
+
+    # ------------------------------------------------------------------ building
+    def _check_mutable(self) -> None:
+        if self.logged:
+            raise Error(f"artifact {self.name} was logged already; create a new Artifact to change it")
+
+    def add_file(
+        self,
+        local_path: str | os.PathLike[str],
+        name: str | None = None,
+        is_tmp: bool | None = False,
+        skip_cache: bool | None = False,
+        policy: str | None = "mutable",
+        overwrite: bool = False,
+    ) -> Any:
+        """Add one file (its content is read when the artifact is logged)."""
+        self._check_mutable()
+        local = os.fspath(local_path)
+        if not os.path.isfile(local):
+            raise ValueError(f"Path is not a file: {local!r}")
+        path = (name or os.path.basename(local)).replace(os.sep, "/").lstrip("/")
+        if path in self._pending and not overwrite and self._pending[path] != local:
+            raise ValueError(f"File with path {path!r} already exists in artifact {self._base_name}")
+        self._pending[path] = local
+        return path
+
+    def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None,
+                skip_cache: bool | None = False, policy: str | None = "mutable", merge: bool = False) -> None:
+        """Add every file below ``local_path`` (under the prefix ``name`` when given)."""
+        self._check_mutable()
+        root = os.fspath(local_path)
+        if not os.path.isdir(root):
+            raise ValueError(f"Path is not a directory: {root!r}")
+        for dirpath, _dirs, filenames in os.walk(root):
+            for fn in sorted(filenames):
+                full = os.path.join(dirpath, fn)
+                rel = os.path.relpath(full, root).replace(os.sep, "/")
+                self.add_file(full, name=f"{name.rstrip('/')}/{rel}" if name else rel, overwrite=True)
+
+    @contextlib.contextmanager
+    def new_file(self, name: str, mode: str = "x", encoding: str | None = None) -> Iterator[IO[Any]]:
+        """Open a new file to write into the artifact: ``with art.new_file("a.txt", "w") as f: ...``."""
+        self._check_mutable()
+        if self._tmpdir is None:
+            import tempfile
+
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="wandblite-artifact-")
+        path = Path(self._tmpdir.name) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if "b" not in mode and encoding is None:
+            encoding = "utf-8"
+        with open(path, mode, encoding=encoding) as f:
+            yield f
+        self.add_file(path, name=name, overwrite=True)
+
+    def add_reference(self, uri: str, name: str | None = None, checksum: bool = True,
+                      max_objects: int | None = None) -> list[str]:
+        """Record a reference to ``uri`` (not copied; ``file://`` ones are hashed)."""
+        from urllib.parse import unquote, urlparse
+
+        self._check_mutable()
+        parsed = urlparse(uri)
+        path = name or (os.path.basename(unquote(parsed.path)) or parsed.netloc or uri)
+        self._pending[path] = ("ref", uri)
+        return [path]
+
+    def remove(self, item: str) -> None:
+        self._check_mutable()
+        self._pending.pop(item, None)
+
+    def wait(self, timeout: int | None = None) -> Artifact:
+        return self
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        raise Error("Artifact.save() needs the server; log it with run.log_artifact(artifact) instead")
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def manifest(self) -> dict[str, dict[str, Any]]:
+        """The logged entries: path -> ``{"sha256", "size", "object"}`` or ``{"ref", ...}``."""
+        return dict(self._entries)
+
+    def files(self) -> list[str]:
+        return sorted(self._entries or self._pending)
+
+    def download(self, root: str | os.PathLike[str] | None = None, allow_missing_references: bool = False,
+                 skip_cache: bool | None = None, path_prefix: str | None = None) -> str:
+        """Copy the artifact's files to ``root`` (default ``./artifacts/<name>:<version>``); return it."""
+        if not self.logged:
+            raise Error(f"artifact {self._base_name} has not been logged; log it before downloading")
+        import shutil
+        from urllib.parse import unquote, urlparse
+
+        assert self._run_dir is not None
+        dest = Path(root) if root is not None else Path("artifacts") / self.name
+        for path, entry in sorted(self._entries.items()):
+            if path_prefix and not path.startswith(path_prefix):
+                continue
+            target = dest / path
+            if "object" in entry:
+                src = self._run_dir / entry["object"]
+            else:
+                parsed = urlparse(entry["ref"])
+                if parsed.scheme != "file":
+                    if not allow_missing_references:
+                        from wandblite.run import termwarn
+
+                        termwarn(f"artifact {self.name}: reference {entry['ref']} cannot be downloaded offline",
+                                 repeat=False)
+                    continue
+                src = Path(unquote(parsed.path))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_file() and _sha256_file(target)[0] == entry.get("sha256"):
+                continue
+            shutil.copyfile(src, target)
+            want = entry.get("sha256")
+            if want and _sha256_file(target)[0] != want:
+                raise Error(f"artifact {self.name}: {path} copied from {src} does not match its sha256 {want}")
+        return str(dest)
+
+    def file(self, root: str | os.PathLike[str] | None = None) -> str:
+        """The path of the downloaded file of a one-file artifact."""
+        if len(self._entries) != 1:
+            raise ValueError("This method should only be called on an artifact with exactly one file")
+        return str(Path(self.download(root)) / next(iter(self._entries)))
+
+    def get_path(self, name: str) -> _Entry:
+        if name not in self._entries:
+            raise KeyError(f"{name!r} is not in artifact {self.name}")
+        return _Entry(self, name)
+
+    # ------------------------------------------------------------------ internal
+    def _freeze(self, run_dir: Path) -> None:
+        """Copy the pending files into ``run_dir``'s object store and build the manifest."""
+        from urllib.parse import unquote, urlparse
+
+        entries: dict[str, dict[str, Any]] = {}
+        for path, src in sorted(self._pending.items()):
+            if isinstance(src, tuple):
+                uri = src[1]
+                entry: dict[str, Any] = {"ref": uri}
+                parsed = urlparse(uri)
+                local = unquote(parsed.path)
+                if parsed.scheme == "file" and os.path.isfile(local):
+                    entry["sha256"], entry["size"] = _sha256_file(local)
+                entries[path] = entry
+            else:
+                sha, size = _store_object(run_dir, src)
+                entries[path] = {"sha256": sha, "size": size, "object": f"{OBJECTS_DIR}/{sha}"}
+        self._entries = entries
+        self.digest = _digest(entries)
+        self.size = sum(int(e.get("size") or 0) for e in entries.values())
+
+    def _manifest_record(self) -> dict[str, Any]:
+        return {
+            "name": self._base_name, "type": self.type, "version": int(str(self.version)[1:]),
+            "digest": self.digest, "aliases": list(self.aliases), "description": self.description,
+            "metadata": self.metadata, "size": self.size, "run": self.source_run, "entries": self._entries,
+        }
+
+    @classmethod
+    def _from_record(cls, rec: dict[str, Any], run_dir: Path, aliases: list[str]) -> Artifact:
+        art = cls(rec["name"], rec.get("type") or "", rec.get("description"), rec.get("metadata"))
+        art.version = f"v{rec['version']}"
+        art.digest = rec.get("digest")
+        art.aliases = aliases
+        art.size = int(rec.get("size") or 0)
+        art.source_run = rec.get("run")
+        art._entries = dict(rec.get("entries") or {})
+        art._run_dir = run_dir
+        return art
+
+
+class _Entry:
+    """``artifact.get_path(name)``: one file of a logged artifact."""
+
+    def __init__(self, artifact: Artifact, path: str) -> None:
+        self.artifact = artifact
+        self.path = path
+
+    def download(self, root: str | os.PathLike[str] | None = None) -> str:
+        return str(Path(self.artifact.download(root, path_prefix=self.path)) / self.path)
+
+
+# ---------------------------------------------------------------------------- finding versions
+
+
+def _records(root: Path, name: str) -> list[tuple[float, dict[str, Any], Path]]:
+    """Every ARTIFACT record of ``name`` among the runs under ``root``, oldest first."""
+    from wandblite.runfile import find_runs, read_events
+
+    out: list[tuple[float, dict[str, Any], Path]] = []
+    if not root.is_dir():
+        return out
+    for run_dir in find_runs(root):
+        for e in read_events(run_dir, kinds=frozenset({ev.ARTIFACT})):
+            try:
+                ts, rec = e.data[0], e.data[1]
+            except (TypeError, IndexError, KeyError):
+                continue
+            if isinstance(rec, dict) and rec.get("name") == name:
+                out.append((float(ts), rec, run_dir))
+    out.sort(key=lambda t: t[0])
+    return out
+
+
+def _resolve(root: Path, name: str, alias: str) -> tuple[dict[str, Any], Path, list[str]]:
+    recs = _records(root, name)
+    if not recs:
+        raise ArtifactNotFoundError(f"no artifact named {name!r} among the runs under {root}")
+    chosen: tuple[float, dict[str, Any], Path] | None = None
+    if alias[:1] == "v" and alias[1:].isdigit():
+        want = int(alias[1:])
+        matches = [r for r in recs if r[1].get("version") == want]
+        chosen = matches[-1] if matches else None
+    else:
+        matches = [r for r in recs if alias in (r[1].get("aliases") or ())]
+        chosen = matches[-1] if matches else None
+    if chosen is None:
+        raise ArtifactNotFoundError(f"artifact {name!r} has no version or alias {alias!r} under {root}")
+    version = chosen[1].get("version")
+    # The aliases a version holds now: each alias belongs to the last record that carried it.
+    owner: dict[str, Any] = {}
+    for _ts, rec, _d in recs:
+        for a in rec.get("aliases") or ():
+            owner[a] = rec.get("version")
+    aliases = sorted(a for a, v in owner.items() if v == version)
+    return chosen[1], chosen[2], aliases
+
+
+def log_artifact_run(run: Any, artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
+                     aliases: list[str] | None = None, tags: list[str] | None = None) -> Artifact:
+    """``run.log_artifact``: store the artifact with ``run`` and record its manifest."""
+    if isinstance(artifact_or_path, Artifact):
+        art = artifact_or_path
+    else:
+        path = os.fspath(artifact_or_path)
+        if "://" in path:
+            art = Artifact(name or os.path.basename(path.rstrip("/")), type or "unspecified")
+            art.add_reference(path)
+        else:
+            art = Artifact(name or f"run-{run.id}-{os.path.basename(path.rstrip(os.sep))}", type or "unspecified")
+            if os.path.isdir(path):
+                art.add_dir(path)
+            else:
+                art.add_file(path)
+    if art.logged:
+        raise Error(f"artifact {art.name} was logged already; create a new Artifact to log new content")
+    if isinstance(aliases, str):
+        aliases = [aliases]
+    user_aliases = [str(a) for a in (aliases or [])]
+    for a in user_aliases:
+        if a[:1] == "v" and a[1:].isdigit():
+            raise ValueError(f"alias {a!r} is reserved for versions")
+    run_dir = Path(run.path)
+    art._freeze(run_dir)
+    existing = _records(Path(run._root), art._base_name)
+    version = None
+    for _ts, rec, _d in existing:
+        if rec.get("digest") == art.digest:
+            version = rec.get("version")
+            break
+    if version is None:
+        version = 1 + max((int(rec.get("version", -1)) for _ts, rec, _d in existing), default=-1)
+    art.version = f"v{version}"
+    art.aliases = ["latest", *[a for a in dict.fromkeys(user_aliases) if a != "latest"]]
+    art.source_run = run.id
+    art._run_dir = run_dir
+    run._write(ev.ARTIFACT, [time.time(), art._manifest_record()], call="log_artifact")
+    if art._tmpdir is not None:
+        art._tmpdir.cleanup()
+        art._tmpdir = None
+    return art
+
+
+def use_artifact_run(run: Any, artifact_or_name: Any, type: str | None = None,  # noqa: A002
+                     aliases: list[str] | None = None, use_as: str | None = None) -> Artifact:
+    """``run.use_artifact``: find a logged artifact under the run's root and record the use."""
+    if isinstance(artifact_or_name, Artifact):
+        art = artifact_or_name
+        if not art.logged:
+            art = log_artifact_run(run, art, aliases=aliases)
+    else:
+        name, alias = _split_name(str(artifact_or_name))
+        rec, run_dir, held = _resolve(Path(run._root), name, alias)
+        art = Artifact._from_record(rec, run_dir, held)
+        if type is not None and art.type != type:
+            raise ValueError(f"artifact {art.name} is of type {art.type!r}, not {type!r}")
+    ref = {"name": art._base_name, "version": int(str(art.version)[1:]), "digest": art.digest,
+           "type": art.type, "run": art.source_run}
+    run._write(ev.USE, [time.time(), ref], call="use_artifact")
+    return art
+
+
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
+                 aliases: list[str] | None = None, tags: list[str] | None = None) -> Any:
+    """wandb's module-level ``log_artifact``: log into the active run."""
+    run = active_run("wandb.log_artifact()")
+    return run.log_artifact(artifact_or_path, name=name, type=type, aliases=aliases, tags=tags)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None,  # noqa: A002
+                 aliases: list[str] | None = None, use_as: str | None = None) -> Any:
+    """wandb's module-level ``use_artifact``: use from the active run."""
+    run = active_run("wandb.use_artifact()")
+    return run.use_artifact(artifact_or_name, type=type, aliases=aliases, use_as=use_as)
