@@ -18,6 +18,8 @@ _COMMANDS = {
     "verify": ("wandblite_cli.runs", "verify", "Check a run's files; exit 1 if damaged."),
     "export": ("wandblite_cli.runs", "export", "Export a run's history as CSV or JSON lines."),
     "logs": ("wandblite_cli.runs", "logs", "Print a run's captured console output."),
+    "server": ("wandblite_cli.server", "server", "Serve a store over HTTP; manage its API keys."),
+    "sync": ("wandblite_cli.sync", "sync", "Upload runs to a server or the local store, exactly once."),
 }
 
 

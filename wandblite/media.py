@@ -491,7 +491,7 @@ def iter_refs(value: Any) -> Iterator[dict[str, Any]]:
             yield from iter_refs(v)
 
 
-def _refs_with_children(run_dir: Path, refs: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+def refs_with_children(run_dir: Path, refs: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
     """``refs`` plus the refs inside referenced tables (media in table cells)."""
     seen: set[tuple[str, str]] = set()
     stack = [dict(r) for r in refs]
@@ -541,7 +541,7 @@ def verify(
                     }
                 )
     if refs is not None:
-        for ref in _refs_with_children(root, refs):
+        for ref in refs_with_children(root, refs):
             try:
                 read_blob(root, ref)
             except (Error, OSError) as e:
@@ -583,7 +583,7 @@ def export(
         written.append(rel)
 
     if refs is not None:
-        for ref in _refs_with_children(root, refs):
+        for ref in refs_with_children(root, refs):
             try:
                 emit(_safe_relpath(ref["path"]), read_blob(root, ref))
             except (Error, OSError):

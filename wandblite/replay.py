@@ -29,14 +29,15 @@ from wandblite.fold import Fold, get_path, has_path, split_name
 from wandblite.format import Damage, RecordReader
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments
 
-__all__ = ["Replay", "flatten", "replay"]
+__all__ = ["Replay", "flatten", "heartbeat_grace", "replay"]
 
 DEFAULT_GRACE = 60.0
 # The events that can change history rows; console and system records are not even decoded.
 _ROW_KINDS = frozenset({ev.START, ev.LOG, ev.LOG_SCALARS, ev.METRIC, ev.EXIT})
 
 
-def _grace(heartbeat: float | None) -> float:
+def heartbeat_grace(heartbeat: float | None) -> float:
+    """Seconds without a record after which a run with no exit record is crashed (replay, show, sync)."""
     env = os.environ.get("WANDBLITE_HEARTBEAT_GRACE")
     if env:
         try:
@@ -132,7 +133,7 @@ class Replay:
         if writer_alive is None:
             writer_alive = probe_writer(self.path)
         now = time.time() if self._now_arg is None else self._now_arg
-        grace = self._grace_arg if self._grace_arg is not None else _grace(fold.heartbeat_interval)
+        grace = self._grace_arg if self._grace_arg is not None else heartbeat_grace(fold.heartbeat_interval)
         self.grace = grace
         self.state = fold.state(now, writer_alive, grace)
         row = None

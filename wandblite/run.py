@@ -219,7 +219,7 @@ class Config(MutableMapping[str, Any]):
             if not isinstance(k, str):
                 raise DataError(f"config keys must be strings, not {type(k).__name__} ({k!r})")
             val = encode_value(v, (k,), "config")
-            if not allow_val_change and k in self._items and self._items[k] != val:
+            if not allow_val_change and k in self._items and not _same(self._items[k], val):
                 raise ConfigError(
                     f'Attempted to change value of key "{k}" from {self._items[k]} to {val}\n'
                     "If you really want to do this, pass allow_val_change=True to config.update()"
@@ -737,6 +737,19 @@ class Run:
         from wandblite.integrations.api import alert_record
 
         self._write(ev.ALERT, [time.time(), alert_record(title, text, level, wait_duration)], call="alert")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Config equality where NaN equals NaN (a resumed run re-sets its config; NaN != NaN)."""
+    if a == b:
+        return True
+    if isinstance(a, float) and isinstance(b, float):
+        return a != a and b != b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return False
 
 
 def _has_big_int(data: dict[str, Any]) -> bool:

@@ -1,0 +1,135 @@
+"""``wandblite sync PATHS...``: upload runs to a server (or the embedded store), exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from typing import Any
+
+import click
+
+
+def _env(*names: str) -> str | None:
+    for n in names:
+        v = os.environ.get(n)
+        if v:
+            return v
+    return None
+
+
+@click.command("sync")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--server", default=None, help="Server URL ($WANDBLITE_SERVER, else $WANDB_BASE_URL); none: the embedded store.")
+@click.option("--api-key", default=None, help="API key ($WANDBLITE_API_KEY, else $WANDB_API_KEY).")
+@click.option("--project", default=None, help="Put every run into this project instead of its own.")
+@click.option("--watch", is_flag=True, help="Keep tailing the runs (and new ones) until Ctrl-C or SIGTERM.")
+@click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between --watch passes.")
+@click.option("--dry-run", is_flag=True, help="Print what would be sent; send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout.")
+@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="Records per request.")
+def sync(paths: tuple[str, ...], server: str | None, api_key: str | None, project: str | None, watch: bool,
+         interval: float, dry_run: bool, as_json: bool, batch_size: int) -> None:
+    """Upload the runs below PATHS: new, grown, finished and crashed ones; only what is missing."""
+    from wandblite.sync.client import Syncer, discover, install_stop_handlers, plan
+    from wandblite.sync.transport import HttpTransport, LocalTransport, SyncError
+
+    if project is not None:
+        from wandblite.runfile import validate_run_id
+
+        try:
+            validate_run_id(project)  # project names follow the run id rule
+        except Exception as exc:  # noqa: BLE001
+            raise click.BadParameter(str(exc).replace("run id", "project name"), param_hint="--project")
+    server = server or _env("WANDBLITE_SERVER") or (_env("WANDB_BASE_URL") if not _env("WANDBLITE_API_KEY") else None)
+    api_key = api_key or _env("WANDBLITE_API_KEY") or (_env("WANDB_API_KEY") if not _env("WANDBLITE_SERVER") else None)
+
+    def log(msg: str) -> None:
+        click.echo(f"wandblite: {msg}", err=True)
+
+    try:
+        transport = HttpTransport(server, api_key) if server else LocalTransport()
+    except ImportError as exc:
+        log(f"error: the embedded store needs the server extra: pip install 'wandblite[server]' ({exc})")
+        sys.exit(1)
+    runs = discover(paths)
+    if not runs and not watch:
+        log(f"no runs found below {', '.join(paths)}")
+        sys.exit(0)
+
+    if dry_run:
+        failed = False
+        for p in runs:
+            try:
+                info = plan(p, transport, project)
+            except (SyncError, Exception) as exc:  # noqa: BLE001 - report and go on
+                failed = True
+                info = {"path": str(p), "error": str(exc)}
+            if as_json:
+                click.echo(json.dumps(info, default=str))
+            elif "error" in info:
+                log(f"{p}: {info['error']}")
+            else:
+                s = info.get("send", {})
+                click.echo(f"{info['project']}/{info['run_id']}  {info['state']:8}  local {info['local']['rows']} rows"
+                           f"  server {info['server']['rows']}  would send {s.get('rows', 0)} rows, "
+                           f"{s.get('console', 0)} console, {s.get('system', 0)} system"
+                           f"{', metadata' if s.get('metadata') else ''}")
+        transport.close()
+        sys.exit(1 if failed else 0)
+
+    if watch:
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        syncer = Syncer(transport, batch_size=batch_size, project=project, use_cache=False, log=log)
+
+        def on_result(res: Any) -> None:
+            if as_json:
+                click.echo(json.dumps(res.as_dict(), default=str))
+            elif res.ok:
+                log(f"{res.project}/{res.run_id}: +{res.rows} rows, +{res.console} console, +{res.system} system ({res.state})")
+
+        log(f"watching {', '.join(paths)} -> {transport.target} (Ctrl-C to stop)")
+        syncer.watch(list(paths), interval, stop, on_result)
+        transport.close()
+        return
+
+    total = 0
+    for p in runs:
+        for seg in p.glob("events-*.wlr"):
+            try:
+                total += seg.stat().st_size
+            except OSError:
+                pass
+    show_bar = not as_json and total > 8 << 20 and sys.stderr.isatty()
+    results = []
+    with click.progressbar(length=total, label="syncing", file=sys.stderr) if show_bar else _NoBar() as bar:
+        syncer = Syncer(transport, batch_size=batch_size, project=project, progress=bar.update, log=log)
+        for p in runs:
+            res = syncer.sync_path(p)
+            results.append(res)
+    transport.close()
+    ok = True
+    for res in results:
+        ok = ok and res.ok
+        if as_json:
+            click.echo(json.dumps(res.as_dict(), default=str))
+        elif not res.ok:
+            log(f"error: {res.path}: {res.error}")
+        else:
+            what = "unchanged" if res.unchanged or not (res.rows or res.console or res.system or res.meta_updated) else (
+                f"sent {res.rows} rows, {res.console} console, {res.system} system, {res.media} media")
+            log(f"{res.project}/{res.run_id} ({res.state}): {what}")
+    sys.exit(0 if ok else 1)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int) -> None:
+        pass

@@ -1,0 +1,13 @@
+"""wandblite's server: an HTTP API over a SQL store (SQLite or PostgreSQL) and a media directory.
+
+Layer 5 (``pip install wandblite[server]``): Starlette, uvicorn, SQLAlchemy, psycopg. Never
+imported by the SDK and imports nothing from ``wandblite.sync``. Modules:
+
+* ``store``  the tables, migrations, the exactly-once batch apply, API keys, the media index
+* ``blobs``  media bytes on disk by sha256 (temp file, hash check, rename)
+* ``read``   the read side (projects, runs, history, console, system): the dashboard extends it
+* ``app``    the Starlette app: auth, body limits, one JSON error shape
+* ``serve``  ``wandblite server``: open the store, print the first admin key, run uvicorn
+
+The wire protocol and the exactly-once argument are in ``PROTOCOL.md`` beside this file.
+"""

@@ -1,0 +1,186 @@
+"""The HTTP API: a Starlette app over a ``Store``, served by uvicorn (``wandblite server``).
+
+Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
+
+* Every error, whatever its cause (bad JSON, wrong types, unknown route, a gap, a crash in a
+  handler), is answered as ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx status;
+  a bad request changes nothing and the server goes on serving.
+* Every write needs a valid, unrevoked API key (``Authorization: Bearer <key>``); reads need one
+  too unless the app was made with ``public_read=True``. A 401 changes nothing. ``/api/v1/health``
+  is open (it says only that the server is up).
+* Bodies are limited: ``MAX_JSON_BYTES`` for JSON, ``MAX_MEDIA_BYTES`` for a media blob; a declared
+  ``Content-Length`` over the limit is refused before the body is read.
+* Blocking database work runs in Starlette's thread pool, never on the event loop.
+* Media is served with a content type from a short list of passive types; anything else (HTML,
+  SVG, unknown) goes out as ``application/octet-stream`` attachment with ``nosniff`` and a
+  ``sandbox`` CSP, so a logged HTML blob cannot run script in the server's origin.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from wandblite.server import read
+from wandblite.server.errors import ApiError, bad_request, unauthorized
+from wandblite.server.store import Store, dumps, validate_sha256
+
+__all__ = ["MAX_JSON_BYTES", "MAX_MEDIA_BYTES", "JSONResponse", "create_app"]
+
+MAX_JSON_BYTES = 32 << 20
+MAX_MEDIA_BYTES = 64 << 20
+
+#: Media types served as themselves; they cannot run script when opened in a browser.
+_PASSIVE_TYPES = {
+    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
+    "bmp": "image/bmp", "mp4": "video/mp4", "webm": "video/webm", "ogg": "audio/ogg", "wav": "audio/wav",
+    "mp3": "audio/mpeg", "flac": "audio/flac", "json": "application/json", "table.json": "application/json",
+    "pts.json": "application/json", "boxes2D.json": "application/json",
+}
+
+
+class JSONResponse(Response):
+    """JSON with NaN/Infinity kept as tokens (the store's extended JSON; Python's json reads it)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("ascii")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _api_error(_req: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
+
+
+async def _http_error(_req: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+async def _internal_error(_req: Request, exc: Exception) -> Response:
+    return _error(500, "internal", f"internal server error: {type(exc).__name__}; the request changed nothing")
+
+
+def _bearer(request: Request) -> str | None:
+    h = request.headers.get("authorization", "")
+    scheme, _, key = h.partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"the body of {declared} bytes exceeds the limit of {limit} bytes")
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise ApiError(413, "too_large", f"the body exceeds the limit of {limit} bytes")
+    return bytes(buf)
+
+
+async def _read_json(request: Request) -> Any:
+    raw = await _read_body(request, MAX_JSON_BYTES)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise bad_request(f"the body is not valid JSON: {exc}", code="malformed_json")
+
+
+def create_app(store: Store, public_read: bool = False) -> Starlette:
+    """The ASGI app serving ``store``."""
+
+    async def auth(request: Request, write: bool) -> None:
+        if not write and public_read:
+            return
+        if not await run_in_threadpool(store.check_key, _bearer(request)):
+            raise unauthorized()
+
+    def reader(fn: Callable[..., Any], paged: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            await auth(request, write=False)
+            args = list(request.path_params.values())
+            if paged:
+                args.extend(read.page_args(request.query_params.get("start"), request.query_params.get("limit")))
+            return JSONResponse(await run_in_threadpool(fn, store, *args))
+
+        return endpoint
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def position(request: Request) -> Response:
+        await auth(request, write=False)
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(store.position, p["project"], p["run_id"]))
+
+    async def batch(request: Request) -> Response:
+        await auth(request, write=True)
+        body = await _read_json(request)
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(store.apply_batch, p["project"], p["run_id"], body))
+
+    async def media_missing(request: Request) -> Response:
+        await auth(request, write=True)
+        body = await _read_json(request)
+        if not isinstance(body, dict):
+            raise bad_request("expected {\"sha256\": [...]}")
+        return JSONResponse({"missing": await run_in_threadpool(store.missing_media, body.get("sha256"))})
+
+    async def media_put(request: Request) -> Response:
+        await auth(request, write=True)
+        sha = validate_sha256(request.path_params["sha256"])
+        data = await _read_body(request, MAX_MEDIA_BYTES)
+        ext = request.query_params.get("ext")
+        size = await run_in_threadpool(store.put_media, sha, [data], ext, MAX_MEDIA_BYTES)
+        return JSONResponse({"sha256": sha, "size": size})
+
+    async def media_get(request: Request) -> Response:
+        await auth(request, write=False)
+        path, ext = await run_in_threadpool(store.media_path, request.path_params["sha256"])
+        ctype = _PASSIVE_TYPES.get((ext or "").lower())
+        headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+                   "Cache-Control": "private, max-age=31536000, immutable"}
+        if ctype is None:
+            ctype = "application/octet-stream"
+            headers["Content-Disposition"] = f'attachment; filename="{path.name}.{(ext or "bin").replace(chr(34), "")}"'
+        return FileResponse(path, media_type=ctype, headers=headers)
+
+    base = "/api/v1"
+    run = base + "/projects/{project}/runs/{run_id}"
+    routes = [
+        Route(base + "/health", health, methods=["GET"]),
+        Route(base + "/projects", reader(read.list_projects), methods=["GET"]),
+        Route(base + "/projects/{project}/runs", reader(read.list_runs), methods=["GET"]),
+        Route(run, reader(read.get_run), methods=["GET"]),
+        Route(run + "/position", position, methods=["GET"]),
+        Route(run + "/batch", batch, methods=["POST"]),
+        Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
+        Route(run + "/console", reader(read.get_console, paged=True), methods=["GET"]),
+        Route(run + "/system", reader(read.get_system, paged=True), methods=["GET"]),
+        Route(base + "/media/missing", media_missing, methods=["POST"]),
+        Route(base + "/media/{sha256}", media_put, methods=["PUT"]),
+        Route(base + "/media/{sha256}", media_get, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.store = store
+    return app

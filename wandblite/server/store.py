@@ -1,0 +1,670 @@
+"""The store: runs, history, series, console, system records, media index and API keys in SQL.
+
+Layer 5. SQLAlchemy Core 2.x, one code path for SQLite (the default and the embedded local store)
+and PostgreSQL (``postgresql+psycopg://``). Imports nothing from ``wandblite.sync``.
+
+What it promises
+----------------
+* ``Store(url).apply_batch(project, run_id, body)`` applies one sync batch in ONE transaction and
+  returns the run's new position. It is idempotent: a row, console or system record whose index
+  is below the stored count is skipped, so a retried batch changes nothing; a batch that would
+  leave a gap raises a 409 ``ApiError`` carrying the current position, and stores nothing. A
+  provisional row (``final: false``, a crashed run's pending row) sits at index ``rows`` and is
+  replaced by the next row sent at that index. See ``PROTOCOL.md``.
+* Concurrent batches for one run are serialised: on SQLite every write transaction is
+  ``BEGIN IMMEDIATE`` (one writer at a time, WAL so readers never wait); on PostgreSQL the run's
+  row is locked with ``SELECT ... FOR UPDATE``.
+* Every value reaches SQL as a bound parameter; project names and run ids are validated first.
+* JSON columns are TEXT written by ``json.dumps(allow_nan=True, ensure_ascii=True)`` and read by
+  ``json.loads``: NaN, Infinity and -Infinity survive as the tokens ``NaN``/``Infinity``/
+  ``-Infinity`` on both databases (the same extended JSON Python's json module and wandb's history
+  use). ``ensure_ascii`` keeps NUL and lone surrogates out of the database's text encoding.
+* ``series`` holds one REAL per numeric leaf of each history row (dotted key path); NaN is stored
+  as NULL there (SQLite cannot hold a NaN REAL), +-Infinity as themselves. The row JSON is exact.
+* Schema changes are small named migrations (``MIGRATIONS``), applied in order once each and
+  recorded in ``schema_migrations``.
+* SQLite runs in WAL mode with ``synchronous=NORMAL``: a process kill never loses a committed
+  batch; a power loss may lose the last ones, which a later sync resends because the server's
+  position, not the client's memory, decides what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from wandblite.errors import Error
+from wandblite.runfile import validate_run_id
+from wandblite.server.errors import ApiError, bad_request, conflict, not_found
+
+__all__ = [
+    "MIGRATIONS",
+    "Store",
+    "default_home",
+    "dumps",
+    "loads",
+    "normalize_url",
+    "validate_project",
+    "validate_run",
+    "validate_sha256",
+]
+
+# W&B's rule: no / \ # ? % : in a project name. Spaces and other printable characters are fine;
+# names are bound SQL parameters and URL-quoted path segments, never file paths.
+_PROJECT_RE = re.compile(r"^[^/\\#?%:\x00-\x1f\x7f.\-][^/\\#?%:\x00-\x1f\x7f]{0,127}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+# Columns of the runs table a batch's "run" object may set, with the Python type each must have.
+_RUN_TEXT = ("name", "group", "job_type", "notes", "state", "signal", "host", "entity", "digest")
+_RUN_FLOAT = ("created_at", "heartbeat_at", "ended_at")
+_RUN_JSON = ("tags", "config", "summary", "error", "context", "metrics")
+_STATES = frozenset({"running", "finished", "failed", "crashed"})
+
+
+def default_home() -> Path:
+    """``$WANDBLITE_HOME`` or ``~/.wandblite``: the embedded store's home."""
+    return Path(os.environ.get("WANDBLITE_HOME") or Path.home() / ".wandblite")
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` and ``postgres://`` as ``postgresql+psycopg://`` (psycopg 3)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def dumps(obj: Any) -> str:
+    """JSON text for a column: NaN/Infinity kept as tokens, ASCII only (see the module docstring)."""
+    return json.dumps(obj, allow_nan=True, ensure_ascii=True, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _text(s: Any, what: str, limit: int = 1 << 20) -> str | None:
+    """A value for a TEXT column: None or str, without NUL (PostgreSQL refuses it) or lone surrogates."""
+    if s is None:
+        return None
+    if not isinstance(s, str):
+        raise bad_request(f"{what} must be a string or null, not {type(s).__name__}")
+    if len(s) > limit:
+        raise bad_request(f"{what} is longer than {limit} characters")
+    if "\x00" in s:
+        s = s.replace("\x00", "\ufffd")
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = s.encode("utf-8", "replace").decode("utf-8")
+    return s
+
+
+def validate_project(project: Any) -> str:
+    """Project names: 1-128 printable characters without ``/ \\ # ? % :``, not starting with ``.`` or ``-``."""
+    if not isinstance(project, str) or not _PROJECT_RE.match(project):
+        raise bad_request(
+            f"invalid project name {project!r}: use 1-128 printable characters without / \\ # ? % :, "
+            "not starting with '.' or '-'",
+            code="invalid_name",
+        )
+    return project
+
+
+def validate_run(run_id: Any) -> str:
+    try:
+        return validate_run_id(run_id)
+    except Error as exc:
+        raise bad_request(str(exc), code="invalid_name")
+
+
+def validate_sha256(sha: Any) -> str:
+    if not isinstance(sha, str) or not _SHA_RE.match(sha):
+        raise bad_request(f"invalid sha256 {sha!r}: 64 lowercase hex digits expected", code="invalid_sha256")
+    return sha
+
+
+# --------------------------------------------------------------------------- schema
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text),
+    sa.Column("prefix", sa.String(32), nullable=False),  # shown in `keys list` to tell keys apart
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex of the key
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("group", sa.Text),
+    sa.Column("job_type", sa.Text),
+    sa.Column("entity", sa.Text),
+    sa.Column("tags", sa.Text),
+    sa.Column("notes", sa.Text),
+    sa.Column("config", sa.Text),
+    sa.Column("summary", sa.Text),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("exit_code", sa.BigInteger),
+    sa.Column("error", sa.Text),
+    sa.Column("signal", sa.Text),
+    sa.Column("created_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float),  # the last moment the writer was known alive
+    sa.Column("ended_at", sa.Float),
+    sa.Column("host", sa.Text),
+    sa.Column("context", sa.Text),
+    sa.Column("metrics", sa.Text),  # define_metric definitions
+    sa.Column("rows_final", sa.BigInteger, nullable=False),
+    sa.Column("pending", sa.Boolean, nullable=False),  # a provisional row sits at idx rows_final
+    sa.Column("console_count", sa.BigInteger, nullable=False),
+    sa.Column("system_count", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.Text),  # the client's digest of the metadata it last sent
+    sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
+)
+
+history = sa.Table(
+    "history", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("runtime", sa.Float),
+    sa.Column("timestamp", sa.Float),
+    sa.Column("row", sa.Text, nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False),
+)
+
+series = sa.Table(
+    "series", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("runtime", sa.Float),
+    sa.Column("timestamp", sa.Float),
+    sa.Column("value", sa.Float),
+)
+
+console = sa.Table(
+    "console", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("stream", sa.String(16)),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+system = sa.Table(
+    "system", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("metrics", sa.Text, nullable=False),
+)
+
+media = sa.Table(
+    "media", metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("ext", sa.String(64)),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+_INITIAL = [api_keys, projects, runs, history, series, console, system, media]
+
+
+def _m0001_initial(conn: Connection) -> None:
+    metadata.create_all(conn, tables=_INITIAL)
+
+
+#: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
+#: Never edit or reorder a released step: append a new one.
+MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
+    ("0001_initial", _m0001_initial),
+]
+
+
+# --------------------------------------------------------------------------- engines
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    eng = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+
+    @sa.event.listens_for(eng, "connect")
+    def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+        # Let SQLAlchemy, not the driver, open transactions, so that BEGIN IMMEDIATE is ours to send.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.close()
+
+    @sa.event.listens_for(eng, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write transaction takes the write lock at BEGIN: two writers never deadlock upgrading a
+        # shared lock, and the busy timeout queues them instead.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return eng
+
+
+def _engines(url: str) -> tuple[Engine, Engine]:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
+    eng = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16)
+    return eng, eng
+
+
+# --------------------------------------------------------------------------- rows -> series
+
+
+def _series_of(row: dict[str, Any], prefix: str, out: list[tuple[str, float | None]]) -> None:
+    """Numeric leaves of a row as (dotted key, value); media dicts (with ``_type``) are not numbers."""
+    for k, v in row.items():
+        t = type(v)
+        if t is float:
+            out.append((prefix + k, None if v != v else v))  # NaN -> NULL (SQLite cannot store it)
+        elif t is int:
+            try:
+                out.append((prefix + k, float(v)))
+            except OverflowError:
+                continue  # an int beyond a double's range has no chart value; the row keeps it
+        elif t is dict and "_type" not in v:
+            _series_of(v, f"{prefix}{k}.", out)
+
+
+def _num(v: Any) -> float | None:
+    if (type(v) is float or type(v) is int) and v is not True and v is not False:
+        try:
+            f = float(v)
+        except OverflowError:
+            return None
+        return f if math.isfinite(f) else None
+    return None
+
+
+def _int(v: Any) -> int | None:
+    return v if type(v) is int and -(1 << 63) <= v < (1 << 63) else None
+
+
+def _index(item: Any, stream: str, i: int) -> int:
+    if not isinstance(item, dict):
+        raise bad_request(f"{stream}[{i}] must be an object")
+    idx = item.get("idx")
+    if type(idx) is not int or idx < 0 or idx >= 1 << 62:
+        raise bad_request(f"{stream}[{i}].idx must be a non-negative integer")
+    return idx
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class Store:
+    """One database (and its media directory). Thread-safe: every method uses its own connection."""
+
+    def __init__(self, url: str, media_dir: str | os.PathLike[str] | None = None, migrate: bool = True) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.write_engine, self.read_engine = _engines(self.url)
+        self.media_dir = Path(media_dir) if media_dir is not None else None
+        if migrate:
+            self.migrate()
+
+    @classmethod
+    def embedded(cls, home: str | os.PathLike[str] | None = None) -> Store:
+        """The embedded local store: ``<home>/store.db`` and ``<home>/media``."""
+        h = Path(home) if home is not None else default_home()
+        return cls(f"sqlite:///{h / 'store.db'}", media_dir=h / "media")
+
+    def close(self) -> None:
+        self.write_engine.dispose()
+        self.read_engine.dispose()
+
+    # ---------------------------------------------------------------- migrations
+    def migrate(self) -> list[str]:
+        """Apply the migrations not applied yet, in order; return their names."""
+        with self.write_engine.begin() as conn:
+            schema_migrations.create(conn, checkfirst=True)
+        applied: list[str] = []
+        for name, step in MIGRATIONS:
+            with self.write_engine.begin() as conn:
+                done = conn.execute(
+                    sa.select(schema_migrations.c.name).where(schema_migrations.c.name == name)
+                ).first()
+                if done:
+                    continue
+                step(conn)
+                conn.execute(schema_migrations.insert().values(name=name, applied_at=time.time()))
+                applied.append(name)
+        return applied
+
+    def applied_migrations(self) -> list[str]:
+        with self.read_engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(schema_migrations.c.name).order_by(schema_migrations.c.name))]
+
+    # ---------------------------------------------------------------- api keys
+    @staticmethod
+    def _hash_key(key: str) -> str:
+        return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()
+
+    def create_key(self, name: str | None = None) -> tuple[int, str]:
+        """A new API key: ``(key id, key)``. Only its sha256 is stored; the key is shown once."""
+        key = "wl_" + secrets.token_urlsafe(32)
+        with self.write_engine.begin() as conn:
+            res = conn.execute(api_keys.insert().values(
+                name=_text(name, "key name", 200), prefix=key[:10], key_hash=self._hash_key(key),
+                created_at=time.time(),
+            ))
+            key_id = int(res.inserted_primary_key[0])  # type: ignore[index]
+        return key_id, key
+
+    def ensure_admin_key(self) -> str | None:
+        """On an empty key table create the first (admin) key and return it; else None."""
+        with self.write_engine.begin() as conn:
+            if conn.execute(sa.select(sa.func.count()).select_from(api_keys)).scalar_one():
+                return None
+        return self.create_key("admin")[1]
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        with self.read_engine.connect() as conn:
+            rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.id)).mappings().all()
+        return [{"id": r["id"], "name": r["name"], "prefix": r["prefix"], "created_at": r["created_at"],
+                 "revoked_at": r["revoked_at"]} for r in rows]
+
+    def revoke_key(self, id_or_prefix: str) -> int:
+        """Revoke by key id, by the shown prefix, or by the full key; returns how many were revoked."""
+        with self.write_engine.begin() as conn:
+            cond: Any
+            if id_or_prefix.isdigit():
+                cond = api_keys.c.id == int(id_or_prefix)
+            elif id_or_prefix.startswith("wl_") and len(id_or_prefix) > 20:
+                cond = api_keys.c.key_hash == self._hash_key(id_or_prefix)
+            else:
+                cond = api_keys.c.prefix == id_or_prefix
+            res = conn.execute(api_keys.update().where(cond, api_keys.c.revoked_at.is_(None)).values(revoked_at=time.time()))
+            return int(res.rowcount)
+
+    def check_key(self, key: str | None) -> bool:
+        if not key:
+            return False
+        with self.read_engine.connect() as conn:
+            row = conn.execute(
+                sa.select(api_keys.c.id).where(api_keys.c.key_hash == self._hash_key(key), api_keys.c.revoked_at.is_(None))
+            ).first()
+        return row is not None
+
+    # ---------------------------------------------------------------- runs and positions
+    @staticmethod
+    def _position(r: Any) -> dict[str, Any]:
+        if r is None:
+            return {"rows": 0, "pending": False, "console": 0, "system": 0, "digest": None, "state": None}
+        return {"rows": int(r.rows_final), "pending": bool(r.pending), "console": int(r.console_count),
+                "system": int(r.system_count), "digest": r.digest, "state": r.state}
+
+    def _find_run(self, conn: Connection, project: str, run_id: str, lock: bool = False) -> Any:
+        q = (sa.select(runs).join(projects, projects.c.id == runs.c.project_id)
+             .where(projects.c.name == project, runs.c.run_id == run_id))
+        if lock and not self.is_sqlite:
+            q = q.with_for_update(of=runs)
+        return conn.execute(q).first()
+
+    def position(self, project: str, run_id: str) -> dict[str, Any]:
+        """Where the store stands for a run (zeros for an unknown run)."""
+        validate_project(project)
+        validate_run(run_id)
+        with self.read_engine.connect() as conn:
+            return self._position(self._find_run(conn, project, run_id))
+
+    def _get_or_create(self, conn: Connection, project: str, run_id: str) -> Any:
+        """The run's row, locked for this transaction; created (with its project) if new."""
+        r = self._find_run(conn, project, run_id, lock=True)
+        if r is not None:
+            return r
+        now = time.time()
+        # A concurrent creator (PostgreSQL) makes our INSERT fail: retry the lookup in a savepoint.
+        pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
+        if pid is None:
+            try:
+                with conn.begin_nested():
+                    pid = conn.execute(projects.insert().values(name=project, created_at=now)).inserted_primary_key[0]  # type: ignore[index]
+            except sa.exc.IntegrityError:
+                pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar_one()
+        try:
+            with conn.begin_nested():
+                conn.execute(runs.insert().values(
+                    project_id=pid, run_id=run_id, state="running", updated_at=now, rows_final=0,
+                    pending=False, console_count=0, system_count=0,
+                ))
+        except sa.exc.IntegrityError:
+            pass
+        return self._find_run(conn, project, run_id, lock=True)
+
+    def apply_batch(self, project: str, run_id: str, body: Any) -> dict[str, Any]:
+        """Apply one batch (see PROTOCOL.md) in one transaction; return the new position."""
+        validate_project(project)
+        validate_run(run_id)
+        if not isinstance(body, dict):
+            raise bad_request("the batch must be a JSON object")
+        meta = body.get("run")
+        rows_in = body.get("rows") or []
+        cons_in = body.get("console") or []
+        sys_in = body.get("system") or []
+        for name, v in (("rows", rows_in), ("console", cons_in), ("system", sys_in)):
+            if not isinstance(v, list):
+                raise bad_request(f"{name} must be a list")
+        if meta is not None and not isinstance(meta, dict):
+            raise bad_request("run must be an object")
+        meta_values = self._run_values(meta) if meta else {}
+        # Validate and encode everything before the transaction: bad input never holds the write lock.
+        rows = self._prepare_rows(rows_in)
+        cons = self._prepare_console(cons_in)
+        syss = self._prepare_system(sys_in)
+        with self.write_engine.begin() as conn:
+            r = self._get_or_create(conn, project, run_id)
+            pk = r.id
+            n, pending = int(r.rows_final), bool(r.pending)
+            nc, ns = int(r.console_count), int(r.system_count)
+            pos = self._position(r)
+            rows = [x for x in rows if x[0] >= n]
+            cons = [x for x in cons if x[0] >= nc]
+            syss = [x for x in syss if x[0] >= ns]
+            if rows and rows[0][0] != n:
+                raise conflict(f"rows start at idx {rows[0][0]} but the server holds {n} rows of run "
+                               f"{project}/{run_id}: resend from {n}", pos)
+            if cons and cons[0][0] != nc:
+                raise conflict(f"console records start at idx {cons[0][0]} but the server holds {nc}", pos)
+            if syss and syss[0][0] != ns:
+                raise conflict(f"system records start at idx {syss[0][0]} but the server holds {ns}", pos)
+            upd: dict[str, Any] = dict(meta_values)
+            if rows:
+                if pending:
+                    # The provisional row at idx n (a crashed run's pending row) is replaced.
+                    conn.execute(history.delete().where(history.c.run == pk, history.c.idx >= n))
+                    conn.execute(series.delete().where(series.c.run == pk, series.c.idx >= n))
+                hist_params = []
+                ser_params = []
+                for idx, final, text, step, runtime, ts, leaves in rows:
+                    hist_params.append({"run": pk, "idx": idx, "step": step, "runtime": runtime,
+                                        "timestamp": ts, "row": text, "final": final})
+                    for key, value in leaves:
+                        ser_params.append({"run": pk, "key": key, "idx": idx, "step": step,
+                                           "runtime": runtime, "timestamp": ts, "value": value})
+                conn.execute(history.insert(), hist_params)
+                if ser_params:
+                    conn.execute(series.insert(), ser_params)
+                last_final = rows[-1][1]
+                upd["rows_final"] = n + len(rows) - (0 if last_final else 1)
+                upd["pending"] = not last_final
+            if cons:
+                conn.execute(console.insert(), [{"run": pk, "idx": i, "ts": ts, "stream": s, "text": t}
+                                                for i, ts, s, t in cons])
+                upd["console_count"] = nc + len(cons)
+            if syss:
+                conn.execute(system.insert(), [{"run": pk, "idx": i, "ts": ts, "metrics": m} for i, ts, m in syss])
+                upd["system_count"] = ns + len(syss)
+            upd["updated_at"] = time.time()
+            conn.execute(runs.update().where(runs.c.id == pk).values(**upd))
+            r = conn.execute(sa.select(runs).where(runs.c.id == pk)).first()
+            return self._position(r)
+
+    @staticmethod
+    def _run_values(meta: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k in _RUN_TEXT:
+            if k in meta:
+                out[k] = _text(meta[k], f"run.{k}")
+        for k in _RUN_FLOAT:
+            if k in meta:
+                v = meta[k]
+                if v is not None and _num(v) is None:
+                    raise bad_request(f"run.{k} must be a finite number or null")
+                out[k] = None if v is None else float(v)
+        for k in _RUN_JSON:
+            if k in meta:
+                v = meta[k]
+                if k == "tags" and v is not None and not (isinstance(v, list) and all(isinstance(t, str) for t in v)):
+                    raise bad_request("run.tags must be a list of strings")
+                if k in ("config", "summary", "context", "metrics") and v is not None and not isinstance(v, dict):
+                    raise bad_request(f"run.{k} must be an object")
+                out[k] = dumps(v)
+        if "exit_code" in meta:
+            v = meta["exit_code"]
+            if v is not None and _int(v) is None:
+                raise bad_request("run.exit_code must be an integer or null")
+            out["exit_code"] = v
+        if "state" in out and out["state"] not in _STATES:
+            raise bad_request(f"run.state must be one of {sorted(_STATES)}")
+        if "state" in out and out["state"] is None:
+            del out["state"]
+        return out
+
+    @staticmethod
+    def _prepare_rows(items: list[Any]) -> list[tuple[int, bool, str, int | None, float | None, float | None, list[tuple[str, float | None]]]]:
+        out = []
+        prev = -1
+        for i, item in enumerate(items):
+            idx = _index(item, "rows", i)
+            if idx <= prev:
+                raise bad_request(f"rows[{i}].idx {idx} does not follow {prev}: indexes must increase")
+            if prev >= 0 and idx != prev + 1:
+                raise bad_request(f"rows[{i}].idx {idx} leaves a gap after {prev} inside the batch")
+            prev = idx
+            final = item.get("final", True)
+            if type(final) is not bool:
+                raise bad_request(f"rows[{i}].final must be a boolean")
+            if not final and i != len(items) - 1:
+                raise bad_request("only the last row of a batch may be provisional (final: false)")
+            row = item.get("row")
+            if not isinstance(row, dict):
+                raise bad_request(f"rows[{i}].row must be an object")
+            leaves: list[tuple[str, float | None]] = []
+            _series_of({k: v for k, v in row.items() if k not in ("_step", "_runtime", "_timestamp")}, "", leaves)
+            out.append((idx, final, dumps(row), _int(row.get("_step")), _num(row.get("_runtime")),
+                        _num(row.get("_timestamp")), leaves))
+        return out
+
+    @staticmethod
+    def _prepare_console(items: list[Any]) -> list[tuple[int, float | None, str | None, str]]:
+        out: list[tuple[int, float | None, str | None, str]] = []
+        for i, item in enumerate(items):
+            idx = _index(item, "console", i)
+            if out and idx != out[-1][0] + 1:
+                raise bad_request(f"console[{i}].idx {idx} does not follow {out[-1][0]}")
+            text = _text(item.get("text"), f"console[{i}].text", 64 << 20)
+            out.append((idx, _num(item.get("ts")), _text(item.get("stream"), f"console[{i}].stream", 16), text or ""))
+        return out
+
+    @staticmethod
+    def _prepare_system(items: list[Any]) -> list[tuple[int, float | None, str]]:
+        out: list[tuple[int, float | None, str]] = []
+        for i, item in enumerate(items):
+            idx = _index(item, "system", i)
+            if out and idx != out[-1][0] + 1:
+                raise bad_request(f"system[{i}].idx {idx} does not follow {out[-1][0]}")
+            m = item.get("metrics")
+            if not isinstance(m, dict):
+                raise bad_request(f"system[{i}].metrics must be an object")
+            out.append((idx, _num(item.get("ts")), dumps(m)))
+        return out
+
+    # ---------------------------------------------------------------- media index
+    def _blobs(self) -> Any:
+        from wandblite.server.blobs import BlobStore
+
+        if self.media_dir is None:
+            raise ApiError(503, "no_media_dir", "this server has no media directory (--media)")
+        return BlobStore(self.media_dir)
+
+    def missing_media(self, shas: Any) -> list[str]:
+        if not isinstance(shas, list) or len(shas) > 100_000:
+            raise bad_request("sha256 must be a list of at most 100000 hashes")
+        wanted = [validate_sha256(s) for s in shas]
+        blobs = self._blobs()
+        have: set[str] = set()
+        with self.read_engine.connect() as conn:
+            for chunk in _chunks(sorted(set(wanted)), 500):
+                have.update(r[0] for r in conn.execute(sa.select(media.c.sha256).where(media.c.sha256.in_(chunk))))
+        # The file is the truth for the bytes: a row whose file went missing asks for the bytes again.
+        return [s for s in dict.fromkeys(wanted) if s not in have or not blobs.has(s)]
+
+    def put_media(self, sha: str, chunks: Iterable[bytes], ext: str | None = None, limit: int = 64 << 20) -> int:
+        """Store a blob from byte chunks after checking its sha256; return its size."""
+        validate_sha256(sha)
+        size = self._blobs().put(sha, chunks, limit)
+        self._record_media(sha, size, ext)
+        return size
+
+    def _record_media(self, sha: str, size: int, ext: str | None) -> None:
+        with self.write_engine.begin() as conn:
+            if conn.execute(sa.select(media.c.sha256).where(media.c.sha256 == sha)).first() is None:
+                conn.execute(media.insert().values(sha256=sha, size=size, ext=_text(ext, "ext", 64), created_at=time.time()))
+
+    def media_path(self, sha: str) -> tuple[Path, str | None]:
+        """The blob file of a stored sha256 and its extension (404 when absent)."""
+        validate_sha256(sha)
+        with self.read_engine.connect() as conn:
+            r = conn.execute(sa.select(media.c.ext).where(media.c.sha256 == sha)).first()
+        blobs = self._blobs()
+        if r is None or not blobs.has(sha):
+            raise not_found(f"no media blob {sha}")
+        return blobs.path(sha), r[0]
+
+
+def _chunks(seq: list[str], n: int) -> Iterator[list[str]]:
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]

@@ -1,0 +1,531 @@
+"""``wandblite sync``: upload runs exactly once, one-shot or tailing live runs (``--watch``).
+
+Layer 5. Imports the core (runfile, fold, replay's grace rule, media) and ``wandblite.sync.transport``;
+nothing from ``wandblite.server`` (the embedded store is reached through ``LocalTransport``).
+
+How a run is synced (``Syncer.sync_tail``; the protocol is ``wandblite/server/PROTOCOL.md``):
+
+1. ``RunTail`` reads the run's segments from where it stopped last time (``read_events`` with
+   ``start=(segment, offset)``; a fresh tail starts at the beginning) and feeds a ``Fold``. Every
+   history row the fold flushes gets the next index, so indexes are the order of the fold, the
+   same on every machine and every re-read; console and system records are indexed by their order
+   in the files.
+2. Before the first item is sent the server is asked for the run's position; items below it are
+   folded but never sent. Items go in batches of ``batch_size``; media referenced by a batch's
+   rows are uploaded first (only those the server lacks). The tail advances only on the server's
+   acknowledgement (the returned position).
+3. At the end of the readable bytes the run's state is decided (``Fold.state`` with the writer's
+   lock probed and the heartbeat grace of ``wandblite.replay``): a running run's pending row is
+   held back; a crashed run's pending row is sent as provisional (``final: false``), computed on a
+   copy of the fold so that a later resume still merges into it. The final batch carries the run's
+   metadata and its digest; when the server's digest is the same, no metadata is sent.
+
+A ``GapError`` (the server's position moved under us) resets the tail and the run is read again
+from the start; a ``RejectedError`` marks the run bad (reported, others go on); an
+``UnavailableError`` (server down after retries) stops the pass with a clear message.
+
+One-shot syncs keep a small cache per (store, run directory) under ``<home>/sync-state/``: when a
+finished, failed or crashed run's segment files have not changed since a sync the server
+acknowledged, and the server still reports exactly that position and digest, the run is not read
+again. The cache only ever saves work; the server's position decides what is sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wandblite import events as ev
+from wandblite.fold import Fold
+from wandblite.runfile import find_runs, probe_writer, read_events, segments, validate_run_id
+from wandblite.sync.transport import (
+    GapError,
+    RejectedError,
+    SyncError,
+    Transport,
+    UnavailableError,
+    embedded_home,
+)
+
+__all__ = ["RunResult", "RunTail", "Syncer", "discover", "run_digest"]
+
+
+_TERMINAL = frozenset({"finished", "failed", "crashed"})
+DEFAULT_BATCH = 1000
+
+
+def _grace(heartbeat: float | None) -> float:
+    from wandblite.replay import heartbeat_grace as replay_grace  # one rule for replay, show and sync
+
+    return float(replay_grace(heartbeat))
+
+
+def run_digest(meta: dict[str, Any]) -> str:
+    """A digest of the metadata a batch carries: equal digests mean nothing to update."""
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, allow_nan=True, default=str).encode()).hexdigest()[:32]
+
+
+def discover(paths: list[str] | tuple[str, ...]) -> list[Path]:
+    """Every run directory below ``paths``, each once, in path order."""
+    seen: dict[Path, None] = {}
+    for p in paths:
+        for r in find_runs(p):
+            seen.setdefault(r.resolve(), None)
+    return list(seen)
+
+
+@dataclass
+class RunResult:
+    path: str
+    project: str | None = None
+    run_id: str | None = None
+    state: str | None = None
+    ok: bool = True
+    error: str | None = None
+    rows: int = 0  # rows sent (final and provisional)
+    console: int = 0
+    system: int = 0
+    media: int = 0  # media blobs uploaded
+    meta_updated: bool = False
+    unchanged: bool = False  # skipped through the sync-state cache
+    position: dict[str, Any] = field(default_factory=dict)
+    damage: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class RunTail:
+    """One run being read incrementally: its fold, where reading resumes, and the server's position."""
+
+    def __init__(self, path: Path, project_override: str | None = None) -> None:
+        self.path = path
+        self.project_override = project_override
+        self.reset()
+
+    def reset(self) -> None:
+        self.fold = Fold()
+        self.start: tuple[int, int] | None = None
+        self.positions: dict[int, int] = {}
+        self.console_n = 0
+        self.system_n = 0
+        self.damage: list[dict[str, Any]] = []
+        self.server: dict[str, Any] | None = None
+        self.sizes: dict[str, int] = {}
+        self.state: str | None = None
+        self.bad: str | None = None
+        self.bytes_done = 0  # bytes of the segments read so far, for the progress bar
+
+    # ------------------------------------------------------------ identity
+    @property
+    def project(self) -> str:
+        return self.project_override or self.fold.meta.get("project") or "uncategorized"
+
+    @property
+    def run_id(self) -> str:
+        return str(self.fold.meta.get("id") or self.path.name)
+
+    def stat(self) -> dict[str, int]:
+        out = {}
+        for seg in segments(self.path):
+            try:
+                out[seg.name] = seg.stat().st_size
+            except OSError:
+                continue
+        return out
+
+    # ------------------------------------------------------------ reading
+    def read(self) -> Iterator[tuple[str, int, Any]]:
+        """New items since the last read: ``("row", idx, row)``, ``("console", idx, rec)``, ``("system", idx, rec)``.
+
+        Only a completely consumed iterator moves the resume point (a partly read tail is reset by
+        the caller), so no record is ever skipped.
+        """
+        sizes = self.stat()
+        fold = self.fold
+        apply = fold.apply
+        positions: dict[int, int] = {}
+
+        def report(seg: int, d: Any) -> None:
+            info = {"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()}
+            if "torn" not in str(info.get("reason", "")):
+                self.damage.append(info)  # a torn tail of a live file is just its end, for now
+
+        CONSOLE, SYSTEM = ev.CONSOLE, ev.SYSTEM  # noqa: N806 - locals for the loop
+        seg_base = {s: sum(v for k, v in sorted(sizes.items())[:i]) for i, s in enumerate(range(len(sizes)))}
+        for e in read_events(self.path, start=self.start, reporter=report, positions=positions):
+            kind = e.kind
+            self.bytes_done = seg_base.get(e.segment, 0) + e.offset
+            if kind == CONSOLE:
+                d = e.data
+                yield "console", self.console_n, {"idx": self.console_n, "ts": d[0], "stream": d[1], "text": d[2]}
+                fold.apply(kind, d)
+                self.console_n += 1
+                continue
+            if kind == SYSTEM:
+                d = e.data
+                yield "system", self.system_n, {"idx": self.system_n, "ts": d[0], "metrics": d[1]}
+                fold.apply(kind, d)
+                self.system_n += 1
+                continue
+            before = fold.rows
+            rows = apply(kind, e.data)
+            for i, row in enumerate(rows):
+                yield "row", before + i, row
+        if positions:
+            self.positions.update(positions)
+            last = max(self.positions)
+            self.start = (last, self.positions[last])
+        self.sizes = sizes
+
+    def decide_state(self, now: float | None = None) -> tuple[str, Fold, dict[str, Any] | None]:
+        """The state now, the fold describing it, and a crashed run's pending row (else None).
+
+        For a crashed run with a pending row the row is flushed on a copy of the fold, so a later
+        resume of the run (a new segment) still merges into the pending row, as the writer does.
+        """
+        fold = self.fold
+        alive = probe_writer(self.path)
+        state = fold.state(time.time() if now is None else now, alive, _grace(fold.heartbeat_interval))
+        row = None
+        if state == "crashed" and fold.pending is not None:
+            fold = copy.deepcopy(fold)
+            row = fold.flush_pending()
+        return state, fold, row
+
+    def metadata(self, state: str, fold: Fold) -> dict[str, Any]:
+        meta = fold.meta
+        exit_ = fold.exit or {}
+        ctx: dict[str, Any] = {}
+        for a in reversed(fold.attempts):
+            if a.get("context"):
+                ctx = dict(a["context"])
+                break
+        out: dict[str, Any] = {
+            "name": meta.get("name"), "group": meta.get("group"), "job_type": meta.get("job_type"),
+            "entity": meta.get("entity"), "tags": list(meta.get("tags") or []), "notes": meta.get("notes"),
+            "host": meta.get("host"), "created_at": meta.get("created_at"), "config": fold.config,
+            "summary": fold.summary, "state": state,
+            "exit_code": exit_.get("exit_code") if fold.exit else None, "error": exit_.get("error"),
+            "signal": exit_.get("signal"), "ended_at": exit_.get("ts"), "heartbeat_at": fold.last_alive(),
+            "context": ctx, "metrics": {".".join(p): m.as_dict() for p, m in fold.metrics.items()},
+        }
+        # Values the store keeps as typed columns must have those types; a file cannot make them bad.
+        for k in ("name", "group", "job_type", "entity", "notes", "host", "signal"):
+            if out[k] is not None and not isinstance(out[k], str):
+                out[k] = str(out[k])
+        for k in ("created_at", "ended_at", "heartbeat_at"):
+            if not isinstance(out[k], (int, float)) or isinstance(out[k], bool) or out[k] != out[k]:
+                out[k] = None
+        if not isinstance(out["exit_code"], int) or isinstance(out["exit_code"], bool):
+            out["exit_code"] = None if out["exit_code"] is None else 1
+        out["tags"] = [str(t) for t in out["tags"]]
+        out["digest"] = run_digest(out)
+        return out
+
+
+def _has_nested(row: dict[str, Any]) -> bool:
+    for v in row.values():
+        t = type(v)
+        if t is dict or t is list:
+            return True
+    return False
+
+
+def _media_refs(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Media refs of rows, with the refs inside referenced tables (media in table cells)."""
+    from wandblite.media import iter_refs, refs_with_children  # the core's own walk of table cells
+
+    refs = [r for row in rows if _has_nested(row) for r in iter_refs(row)]
+    if not refs:
+        return []
+    return list(refs_with_children(run_dir, refs))
+
+
+class Syncer:
+    """Syncs runs through one transport. Not thread-safe; one Syncer per sync command."""
+
+    def __init__(self, transport: Transport | None, batch_size: int = DEFAULT_BATCH, project: str | None = None,
+                 use_cache: bool = True, progress: Callable[[int], None] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.transport = transport
+        self.batch_size = max(1, batch_size)
+        self.project = project
+        self.use_cache = use_cache and transport is not None
+        self.progress = progress
+        self.log = log or (lambda _m: None)
+        self.known_media: set[str] = set()  # blobs the server already holds (asked or uploaded)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wandblite-sync")
+
+    # ------------------------------------------------------------ cache
+    def _cache_path(self, path: Path) -> Path | None:
+        if self.transport is None:
+            return None
+        key = hashlib.sha256(f"{self.transport.target}\0{path.resolve()}".encode()).hexdigest()[:40]
+        return embedded_home() / "sync-state" / f"{key}.json"
+
+    def _cache_load(self, path: Path) -> dict[str, Any] | None:
+        cp = self._cache_path(path)
+        if cp is None or not self.use_cache:
+            return None
+        try:
+            return dict(json.loads(cp.read_text()))
+        except (OSError, ValueError):
+            return None
+
+    def _cache_store(self, tail: RunTail) -> None:
+        cp = self._cache_path(tail.path)
+        if cp is None or not self.use_cache or tail.server is None or tail.state not in _TERMINAL:
+            return
+        data = {"sizes": tail.sizes, "project": tail.project, "run_id": tail.run_id, "state": tail.state,
+                "position": {k: tail.server.get(k) for k in ("rows", "pending", "console", "system", "digest")}}
+        try:
+            cp.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cp.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, cp)
+        except OSError:
+            pass  # the cache only saves time
+
+    def _unchanged(self, tail: RunTail, res: RunResult) -> bool:
+        c = self._cache_load(tail.path)
+        if not c or c.get("state") not in _TERMINAL or c.get("sizes") != tail.stat() or self.transport is None:
+            return False
+        if self.project and c.get("project") != self.project:
+            return False
+        pos = self.transport.position(str(c["project"]), str(c["run_id"]))
+        if {k: pos.get(k) for k in c["position"]} != c["position"]:
+            return False
+        res.project, res.run_id, res.state, res.position, res.unchanged = c["project"], c["run_id"], c["state"], pos, True
+        return True
+
+    # ------------------------------------------------------------ syncing
+    def sync_path(self, path: Path, attempts: int = 3) -> RunResult:
+        """One-shot sync of one run directory; never raises for a bad run (see ``RunResult.error``)."""
+        tail = RunTail(path, self.project)
+        res = RunResult(str(path))
+        try:
+            if self.use_cache and self._unchanged(tail, res):
+                if self.progress:
+                    self.progress(sum(tail.stat().values()))
+                return res
+            for attempt in range(attempts):
+                try:
+                    self.sync_tail(tail, res)
+                    self._cache_store(tail)
+                    return res
+                except GapError as exc:
+                    # Someone else moved the server's position: read the run again from the start.
+                    self.log(f"{path}: {exc}; re-reading the run (attempt {attempt + 2} of {attempts})")
+                    tail.reset()
+            raise SyncError(f"the server's position kept moving during {attempts} attempts")
+        except (RejectedError, UnavailableError, SyncError) as exc:
+            res.ok, res.error = False, str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad run never stops the others
+            res.ok, res.error = False, f"{type(exc).__name__}: {exc}"
+        return res
+
+    def sync_tail(self, tail: RunTail, res: RunResult) -> None:
+        """Send what the server lacks of ``tail``'s new records, then its state and metadata."""
+        rows: list[dict[str, Any]] = []
+        cons: list[dict[str, Any]] = []
+        syss: list[dict[str, Any]] = []
+        n = 0
+        server = tail.server
+        progress = self.progress
+        done = tail.bytes_done
+        inflight: Future[None] | None = None
+        try:
+            for kind, idx, item in tail.read():
+                if server is None:
+                    server = tail.server = self._position(tail)
+                if kind == "row":
+                    if idx < server["rows"]:
+                        continue
+                    rows.append({"idx": idx, "final": True, "row": item})
+                elif kind == "console":
+                    if idx < server["console"]:
+                        continue
+                    cons.append(item)
+                else:
+                    if idx < server["system"]:
+                        continue
+                    syss.append(item)
+                n += 1
+                if n >= self.batch_size:
+                    # One batch in flight while the next is read and folded, so the server's insert
+                    # and our fold overlap; batches still go one at a time, each after the last ack.
+                    if inflight is not None:
+                        inflight.result()
+                    inflight = self._pool.submit(self._send, tail, res, rows, cons, syss, None)
+                    rows, cons, syss, n = [], [], [], 0
+                    if progress is not None:
+                        progress(tail.bytes_done - done)
+                        done = tail.bytes_done
+        except BaseException:
+            if inflight is not None:
+                try:
+                    inflight.result()  # never leave a request running behind the caller's back
+                except Exception:  # noqa: BLE001 - the first error is the one to report
+                    pass
+            raise
+        if inflight is not None:
+            inflight.result()
+        if progress is not None and tail.bytes_done > done:
+            progress(tail.bytes_done - done)
+        res.damage = tail.damage
+        if not tail.fold.meta and tail.fold.rows == 0 and tail.fold.events == 0:
+            raise SyncError("no readable record in the run's files (damaged beyond use, or empty)")
+        if server is None:
+            server = tail.server = self._position(tail)
+        state, fold, pending_row = tail.decide_state()
+        tail.state = state
+        res.project, res.run_id, res.state = tail.project, tail.run_id, state
+        if pending_row is not None and fold.rows - 1 >= server["rows"]:
+            # The crashed run's pending row, at the next index, provisional: a resume may grow it.
+            rows.append({"idx": fold.rows - 1, "final": False, "row": pending_row})
+        meta = tail.metadata(state, fold)
+        send_meta = meta["digest"] != server.get("digest")
+        if rows or cons or syss or send_meta:
+            self._send(tail, res, rows, cons, syss, meta)
+            res.meta_updated = res.meta_updated or send_meta
+        res.position = dict(tail.server or {})
+
+    def _position(self, tail: RunTail) -> dict[str, Any]:
+        assert self.transport is not None
+        validate_run_id(tail.run_id)
+        return self.transport.position(tail.project, tail.run_id)
+
+    def _send(self, tail: RunTail, res: RunResult, rows: list[dict[str, Any]], cons: list[dict[str, Any]],
+              syss: list[dict[str, Any]], meta: dict[str, Any] | None) -> None:
+        transport = self.transport
+        assert transport is not None and tail.server is not None
+        if rows:
+            self._upload_media(tail, res, [r["row"] for r in rows])
+        body: dict[str, Any] = {
+            "base": {k: tail.server.get(k, 0) for k in ("rows", "console", "system")},
+            "rows": rows, "console": cons, "system": syss,
+        }
+        if meta is not None:
+            body["run"] = meta
+        pos = transport.batch(tail.project, tail.run_id, body)
+        want_rows = (rows[-1]["idx"] + (1 if rows[-1]["final"] else 0)) if rows else 0
+        if pos.get("rows", 0) < want_rows or (cons and pos.get("console", 0) <= cons[-1]["idx"]) or (
+                syss and pos.get("system", 0) <= syss[-1]["idx"]):
+            raise SyncError(f"the server acknowledged position {pos}, short of what was sent")
+        tail.server = pos
+        res.rows += len(rows)
+        res.console += len(cons)
+        res.system += len(syss)
+
+    def _upload_media(self, tail: RunTail, res: RunResult, rows: list[dict[str, Any]]) -> None:
+        from wandblite.media import read_blob
+
+        assert self.transport is not None
+        refs = {r["sha256"]: r for r in _media_refs(tail.path, rows) if r["sha256"] not in self.known_media}
+        if not refs:
+            return
+        missing = set(self.transport.missing_media(sorted(refs)))
+        for sha, ref in refs.items():
+            if sha in missing:
+                data = read_blob(tail.path, ref)  # verified against its sha256: bad bytes never leave
+                self.transport.put_media(sha, data, _ext(str(ref.get("path", "")).rsplit("/", 1)[-1]))
+                res.media += 1
+            self.known_media.add(sha)
+
+    # ------------------------------------------------------------ watch
+    def watch(self, paths: list[str], interval: float, stop: threading.Event,
+              on_result: Callable[[RunResult], None] | None = None) -> None:
+        """Tail every run below ``paths`` until ``stop`` is set; new runs and segments are picked up."""
+        tails: dict[Path, RunTail] = {}
+        reported: dict[Path, str] = {}
+        while not stop.is_set():
+            try:
+                found = discover(paths)
+            except OSError as exc:
+                self.log(f"cannot list {paths}: {exc}")
+                found = []
+            for p in found:
+                if p not in tails:
+                    tails[p] = RunTail(p, self.project)
+            for p, tail in list(tails.items()):
+                if stop.is_set():
+                    break
+                sizes = tail.stat()
+                if tail.bad is not None and sizes == tail.sizes:
+                    continue  # rejected before and unchanged since: do not hammer the server
+                if tail.state in _TERMINAL and sizes == tail.sizes and tail.server is not None:
+                    continue  # nothing new, and nothing that time alone can change
+                res = RunResult(str(p))
+                try:
+                    tail.bad = None
+                    self.sync_tail(tail, res)
+                except GapError as exc:
+                    self.log(f"{p}: {exc}; re-reading the run")
+                    tail.reset()
+                    continue
+                except UnavailableError as exc:
+                    self.log(str(exc))
+                    tail.reset()  # the tail may have read past what was acknowledged
+                    break
+                except Exception as exc:  # noqa: BLE001 - one bad run never stops the others
+                    msg = str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {exc}"
+                    res.ok, res.error = False, msg
+                    tail.reset()
+                    tail.bad = msg
+                    tail.sizes = sizes
+                    if reported.get(p) != msg:
+                        reported[p] = msg
+                        self.log(f"{p}: {msg}")
+                if on_result is not None and (res.rows or res.console or res.system or res.meta_updated or not res.ok):
+                    on_result(res)
+            stop.wait(interval)
+
+
+def _ext(name: str) -> str | None:
+    for compound in ("pts.json", "table.json", "boxes2D.json"):
+        if name.endswith("." + compound):
+            return compound
+    return name.rsplit(".", 1)[-1][:64] if "." in name else None
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """Ctrl-C and SIGTERM set ``stop``: the watcher finishes the batch in flight and returns."""
+
+    def handler(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def plan(path: Path, transport: Transport | None, project: str | None = None) -> dict[str, Any]:
+    """What a sync of ``path`` would send (``--dry-run``): local counts against the server's position."""
+    tail = RunTail(path, project)
+    counts = {"row": 0, "console": 0, "system": 0}
+    for kind, _idx, _item in tail.read():
+        counts[kind] += 1
+    state, fold, pending_row = tail.decide_state()
+    local = {"rows": counts["row"], "pending": pending_row is not None, "console": counts["console"],
+             "system": counts["system"]}
+    out: dict[str, Any] = {"path": str(path), "project": tail.project, "run_id": tail.run_id, "state": state,
+                           "local": local, "damage": tail.damage}
+    if transport is not None:
+        pos = transport.position(tail.project, tail.run_id)
+        out["server"] = pos
+        meta = tail.metadata(state, fold)
+        out["send"] = {"rows": max(0, local["rows"] - pos["rows"]) + (1 if pending_row is not None else 0),
+                       "console": max(0, local["console"] - pos["console"]),
+                       "system": max(0, local["system"] - pos["system"]),
+                       "metadata": meta["digest"] != pos.get("digest")}
+    return out

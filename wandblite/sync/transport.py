@@ -1,0 +1,209 @@
+"""How ``wandblite sync`` talks to a store: over HTTP (``HttpTransport``) or in-process (``LocalTransport``).
+
+Layer 5. The only module of wandblite that imports ``requests``. ``LocalTransport`` is the
+embedded-store path (no server configured): it opens ``wandblite.server.store`` lazily, the one
+place sync reaches into the server package, and calls the very code the HTTP server runs.
+
+Both transports have the same four calls and raise the same errors:
+
+* ``GapError``: the server's position is not where the batch starts (409); carries the position.
+* ``RejectedError``: the server refused the request for good (any other 4xx): the run is reported,
+  not retried.
+* ``UnavailableError``: connection errors, timeouts and 5xx answers, after ``retries`` attempts
+  with exponential backoff (0.25 s doubling, at most 8 s between attempts).
+
+Every request is safe to repeat (the protocol is idempotent), so a retry after a lost answer never
+duplicates anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "GapError",
+    "HttpTransport",
+    "LocalTransport",
+    "RejectedError",
+    "SyncError",
+    "Transport",
+    "UnavailableError",
+    "dumps",
+    "embedded_home",
+]
+
+
+class SyncError(Exception):
+    """Base of the sync errors."""
+
+
+class GapError(SyncError):
+    def __init__(self, message: str, position: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+class RejectedError(SyncError):
+    def __init__(self, message: str, status: int = 400, code: str = "bad_request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class UnavailableError(SyncError):
+    pass
+
+
+def dumps(obj: Any) -> str:
+    """The wire's JSON: NaN/Infinity as tokens, as the server's store writes and reads them."""
+    return json.dumps(obj, allow_nan=True, separators=(",", ":"))
+
+
+def embedded_home() -> Path:
+    # The same rule as wandblite.server.store.default_home, repeated so that sync need not import
+    # the server package unless it actually writes into the embedded store.
+    return Path(os.environ.get("WANDBLITE_HOME") or Path.home() / ".wandblite")
+
+
+class Transport:
+    """The calls sync makes; see the module docstring for the errors."""
+
+    target: str  # names the store, for messages and the sync-state cache
+
+    def position(self, project: str, run_id: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def batch(self, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def missing_media(self, shas: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def put_media(self, sha: str, data: bytes, ext: str | None) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class HttpTransport(Transport):
+    def __init__(self, server: str, api_key: str | None, retries: int = 6, timeout: float = 120.0) -> None:
+        import requests
+
+        self._requests = requests
+        self.base = server.rstrip("/")
+        self.target = self.base
+        self.retries = max(1, retries)
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = "wandblite-sync"
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(self, method: str, path: str, body: bytes | None = None, json_body: bool = True) -> Any:
+        url = self.base + path
+        delay = 0.25
+        last = ""
+        for attempt in range(self.retries):
+            if attempt:
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+            try:
+                headers = {"Content-Type": "application/json" if json_body else "application/octet-stream"}
+                resp = self.session.request(method, url, data=body, headers=headers if body is not None else None,
+                                            timeout=(10, self.timeout))
+            except (self._requests.ConnectionError, self._requests.Timeout) as exc:
+                last = f"cannot reach {self.base}: {type(exc).__name__}"
+                continue
+            if resp.status_code >= 500:
+                last = f"{self.base} answered {resp.status_code}: {_message(resp)}"
+                continue
+            if resp.status_code == 409:
+                err = _error_obj(resp)
+                raise GapError(err.get("message", "gap"), err.get("position") or {})
+            if resp.status_code >= 400:
+                err = _error_obj(resp)
+                raise RejectedError(f"{method} {path}: {resp.status_code} {err.get('message') or resp.reason}",
+                                    resp.status_code, str(err.get("code") or "http_error"))
+            try:
+                return json.loads(resp.content)
+            except ValueError:
+                last = f"{self.base} answered {resp.status_code} with a body that is not JSON"
+                continue
+        raise UnavailableError(f"{last} (gave up after {self.retries} attempts)")
+
+    @staticmethod
+    def _run_path(project: str, run_id: str) -> str:
+        from urllib.parse import quote
+
+        return f"/api/v1/projects/{quote(project, safe='')}/runs/{quote(run_id, safe='')}"
+
+    def position(self, project: str, run_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", self._run_path(project, run_id) + "/position"))
+
+    def batch(self, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", self._run_path(project, run_id) + "/batch", dumps(body).encode()))
+
+    def missing_media(self, shas: list[str]) -> list[str]:
+        return list(self._call("POST", "/api/v1/media/missing", dumps({"sha256": shas}).encode())["missing"])
+
+    def put_media(self, sha: str, data: bytes, ext: str | None) -> None:
+        from urllib.parse import quote
+
+        q = f"?ext={quote(ext, safe='')}" if ext else ""
+        self._call("PUT", f"/api/v1/media/{sha}{q}", data, json_body=False)
+
+
+def _error_obj(resp: Any) -> dict[str, Any]:
+    try:
+        err = json.loads(resp.content).get("error")
+        return err if isinstance(err, dict) else {}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _message(resp: Any) -> str:
+    return str(_error_obj(resp).get("message") or resp.reason)
+
+
+class LocalTransport(Transport):
+    """Straight into the embedded store at ``home`` (``$WANDBLITE_HOME`` or ``~/.wandblite``)."""
+
+    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+        from wandblite.server.errors import ApiError
+        from wandblite.server.store import Store
+
+        self._api_error = ApiError
+        h = Path(home) if home is not None else embedded_home()
+        self.store = Store.embedded(h)
+        self.target = f"embedded:{h.resolve()}"
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _guard(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._api_error as exc:
+            if exc.status == 409:
+                raise GapError(exc.message, exc.extra.get("position") or {})
+            raise RejectedError(exc.message, exc.status, exc.code)
+
+    def position(self, project: str, run_id: str) -> dict[str, Any]:
+        return dict(self._guard(self.store.position, project, run_id))
+
+    def batch(self, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._guard(self.store.apply_batch, project, run_id, body))
+
+    def missing_media(self, shas: list[str]) -> list[str]:
+        return list(self._guard(self.store.missing_media, shas))
+
+    def put_media(self, sha: str, data: bytes, ext: str | None) -> None:
+        self._guard(self.store.put_media, sha, [data], ext)
