@@ -329,11 +329,18 @@ def _repair(run_dir: Path) -> Path:
 
 @click.command("export")
 @click.argument("path", type=click.Path(exists=True))
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "tensorboard"]), default="jsonl", show_default=True)
 @click.option("--out", "out_path", type=click.Path(), default=None, help="Output file (default: stdout).")
 @click.option("--media-dir", type=click.Path(), default=None, help="Also write the run's media out as files here.")
 def export(path: str, fmt: str, out_path: str | None, media_dir: str | None) -> None:
-    """Export a run's history: one row per line (jsonl, nested) or flattened columns (csv)."""
+    """Export a run's history: one row per line (jsonl, nested), flattened columns (csv), or
+    TensorBoard event files (tensorboard, needs --out DIR; no TensorFlow needed)."""
+    if fmt == "tensorboard":
+        if not out_path:
+            raise click.UsageError("--format tensorboard needs --out DIR")
+        from wandblite_cli.interop import export_tensorboard
+
+        sys.exit(export_tensorboard(_open(path).path, out_path))
     r = _open(path)
     out = open(out_path, "w", newline="", encoding="utf-8") if out_path else sys.stdout
     try:

@@ -29,21 +29,38 @@ def _env(*names: str) -> str | None:
 @click.option("--dry-run", is_flag=True, help="Print what would be sent; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout.")
 @click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="Records per request.")
+@click.option("--to", "to", type=click.Choice(["wandb", "mlflow"]), default=None,
+              help="Replay into W&B or MLflow instead of a wandblite server.")
+@click.option("--entity", default=None, help="W&B entity (with --to wandb).")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (with --to mlflow; default $MLFLOW_TRACKING_URI).")
+@click.option("--experiment", default=None, help="MLflow experiment (with --to mlflow; default: the run's project).")
 def sync(paths: tuple[str, ...], server: str | None, api_key: str | None, project: str | None, watch: bool,
-         interval: float, dry_run: bool, as_json: bool, batch_size: int) -> None:
-    """Upload the runs below PATHS: new, grown, finished and crashed ones; only what is missing."""
+         interval: float, dry_run: bool, as_json: bool, batch_size: int, to: str | None, entity: str | None,
+         tracking_uri: str | None, experiment: str | None) -> None:
+    """Upload the runs below PATHS: new, grown, finished and crashed ones; only what is missing.
+
+    With --to wandb or --to mlflow, replay them into that tracker instead (exactly once as well).
+    """
+    if to is not None:
+        from wandblite_cli.interop import sync_to
+
+        sys.exit(sync_to(to, paths, entity=entity, project=project, tracking_uri=tracking_uri,
+                         experiment=experiment, as_json=as_json))
     from wandblite.sync.client import Syncer, discover, install_stop_handlers, plan
     from wandblite.sync.transport import HttpTransport, LocalTransport, SyncError
 
     if project is not None:
-        from wandblite.runfile import validate_run_id
+        from wandblite.runfile import validate_project_name
 
         try:
-            validate_run_id(project)  # project names follow the run id rule
+            validate_project_name(project)
         except Exception as exc:  # noqa: BLE001
-            raise click.BadParameter(str(exc).replace("run id", "project name"), param_hint="--project")
-    server = server or _env("WANDBLITE_SERVER") or (_env("WANDB_BASE_URL") if not _env("WANDBLITE_API_KEY") else None)
-    api_key = api_key or _env("WANDBLITE_API_KEY") or (_env("WANDB_API_KEY") if not _env("WANDBLITE_SERVER") else None)
+            raise click.BadParameter(str(exc), param_hint="--project")
+    from wandblite.login import credentials
+
+    creds = credentials()  # env vars first (WANDBLITE_*, then WANDB_*), then what `wandblite.login()` saved
+    server = server or creds["server"]
+    api_key = api_key or creds["api_key"]
 
     def log(msg: str) -> None:
         click.echo(f"wandblite: {msg}", err=True)

@@ -78,7 +78,7 @@ def credentials() -> dict[str, str | None]:
     """``{"server", "api_key"}`` for sync: environment first, then the settings file."""
     saved = read_settings()
     return {
-        "server": env_first("WANDBLITE_BASE_URL", "WANDB_BASE_URL") or saved.get("server"),
+        "server": env_first("WANDBLITE_SERVER", "WANDBLITE_BASE_URL", "WANDB_BASE_URL") or saved.get("server"),
         "api_key": env_first("WANDBLITE_API_KEY", "WANDB_API_KEY") or saved.get("api_key"),
     }
 

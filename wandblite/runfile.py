@@ -66,6 +66,7 @@ __all__ = [
     "resolve_run_dir",
     "segment_path",
     "segments",
+    "validate_project_name",
     "validate_run_id",
 ]
 
@@ -85,6 +86,20 @@ def validate_run_id(run_id: str) -> str:
             "not starting with '.' or '-'"
         )
     return run_id
+
+
+# W&B's rule for project names: no / \\ # ? % :, no control characters. Names are never paths.
+_PROJECT_RE = re.compile(r"^[^/\\#?%:\x00-\x1f\x7f.\-][^/\\#?%:\x00-\x1f\x7f]{0,127}$")
+
+
+def validate_project_name(project: str) -> str:
+    """1-128 printable characters without ``/ \\ # ? % :``, not starting with ``.`` or ``-``."""
+    if not isinstance(project, str) or not _PROJECT_RE.match(project):
+        raise Error(
+            f"invalid project name {project!r}: use 1-128 printable characters without / \\ # ? % :, "
+            "not starting with '.' or '-'"
+        )
+    return project
 
 
 def segment_path(run_dir: str | os.PathLike[str], attempt: int) -> Path:

@@ -144,7 +144,18 @@ def test_oversized_bodies_are_413_before_they_are_read(server: ServerProc) -> No
         head = (f"POST {_batch(uniq())} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {server.key}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {64 << 20}\r\n\r\n").encode()
         s.sendall(head + b'{"rows": [')
-        data = s.recv(65536)
+        data = b""
+        while True:  # read the whole answer: headers, then Content-Length bytes of body
+            chunk = s.recv(65536)
+            data += chunk
+            if not chunk:
+                break
+            if b"\r\n\r\n" in data:
+                headers, _, rest = data.partition(b"\r\n\r\n")
+                length = [int(line.split(b":", 1)[1]) for line in headers.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:")]
+                if length and len(rest) >= length[0]:
+                    break
     status = int(data.split(b" ", 2)[1])
     body = data.split(b"\r\n\r\n", 1)[1]
     assert status == 413 and json.loads(body)["error"]["code"] == "too_large"

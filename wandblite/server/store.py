@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from wandblite.errors import Error
-from wandblite.runfile import validate_run_id
+from wandblite.runfile import validate_project_name, validate_run_id
 from wandblite.server.errors import ApiError, bad_request, conflict, not_found
 
 __all__ = [
@@ -60,9 +60,6 @@ __all__ = [
     "validate_sha256",
 ]
 
-# W&B's rule: no / \ # ? % : in a project name. Spaces and other printable characters are fine;
-# names are bound SQL parameters and URL-quoted path segments, never file paths.
-_PROJECT_RE = re.compile(r"^[^/\\#?%:\x00-\x1f\x7f.\-][^/\\#?%:\x00-\x1f\x7f]{0,127}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 # Columns of the runs table a batch's "run" object may set, with the Python type each must have.
 _RUN_TEXT = ("name", "group", "job_type", "notes", "state", "signal", "host", "entity", "digest")
@@ -112,13 +109,10 @@ def _text(s: Any, what: str, limit: int = 1 << 20) -> str | None:
 
 def validate_project(project: Any) -> str:
     """Project names: 1-128 printable characters without ``/ \\ # ? % :``, not starting with ``.`` or ``-``."""
-    if not isinstance(project, str) or not _PROJECT_RE.match(project):
-        raise bad_request(
-            f"invalid project name {project!r}: use 1-128 printable characters without / \\ # ? % :, "
-            "not starting with '.' or '-'",
-            code="invalid_name",
-        )
-    return project
+    try:
+        return validate_project_name(project)
+    except Error as exc:
+        raise bad_request(str(exc), code="invalid_name")
 
 
 def validate_run(run_id: Any) -> str:
@@ -242,15 +236,68 @@ media = sa.Table(
 
 _INITIAL = [api_keys, projects, runs, history, series, console, system, media]
 
+# ---- 0002: browser sessions and the read side's derived indexes (``wandblite.server.query``).
+# A session is a random token in an HttpOnly cookie; only its sha256 is stored, tied to the API key
+# that opened it, so revoking the key ends its sessions (the check joins ``api_keys``).
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# Min/max pyramid of a numeric series for chart downsampling: level L aggregates the points of
+# ``(run, key)`` whose history idx falls in ``[bucket * 16**(L+1), (bucket+1) * 16**(L+1))``.
+# Derived data: built lazily by the read side from ``series`` (final rows only), extendable,
+# droppable. ``min_v``/``max_v`` are over finite values only (NULL when the bucket has none).
+series_agg = sa.Table(
+    "series_agg", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("first_idx", sa.BigInteger, nullable=False),
+    sa.Column("last_idx", sa.BigInteger, nullable=False),
+    sa.Column("min_v", sa.Float),
+    sa.Column("min_idx", sa.BigInteger),
+    sa.Column("max_v", sa.Float),
+    sa.Column("max_idx", sa.BigInteger),
+)
+
+# Which history rows hold a media (or other ``_type``) value under which dotted key.
+media_rows = sa.Table(
+    "media_rows", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("type", sa.String(64)),
+)
+
+# How far (exclusive history idx) each derived index of a run is built: name "media" or "agg:<key>".
+derived_state = sa.Table(
+    "derived_state", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("upto", sa.BigInteger, nullable=False),
+)
+
 
 def _m0001_initial(conn: Connection) -> None:
     metadata.create_all(conn, tables=_INITIAL)
+
+
+def _m0002_sessions_and_read_indexes(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[sessions, series_agg, media_rows, derived_state])
 
 
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _m0001_initial),
+    ("0002_sessions_and_read_indexes", _m0002_sessions_and_read_indexes),
 ]
 
 
@@ -427,6 +474,43 @@ class Store:
                 sa.select(api_keys.c.id).where(api_keys.c.key_hash == self._hash_key(key), api_keys.c.revoked_at.is_(None))
             ).first()
         return row is not None
+
+    # ---------------------------------------------------------------- browser sessions
+    SESSION_SECONDS = 30 * 86400.0
+
+    def create_session(self, key: str | None) -> str | None:
+        """A new session token for a valid, unrevoked API key (None for a bad key); only its hash is kept."""
+        if not key:
+            return None
+        now = time.time()
+        with self.write_engine.begin() as conn:
+            key_id = conn.execute(sa.select(api_keys.c.id).where(
+                api_keys.c.key_hash == self._hash_key(key), api_keys.c.revoked_at.is_(None))).scalar()
+            if key_id is None:
+                return None
+            token = "wls_" + secrets.token_urlsafe(32)
+            conn.execute(sessions.delete().where(sessions.c.expires_at < now))  # keep the table small
+            conn.execute(sessions.insert().values(token_hash=self._hash_key(token), key_id=key_id, created_at=now,
+                                                  expires_at=now + self.SESSION_SECONDS))
+        return token
+
+    def check_session(self, token: str | None) -> bool:
+        """True for an unexpired session whose API key is not revoked (revoking a key ends its sessions)."""
+        if not token:
+            return False
+        with self.read_engine.connect() as conn:
+            row = conn.execute(
+                sa.select(sessions.c.key_id).join(api_keys, api_keys.c.id == sessions.c.key_id).where(
+                    sessions.c.token_hash == self._hash_key(token), sessions.c.expires_at > time.time(),
+                    api_keys.c.revoked_at.is_(None))
+            ).first()
+        return row is not None
+
+    def end_session(self, token: str | None) -> None:
+        """Forget a session token (logout); unknown tokens are ignored."""
+        if token:
+            with self.write_engine.begin() as conn:
+                conn.execute(sessions.delete().where(sessions.c.token_hash == self._hash_key(token)))
 
     # ---------------------------------------------------------------- runs and positions
     @staticmethod

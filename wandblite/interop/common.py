@@ -1,0 +1,132 @@
+"""What the interop targets share: the outcome of one run's sync, the error type, value helpers.
+
+Stdlib only. ``SyncOutcome`` is what ``sync_run`` of every target returns and what the CLI prints
+(one line per run, or one JSON object with ``--json``). ``InteropError`` carries a message that is
+already a complete sentence for the user: it names what went wrong and what to do; the CLI prefixes
+the run id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "FINAL_STATES",
+    "RESERVED_KEYS",
+    "InteropError",
+    "SyncOutcome",
+    "is_media",
+    "is_number",
+    "numeric_leaves",
+    "user_summary",
+]
+
+#: States after which a run's files no longer grow (until a resume starts a new attempt).
+FINAL_STATES = frozenset({"finished", "failed", "crashed"})
+#: History columns wandb sets itself; never sent as user data.
+RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
+
+
+class InteropError(Exception):
+    """A target refused or is unreachable; ``str(exc)`` says what to do (without the run id)."""
+
+
+@dataclass
+class SyncOutcome:
+    """What happened to one run: ``status`` is ``synced``, ``unchanged``, ``skipped`` or ``error``."""
+
+    path: str
+    run_id: str
+    target: str
+    status: str
+    state: str = ""
+    rows: int = 0  # history rows sent by this call
+    metrics: int = 0  # metric points (MLflow) sent by this call
+    media: int = 0  # media files sent by this call
+    console: int = 0  # console chunks sent by this call
+    remote_id: str | None = None  # the target's id for the run (MLflow run id, W&B run path)
+    message: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "error"
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+    def line(self) -> str:
+        """The one line the CLI prints for this run."""
+        if self.status == "error":
+            return f"run {self.run_id}: {self.message}"
+        if self.status == "skipped":
+            return f"run {self.run_id}: skipped ({self.message})"
+        if self.status == "unchanged":
+            return f"run {self.run_id} ({self.state}): already synced to {self.target}, nothing to send"
+        parts = [f"{self.rows} rows"]
+        if self.metrics:
+            parts.append(f"{self.metrics} metric points")
+        parts.append(f"{self.media} media")
+        if self.console:
+            parts.append(f"{self.console} console chunks")
+        where = f" as {self.remote_id}" if self.remote_id else ""
+        return f"run {self.run_id} ({self.state}): sent {', '.join(parts)} to {self.target}{where}"
+
+
+def is_number(v: Any) -> bool:
+    """An int or float (bools are flags, not measurements; numpy scalars were unwrapped at log time)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_media(v: Any) -> bool:
+    """A stored media value or a histogram: a mapping with a ``_type``."""
+    from collections.abc import Mapping
+
+    return isinstance(v, Mapping) and "_type" in v
+
+
+def numeric_leaves(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """Dotted key -> float for every numeric leaf of a (nested) row, reserved columns excluded."""
+    out: dict[str, float] = {}
+    for k, v in row.items():
+        key = f"{prefix}{k}"
+        if not prefix and k in RESERVED_KEYS:
+            continue
+        if isinstance(v, dict) and "_type" not in v:
+            out.update(numeric_leaves(v, key + "."))
+        elif is_number(v):
+            out[key] = float(v)
+    return out
+
+
+def user_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary without wandb's own bookkeeping (``_step``, ``_runtime``, ``_timestamp``, ``_wandb``)."""
+    return {k: v for k, v in summary.items() if k not in RESERVED_KEYS and k != "_wandb"}
+
+
+def probe_http(url: str, what: str, fix: str, shown: str | None = None, timeout: float = 5.0) -> None:
+    """Raise ``InteropError`` if nothing answers HTTP at ``url`` (any HTTP status counts as an answer).
+
+    The targets' own clients retry a refused connection for minutes with backoff; one quick probe
+    turns "server not started" into an immediate, clear error instead.
+    """
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered; whether it accepts us is for the real request to say
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ConnectionRefusedError):
+            why = "connection refused"
+        elif isinstance(reason, TimeoutError):
+            why = f"no answer within {timeout:g}s"
+        else:
+            why = str(reason) or type(reason).__name__
+        raise InteropError(f"cannot reach {what} at {shown or url} ({why}); {fix}") from None

@@ -1,0 +1,393 @@
+"""Replay wandblite runs into an MLflow tracking server, exactly once.
+
+``sync_run(run_dir, MlflowTarget(tracking_uri, experiment))`` turns one run into one MLflow run
+through ``mlflow.tracking.MlflowClient`` (``mlflow`` is imported inside the call, never at import):
+
+=====================  ====================================================================
+wandblite              MLflow
+=====================  ====================================================================
+project                experiment (``--experiment`` overrides; created if missing)
+id                     tag ``wandblite.run_id`` (how the run is found again), plus
+                       ``wandblite.project``
+name                   run name
+config                 params: nested keys dotted (``opt.lr``), ``_wandb*`` left out, values
+                       ``str()`` (lists/dicts as JSON), keys cut to 250 and values to 6000 chars
+numeric history leaf   metric ``<dotted key>`` at the row's ``_step``, timestamp = the row's
+                       ``_timestamp`` in ms (bools, strings, None are not metrics)
+summary                numeric leaves that differ from the key's last history value (for
+                       example define_metric's ``loss.min``) -> one metric point at the last
+                       step; other non-media leaves -> tag ``summary.<key>`` (JSON)
+tags / notes           tag ``<tag>`` = ``"true"`` for each wandb tag; notes -> ``mlflow.note.content``;
+                       group / job_type -> ``wandb.group`` / ``wandb.job_type``
+media, tables          artifacts at their wandb logical path (``media/images/img_3_<sha>.png``)
+console output         artifact ``output.log``
+state                  FINISHED (finished), FAILED (failed), KILLED (crashed); a running run is
+                       skipped until it ends; tags ``wandblite.state``, ``wandblite.exit_code``
+=====================  ====================================================================
+
+Metric and tag keys with characters MLflow refuses are rewritten (each bad character -> ``_``).
+
+Exactly once: the MLflow run holds its own position, the tag ``wandblite.rows`` = history rows
+already sent; it is written in the same ``log_batch`` call as (after) the metrics of those rows,
+and the media of a batch are uploaded before its metrics. A re-run finds the run by its tag,
+reads the position and sends only later rows; MLflow's SQL store ignores a metric point that
+already exists (same key, step, timestamp, value), so a batch re-sent after a crash between the two
+writes adds nothing. The state file (``wandblite.interop.state``) only saves work: a run whose
+files did not change since it was fully synced is not read again (one ``get_run`` checks that the
+MLflow run still exists). Batches respect ``log_batch``'s limits: at most 1000 metrics, 100
+params, 100 tags and 1000 entities per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wandblite.interop.common import (
+    FINAL_STATES,
+    InteropError,
+    SyncOutcome,
+    is_media,
+    is_number,
+    numeric_leaves,
+    probe_http,
+    user_summary,
+)
+from wandblite.interop.state import SyncState, run_digest, run_key
+
+__all__ = ["MAX_ENTITIES", "MAX_METRICS", "MAX_PARAMS_TAGS", "MlflowTarget", "batches", "mlflow_key", "sync_run"]
+
+# MLflow's log_batch limits (mlflow/utils/validation.py).
+MAX_METRICS = 1000
+MAX_PARAMS_TAGS = 100
+MAX_ENTITIES = 1000
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+
+POSITION_TAG = "wandblite.rows"
+RUN_ID_TAG = "wandblite.run_id"
+PROJECT_TAG = "wandblite.project"
+STATUS = {"finished": "FINISHED", "failed": "FAILED", "crashed": "KILLED"}
+
+_BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")
+
+
+@dataclass
+class MlflowTarget:
+    """Where to sync: a tracking URI and, optionally, one experiment for every run."""
+
+    tracking_uri: str
+    experiment: str | None = None
+    state_home: str | None = None  # default: $WANDBLITE_HOME/interop
+
+    @property
+    def label(self) -> str:
+        return f"MLflow at {self.tracking_uri}"
+
+
+def mlflow_key(key: str) -> str:
+    """``key`` as a name MLflow accepts: bad characters -> ``_``, no ``..``/``//`` paths, <= 250 chars."""
+    k = _BAD_KEY_CHARS.sub("_", key)
+    if os.path.normpath(k) != k or k.startswith("/") or k in ("", ".", ".."):
+        # MLflow treats names as file paths and refuses ones that would resolve to another name.
+        k = k.replace("/", "_")
+        if k in ("", ".", ".."):
+            k = "_" + k
+    return k[:MAX_KEY]
+
+
+def batches(metrics: list[Any], params: list[Any], tags: list[Any]) -> Iterator[tuple[list[Any], list[Any], list[Any]]]:
+    """Split into ``log_batch`` calls of <= 1000 metrics, <= 100 params, <= 100 tags, <= 1000 in all.
+
+    The last call carries the last tags, so a position tag placed last is written after everything
+    it counts.
+    """
+    m, p, t = list(metrics), list(params), list(tags)
+    while m or p or t:
+        bp = p[:MAX_PARAMS_TAGS]
+        p = p[len(bp):]
+        room = MAX_ENTITIES - len(bp)
+        bm = m[: min(MAX_METRICS, room)]
+        m = m[len(bm):]
+        room -= len(bm)
+        bt: list[Any] = []
+        if not m:  # tags go with the last metrics: the position tag must follow the points it counts
+            bt = t[: min(MAX_PARAMS_TAGS, room)]
+            t = t[len(bt):]
+        yield bm, bp, bt
+
+
+def _param_value(v: Any) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, (list, dict, tuple)) else str(v)
+    return s[:MAX_PARAM_VALUE]
+
+
+def _tag_value(v: Any) -> str:
+    s = v if isinstance(v, str) else json.dumps(v, default=str, allow_nan=True)
+    return s[:MAX_TAG_VALUE]
+
+
+def _ms(ts: Any, default: float) -> int:
+    t = float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else default
+    return round(t * 1000)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+def _explain(exc: BaseException, target: MlflowTarget) -> InteropError:
+    """One actionable line for an error from the MLflow client."""
+    if isinstance(exc, InteropError):
+        return exc
+    msg = _one_line(exc)
+    low = str(exc).lower()
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    if status in (401, 403) or "401" in msg or "403" in msg or "unauthorized" in low or "permission" in low:
+        return InteropError(
+            f"{target.label} refused the request ({msg}); check MLFLOW_TRACKING_USERNAME/"
+            "MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+        )
+    if "connection refused" in low or "max retries exceeded" in low or "failed to establish" in low:
+        return InteropError(f"cannot reach {target.label} ({msg}); start the tracking server or fix --tracking-uri")
+    return InteropError(f"{target.label} failed: {msg}")
+
+
+def _flat_params(config: Mapping[str, Any]) -> dict[str, str]:
+    from wandblite.replay import flatten
+
+    flat = flatten({k: v for k, v in config.items() if not str(k).startswith("_wandb")})
+    return {mlflow_key(k): _param_value(v) for k, v in flat.items() if v is not None}
+
+
+def _run_tags(r: Any) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for t in r.tags:
+        tags[mlflow_key(str(t))] = "true"
+    if r.notes:
+        tags["mlflow.note.content"] = _tag_value(r.notes)
+    if r.group:
+        tags["wandb.group"] = _tag_value(r.group)
+    if r.job_type:
+        tags["wandb.job_type"] = _tag_value(r.job_type)
+    if r.project:
+        tags[PROJECT_TAG] = _tag_value(r.project)
+    if r.entity:
+        tags["wandb.entity"] = _tag_value(r.entity)
+    if r.host:
+        tags["wandblite.host"] = _tag_value(r.host)
+    tags[RUN_ID_TAG] = r.id
+    return tags
+
+
+def _media_refs(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    from wandblite.media import iter_refs
+
+    return list(iter_refs({k: v for k, v in row.items() if is_media(v) or isinstance(v, Mapping)}))
+
+
+class _Client:
+    """The few MlflowClient calls used here, each turning failures into one clear line."""
+
+    def __init__(self, target: MlflowTarget) -> None:
+        try:
+            from mlflow.entities import Metric, Param, RunTag
+            from mlflow.tracking import MlflowClient
+        except ImportError as exc:
+            raise InteropError(
+                f"the mlflow package is not installed ({exc}); pip install mlflow (the MLflow client) and retry"
+            ) from None
+        self.Metric, self.Param, self.RunTag = Metric, Param, RunTag
+        self.target = target
+        self.client = MlflowClient(tracking_uri=target.tracking_uri)
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - every client failure becomes one line for the user
+            raise _explain(exc, self.target) from exc
+
+    def experiment_id(self, name: str) -> str:
+        exp = self.call(self.client.get_experiment_by_name, name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise InteropError(
+                    f"experiment {name!r} is deleted in {self.target.label}; restore it or choose another --experiment"
+                )
+            return str(exp.experiment_id)
+        try:
+            return str(self.client.create_experiment(name))
+        except Exception:  # noqa: BLE001 - another sync may have created it meanwhile
+            exp = self.call(self.client.get_experiment_by_name, name)
+            if exp is None:
+                raise
+            return str(exp.experiment_id)
+
+    def find_run(self, experiment_id: str, run_id: str, project: str | None) -> Any:
+        flt = f"tags.`{RUN_ID_TAG}` = '{run_id}'"
+        runs = self.call(self.client.search_runs, [experiment_id], filter_string=flt, max_results=50)
+        same = [x for x in runs if project is None or x.data.tags.get(PROJECT_TAG) in (None, project)]
+        return same[0] if same else None
+
+    def log_batch(self, run_id: str, metrics: list[Any], params: list[Any], tags: list[Any]) -> None:
+        for bm, bp, bt in batches(metrics, params, tags):
+            self.call(self.client.log_batch, run_id, metrics=bm, params=bp, tags=bt)
+
+
+def sync_run(run_dir: str | os.PathLike[str], target: MlflowTarget, batch_rows: int = 200,
+             log: Callable[[str], None] | None = None) -> SyncOutcome:
+    """Send what the MLflow run lacks of the run at ``run_dir``; never raises for target errors."""
+    from wandblite.replay import Replay
+
+    r = Replay(run_dir)
+    out = SyncOutcome(path=str(run_dir), run_id=r.id, target=target.label, status="synced", state=r.state)
+    try:
+        _sync(r, target, out, batch_rows)
+    except InteropError as exc:
+        out.status, out.message = "error", str(exc)
+    return out
+
+
+def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> None:
+    from wandblite.media import export as export_media
+    from wandblite.replay import flatten
+
+    if r.state not in FINAL_STATES:
+        out.status = "skipped"
+        out.message = f"still being written ({r.state}); it will be synced once it ends"
+        return
+    state = SyncState("mlflow", f"{target.tracking_uri}\n{target.experiment or ''}", target.state_home)
+    key = run_key(r.path, r.id)
+    rec = state.get(key)
+    digest = run_digest(r.path)
+    if target.tracking_uri.startswith(("http://", "https://")):
+        probe_http(target.tracking_uri.rstrip("/") + "/health", "MLflow",
+                   "start the tracking server or fix --tracking-uri", shown=target.tracking_uri)
+    mc = _Client(target)
+    client = mc.client
+
+    if rec.get("done") and rec.get("digest") == digest and rec.get("state") == r.state and rec.get("remote_id"):
+        try:
+            client.get_run(rec["remote_id"])
+            out.status, out.remote_id = "unchanged", rec["remote_id"]
+            return
+        except Exception:  # noqa: BLE001 - gone on the server: look it up (or create it) again
+            pass
+
+    exp_id = mc.experiment_id(target.experiment or r.project or "Default")
+    run = mc.find_run(exp_id, r.id, r.project)
+    if run is None:
+        created_ms = _ms(r.created_at, time.time())
+        run = mc.call(client.create_run, exp_id, start_time=created_ms, tags=_run_tags(r), run_name=r.name)
+    mlflow_id = run.info.run_id
+    out.remote_id = mlflow_id
+    position = int(run.data.tags.get(POSITION_TAG, "0") or 0)
+    latest = dict(run.data.metrics)  # MLflow's latest value per key: what a summary need not repeat
+
+    # Params are write-once in MLflow: send only missing ones; a changed value (the config was
+    # updated after an earlier sync) is reported, not forced.
+    have = dict(run.data.params)
+    params = _flat_params(r.config)
+    conflicts = sorted(k for k, v in params.items() if k in have and have[k] != v)
+    new_params = [mc.Param(k, v) for k, v in params.items() if k not in have]
+    tags = [mc.RunTag(k, v) for k, v in _run_tags(r).items() if run.data.tags.get(k) != v]
+    mc.log_batch(mlflow_id, [], new_params, tags)
+
+    created = float(r.created_at or time.time())
+    last_value: dict[str, float] = {}
+    last_step = 0
+    sent = 0
+    pending: list[Any] = []
+    pending_refs: list[dict[str, Any]] = []
+    pending_rows = 0
+
+    def flush(upto: int) -> None:
+        nonlocal pending, pending_refs, pending_rows
+        if pending_refs:
+            with tempfile.TemporaryDirectory(prefix="wandblite-mlflow-") as tmp:
+                written = export_media(r.path, tmp, pending_refs)
+                if written:
+                    mc.call(client.log_artifacts, mlflow_id, tmp)
+                out.media += len(written)
+        mc.log_batch(mlflow_id, pending, [], [mc.RunTag(POSITION_TAG, str(upto))])
+        out.metrics += len(pending)
+        state.update(key, run_id=r.id, remote_id=mlflow_id, rows=upto, state=r.state, done=False)
+        pending, pending_refs, pending_rows = [], [], 0
+
+    for i, row in enumerate(r.scan_history()):
+        step = int(row["_step"])
+        last_step = step
+        values = numeric_leaves(row)
+        for k, v in values.items():
+            last_value[mlflow_key(k)] = v
+        if i < position:
+            continue  # MLflow has this row already
+        ts = _ms(row.get("_timestamp"), created)
+        pending.extend(mc.Metric(mlflow_key(k), v, ts, step) for k, v in values.items())
+        pending_refs.extend(_media_refs(row))
+        pending_rows += 1
+        sent += 1
+        if pending_rows >= batch_rows or len(pending) >= MAX_METRICS * 5:
+            flush(i + 1)
+    total_rows = position + sent
+    if pending_rows:
+        flush(total_rows)
+    out.rows = sent
+
+    # Summary: numeric leaves MLflow's latest value would not already show, and the rest as tags.
+    summary = user_summary(r.summary)
+    end_s = float(r.ended_at or r.last_alive or created)
+    final_metrics = []
+    for k, v in numeric_leaves(summary).items():
+        mk = mlflow_key(k)
+        if last_value.get(mk) != v and latest.get(mk) != v:
+            final_metrics.append(mc.Metric(mk, v, _ms(end_s, created), last_step))
+    final_tags = []
+    for k, v in flatten(summary).items():
+        if v is None or is_media(v) or is_number(v):
+            continue  # numbers went in as metrics above; media are artifacts already
+        final_tags.append(mc.RunTag(mlflow_key(f"summary.{k}"), _tag_value(_plain(v))))
+    final_tags.append(mc.RunTag("wandblite.state", r.state))
+    if r.exit_code is not None:
+        final_tags.append(mc.RunTag("wandblite.exit_code", str(r.exit_code)))
+    if r.error:
+        final_tags.append(mc.RunTag("wandblite.error", _tag_value(_plain(r.error))))
+    if conflicts:
+        final_tags.append(mc.RunTag("wandblite.param_conflicts", _tag_value(conflicts)))
+        out.message = f"params not updated (MLflow params are write-once): {', '.join(conflicts[:5])}"
+    final_tags.append(mc.RunTag(POSITION_TAG, str(total_rows)))
+    mc.log_batch(mlflow_id, final_metrics, [], final_tags)
+    out.metrics += len(final_metrics)
+
+    console = r.output()
+    if console:
+        with tempfile.TemporaryDirectory(prefix="wandblite-mlflow-") as tmp:
+            p = Path(tmp) / "output.log"
+            p.write_text(console, "utf-8")
+            mc.call(client.log_artifact, mlflow_id, str(p))
+        out.console = 1
+    with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints "View run" links; stdout is for --json
+        mc.call(client.set_terminated, mlflow_id, status=STATUS[r.state], end_time=_ms(end_s, created))
+    state.update(key, run_id=r.id, remote_id=mlflow_id, rows=total_rows, state=r.state, done=True,
+                 digest=digest, experiment_id=exp_id)
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-able copy (media values become their JSON dicts)."""
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+

@@ -1,0 +1,317 @@
+"""Replay wandblite runs into W&B (wandb.ai or a self-hosted W&B Server) through the ``wandb`` package.
+
+``sync_run(run_dir, WandbTarget(entity, project))`` replays one run with the official client;
+``wandb`` is imported inside the call, never at import time. wandb's own environment decides where
+the run goes and is never overridden: ``WANDB_BASE_URL``/``WANDB_API_KEY`` for a self-hosted
+server, ``WANDB_MODE=offline`` to write the run under ``WANDB_DIR`` for a later ``wandb sync``.
+
+What maps to what:
+
+* id, name, project (``--project`` overrides), entity (``--entity`` overrides), config (without
+  ``_wandb*``), tags, notes, group, job_type -> the same ``wandb.init`` arguments, with
+  ``resume="allow"`` so a later pass continues the same W&B run.
+* ``define_metric`` definitions (``Replay.metrics``) -> ``run.define_metric`` with the same step
+  metric, step sync, hidden flag and summary ops (wandblite's ``best`` becomes ``min``/``max`` by
+  its goal: wandb 0.31 has no ``best``).
+* every history row -> ``run.log(row, step=row["_step"], commit=True)``: ``_step`` and ``_runtime``
+  are removed (wandb sets them), ``_timestamp`` is kept (wandb keeps a user ``_timestamp``
+  verbatim, so rows keep their original wall time; ``_runtime`` is the replay's own), media become
+  wandb types: image-file -> ``wandb.Image(PIL image, caption)``, images/separated -> a list of
+  them, video-file -> ``wandb.Video(path)``, audio-file -> ``wandb.Audio(path)``, histogram ->
+  ``wandb.Histogram(np_histogram=(values, bins))``, table-file (and a chart's table) ->
+  ``wandb.Table`` (media cells converted too), object3D-file -> ``wandb.Object3D(path)``,
+  html-file -> ``wandb.Html``. Box and mask overlays of images are not carried over.
+* summary -> after the history, every summary key is set explicitly (``run.summary[k] = v``) so
+  the W&B summary equals wandblite's, define_metric aggregates included; media summary values that
+  came from the history are left to wandb (it already holds the same last value).
+* console output -> wandb's own console records (``OutputRawRecord``, what wandb's console capture
+  writes and what W&B shows as the run's logs / ``output.log``), one per captured chunk, with the
+  chunk's original timestamp. The sync process's own stdout is not captured (``console="off"``),
+  nor are its system metrics, git state or code (they describe the sync, not the run).
+* exit state -> ``run.finish(exit_code=...)``: finished -> 0, failed -> its exit code (1 if none);
+  crashed -> exit code 1 and the summary key ``_wandblite`` = ``{"state": "crashed"}`` (W&B itself
+  marks a run crashed only when its heartbeats stop, which a replay cannot produce).
+* a run still being written (state ``running``) is skipped and synced on a later pass once it
+  ends.
+
+Exactly once: the state file (``wandblite.interop.state``) keyed by run directory and id records
+the rows and console chunks acknowledged by ``run.finish()`` (wandb has flushed them). A run whose
+files have not changed since it was fully synced is not opened again; a run that grew (a resumed
+wandblite run) is continued with ``resume="allow"``: only later rows and chunks are sent. Online,
+the server's position wins too: rows below ``run.starting_step`` (the step W&B reports for the
+resumed run) are never sent again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wandblite.interop.common import (
+    FINAL_STATES,
+    RESERVED_KEYS,
+    InteropError,
+    SyncOutcome,
+    is_media,
+    probe_http,
+    user_summary,
+)
+from wandblite.interop.state import SyncState, run_digest, run_key
+
+__all__ = ["WandbTarget", "convert_value", "sync_run"]
+
+_OFFLINE_MODES = ("offline", "dryrun", "disabled")
+
+
+@dataclass
+class WandbTarget:
+    """Where to sync: wandb's environment plus optional entity/project overrides."""
+
+    entity: str | None = None
+    project: str | None = None
+    state_home: str | None = None  # default: $WANDBLITE_HOME/interop
+
+    @property
+    def mode(self) -> str:
+        return (os.environ.get("WANDB_MODE") or "online").strip().lower()
+
+    @property
+    def base_url(self) -> str:
+        return (os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").rstrip("/")
+
+    @property
+    def label(self) -> str:
+        if self.mode in _OFFLINE_MODES:
+            return f"W&B ({self.mode}, {os.environ.get('WANDB_DIR') or '.'})"
+        return f"W&B at {self.base_url}"
+
+
+def _import_wandb() -> Any:
+    try:
+        import wandb
+    except ImportError as exc:
+        raise InteropError(f"the wandb package is not installed ({exc}); pip install wandb and retry") from None
+    return wandb
+
+
+def _summary_ops(m: Mapping[str, Any]) -> str | None:
+    ops: list[str] = []
+    for op in m.get("summary") or []:
+        op = str(op).lower()
+        if op == "best":
+            # wandb 0.31 removed "best"; its goal says which extreme it meant.
+            op = "max" if str(m.get("goal") or "").lower().startswith("max") else "min"
+        if op in ("min", "max", "mean", "last", "first", "none", "copy") and op not in ops:
+            ops.append(op)
+    return ",".join(ops) or None
+
+
+def convert_value(wandb: Any, v: Any, run_dir: Any) -> Any:
+    """A replayed history value with every media leaf turned into the matching wandb object."""
+    from wandblite.media import MediaValue, wrap_media
+
+    if isinstance(v, MediaValue) or (isinstance(v, dict) and "_type" in v):
+        if isinstance(v, dict):
+            v = wrap_media(v, run_dir)
+        return _convert_media(wandb, v, run_dir)
+    if isinstance(v, dict):
+        return {k: convert_value(wandb, x, run_dir) for k, x in v.items()}
+    if isinstance(v, list) and v and any(isinstance(x, Mapping) for x in v):
+        return [convert_value(wandb, x, run_dir) for x in v]
+    return v
+
+
+def _convert_media(wandb: Any, v: Any, run_dir: Any) -> Any:
+    from wandblite.media import MediaValue
+
+    t = v.get("_type")
+    caption = v.get("caption")
+    if t == "histogram":
+        return wandb.Histogram(np_histogram=(list(v["values"]), list(v["bins"])))
+    if not isinstance(v, MediaValue):
+        return dict(v)  # a JSON dict with a _type wandblite stores no bytes for: keep as is
+    if t == "image-file":
+        img = v.open()
+        img.load()  # read the bytes now; the PIL image must outlive its BytesIO
+        return wandb.Image(img, caption=caption)
+    if t == "video-file":
+        return wandb.Video(v.path(), caption=caption)
+    if t == "audio-file":
+        return wandb.Audio(v.path(), caption=caption)
+    if t in ("table-file", "chart"):
+        table = v.open()
+        rows = [[convert_value(wandb, c, run_dir) for c in row] for row in table.get("data", [])]
+        return wandb.Table(columns=list(table.get("columns", [])), data=rows)
+    if t == "object3D-file":
+        return wandb.Object3D(v.path(), caption=caption)
+    if t == "html-file":
+        return wandb.Html(v.open(), inject=False)
+    if t in ("images/separated", "videos", "audio", "object3D"):
+        return [_convert_media(wandb, m, run_dir) for m in v.media()]
+    return v.to_dict()
+
+
+def _explain(exc: BaseException, target: WandbTarget) -> InteropError:
+    if isinstance(exc, InteropError):
+        return exc
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    name = type(exc).__name__
+    low = text.lower()
+    if name == "AuthenticationError" or "api key" in low or "api_key" in low or "401" in text or "403" in text:
+        return InteropError(
+            f"{target.label} refused the API key ({text}); set WANDB_API_KEY (or run `wandb login --host "
+            f"{target.base_url}`) and retry"
+        )
+    if name == "CommError" or "connection" in low or "timed out" in low:
+        return InteropError(f"cannot reach {target.label} ({text}); check WANDB_BASE_URL and the network, then retry")
+    return InteropError(f"{target.label} failed: {name}: {text}")
+
+
+def sync_run(run_dir: str | os.PathLike[str], target: WandbTarget,
+             log: Callable[[str], None] | None = None) -> SyncOutcome:
+    """Send what W&B lacks of the run at ``run_dir``; never raises for target errors."""
+    from wandblite.replay import Replay
+
+    r = Replay(run_dir)
+    out = SyncOutcome(path=str(run_dir), run_id=r.id, target=target.label, status="synced", state=r.state)
+    try:
+        _sync(r, target, out)
+    except InteropError as exc:
+        out.status, out.message = "error", str(exc)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    # wandb prints banners on stdout; the CLI's stdout is for one line (or JSON object) per run.
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
+    if r.state not in FINAL_STATES:
+        out.status = "skipped"
+        out.message = f"still being written ({r.state}); it will be synced once it ends"
+        return
+    mode = target.mode
+    identity = "\n".join([mode, target.base_url if mode not in _OFFLINE_MODES else os.environ.get("WANDB_DIR", ""),
+                          target.entity or "", target.project or ""])
+    state = SyncState("wandb", identity, target.state_home)
+    key = run_key(r.path, r.id)
+    rec = state.get(key)
+    digest = run_digest(r.path)
+    if rec.get("done") and rec.get("digest") == digest and rec.get("state") == r.state:
+        out.status, out.remote_id = "unchanged", rec.get("remote_id")
+        return
+    wandb = _import_wandb()
+    if mode not in _OFFLINE_MODES:
+        probe_http(target.base_url, "W&B", "start the W&B server or fix WANDB_BASE_URL")
+    rows_done = int(rec.get("rows") or 0)
+    console_done = int(rec.get("console") or 0)
+
+    settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, disable_git=True,
+                              save_code=False, x_save_requirements=False, silent=True)
+    config = {k: v for k, v in r.config.items() if not str(k).startswith("_wandb")}
+    try:
+        with _quiet_stdout():
+            run = wandb.init(
+                id=r.id, project=target.project or r.project, entity=target.entity or r.entity, name=r.name,
+                config=config, tags=list(r.tags) or None, notes=r.notes, group=r.group, job_type=r.job_type,
+                resume="allow", settings=settings, reinit="create_new",
+                # wandb reads WANDB_DIR once per process (its setup singleton); read it per run.
+                dir=os.environ.get("WANDB_DIR") or None,
+            )
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the other runs go on
+        raise _explain(exc, target) from exc
+    finished = False
+    try:
+        for name, m in r.metrics.items():
+            step_metric = m.get("step_metric")
+            run.define_metric(name, step_metric=step_metric,
+                              step_sync=m.get("step_sync") if step_metric else None,
+                              hidden=m.get("hidden") or None, summary=_summary_ops(m))
+        # Online, W&B reports where the resumed run stands; rows below it are there already.
+        starting_step = int(getattr(run, "starting_step", 0) or 0)
+        history_keys: set[str] = set()
+        sent = 0
+        for i, row in enumerate(r.scan_history()):
+            for k, v in row.items():
+                if is_media(v):
+                    history_keys.add(k)
+            if i < rows_done or (starting_step and row["_step"] < starting_step):
+                continue
+            payload = {k: convert_value(wandb, v, r.path) for k, v in row.items()
+                       if k not in RESERVED_KEYS or k == "_timestamp"}
+            run.log(payload, step=int(row["_step"]), commit=True)
+            sent += 1
+            out.media += sum(1 for v in row.values() if is_media(v))
+        out.rows = sent
+
+        chunks = 0
+        publish = _console_publisher(wandb, run)
+        for j, (ts, stream, text) in enumerate(r.console()):
+            chunks = j + 1
+            if j >= console_done:
+                publish(ts, stream, text)
+                out.console += 1
+
+        summary = user_summary(r.summary)
+        for k, v in summary.items():
+            if is_media(v) and k in history_keys:
+                continue  # wandb's summary already holds this media value from the history
+            run.summary[k] = convert_value(wandb, v, r.path)
+        if r.state == "crashed":
+            run.summary["_wandblite"] = {"state": "crashed"}
+        exit_code = 0 if r.state == "finished" else (r.exit_code or 1)
+        out.remote_id = f"{run.entity}/{run.project}/{run.id}" if mode not in _OFFLINE_MODES else os.path.dirname(run.dir)
+        with _quiet_stdout():
+            run.finish(exit_code=exit_code)
+        finished = True
+    except InteropError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _explain(exc, target) from exc
+    finally:
+        if not finished:
+            with contextlib.suppress(Exception), _quiet_stdout():
+                run.finish(exit_code=1)
+    state.update(key, run_id=r.id, remote_id=out.remote_id, rows=rows_done + out.rows, console=chunks,
+                 state=r.state, done=True, digest=digest)
+
+
+def _console_publisher(wandb: Any, run: Any) -> Callable[[float, str, str], None]:
+    """A function sending one captured console chunk as wandb's own console record.
+
+    wandb has no public call for "this output was printed at time t"; its console capture sends
+    ``OutputRawRecord``s through the run's interface, which is what is used here, with the original
+    timestamp. If that private interface is missing (another wandb version), the text goes to
+    ``output.log`` in the run's files instead (``run.save``), which W&B shows as the same logs.
+    """
+    iface = getattr(run, "_interface", None) or getattr(getattr(run, "_backend", None), "interface", None)
+    pb: Any
+    try:
+        from wandb.proto import wandb_internal_pb2 as pb
+    except ImportError:
+        pb = None
+    if iface is not None and pb is not None and hasattr(iface, "_publish_output_raw"):
+
+        def publish(ts: float, stream: str, text: str) -> None:
+            otype = pb.OutputRawRecord.OutputType.STDERR if stream == "stderr" else pb.OutputRawRecord.OutputType.STDOUT
+            rec = pb.OutputRawRecord(output_type=otype, line=text)
+            rec.timestamp.FromNanoseconds(int(ts * 1e9))
+            iface._publish_output_raw(rec, nowait=False)
+
+        return publish
+
+    path = os.path.join(run.dir, "output.log")
+
+    def append(ts: float, stream: str, text: str) -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+        run.save(path, base_path=run.dir, policy="end")
+
+    return append
