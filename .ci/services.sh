@@ -23,3 +23,11 @@ if ! pg_up; then
   su postgres -c "psql -qc 'CREATE DATABASE test'" 2>/dev/null || true
 fi
 pg_up && echo "services: PostgreSQL answers on 127.0.0.1:5432" >&2
+
+# Headless Chromium for the dashboard's end-to-end tests (Debian's build; never a downloaded one).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "services: installing Chromium" >&2
+  apt-get update -qq
+  apt-get install -y -qq chromium >/dev/null
+fi
+/usr/bin/chromium --version >&2 || true
