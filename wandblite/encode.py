@@ -12,11 +12,12 @@ Errors are ``DataError`` (a ValueError and a TypeError) with wandb's text, follo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from wandblite.errors import DataError
@@ -111,23 +112,37 @@ def encode_value(
             from wandblite.data_types import encode_sequence
 
             store = _store(ctx, path)
-            return _clean(encode_sequence(items, store, _path_str(path), step), path)
+            with _naming(path):
+                return _clean(encode_sequence(items, store, _path_str(path), step), path)
         return [encode_value(x, path, mode, ctx, step) for x in items]
     if _is_media(v):
         if mode == "config":
             raise DataError(f"media values cannot be stored in config{_where(path)}")
         store = _store(ctx, path)
-        return _clean(v.to_json(store, _path_str(path), step), path)
+        with _naming(path):
+            return _clean(v.to_json(store, _path_str(path), step), path)
     if _is_figure(v):
         if mode == "config":
             raise DataError(f"media values cannot be stored in config{_where(path)}")
         from wandblite.data_types import figure_to_image
 
-        img = figure_to_image(v)
-        return _clean(img.to_json(_store(ctx, path), _path_str(path), step), path)
+        with _naming(path):
+            img = figure_to_image(v)
+            return _clean(img.to_json(_store(ctx, path), _path_str(path), step), path)
     if mode == "config" and hasattr(v, "__dict__") and type(v).__name__ == "Namespace":
         return encode_value(vars(v), path, mode, ctx, step)
     raise DataError(f"Object of type {t.__name__} is not JSON serializable{_where(path)}")
+
+
+@contextlib.contextmanager
+def _naming(path: tuple[str, ...]) -> Iterator[None]:
+    """Add the key to a media error raised while storing a value, so the user knows which one."""
+    try:
+        yield
+    except DataError as exc:
+        if path and "(key " not in str(exc):
+            raise DataError(f"{exc}{_where(path)}") from exc
+        raise
 
 
 def _json_key(k: Any, path: tuple[str, ...]) -> str:
