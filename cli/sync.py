@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from typing import Any
 
 import click
-
-
-def _env(*names: str) -> str | None:
-    for n in names:
-        v = os.environ.get(n)
-        if v:
-            return v
-    return None
 
 
 @click.command("sync")

@@ -30,6 +30,7 @@ from typing import Any
 
 from wandblite import events as ev
 from wandblite.encode import encode_value
+from wandblite.env import env_first as _env
 from wandblite.errors import ConfigError, DataError, Error, ResumeError, UsageError
 from wandblite.fold import Fold, parse_metric, plan_log, step_drop_warning
 from wandblite.runfile import (
@@ -76,14 +77,6 @@ def _termlog(message: str) -> None:
         sys.stderr.write(f"wandblite: {message}\n")
     except Exception:  # noqa: BLE001
         pass
-
-
-def _env(*names: str) -> str | None:
-    for n in names:
-        v = os.environ.get(n)
-        if v:
-            return v
-    return None
 
 
 def _env_float(names: tuple[str, ...], default: float) -> float:
