@@ -175,13 +175,13 @@ def restore() -> None:
         if key.startswith("attr:"):
             short = key[5:]
             if value is None:
-                wandblite.__dict__.pop(short, None)
+                vars(wandblite).pop(short, None)
             else:
                 setattr(wandblite, short, value)
         else:
             sys.modules[key] = value
     _saved.clear()
-    wandblite.__dict__.pop("_attach", None)
+    vars(wandblite).pop("_attach", None)
     if os.environ.get("WANDBLITE_AS_WANDB") == "1":
         del os.environ["WANDBLITE_AS_WANDB"]
     importlib.invalidate_caches()
