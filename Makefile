@@ -28,6 +28,8 @@ demo: setup
 
 # The whole test suite (starts PostgreSQL and installs Chromium where missing: see .ci/services.sh).
 test: setup-test
+	$(BIN)/ruff check wandblite cli tests examples
+	$(BIN)/mypy wandblite cli
 	bash .ci/services.sh
 	WANDBLITE_NO_SKIP=1 WANDBLITE_REQUIRE_POSTGRES=1 WANDBLITE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
