@@ -33,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AlertLevel",
+    "Api",
     "Artifact",
     "Audio",
     "ConfigError",
@@ -69,6 +70,15 @@ __all__ = [
     "use_artifact",
     "watch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: ``wandblite.Api`` loads ``wandblite.api`` (and with it requests) on first use only."""
+    if name == "Api":
+        from wandblite.api import Api
+
+        return Api
+    raise AttributeError(f"module 'wandblite' has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------- pre-init stubs

@@ -25,6 +25,14 @@ the version of the most recent record carrying it; ``name:vN`` is version N. An
 ``entity/project/`` prefix is ignored offline. ``use_artifact`` writes a USE record
 ``{"name", "version", "digest", "type", "run" (the run that logged it)}``.
 
+Server. When ``use_artifact`` finds no such artifact under the root and a server is configured
+(``wandblite.login.credentials()``: ``$WANDBLITE_SERVER``/``$WANDB_BASE_URL`` or ``login(host=)``),
+it asks the server for the manifest (``GET /api/v1/projects/{project}/artifacts/{name}/{alias}``,
+the project from an ``entity/project/name`` prefix, else the run's) and ``download`` fetches each
+object from ``/api/v1/media/{sha256}``, verified against its sha256 before it is renamed into
+place. ``requests`` is imported only on that path. Entry paths that would leave the download
+directory (absolute, ``..``) are refused, wherever the manifest came from.
+
 References (``add_reference``) are recorded, not copied; a ``file://`` reference to an existing
 file records its sha256 and size, and ``download`` copies it; other schemes are listed only.
 """
@@ -140,6 +148,8 @@ class Artifact:
         self._entries: dict[str, dict[str, Any]] = {}
         self._run_dir: Path | None = None
         self._tmpdir: tempfile.TemporaryDirectory[str] | None = None
+        # (server URL, API key, project) of an artifact whose manifest came from a server
+        self._remote: tuple[str, str | None, str] | None = None
 
     # ------------------------------------------------------------------ identity
     @property
@@ -153,7 +163,7 @@ class Artifact:
 
     @property
     def logged(self) -> bool:
-        return self._run_dir is not None
+        return self._run_dir is not None or self._remote is not None
 
     def __repr__(self) -> str:
         return f"<Artifact {self.name} type={self.type}>"
@@ -250,12 +260,19 @@ class Artifact:
         import shutil
         from urllib.parse import unquote, urlparse
 
-        assert self._run_dir is not None
+        assert self._run_dir is not None or self._remote is not None
         dest = Path(root) if root is not None else Path("artifacts") / self.name
         for path, entry in sorted(self._entries.items()):
             if path_prefix and not path.startswith(path_prefix):
                 continue
+            if path.startswith("/") or "\\" in path or any(seg in ("", ".", "..") for seg in path.split("/")):
+                raise Error(f"artifact {self.name}: entry path {path!r} would leave the download directory")
             target = dest / path
+            if self._remote is not None and "ref" not in entry:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if not (target.is_file() and _sha256_file(target)[0] == entry.get("sha256")):
+                    self._fetch(str(entry.get("sha256")), target)
+                continue
             if "object" in entry:
                 src = self._run_dir / entry["object"]
             else:
@@ -289,6 +306,32 @@ class Artifact:
         return _Entry(self, name)
 
     # ------------------------------------------------------------------ internal
+    def _fetch(self, sha: str, target: Path) -> None:
+        """Download one object of a server artifact to ``target``: verified, then renamed into place."""
+        import requests  # only an artifact that came from a server gets here
+
+        assert self._remote is not None
+        server, key, _project = self._remote
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+        h = hashlib.sha256()
+        try:
+            with requests.get(f"{server}/api/v1/media/{sha}", headers=headers, stream=True, timeout=(10, 300)) as resp:
+                if resp.status_code != 200:
+                    raise Error(f"artifact {self.name}: {server} answered {resp.status_code} for object {sha}")
+                with open(tmp, "wb") as out:
+                    for chunk in resp.iter_content(_CHUNK):
+                        h.update(chunk)
+                        out.write(chunk)
+            if h.hexdigest() != sha:
+                raise Error(f"artifact {self.name}: the object downloaded from {server} does not match its sha256 {sha}")
+            os.replace(tmp, target)
+        except requests.RequestException as exc:
+            raise Error(f"artifact {self.name}: cannot download object {sha} from {server}: {exc}") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
     def _freeze(self, run_dir: Path) -> None:
         """Copy the pending files into ``run_dir``'s object store and build the manifest."""
         from urllib.parse import unquote, urlparse
@@ -318,7 +361,7 @@ class Artifact:
         }
 
     @classmethod
-    def _from_record(cls, rec: dict[str, Any], run_dir: Path, aliases: list[str]) -> Artifact:
+    def _from_record(cls, rec: dict[str, Any], run_dir: Path | None, aliases: list[str]) -> Artifact:
         art = cls(rec["name"], rec.get("type") or "", rec.get("description"), rec.get("metadata"))
         art.version = f"v{rec['version']}"
         art.digest = rec.get("digest")
@@ -387,6 +430,47 @@ def _resolve(root: Path, name: str, alias: str) -> tuple[dict[str, Any], Path, l
     return chosen[1], chosen[2], aliases
 
 
+def _spec_project(spec: str) -> str | None:
+    """The project of an ``entity/project/name:alias`` or ``project/name:alias`` spec, else None."""
+    parts = spec.partition(":")[0].split("/")
+    return parts[-2] or None if len(parts) >= 2 else None
+
+
+def _server_artifact(project: str, name: str, alias: str, cause: ArtifactNotFoundError) -> Artifact | None:
+    """The artifact ``name:alias`` of ``project`` from the configured server; None without a server
+    or when the server has no such artifact. An unreachable or refusing server is an
+    ``ArtifactNotFoundError`` that says so."""
+    from wandblite.login import credentials
+
+    creds = credentials()
+    server = (creds.get("server") or "").rstrip("/")
+    if not server:
+        return None
+    from urllib.parse import quote
+
+    import requests  # only when the artifact is not found locally and a server is configured
+
+    key = creds.get("api_key")
+    url = f"{server}/api/v1/projects/{quote(project, safe='')}/artifacts/{quote(name, safe='')}/{quote(alias, safe='')}"
+    try:
+        resp = requests.get(url, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=(10, 60))
+    except requests.RequestException as exc:
+        raise ArtifactNotFoundError(f"{cause}; and the server {server} cannot be reached: {exc}") from exc
+    if resp.status_code == 404:
+        return None
+    try:
+        rec = resp.json()
+    except ValueError:
+        rec = None
+    if resp.status_code != 200 or not isinstance(rec, dict) or not isinstance(rec.get("entries"), dict):
+        detail = (rec or {}).get("error", {}).get("message") if isinstance(rec, dict) else None
+        raise ArtifactNotFoundError(f"{cause}; and the server {server} answered {resp.status_code}: "
+                                    f"{detail or resp.reason}")
+    art = Artifact._from_record(rec, None, list(rec.get("aliases") or []))
+    art._remote = (server, key, project)
+    return art
+
+
 def log_artifact_run(run: Any, artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
                      aliases: list[str] | None = None, tags: list[str] | None = None) -> Artifact:
     """``run.log_artifact``: store the artifact with ``run`` and record its manifest."""
@@ -441,8 +525,14 @@ def use_artifact_run(run: Any, artifact_or_name: Any, type: str | None = None,  
             art = log_artifact_run(run, art, aliases=aliases)
     else:
         name, alias = _split_name(str(artifact_or_name))
-        rec, run_dir, held = _resolve(Path(run._root), name, alias)
-        art = Artifact._from_record(rec, run_dir, held)
+        try:
+            rec, run_dir, held = _resolve(Path(run._root), name, alias)
+            art = Artifact._from_record(rec, run_dir, held)
+        except ArtifactNotFoundError as exc:
+            remote = _server_artifact(_spec_project(str(artifact_or_name)) or run.project, name, alias, exc)
+            if remote is None:
+                raise
+            art = remote
         if type is not None and art.type != type:
             raise ValueError(f"artifact {art.name} is of type {art.type!r}, not {type!r}")
     ref = {"name": art._base_name, "version": int(str(art.version)[1:]), "digest": art.digest,

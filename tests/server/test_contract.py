@@ -104,7 +104,8 @@ def test_provisional_row_is_replaced_not_duplicated(server: ServerProc) -> None:
     hist = server.history(project, "p")
     assert [(r["idx"], r["final"], r["row"]) for r in hist] == [(0, True, {"a": 1}), (1, True, {"a": 4, "b": 5}), (2, True, {"a": 6})]
     assert server.position(project, "p") | {"digest": None} == {"rows": 3, "pending": False, "console": 0, "system": 0,
-                                                                 "digest": None, "state": "running"}
+                                                                 "digest": None, "state": "running", "files": 0,
+                                                                 "artifacts": 0, "uses": 0, "alerts": 0}
 
 
 def test_nan_and_infinity_round_trip(server: ServerProc) -> None:
@@ -127,10 +128,10 @@ def test_read_endpoints_list_projects_runs_console_and_system(server: ServerProc
     run.log({"a": 1})
     run.finish()
     _sync(server, runs, home=tmp_path / "h")
-    names = [p["name"] for p in server.get("/api/v1/projects").json()]
+    names = [p["name"] for p in server.get("/api/v1/projects").json()["projects"]]
     assert project in names
-    listed = server.get(f"/api/v1/projects/{project}/runs").json()
-    assert [r["run_id"] for r in listed] == ["rd"] and listed[0]["state"] == "finished"
+    listed = server.get(f"/api/v1/projects/{project}/runs").json()["runs"]
+    assert [r["id"] for r in listed] == ["rd"] and listed[0]["state"] == "finished"
     cons = server.get(f"/api/v1/projects/{project}/runs/rd/console").json()["console"]
     assert [(c["idx"], c["stream"], c["text"]) for c in cons] == [(0, "stdout", "line one\n")]
     sys_ = server.get(f"/api/v1/projects/{project}/runs/rd/system").json()["system"]

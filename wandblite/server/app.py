@@ -8,6 +8,9 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 * Every write needs a valid, unrevoked API key (``Authorization: Bearer <key>``); reads need one
   too unless the app was made with ``public_read=True``. A 401 changes nothing. ``/api/v1/health``
   is open (it says only that the server is up).
+* Browsers: ``POST /api/v1/session {"api_key"}`` sets an HttpOnly, SameSite=Strict session cookie
+  (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
+  Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON, ``MAX_MEDIA_BYTES`` for a media blob; a declared
   ``Content-Length`` over the limit is refused before the body is read.
 * Blocking database work runs in Starlette's thread pool, never on the event loop.
@@ -29,11 +32,14 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from wandblite.server import read
+from wandblite.server import query, read, records
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.store import Store, dumps, validate_sha256
 
-__all__ = ["MAX_JSON_BYTES", "MAX_MEDIA_BYTES", "JSONResponse", "create_app"]
+__all__ = ["MAX_JSON_BYTES", "MAX_MEDIA_BYTES", "SESSION_COOKIE", "JSONResponse", "create_app"]
+
+#: The browser session cookie (HttpOnly, SameSite=Strict, Path=/): reads only, never writes.
+SESSION_COOKIE = "wandblite_session"
 
 MAX_JSON_BYTES = 32 << 20
 MAX_MEDIA_BYTES = 64 << 20
@@ -109,18 +115,58 @@ def create_app(store: Store, public_read: bool = False) -> Starlette:
     async def auth(request: Request, write: bool) -> None:
         if not write and public_read:
             return
-        if not await run_in_threadpool(store.check_key, _bearer(request)):
-            raise unauthorized()
+        key = _bearer(request)
+        if key is not None or write:
+            # Writes take the Bearer header only: a cookie, which a browser attaches by itself, can
+            # never authorise one (no cross-site write, whatever SameSite a browser implements).
+            if not await run_in_threadpool(store.check_key, key):
+                raise unauthorized()
+            return
+        if not await run_in_threadpool(store.check_session, request.cookies.get(SESSION_COOKIE)):
+            raise unauthorized("a valid API key (Authorization: Bearer <key>) or a session cookie is required")
 
-    def reader(fn: Callable[..., Any], paged: bool = False) -> Callable[[Request], Awaitable[Response]]:
+    def reader(fn: Callable[..., Any], paged: bool = False,
+               params: Callable[[Any], dict[str, Any]] | None = None) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             await auth(request, write=False)
             args = list(request.path_params.values())
             if paged:
                 args.extend(read.page_args(request.query_params.get("start"), request.query_params.get("limit")))
-            return JSONResponse(await run_in_threadpool(fn, store, *args))
+            kwargs = params(request.query_params) if params is not None else {}
+            return JSONResponse(await run_in_threadpool(lambda: fn(store, *args, **kwargs)))
 
         return endpoint
+
+    async def session_get(request: Request) -> Response:
+        key, token = _bearer(request), request.cookies.get(SESSION_COOKIE)
+        ok = (await run_in_threadpool(store.check_key, key)) if key else (
+            await run_in_threadpool(store.check_session, token))
+        return JSONResponse({"authenticated": bool(ok), "public_read": public_read})
+
+    async def session_post(request: Request) -> Response:
+        body = await _read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("api_key"), str):
+            raise bad_request('expected {"api_key": "..."}')
+        token = await run_in_threadpool(store.create_session, body["api_key"])
+        if token is None:
+            raise unauthorized("that API key is not valid (wrong or revoked)")
+        resp = JSONResponse({"authenticated": True, "public_read": public_read})
+        resp.set_cookie(SESSION_COOKIE, token, max_age=int(store.SESSION_SECONDS), path="/", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+        return resp
+
+    async def session_delete(request: Request) -> Response:
+        await run_in_threadpool(store.end_session, request.cookies.get(SESSION_COOKIE))
+        resp = JSONResponse({"authenticated": False, "public_read": public_read})
+        resp.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
+                           secure=request.url.scheme == "https")
+        return resp
+
+    def _media_params(q: Any) -> dict[str, Any]:
+        try:
+            return {"key": q.get("key") or "", "limit": int(q.get("limit") or 10_000)}
+        except ValueError:
+            raise bad_request("limit must be an integer")
 
     async def health(_request: Request) -> Response:
         return JSONResponse({"ok": True})
@@ -162,13 +208,29 @@ def create_app(store: Store, public_read: bool = False) -> Starlette:
             headers["Content-Disposition"] = f'attachment; filename="{path.name}.{(ext or "bin").replace(chr(34), "")}"'
         return FileResponse(path, media_type=ctype, headers=headers)
 
+    async def run_file(request: Request) -> Response:
+        # A run's saved file (issue 6): always an attachment, never rendered in the server's origin.
+        await auth(request, write=False)
+        p = request.path_params
+        path, filename = await run_in_threadpool(records.run_file, store, p["project"], p["run_id"], p["name"])
+        headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
+                   "Cache-Control": "private, no-cache"}
+        return FileResponse(path, media_type="application/octet-stream", headers=headers, filename=filename,
+                            content_disposition_type="attachment")
+
     base = "/api/v1"
     run = base + "/projects/{project}/runs/{run_id}"
     routes = [
         Route(base + "/health", health, methods=["GET"]),
+        Route(base + "/session", session_get, methods=["GET"]),
+        Route(base + "/session", session_post, methods=["POST"]),
+        Route(base + "/session", session_delete, methods=["DELETE"]),
         Route(base + "/projects", reader(read.list_projects), methods=["GET"]),
-        Route(base + "/projects/{project}/runs", reader(read.list_runs), methods=["GET"]),
+        Route(base + "/projects/{project}/runs", reader(query.list_runs, params=query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
+        Route(run + "/keys", reader(query.run_keys), methods=["GET"]),
+        Route(run + "/series", reader(query.get_series, params=query.series_args), methods=["GET"]),
+        Route(run + "/media", reader(query.list_media, params=_media_params), methods=["GET"]),
         Route(run + "/position", position, methods=["GET"]),
         Route(run + "/batch", batch, methods=["POST"]),
         Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
@@ -177,7 +239,17 @@ def create_app(store: Store, public_read: bool = False) -> Starlette:
         Route(base + "/media/missing", media_missing, methods=["POST"]),
         Route(base + "/media/{sha256}", media_put, methods=["PUT"]),
         Route(base + "/media/{sha256}", media_get, methods=["GET"]),
+        Route(base + "/media/{sha256}/mesh", reader(query.mesh), methods=["GET"]),
+        # Files, artifacts and alerts (issue 6; written through the batch, read here).
+        Route(run + "/files", reader(records.list_files), methods=["GET"]),
+        Route(run + "/files/{name:path}", run_file, methods=["GET"]),
+        Route(run + "/alerts", reader(records.list_alerts, paged=True), methods=["GET"]),
+        Route(run + "/artifacts", reader(records.run_artifacts_of), methods=["GET"]),
+        Route(base + "/projects/{project}/artifacts", reader(records.list_artifacts), methods=["GET"]),
+        Route(base + "/projects/{project}/artifacts/{name}/{ref}", reader(records.get_artifact), methods=["GET"]),
     ]
+    from wandblite.server.dashboard import dashboard_routes  # the web dashboard (issue 5): /, /static
+    routes += dashboard_routes()
     app = Starlette(
         routes=routes,
         exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},

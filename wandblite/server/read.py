@@ -1,7 +1,7 @@
 """The read side of the store: projects, runs, history pages, console and system records.
 
 Layer 5. Plain functions over a ``Store`` returning JSON-able dicts; the HTTP app exposes them
-under ``/api/v1`` and the dashboard work extends this module (charts read ``series``). Reads use
+under ``/api/v1``. The runs table, chart series, keys and media listings are in ``query``. Reads use
 the store's read engine, so on SQLite (WAL) they never wait for a sync batch being written.
 Paging is by index: ``start`` is the first index wanted, ``next`` the one to ask for next (or
 None at the end). Unknown projects and runs raise a 404 ``ApiError``.
@@ -9,9 +9,11 @@ None at the end). Unknown projects and runs raise a 404 ``ApiError``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from wandblite.server.errors import bad_request, not_found
 from wandblite.server.store import (
@@ -26,11 +28,10 @@ from wandblite.server.store import (
     validate_run,
 )
 
-__all__ = ["get_console", "get_history", "get_run", "get_system", "list_projects", "list_runs", "page_args"]
+__all__ = ["get_console", "get_history", "get_run", "get_system", "list_projects", "page_args", "project_id",
+           "run_dict", "run_row"]
 
 MAX_PAGE = 10_000
-_LIST_COLUMNS = ("run_id", "name", "group", "job_type", "state", "exit_code", "created_at", "updated_at",
-                 "heartbeat_at", "ended_at", "host", "rows_final", "pending")
 
 
 def page_args(start: Any, limit: Any, default: int = 1000) -> tuple[int, int]:
@@ -45,15 +46,21 @@ def page_args(start: Any, limit: Any, default: int = 1000) -> tuple[int, int]:
     return s, n
 
 
-def list_projects(store: Store) -> list[dict[str, Any]]:
-    q = (sa.select(projects.c.name, projects.c.created_at, sa.func.count(runs.c.id).label("runs"))
+def list_projects(store: Store) -> dict[str, Any]:
+    """``{"projects": [{"name", "runs", "created_at", "updated_at"}]}`` sorted by name."""
+    q = (sa.select(projects.c.name, projects.c.created_at, sa.func.count(runs.c.id).label("runs"),
+                   sa.func.max(runs.c.updated_at).label("updated_at"))
          .select_from(projects.outerjoin(runs, runs.c.project_id == projects.c.id))
          .group_by(projects.c.id, projects.c.name, projects.c.created_at).order_by(projects.c.name))
     with store.read_engine.connect() as conn:
-        return [dict(r) for r in conn.execute(q).mappings()]
+        rows = [dict(r) for r in conn.execute(q).mappings()]
+    for r in rows:
+        r["updated_at"] = r["updated_at"] if r["updated_at"] is not None else r["created_at"]
+    return {"projects": rows}
 
 
-def _project_id(conn: Any, project: str) -> int:
+def project_id(conn: Connection, project: str) -> int:
+    """The project's primary key (404 for an unknown project, 400 for an invalid name)."""
     validate_project(project)
     pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
     if pid is None:
@@ -61,22 +68,9 @@ def _project_id(conn: Any, project: str) -> int:
     return int(pid)
 
 
-def list_runs(store: Store, project: str) -> list[dict[str, Any]]:
-    with store.read_engine.connect() as conn:
-        pid = _project_id(conn, project)
-        cols = [runs.c[c] for c in _LIST_COLUMNS] + [runs.c.tags]
-        rows = conn.execute(sa.select(*cols).where(runs.c.project_id == pid).order_by(runs.c.created_at, runs.c.run_id))
-        out = []
-        for r in rows.mappings():
-            d = dict(r)
-            d["tags"] = loads(d["tags"]) or []
-            d["rows"] = d.pop("rows_final")
-            out.append(d)
-        return out
-
-
-def _run_row(conn: Any, project: str, run_id: str) -> Any:
-    pid = _project_id(conn, project)
+def run_row(conn: Connection, project: str, run_id: str) -> Any:
+    """The run's row of the ``runs`` table (404 for an unknown run)."""
+    pid = project_id(conn, project)
     validate_run(run_id)
     r = conn.execute(sa.select(runs).where(runs.c.project_id == pid, runs.c.run_id == run_id)).first()
     if r is None:
@@ -84,24 +78,45 @@ def _run_row(conn: Any, project: str, run_id: str) -> Any:
     return r
 
 
-def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
-    with store.read_engine.connect() as conn:
-        r = _run_row(conn, project, run_id)
+def _runtime(summary: dict[str, Any], r: Any) -> float | None:
+    rt = summary.get("_runtime")
+    if isinstance(rt, (int, float)) and not isinstance(rt, bool) and math.isfinite(rt):
+        return float(rt)
+    end = r.ended_at or r.heartbeat_at
+    return max(0.0, end - r.created_at) if end is not None and r.created_at is not None else None
+
+
+def run_dict(r: Any) -> dict[str, Any]:
+    """A ``runs`` row as the runs table shows it (the ``GET .../runs`` item shape)."""
+    summary = loads(r.summary) or {}
     return {
-        "project": project, "run_id": r.run_id, "name": r.name, "group": r.group, "job_type": r.job_type,
-        "entity": r.entity, "tags": loads(r.tags) or [], "notes": r.notes, "config": loads(r.config) or {},
-        "summary": loads(r.summary) or {}, "state": r.state, "exit_code": r.exit_code, "error": loads(r.error),
-        "signal": r.signal, "created_at": r.created_at, "updated_at": r.updated_at,
-        "heartbeat_at": r.heartbeat_at, "ended_at": r.ended_at, "host": r.host, "context": loads(r.context),
-        "metrics": loads(r.metrics) or {}, "rows": r.rows_final, "pending": bool(r.pending),
-        "console": r.console_count, "system": r.system_count,
+        "id": r.run_id, "name": r.name, "state": r.state, "tags": loads(r.tags) or [], "group": r.group,
+        "job_type": r.job_type, "notes": r.notes, "created_at": r.created_at, "updated_at": r.updated_at,
+        "heartbeat_at": r.heartbeat_at, "runtime": _runtime(summary, r), "host": r.host,
+        "exit_code": r.exit_code, "rows": int(r.rows_final), "config": loads(r.config) or {},
+        "summary": summary,
     }
+
+
+def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
+    """One run: the ``list_runs`` fields plus ``project``, ``entity``, ``ended_at``, ``metrics``
+    (define_metric definitions), ``context``, ``error``, ``signal``, ``pending``, ``console``,
+    ``system`` (record counts) and ``position`` (the sync position)."""
+    with store.read_engine.connect() as conn:
+        r = run_row(conn, project, run_id)
+    d = run_dict(r)
+    d.update({
+        "project": project, "entity": r.entity, "ended_at": r.ended_at, "metrics": loads(r.metrics) or {},
+        "context": loads(r.context), "error": loads(r.error), "signal": r.signal, "pending": bool(r.pending),
+        "console": int(r.console_count), "system": int(r.system_count), "position": store._position(r),
+    })
+    return d
 
 
 def get_history(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
     """History rows from idx ``start``: ``{"rows": [{"idx", "final", "row"}], "next"}``."""
     with store.read_engine.connect() as conn:
-        pk = _run_row(conn, project, run_id).id
+        pk = run_row(conn, project, run_id).id
         q = (sa.select(history.c.idx, history.c.final, history.c.row)
              .where(history.c.run == pk, history.c.idx >= start).order_by(history.c.idx).limit(limit))
         rows = [{"idx": r.idx, "final": bool(r.final), "row": loads(r.row)} for r in conn.execute(q)]
@@ -110,7 +125,7 @@ def get_history(store: Store, project: str, run_id: str, start: int = 0, limit: 
 
 def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
     with store.read_engine.connect() as conn:
-        pk = _run_row(conn, project, run_id).id
+        pk = run_row(conn, project, run_id).id
         q = (sa.select(console.c.idx, console.c.ts, console.c.stream, console.c.text)
              .where(console.c.run == pk, console.c.idx >= start).order_by(console.c.idx).limit(limit))
         recs = [dict(r) for r in conn.execute(q).mappings()]
@@ -119,7 +134,7 @@ def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: 
 
 def get_system(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
     with store.read_engine.connect() as conn:
-        pk = _run_row(conn, project, run_id).id
+        pk = run_row(conn, project, run_id).id
         q = (sa.select(system.c.idx, system.c.ts, system.c.metrics)
              .where(system.c.run == pk, system.c.idx >= start).order_by(system.c.idx).limit(limit))
         recs = [{"idx": r.idx, "ts": r.ts, "metrics": loads(r.metrics)} for r in conn.execute(q)]

@@ -21,6 +21,10 @@ What it promises
   use). ``ensure_ascii`` keeps NUL and lone surrogates out of the database's text encoding.
 * ``series`` holds one REAL per numeric leaf of each history row (dotted key path); NaN is stored
   as NULL there (SQLite cannot hold a NaN REAL), +-Infinity as themselves. The row JSON is exact.
+* A batch's ``files``, ``artifacts``, ``uses`` and ``alerts`` records are indexed per run like
+  console records and stored once each (the position counts them); their bytes must already be in
+  the media store, and artifact versions are keyed (project, name, digest), aliases moved by the
+  most recent log record (migration ``0003_files_artifacts_alerts``).
 * Schema changes are small named migrations (``MIGRATIONS``), applied in order once each and
   recorded in ``schema_migrations``.
 * SQLite runs in WAL mode with ``synchronous=NORMAL``: a process kill never loses a committed
@@ -50,13 +54,17 @@ from wandblite.server.errors import ApiError, bad_request, conflict, not_found
 
 __all__ = [
     "MIGRATIONS",
+    "RECORD_TABLES",
     "Store",
+    "artifact_digest",
     "default_home",
     "dumps",
     "loads",
     "normalize_url",
     "validate_project",
     "validate_run",
+    "validate_artifact_name",
+    "validate_file_name",
     "validate_sha256",
 ]
 
@@ -126,6 +134,51 @@ def validate_sha256(sha: Any) -> str:
     if not isinstance(sha, str) or not _SHA_RE.match(sha):
         raise bad_request(f"invalid sha256 {sha!r}: 64 lowercase hex digits expected", code="invalid_sha256")
     return sha
+
+
+def _has_control(s: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in s)
+
+
+def validate_file_name(name: Any, what: str = "file name") -> str:
+    """A run file's name or an artifact entry's path: a relative ``/``-separated path of 1-1024
+    characters whose segments are never empty, ``.`` or ``..``; no backslash or control character.
+
+    Such a name can be joined under a directory without leaving it; the server never does (names
+    are SQL parameters), but the clients that download do.
+    """
+    if not isinstance(name, str) or not 0 < len(name) <= 1024:
+        raise bad_request(f"invalid {what} {name!r}: a string of 1-1024 characters expected", code="invalid_name")
+    if (name.startswith("/") or "\\" in name or _has_control(name)
+            or any(seg in ("", ".", "..") for seg in name.split("/"))):
+        raise bad_request(f"invalid {what} {name!r}: a relative path without '..', '.', empty segments, "
+                          "backslashes or control characters expected", code="invalid_name")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"invalid {what} {name!r}: not encodable as UTF-8", code="invalid_name")
+    return name
+
+
+def validate_artifact_name(name: Any, what: str = "artifact name") -> str:
+    """An artifact name or alias: 1-128 characters without ``/``, ``\\``, ``:`` or control characters,
+    not ``.`` or ``..`` (the same characters ``wandblite.Artifact`` refuses, and URL-path safe)."""
+    if (not isinstance(name, str) or not 0 < len(name) <= 128 or any(c in name for c in "/\\:")
+            or _has_control(name) or name in (".", "..")):
+        raise bad_request(f"invalid {what} {name!r}: 1-128 characters without '/', '\\', ':' or control "
+                          "characters expected", code="invalid_name")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"invalid {what} {name!r}: not encodable as UTF-8", code="invalid_name")
+    return name
+
+
+def artifact_digest(entries: dict[str, dict[str, Any]]) -> str:
+    """An artifact's digest, by the one rule of ``wandblite.artifacts`` (the SDK computes it offline)."""
+    from wandblite.artifacts import _digest
+
+    return _digest(entries)
 
 
 # --------------------------------------------------------------------------- schema
@@ -293,11 +346,101 @@ def _m0002_sessions_and_read_indexes(conn: Connection) -> None:
     metadata.create_all(conn, tables=[sessions, series_agg, media_rows, derived_state])
 
 
+# ---- 0003: what ``wandblite.save``, ``log_artifact``/``use_artifact`` and ``run.alert`` record (issue 6).
+# Each run's FILES entries, ARTIFACT, USE and ALERT records are numbered by their order in the run's
+# files (like console records) and keyed (run, idx): a retried batch is skipped below the stored
+# count, so every record is stored exactly once. Bytes live in the content-addressed media store.
+run_files = sa.Table(
+    "run_files", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),  # validated relative path (``validate_file_name``)
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("policy", sa.String(16)),
+    sa.Column("ts", sa.Float),
+    sa.Column("lost", sa.Boolean, nullable=False),  # a superseded version whose bytes the client no longer had
+    sa.Index("ix_run_files_name", "run", "name"),
+)
+
+# One row per (project, name, digest): the server's versions of an artifact.
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("type", sa.Text),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("metadata", sa.Text),  # JSON object
+    sa.Column("manifest", sa.Text, nullable=False),  # JSON: path -> {sha256, size} | {ref[, sha256, size]}
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(128)),  # the run that logged this version first
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project_id", "name", "digest", name="uq_artifacts_digest"),
+    sa.UniqueConstraint("project_id", "name", "version", name="uq_artifacts_version"),
+)
+
+# Which version an alias names now: the one whose log record carrying the alias is the most recent.
+artifact_aliases = sa.Table(
+    "artifact_aliases", metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("artifact", sa.Integer, sa.ForeignKey("artifacts.id"), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+
+# A run's ARTIFACT records (log_artifact calls), pointing at the version they logged.
+run_artifacts = sa.Table(
+    "run_artifacts", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("artifact", sa.Integer, sa.ForeignKey("artifacts.id"), nullable=False),
+    sa.Column("aliases", sa.Text, nullable=False),  # JSON list: the aliases this record gave
+    sa.Column("ts", sa.Float),
+)
+
+# A run's USE records (use_artifact calls); ``artifact`` is set when the server holds that digest.
+artifact_uses = sa.Table(
+    "artifact_uses", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer),  # as the using client saw it
+    sa.Column("digest", sa.String(64)),
+    sa.Column("type", sa.Text),
+    sa.Column("source_run", sa.String(128)),
+    sa.Column("artifact", sa.Integer, sa.ForeignKey("artifacts.id")),
+    sa.Column("ts", sa.Float),
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("wait_duration", sa.Float),
+)
+
+#: The per-run record streams of migration 0003, by the batch field that carries them.
+RECORD_TABLES = {"files": run_files, "artifacts": run_artifacts, "uses": artifact_uses, "alerts": alerts}
+
+
+def _m0003_files_artifacts_alerts(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[run_files, artifacts, artifact_aliases, run_artifacts, artifact_uses, alerts])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_sessions_and_read_indexes", _m0002_sessions_and_read_indexes),
+    ("0003_files_artifacts_alerts", _m0003_files_artifacts_alerts),
 ]
 
 
@@ -532,7 +675,8 @@ class Store:
         validate_project(project)
         validate_run(run_id)
         with self.read_engine.connect() as conn:
-            return self._position(self._find_run(conn, project, run_id))
+            r = self._find_run(conn, project, run_id)
+            return {**self._position(r), **self._record_counts(conn, None if r is None else r.id)}
 
     def _get_or_create(self, conn: Connection, project: str, run_id: str) -> Any:
         """The run's row, locked for this transaction; created (with its project) if new."""
@@ -578,6 +722,7 @@ class Store:
         rows = self._prepare_rows(rows_in)
         cons = self._prepare_console(cons_in)
         syss = self._prepare_system(sys_in)
+        records = self._prepare_records(body)  # files, artifacts, uses, alerts (migration 0003)
         with self.write_engine.begin() as conn:
             r = self._get_or_create(conn, project, run_id)
             pk = r.id
@@ -621,10 +766,11 @@ class Store:
             if syss:
                 conn.execute(system.insert(), [{"run": pk, "idx": i, "ts": ts, "metrics": m} for i, ts, m in syss])
                 upd["system_count"] = ns + len(syss)
+            self._apply_records(conn, r, records, pos)
             upd["updated_at"] = time.time()
             conn.execute(runs.update().where(runs.c.id == pk).values(**upd))
             r = conn.execute(sa.select(runs).where(runs.c.id == pk)).first()
-            return self._position(r)
+            return {**self._position(r), **self._record_counts(conn, pk)}
 
     @staticmethod
     def _run_values(meta: dict[str, Any]) -> dict[str, Any]:
@@ -748,7 +894,224 @@ class Store:
             raise not_found(f"no media blob {sha}")
         return blobs.path(sha), r[0]
 
+    # ---------------------------------------------------------------- files, artifacts, uses, alerts
+    # The batch's ``files``, ``artifacts``, ``uses`` and ``alerts`` (PROTOCOL.md, migration 0003):
+    # indexed like console records, validated whole before the transaction, applied in the batch's
+    # transaction, skipped below the stored count (a retry changes nothing), a gap is a 409.
+
+    @staticmethod
+    def _record_counts(conn: Connection, pk: int | None) -> dict[str, int]:
+        """How many records of each stream the run holds (zeros for an unknown run)."""
+        if pk is None:
+            return dict.fromkeys(RECORD_TABLES, 0)
+        return {k: int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.run == pk)).scalar_one())
+                for k, t in RECORD_TABLES.items()}
+
+    def _prepare_records(self, body: dict[str, Any]) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        """Validate the batch's record streams; every byte they name must already be stored."""
+        out: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for stream, prep in (("files", _prep_file), ("artifacts", _prep_artifact), ("uses", _prep_use),
+                             ("alerts", _prep_alert)):
+            items = body.get(stream) or []
+            if not isinstance(items, list) or len(items) > 100_000:
+                raise bad_request(f"{stream} must be a list of at most 100000 records")
+            recs: list[tuple[int, dict[str, Any]]] = []
+            for i, item in enumerate(items):
+                idx = _index(item, stream, i)
+                if recs and idx != recs[-1][0] + 1:
+                    raise bad_request(f"{stream}[{i}].idx {idx} does not follow {recs[-1][0]}")
+                recs.append((idx, prep(item, f"{stream}[{i}]")))
+            out[stream] = recs
+        need = [f["sha256"] for _i, f in out["files"] if not f["lost"]]
+        for _i, a in out["artifacts"]:
+            need.extend(e["sha256"] for e in a["entries"].values() if "ref" not in e)
+        need = list(dict.fromkeys(need))
+        for start in range(0, len(need), 100_000):
+            missing = self.missing_media(need[start:start + 100_000])
+            if missing:
+                raise bad_request(f"{len(missing)} blob(s) the records name are not stored, e.g. {missing[0]}: "
+                                  "upload them first (POST /api/v1/media/missing, PUT /api/v1/media/<sha256>)",
+                                  code="missing_blob")
+        return out
+
+    def _apply_records(self, conn: Connection, r: Any, records: dict[str, list[tuple[int, dict[str, Any]]]],
+                       pos: dict[str, Any]) -> None:
+        """Store the records at or above each stream's count (inside the batch's transaction)."""
+        if not any(records.values()):
+            return
+        counts = self._record_counts(conn, r.id)
+        for stream, recs in records.items():
+            n = counts[stream]
+            recs = [x for x in recs if x[0] >= n]
+            if not recs:
+                continue
+            if recs[0][0] != n:
+                raise conflict(f"{stream} records start at idx {recs[0][0]} but the server holds {n} of run "
+                               f"{r.run_id}: resend from {n}", {**pos, **counts})
+            if stream == "files":
+                conn.execute(run_files.insert(), [{"run": r.id, "idx": i, **f} for i, f in recs])
+            elif stream == "alerts":
+                conn.execute(alerts.insert(), [{"run": r.id, "idx": i, **a} for i, a in recs])
+            elif stream == "uses":
+                for i, u in recs:
+                    aid = None if u["digest"] is None else conn.execute(sa.select(artifacts.c.id).where(
+                        artifacts.c.project_id == r.project_id, artifacts.c.name == u["name"],
+                        artifacts.c.digest == u["digest"])).scalar()
+                    conn.execute(artifact_uses.insert().values(run=r.id, idx=i, artifact=aid, **u))
+            else:
+                for i, a in recs:
+                    aid = self._artifact_version(conn, r.project_id, r.run_id, a)
+                    conn.execute(run_artifacts.insert().values(run=r.id, idx=i, artifact=aid,
+                                                               aliases=dumps(a["aliases"]), ts=a["ts"]))
+                    self._move_aliases(conn, r.project_id, a["name"], a["aliases"], aid, a["ts"] or 0.0)
+
+    @staticmethod
+    def _artifact_version(conn: Connection, pid: int, run_id: str, a: dict[str, Any]) -> int:
+        """The id of the version with ``a``'s digest, created if new.
+
+        A new digest keeps the version number the client gave it when no other digest of that name
+        holds it on the server (the usual case: one root directory, one numbering), else takes
+        ``max + 1``. Concurrent creators (PostgreSQL) meet on the unique constraints and re-read.
+        """
+        where = (artifacts.c.project_id == pid, artifacts.c.name == a["name"])
+        for _attempt in range(5):
+            aid = conn.execute(sa.select(artifacts.c.id).where(*where, artifacts.c.digest == a["digest"])).scalar()
+            if aid is not None:
+                return int(aid)
+            taken = {int(v) for (v,) in conn.execute(sa.select(artifacts.c.version).where(*where))}
+            version = a["version"] if a["version"] not in taken else max(taken) + 1
+            try:
+                with conn.begin_nested():
+                    res = conn.execute(artifacts.insert().values(
+                        project_id=pid, name=a["name"], type=a["type"], version=version, digest=a["digest"],
+                        description=a["description"], metadata=a["metadata"], manifest=dumps(a["entries"]),
+                        size=a["size"], run_id=run_id, created_at=a["ts"] if a["ts"] is not None else time.time()))
+                    return int(res.inserted_primary_key[0])  # type: ignore[index]
+            except sa.exc.IntegrityError:
+                continue
+        raise ApiError(503, "busy", f"artifact {a['name']!r} is being written concurrently; retry")
+
+    @staticmethod
+    def _move_aliases(conn: Connection, pid: int, name: str, aliases: list[str], aid: int, ts: float) -> None:
+        """Point each alias at ``aid`` unless a more recent log record (by ts) gave it to another version."""
+        for alias in aliases:
+            key = (artifact_aliases.c.project_id == pid, artifact_aliases.c.name == name,
+                   artifact_aliases.c.alias == alias)
+            try:
+                with conn.begin_nested():
+                    conn.execute(artifact_aliases.insert().values(project_id=pid, name=name, alias=alias,
+                                                                  artifact=aid, ts=ts))
+                continue
+            except sa.exc.IntegrityError:
+                pass
+            conn.execute(artifact_aliases.update().where(*key, artifact_aliases.c.ts <= ts).values(artifact=aid, ts=ts))
+
 
 def _chunks(seq: list[str], n: int) -> Iterator[list[str]]:
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
+
+
+# --------------------------------------------------------------------------- record validation (0003)
+
+
+def _opt_num(v: Any, what: str) -> float | None:
+    if v is None:
+        return None
+    f = _num(v)
+    if f is None:
+        raise bad_request(f"{what} must be a finite number or null")
+    return f
+
+
+def _size(v: Any, what: str) -> int:
+    if type(v) is not int or not 0 <= v < 1 << 62:
+        raise bad_request(f"{what} must be a non-negative integer")
+    return v
+
+
+def _prep_file(item: dict[str, Any], what: str) -> dict[str, Any]:
+    """One FILES entry: ``{name, sha256, size, policy, ts, lost}`` (see PROTOCOL.md)."""
+    policy = item.get("policy")
+    if policy not in (None, "live", "now", "end"):
+        raise bad_request(f"{what}.policy must be live, now, end or null")
+    lost = item.get("lost", False)
+    if type(lost) is not bool:
+        raise bad_request(f"{what}.lost must be a boolean")
+    return {"name": validate_file_name(item.get("name"), f"{what}.name"), "sha256": validate_sha256(item.get("sha256")),
+            "size": _size(item.get("size"), f"{what}.size"), "policy": policy,
+            "ts": _opt_num(item.get("ts"), f"{what}.ts"), "lost": lost}
+
+
+def _prep_artifact(item: dict[str, Any], what: str) -> dict[str, Any]:
+    """One ARTIFACT manifest, checked against its digest; entries keep only ``sha256``/``size``/``ref``."""
+    version = item.get("version")
+    if type(version) is not int or not 0 <= version < 1 << 31:
+        raise bad_request(f"{what}.version must be a non-negative integer")
+    aliases = item.get("aliases") or []
+    if not isinstance(aliases, list) or len(aliases) > 256:
+        raise bad_request(f"{what}.aliases must be a list of at most 256 aliases")
+    aliases = list(dict.fromkeys(validate_artifact_name(a, f"{what} alias") for a in aliases))
+    for a in aliases:
+        if a[:1] == "v" and a[1:].isdigit():
+            raise bad_request(f"{what}: alias {a!r} is reserved for versions", code="invalid_name")
+    metadata = item.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise bad_request(f"{what}.metadata must be an object or null")
+    raw = item.get("entries")
+    if not isinstance(raw, dict) or len(raw) > 100_000:
+        raise bad_request(f"{what}.entries must be an object of at most 100000 entries")
+    entries: dict[str, dict[str, Any]] = {}
+    for path, e in raw.items():
+        validate_file_name(path, f"{what} entry path")
+        if not isinstance(e, dict):
+            raise bad_request(f"{what}.entries[{path!r}] must be an object")
+        clean: dict[str, Any] = {}
+        if "ref" in e:
+            ref = e["ref"]
+            if not isinstance(ref, str) or not 0 < len(ref) <= 4096 or _has_control(ref):
+                raise bad_request(f"{what}.entries[{path!r}].ref must be a URI of 1-4096 characters")
+            clean["ref"] = _text(ref, f"{what}.entries[{path!r}].ref")
+            if e.get("sha256") is not None:
+                clean["sha256"] = validate_sha256(e["sha256"])
+            if e.get("size") is not None:
+                clean["size"] = _size(e["size"], f"{what}.entries[{path!r}].size")
+        else:
+            clean["sha256"] = validate_sha256(e.get("sha256"))
+            clean["size"] = _size(e.get("size"), f"{what}.entries[{path!r}].size")
+        entries[path] = clean
+    digest = validate_sha256(item.get("digest"))
+    if artifact_digest(entries) != digest:
+        raise bad_request(f"{what}: the entries hash to {artifact_digest(entries)}, not the digest {digest}",
+                          code="hash_mismatch")
+    return {"name": validate_artifact_name(item.get("name"), f"{what}.name"),
+            "type": _text(item.get("type"), f"{what}.type", 128), "version": version, "digest": digest,
+            "aliases": aliases, "description": _text(item.get("description"), f"{what}.description"),
+            "metadata": None if metadata is None else dumps(metadata), "entries": entries,
+            "size": sum(int(e.get("size") or 0) for e in entries.values()),
+            "ts": _opt_num(item.get("ts"), f"{what}.ts")}
+
+
+def _prep_use(item: dict[str, Any], what: str) -> dict[str, Any]:
+    """One USE record: ``{name, version, digest, type, run, ts}``."""
+    version = item.get("version")
+    if version is not None and (type(version) is not int or not 0 <= version < 1 << 31):
+        raise bad_request(f"{what}.version must be a non-negative integer or null")
+    digest = item.get("digest")
+    return {"name": validate_artifact_name(item.get("name"), f"{what}.name"), "version": version,
+            "digest": None if digest is None else validate_sha256(digest),
+            "type": _text(item.get("type"), f"{what}.type", 128),
+            "source_run": _text(item.get("run"), f"{what}.run", 128), "ts": _opt_num(item.get("ts"), f"{what}.ts")}
+
+
+def _prep_alert(item: dict[str, Any], what: str) -> dict[str, Any]:
+    """One ALERT record: ``{title, text, level, wait_duration, ts}``."""
+    title = _text(item.get("title"), f"{what}.title", 64 << 10)
+    if not title:
+        raise bad_request(f"{what}.title must be a non-empty string")
+    level = item.get("level") or "INFO"
+    if level not in ("INFO", "WARN", "ERROR"):
+        raise bad_request(f"{what}.level must be INFO, WARN or ERROR")
+    return {"title": title, "text": _text(item.get("text"), f"{what}.text") or "", "level": level,
+            "wait_duration": _opt_num(item.get("wait_duration"), f"{what}.wait_duration"),
+            "ts": _opt_num(item.get("ts"), f"{what}.ts")}

@@ -20,6 +20,10 @@ How a run is synced (``Syncer.sync_tail``; the protocol is ``wandblite/server/PR
    copy of the fold so that a later resume still merges into it. The final batch carries the run's
    metadata and its digest; when the server's digest is the same, no metadata is sent.
 
+4. The records of issue 6 (FILES entries, ARTIFACT, USE, ALERT) are numbered per stream by their
+   order in the files and sent like console records, in the same batches; the bytes they name
+   (saved files, artifact objects) are uploaded first, only those the server lacks.
+
 A ``GapError`` (the server's position moved under us) resets the tail and the run is read again
 from the start; a ``RejectedError`` marks the run bad (reported, others go on); an
 ``UnavailableError`` (server down after retries) stops the pass with a clear message.
@@ -63,6 +67,36 @@ __all__ = ["RunResult", "RunTail", "Syncer", "discover", "run_digest"]
 _TERMINAL = frozenset({"finished", "failed", "crashed"})
 DEFAULT_BATCH = 1000
 
+#: The record streams of issue 6, as the batch and the position name them, in the order they are sent.
+RECORD_STREAMS = ("files", "artifacts", "uses", "alerts")
+_RECORD_KINDS = {ev.FILES: "files", ev.ARTIFACT: "artifacts", ev.USE: "uses", ev.ALERT: "alerts"}
+#: The server's media blob limit (PROTOCOL.md): a saved file above it is sent as ``lost``.
+MAX_BLOB_BYTES = 64 << 20
+
+
+def _record_items(stream: str, data: Any) -> list[dict[str, Any]]:
+    """The wire items of one FILES/ARTIFACT/USE/ALERT record (without ``idx``).
+
+    A FILES record holds several entries, one item each; the others are one item. A malformed
+    payload (not what ``wandblite.events`` documents) gives no item, the same on every read, so
+    indexes stay deterministic. A file item carries its bytes' place in the run directory as
+    ``_path``, which never leaves the client.
+    """
+    if not isinstance(data, (list, tuple)) or len(data) < 2:
+        return []
+    ts, payload = data[0], data[1]
+    ts = ts if isinstance(ts, (int, float)) and not isinstance(ts, bool) and ts == ts else None
+    if stream == "files":
+        if not isinstance(payload, list):
+            return []
+        return [{"name": f.get("name"), "sha256": f.get("sha256"), "size": f.get("size"), "policy": f.get("policy"),
+                 "ts": ts, "_path": f.get("path")} for f in payload if isinstance(f, dict)]
+    if not isinstance(payload, dict):
+        return []
+    item = {k: v for k, v in payload.items() if k not in ("idx", "ts")}
+    item["ts"] = ts
+    return [item]
+
 
 def _grace(heartbeat: float | None) -> float:
     from wandblite.replay import heartbeat_grace as replay_grace  # one rule for replay, show and sync
@@ -96,6 +130,10 @@ class RunResult:
     console: int = 0
     system: int = 0
     media: int = 0  # media blobs uploaded
+    files: int = 0  # FILES entries sent (issue 6)
+    artifacts: int = 0  # ARTIFACT records sent
+    uses: int = 0  # USE records sent
+    alerts: int = 0  # ALERT records sent
     meta_updated: bool = False
     unchanged: bool = False  # skipped through the sync-state cache
     position: dict[str, Any] = field(default_factory=dict)
@@ -119,6 +157,7 @@ class RunTail:
         self.positions: dict[int, int] = {}
         self.console_n = 0
         self.system_n = 0
+        self.records_n = dict.fromkeys(RECORD_STREAMS, 0)  # files, artifacts, uses, alerts read so far
         self.damage: list[dict[str, Any]] = []
         self.server: dict[str, Any] | None = None
         self.sizes: dict[str, int] = {}
@@ -177,6 +216,14 @@ class RunTail:
                 yield "system", self.system_n, {"idx": self.system_n, "ts": d[0], "metrics": d[1]}
                 fold.apply(kind, d)
                 self.system_n += 1
+                continue
+            stream = _RECORD_KINDS.get(kind)
+            if stream is not None:
+                for item in _record_items(stream, e.data):
+                    item["idx"] = self.records_n[stream]
+                    yield stream, self.records_n[stream], item
+                    self.records_n[stream] += 1
+                fold.apply(kind, e.data)
                 continue
             before = fold.rows
             rows = apply(kind, e.data)
@@ -288,7 +335,8 @@ class Syncer:
         if cp is None or not self.use_cache or tail.server is None or tail.state not in _TERMINAL:
             return
         data = {"sizes": tail.sizes, "project": tail.project, "run_id": tail.run_id, "state": tail.state,
-                "position": {k: tail.server.get(k) for k in ("rows", "pending", "console", "system", "digest")}}
+                "position": {k: tail.server.get(k) for k in ("rows", "pending", "console", "system", "digest",
+                                                             *RECORD_STREAMS)}}
         try:
             cp.parent.mkdir(parents=True, exist_ok=True)
             tmp = cp.with_suffix(f".tmp{os.getpid()}")
@@ -301,6 +349,8 @@ class Syncer:
         c = self._cache_load(tail.path)
         if not c or c.get("state") not in _TERMINAL or c.get("sizes") != tail.stat() or self.transport is None:
             return False
+        if not set(RECORD_STREAMS) <= set(c.get("position") or ()):
+            return False  # written before files/artifacts/alerts were synced: read the run once more
         if self.project and c.get("project") != self.project:
             return False
         pos = self.transport.position(str(c["project"]), str(c["run_id"]))
@@ -340,6 +390,7 @@ class Syncer:
         rows: list[dict[str, Any]] = []
         cons: list[dict[str, Any]] = []
         syss: list[dict[str, Any]] = []
+        recs: dict[str, list[dict[str, Any]]] = {k: [] for k in RECORD_STREAMS}
         n = 0
         server = tail.server
         progress = self.progress
@@ -357,6 +408,10 @@ class Syncer:
                     if idx < server["console"]:
                         continue
                     cons.append(item)
+                elif kind in recs:
+                    if idx < server.get(kind, 0):
+                        continue
+                    recs[kind].append(item)
                 else:
                     if idx < server["system"]:
                         continue
@@ -367,8 +422,9 @@ class Syncer:
                     # and our fold overlap; batches still go one at a time, each after the last ack.
                     if inflight is not None:
                         inflight.result()
-                    inflight = self._pool.submit(self._send, tail, res, rows, cons, syss, None)
+                    inflight = self._pool.submit(self._send, tail, res, rows, cons, syss, None, recs)
                     rows, cons, syss, n = [], [], [], 0
+                    recs = {k: [] for k in RECORD_STREAMS}
                     if progress is not None:
                         progress(tail.bytes_done - done)
                         done = tail.bytes_done
@@ -396,8 +452,8 @@ class Syncer:
             rows.append({"idx": fold.rows - 1, "final": False, "row": pending_row})
         meta = tail.metadata(state, fold)
         send_meta = meta["digest"] != server.get("digest")
-        if rows or cons or syss or send_meta:
-            self._send(tail, res, rows, cons, syss, meta)
+        if rows or cons or syss or send_meta or any(recs.values()):
+            self._send(tail, res, rows, cons, syss, meta, recs)
             res.meta_updated = res.meta_updated or send_meta
         res.position = dict(tail.server or {})
 
@@ -407,7 +463,8 @@ class Syncer:
         return self.transport.position(tail.project, tail.run_id)
 
     def _send(self, tail: RunTail, res: RunResult, rows: list[dict[str, Any]], cons: list[dict[str, Any]],
-              syss: list[dict[str, Any]], meta: dict[str, Any] | None) -> None:
+              syss: list[dict[str, Any]], meta: dict[str, Any] | None,
+              recs: dict[str, list[dict[str, Any]]] | None = None) -> None:
         transport = self.transport
         assert transport is not None and tail.server is not None
         if rows:
@@ -416,17 +473,72 @@ class Syncer:
             "base": {k: tail.server.get(k, 0) for k in ("rows", "console", "system")},
             "rows": rows, "console": cons, "system": syss,
         }
+        recs = {k: v for k, v in (recs or {}).items() if v}
+        if recs:
+            # The bytes first (files, artifact objects), then the records that name them.
+            self._upload_record_blobs(tail, res, recs)
+            body.update({k: [{f: x for f, x in item.items() if f != "_path"} for item in v] for k, v in recs.items()})
         if meta is not None:
             body["run"] = meta
         pos = transport.batch(tail.project, tail.run_id, body)
         want_rows = (rows[-1]["idx"] + (1 if rows[-1]["final"] else 0)) if rows else 0
         if pos.get("rows", 0) < want_rows or (cons and pos.get("console", 0) <= cons[-1]["idx"]) or (
-                syss and pos.get("system", 0) <= syss[-1]["idx"]):
+                syss and pos.get("system", 0) <= syss[-1]["idx"]) or any(
+                pos.get(k, 0) <= v[-1]["idx"] for k, v in recs.items()):
             raise SyncError(f"the server acknowledged position {pos}, short of what was sent")
         tail.server = pos
         res.rows += len(rows)
         res.console += len(cons)
         res.system += len(syss)
+        for k, v in recs.items():
+            setattr(res, k, getattr(res, k) + len(v))
+
+    def _upload_record_blobs(self, tail: RunTail, res: RunResult, recs: dict[str, list[dict[str, Any]]]) -> None:
+        """Upload the bytes of saved files and artifact objects the server lacks, verified first.
+
+        A saved file's bytes are ``<run dir>/<_path>``; a ``live`` file may have changed since the
+        record was written (a later record names the new bytes), and a file over the blob limit
+        cannot be stored: either way the item is sent with ``lost: true`` (listed, not
+        downloadable) and the sync goes on. An artifact object (``<run dir>/artifacts/objects/<sha256>``,
+        immutable) that is missing or damaged stops the run's sync with a clear error.
+        """
+        assert self.transport is not None
+        root = tail.path.resolve()
+        where: dict[str, list[str]] = {}  # sha256 -> places in the run directory that should hold it
+        for f in recs.get("files", ()):
+            if isinstance(f.get("sha256"), str) and isinstance(f.get("_path"), str):
+                where.setdefault(f["sha256"], []).append(f["_path"])
+        for a in recs.get("artifacts", ()):
+            for e in (a.get("entries") or {}).values():
+                if isinstance(e, dict) and "ref" not in e and isinstance(e.get("object"), str):
+                    where.setdefault(str(e.get("sha256")), []).append(e["object"])
+        wanted = sorted(s for s in where if s not in self.known_media)
+        missing = set(self.transport.missing_media(wanted)) if wanted else set()
+        unavailable: set[str] = set()
+        for sha in wanted:
+            if sha not in missing:
+                self.known_media.add(sha)
+                continue
+            data = None
+            for rel in where[sha]:
+                data = _verified_bytes(root, rel, sha)
+                if data is not None:
+                    self.transport.put_media(sha, data, _ext(rel.rsplit("/", 1)[-1]))
+                    res.media += 1
+                    self.known_media.add(sha)
+                    break
+            if data is None:
+                unavailable.add(sha)
+        for f in recs.get("files", ()):
+            if f.get("sha256") in unavailable:
+                f["lost"] = True
+                self.log(f"{tail.path}: the bytes of saved file {f.get('name')!r} (sha256 {f.get('sha256')}) are no "
+                         "longer in the run directory or exceed the server's blob limit; listed, not uploaded")
+        for a in recs.get("artifacts", ()):
+            for path, e in (a.get("entries") or {}).items():
+                if isinstance(e, dict) and "ref" not in e and e.get("sha256") in unavailable:
+                    raise SyncError(f"artifact {a.get('name')}:v{a.get('version')}: the object of {path!r} "
+                                    f"({e.get('object')}) is missing, damaged or over the server's blob limit")
 
     def _upload_media(self, tail: RunTail, res: RunResult, rows: list[dict[str, Any]]) -> None:
         from wandblite.media import read_blob
@@ -487,9 +599,22 @@ class Syncer:
                     if reported.get(p) != msg:
                         reported[p] = msg
                         self.log(f"{p}: {msg}")
-                if on_result is not None and (res.rows or res.console or res.system or res.meta_updated or not res.ok):
+                if on_result is not None and (res.rows or res.console or res.system or res.meta_updated or not res.ok
+                                              or res.files or res.artifacts or res.uses or res.alerts):
                     on_result(res)
             stop.wait(interval)
+
+
+def _verified_bytes(root: Path, rel: str, sha: str) -> bytes | None:
+    """The bytes at ``root/rel`` if that stays inside ``root``, fits the blob limit and hashes to ``sha``."""
+    try:
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root) or path.stat().st_size > MAX_BLOB_BYTES:
+            return None
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == sha else None
 
 
 def _ext(name: str) -> str | None:
@@ -514,10 +639,10 @@ def plan(path: Path, transport: Transport | None, project: str | None = None) ->
     tail = RunTail(path, project)
     counts = {"row": 0, "console": 0, "system": 0}
     for kind, _idx, _item in tail.read():
-        counts[kind] += 1
+        counts[kind] = counts.get(kind, 0) + 1  # rows, console, system, and the record streams
     state, fold, pending_row = tail.decide_state()
     local = {"rows": counts["row"], "pending": pending_row is not None, "console": counts["console"],
-             "system": counts["system"]}
+             "system": counts["system"], **{k: counts.get(k, 0) for k in RECORD_STREAMS}}
     out: dict[str, Any] = {"path": str(path), "project": tail.project, "run_id": tail.run_id, "state": state,
                            "local": local, "damage": tail.damage}
     if transport is not None:
@@ -527,5 +652,6 @@ def plan(path: Path, transport: Transport | None, project: str | None = None) ->
         out["send"] = {"rows": max(0, local["rows"] - pos["rows"]) + (1 if pending_row is not None else 0),
                        "console": max(0, local["console"] - pos["console"]),
                        "system": max(0, local["system"] - pos["system"]),
-                       "metadata": meta["digest"] != pos.get("digest")}
+                       "metadata": meta["digest"] != pos.get("digest"),
+                       **{k: max(0, counts.get(k, 0) - pos.get(k, 0)) for k in RECORD_STREAMS}}
     return out

@@ -1,0 +1,112 @@
+// The dashboard's client of the server's read API (/api/v1, see PROTOCOL.md).
+//
+// Requests go to this origin only and carry the session cookie (HttpOnly, SameSite=Strict)
+// set by POST /api/v1/session; the page never sees or stores the API key itself.
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const enc = encodeURIComponent;
+
+/** Listeners called with no argument when a read answers 401 (the app shows the login form). */
+export const onUnauthorized = new Set();
+
+async function request(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch("/api/v1" + path, init);
+  } catch (e) {
+    throw new ApiError(0, "network", `the server did not answer (${e.message})`);
+  }
+  const text = await resp.text();
+  let data = null;
+  try {
+    data = text ? parseJson(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!resp.ok) {
+    const err = (data && data.error) || {};
+    if (resp.status === 401) for (const f of onUnauthorized) f();
+    throw new ApiError(resp.status, err.code || "http_error", err.message || `${method} ${path}: HTTP ${resp.status}`);
+  }
+  return data;
+}
+
+/** JSON with the server's NaN/Infinity tokens (outside strings) read as numbers. */
+export function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    if (!/NaN|Infinity/.test(text)) throw e;
+  }
+  // Replace the bare tokens by sentinels strings, then revive them.
+  const out = [];
+  let inStr = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inStr) {
+      out.push(c);
+      if (c === "\\") out.push(text[++i]);
+      else if (c === '"') inStr = false;
+      continue;
+    }
+    if (c === '"') {
+      inStr = true;
+      out.push(c);
+    } else if (text.startsWith("NaN", i)) {
+      out.push('"\u0000NaN"');
+      i += 2;
+    } else if (text.startsWith("-Infinity", i)) {
+      out.push('"\u0000-Infinity"');
+      i += 8;
+    } else if (text.startsWith("Infinity", i)) {
+      out.push('"\u0000Infinity"');
+      i += 7;
+    } else out.push(c);
+  }
+  const special = { "\u0000NaN": NaN, "\u0000Infinity": Infinity, "\u0000-Infinity": -Infinity };
+  return JSON.parse(out.join(""), (_k, v) => (typeof v === "string" && v in special ? special[v] : v));
+}
+
+const runPath = (p, r) => `/projects/${enc(p)}/runs/${enc(r)}`;
+
+export const api = {
+  session: () => request("GET", "/session"),
+  login: (apiKey) => request("POST", "/session", { api_key: apiKey }),
+  logout: () => request("DELETE", "/session"),
+  projects: () => request("GET", "/projects"),
+  runs: (project, { order, search, filters, limit, offset } = {}) => {
+    const q = new URLSearchParams();
+    if (order) q.set("order", order);
+    if (search) q.set("search", search);
+    if (filters && Object.keys(filters).length) q.set("filters", JSON.stringify(filters));
+    if (limit) q.set("limit", String(limit));
+    if (offset) q.set("offset", String(offset));
+    return request("GET", `/projects/${enc(project)}/runs?${q}`);
+  },
+  run: (p, r) => request("GET", runPath(p, r)),
+  keys: (p, r) => request("GET", runPath(p, r) + "/keys"),
+  series: (p, r, keys, xAxis, samples = 1500) =>
+    request("GET", runPath(p, r) + `/series?${new URLSearchParams({ keys: keys.join(","), x_axis: xAxis, samples: String(samples) })}`),
+  media: (p, r, key) => request("GET", runPath(p, r) + `/media?${new URLSearchParams({ key })}`),
+  console: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/console?start=${start}&limit=${limit}`),
+  system: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/system?start=${start}&limit=${limit}`),
+  mesh: (sha) => request("GET", `/media/${sha}/mesh`),
+  /** A JSON media blob (tables, boxes): fetched, parsed with NaN support. */
+  mediaJson: async (sha) => {
+    const resp = await fetch(`/api/v1/media/${sha}`, { credentials: "same-origin" });
+    if (!resp.ok) throw new ApiError(resp.status, "media", `media ${sha.slice(0, 12)}…: HTTP ${resp.status}`);
+    return parseJson(await resp.text());
+  },
+};

@@ -1,0 +1,661 @@
+// wandblite dashboard: projects, the runs table, a run's workspace, comparisons.
+//
+// Plain ES modules, no build step; plotly.js is the only library (served by this server at
+// /static/vendor/plotly.min.js from the installed plotly package).
+//
+// Security: everything a run carries is untrusted (names, keys, captions, config, summary,
+// table cells, console text). The DOM is built only with dom.js's `h()` (text nodes and
+// setAttribute, never innerHTML); plotly gets text through `plotText()`; HTML media shows only
+// in a sandboxed iframe. The page runs under a strict CSP (dashboard.py). Routes are in the
+// URL hash: #/, #/p/<project>, #/p/<project>/r/<run>, #/p/<project>/compare/<run>,<run>.
+
+import { api, ApiError, onUnauthorized } from "./api.js";
+import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, sectionOf } from "./dom.js";
+import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
+
+const main = document.getElementById("main");
+const crumbs = document.getElementById("crumbs");
+const statusEl = document.getElementById("status");
+const logoutBtn = document.getElementById("logout");
+
+const REFRESH_MS = 4000;
+const PAGE = 50;
+const enc = encodeURIComponent;
+
+/** Everything a view started (timers, observers) is stopped when the route changes. */
+let generation = 0;
+const cleanups = [];
+function onLeave(f) {
+  cleanups.push(f);
+}
+function leave() {
+  generation += 1;
+  while (cleanups.length) {
+    try {
+      cleanups.pop()();
+    } catch {
+      // a cleanup failing must not keep the next view from showing
+    }
+  }
+  purge(main);
+}
+
+/** Per project: the runs picked for comparison (id -> name) and the table's state. */
+const selections = new Map();
+const tableState = new Map();
+
+function setStatus(text, isError = false) {
+  statusEl.textContent = text || "";
+  statusEl.classList.toggle("error", isError);
+}
+
+function showError(e) {
+  console.error(e);
+  clear(main).append(h("div", { class: "error-box" }, h("strong", null, "Error: "), e && e.message ? e.message : String(e)));
+}
+
+function setCrumbs(...parts) {
+  clear(crumbs);
+  parts.forEach(([label, href], i) => {
+    if (i) crumbs.append(h("span", { class: "sep" }, "/"));
+    crumbs.append(href ? h("a", { href }, label) : h("span", { class: "here" }, label));
+  });
+}
+
+// -------------------------------------------------------------------------------------- login
+
+let loginShown = false;
+function showLogin(message) {
+  if (loginShown) return;
+  loginShown = true;
+  leave();
+  setCrumbs(["log in", null]);
+  const input = h("input", { type: "password", name: "api_key", autocomplete: "current-password", placeholder: "API key", required: true, id: "api-key" });
+  const err = h("p", { class: "error", role: "alert" }, message || "");
+  const form = h("form", { class: "login", id: "login-form" },
+    h("h1", null, "Log in"),
+    h("p", { class: "muted" }, "This server is private. Enter an API key (wandblite server keys create)."),
+    h("label", { for: "api-key" }, "API key"), input,
+    h("button", { type: "submit" }, "Log in"), err);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.textContent = "";
+    try {
+      await api.login(input.value.trim());
+      input.value = "";
+      loginShown = false;
+      logoutBtn.hidden = false;
+      route();
+    } catch (e) {
+      err.textContent = e.status === 401 ? "That key is not valid." : e.message;
+    }
+  });
+  clear(main).append(form);
+  input.focus();
+}
+onUnauthorized.add(() => showLogin());
+
+logoutBtn.addEventListener("click", async () => {
+  try {
+    await api.logout();
+  } finally {
+    logoutBtn.hidden = true;
+    location.hash = "#/";
+    showLogin("Logged out.");
+  }
+});
+
+// ----------------------------------------------------------------------------------- projects
+
+async function projectsView() {
+  setCrumbs(["projects", null]);
+  const { projects } = await api.projects();
+  const list = h("table", { class: "data projects" },
+    h("thead", null, h("tr", null, h("th", null, "project"), h("th", null, "runs"), h("th", null, "updated"))),
+    h("tbody", null, projects.map((p) => h("tr", null,
+      h("td", null, h("a", { href: `#/p/${enc(p.name)}` }, p.name)),
+      h("td", { class: "num" }, String(p.runs ?? "")),
+      h("td", null, fmtTime(p.updated_at))))));
+  clear(main).append(h("h1", null, "Projects"),
+    projects.length ? list : h("p", { class: "muted" }, "No projects yet: log runs and `wandblite sync` them here."));
+}
+
+// ------------------------------------------------------------------------------------ runs table
+
+/** "config.lr >= 0.01 and state = finished" -> {"$and": [{"config.lr": {"$gte": 0.01}}, {"state": "finished"}]}. */
+export function parseFilter(text) {
+  const ops = { "=": null, "==": null, "!=": "$ne", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte" };
+  const parts = text.split(/\s+and\s+/i).map((s) => s.trim()).filter(Boolean);
+  const conds = parts.map((p) => {
+    const m = /^([^\s=!<>]+)\s*(==|!=|<=|>=|=|<|>)\s*(.+)$/.exec(p);
+    if (!m) throw new Error(`cannot read the filter "${p}": write field op value, e.g. config.lr >= 0.01`);
+    let v = m[3].trim();
+    if (/^".*"$|^'.*'$/.test(v)) v = v.slice(1, -1);
+    else if (v === "true" || v === "false") v = v === "true";
+    else if (v === "null") v = null;
+    else if (v !== "" && Number.isFinite(Number(v))) v = Number(v);
+    const op = ops[m[2]];
+    return { [m[1]]: op ? { [op]: v } : v };
+  });
+  if (!conds.length) return null;
+  return conds.length === 1 ? conds[0] : { $and: conds };
+}
+
+function stateBadge(state) {
+  return h("span", { class: `state state-${/^[a-z]+$/.test(state || "") ? state : "other"}` }, state || "?");
+}
+
+function selectionOf(project) {
+  if (!selections.has(project)) selections.set(project, new Map());
+  return selections.get(project);
+}
+
+async function runsView(project) {
+  setCrumbs(["projects", "#/"], [project, null]);
+  const st = tableState.get(project) || { order: "-created_at", search: "", filter: "", state: "", offset: 0 };
+  tableState.set(project, st);
+  const sel = selectionOf(project);
+  const gen = generation;
+
+  const search = h("input", { type: "search", placeholder: "search names, tags, notes", value: st.search, id: "run-search", "aria-label": "search runs" });
+  const stateSel = h("select", { id: "state-filter", "aria-label": "state" },
+    ["", "running", "finished", "failed", "crashed"].map((s) => h("option", { value: s }, s || "any state")));
+  stateSel.value = st.state;
+  const filter = h("input", { type: "text", placeholder: "filter: config.lr >= 0.01 and summary.loss < 1", value: st.filter, id: "run-filter",
+    "aria-label": "filter runs", size: 40 });
+  const compareBtn = h("button", { type: "button", id: "compare", class: "primary" });
+  const clearBtn = h("button", { type: "button", onclick: () => { sel.clear(); render(lastData); } }, "clear selection");
+  const msg = h("p", { class: "error", role: "alert" });
+  const tableWrap = h("div", { class: "table-scroll" });
+  const pager = h("div", { class: "pager" });
+  compareBtn.addEventListener("click", () => {
+    if (sel.size) location.hash = `#/p/${enc(project)}/compare/${[...sel.keys()].map(enc).join(",")}`;
+  });
+  clear(main).append(h("h1", null, project),
+    h("div", { class: "toolbar" }, search, stateSel, filter, compareBtn, clearBtn), msg, tableWrap, pager);
+
+  let lastData = { runs: [], total: 0 };
+  let timer = null;
+
+  async function load() {
+    let filters = null;
+    try {
+      filters = st.filter ? parseFilter(st.filter) : null;
+      msg.textContent = "";
+    } catch (e) {
+      msg.textContent = e.message;
+      return;
+    }
+    if (st.state) filters = filters ? { $and: [filters, { state: st.state }] } : { state: st.state };
+    try {
+      const data = await api.runs(project, { order: st.order, search: st.search, filters, limit: PAGE, offset: st.offset });
+      if (gen !== generation) return;
+      lastData = data;
+      render(data);
+    } catch (e) {
+      if (gen !== generation) return;
+      if (e.status === 400) msg.textContent = e.message;
+      else throw e;
+    }
+  }
+
+  function columnsOf(runs) {
+    // The most common summary and config keys of this page (scalars only).
+    const count = (objs) => {
+      const c = new Map();
+      for (const o of objs) for (const [k, v] of flatten(o || {})) {
+        if (k.startsWith("_") || (v && typeof v === "object")) continue;
+        c.set(k, (c.get(k) || 0) + 1);
+      }
+      return [...c].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 8).map((x) => x[0]);
+    };
+    return { summary: count(runs.map((r) => r.summary)), config: count(runs.map((r) => r.config)) };
+  }
+
+  function header(label, field, cls) {
+    const active = st.order === field ? " ▲" : st.order === "-" + field ? " ▼" : "";
+    return h("th", { class: `sortable ${cls || ""}`, dataset: { field }, title: `sort by ${field}`,
+      onclick: () => {
+        st.order = st.order === "-" + field ? field : "-" + field;
+        st.offset = 0;
+        load().catch(showError);
+      } }, label + active);
+  }
+
+  function render(data) {
+    const runs = data.runs || [];
+    const cols = columnsOf(runs);
+    const flat = runs.map((r) => ({ s: new Map(flatten(r.summary || {})), c: new Map(flatten(r.config || {})) }));
+    const all = h("input", { type: "checkbox", "aria-label": "select all on this page",
+      checked: runs.length > 0 && runs.every((r) => sel.has(r.id)),
+      onchange: () => {
+        for (const r of runs) all.checked ? sel.set(r.id, r.name) : sel.delete(r.id);
+        render(data);
+      } });
+    const table = h("table", { class: "data runs", id: "runs-table" },
+      h("thead", null, h("tr", null, h("th", null, all), header("name", "name"), header("state", "state"), h("th", null, "tags"),
+        header("created", "created_at"), header("runtime", "runtime", "num"),
+        cols.summary.map((k) => header(k, `summary.${k}`, "num summary-col")),
+        cols.config.map((k) => header(k, `config.${k}`, "config-col")))),
+      h("tbody", null, runs.map((r, i) => {
+        const cb = h("input", { type: "checkbox", "aria-label": `select ${r.name || r.id}`, checked: sel.has(r.id),
+          onchange: () => { cb.checked ? sel.set(r.id, r.name) : sel.delete(r.id); updateCompare(); } });
+        return h("tr", { dataset: { run: r.id } }, h("td", null, cb),
+          h("td", { class: "name" }, h("a", { href: `#/p/${enc(project)}/r/${enc(r.id)}`, class: "run-link" }, r.name || r.id),
+            r.name && r.name !== r.id ? h("span", { class: "muted small" }, ` ${r.id}`) : null),
+          h("td", null, stateBadge(r.state)),
+          h("td", null, (r.tags || []).map((t) => h("span", { class: "tag" }, String(t)))),
+          h("td", null, fmtTime(r.created_at)),
+          h("td", { class: "num" }, fmtDuration(r.runtime)),
+          cols.summary.map((k) => h("td", { class: "num" }, fmtValue(flat[i].s.get(k)))),
+          cols.config.map((k) => h("td", null, fmtValue(flat[i].c.get(k)))));
+      })));
+    clear(tableWrap).append(runs.length ? table : h("p", { class: "muted" }, "No runs match."));
+    const total = data.total ?? runs.length;
+    clear(pager).append(
+      h("button", { type: "button", disabled: st.offset === 0, onclick: () => { st.offset = Math.max(0, st.offset - PAGE); load().catch(showError); } }, "‹ prev"),
+      h("span", { class: "muted" }, `${total ? st.offset + 1 : 0}–${Math.min(total, st.offset + runs.length)} of ${total} runs`),
+      h("button", { type: "button", disabled: st.offset + PAGE >= total, onclick: () => { st.offset += PAGE; load().catch(showError); } }, "next ›"));
+    updateCompare();
+    // Running runs: refresh the table by itself.
+    clearTimeout(timer);
+    if (runs.some((r) => r.state === "running")) timer = setTimeout(() => load().catch(() => {}), REFRESH_MS);
+  }
+
+  function updateCompare() {
+    compareBtn.textContent = sel.size ? `compare ${sel.size} selected` : "select runs to compare";
+    compareBtn.disabled = !sel.size;
+  }
+
+  let debounce = null;
+  search.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => { st.search = search.value; st.offset = 0; load().catch(showError); }, 250);
+  });
+  stateSel.addEventListener("change", () => { st.state = stateSel.value; st.offset = 0; load().catch(showError); });
+  filter.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter") { st.filter = filter.value.trim(); st.offset = 0; load().catch(showError); }
+  });
+  onLeave(() => { clearTimeout(timer); clearTimeout(debounce); });
+  await load();
+}
+
+// ---------------------------------------------------------------------------------- workspace
+
+/** The charts of one or more runs: sections of panels, shared x-axis, smoothing and log scale. */
+class Workspace {
+  constructor(project, runs) {
+    this.project = project;
+    this.runs = runs; // [{id, name, state, ...}]
+    this.settings = { xAxis: "_step", smoothing: 0, logY: false, filter: "" };
+    this.panels = new Map(); // key -> panel
+    this.kinds = new Map(); // key -> kind
+    this.visible = new Set();
+    this.loaded = new Set(); // media keys whose data was fetched
+    this.el = h("div", { class: "workspace" });
+    this.sectionsEl = h("div", { class: "sections" });
+    this.observer = new IntersectionObserver((entries) => this.onVisible(entries), { rootMargin: "600px 0px" });
+  }
+
+  async init() {
+    this.el.append(this.toolbar(), this.sectionsEl);
+    await this.loadKeys();
+    await this.loadSeries();
+  }
+
+  toolbar() {
+    this.xSel = h("select", { id: "x-axis", "aria-label": "x axis" });
+    this.xSel.addEventListener("change", () => {
+      this.settings.xAxis = this.xSel.value;
+      setStatus("");
+      this.loadSeries().catch((e) => setStatus(e.message, true));
+    });
+    const smoothVal = h("span", { class: "small", id: "smoothing-value" }, "0");
+    const smooth = h("input", { type: "range", min: 0, max: 0.99, step: 0.01, value: 0, id: "smoothing", "aria-label": "smoothing" });
+    smooth.addEventListener("input", () => {
+      this.settings.smoothing = Number(smooth.value);
+      smoothVal.textContent = smooth.value;
+      this.drawLines();
+    });
+    const logY = h("input", { type: "checkbox", id: "log-y" });
+    logY.addEventListener("change", () => { this.settings.logY = logY.checked; this.drawLines(); });
+    const filter = h("input", { type: "search", placeholder: "filter panels", id: "panel-filter", "aria-label": "filter panels" });
+    filter.addEventListener("input", () => { this.settings.filter = filter.value.toLowerCase(); this.applyFilter(); });
+    return h("div", { class: "toolbar workspace-toolbar" },
+      h("label", null, "x-axis ", this.xSel),
+      h("label", null, "smoothing ", smooth, " ", smoothVal),
+      h("label", null, logY, " log scale"),
+      filter);
+  }
+
+  async loadKeys() {
+    const lists = await Promise.all(this.runs.map((r) => api.keys(this.project, r.id)));
+    this.runKeys = new Map();
+    lists.forEach((l, i) => this.runKeys.set(this.runs[i].id, new Map((l.keys || []).map((k) => [k.key, k]))));
+    const fresh = [];
+    for (const l of lists) for (const k of l.keys || []) {
+      if (!this.kinds.has(k.key)) {
+        this.kinds.set(k.key, k.kind);
+        fresh.push(k.key);
+      }
+    }
+    // x-axis choices: the three clocks and every numeric key.
+    const numeric = [...this.kinds].filter(([k, kind]) => kind === "number" && !["_step", "_runtime", "_timestamp"].includes(k)).map(([k]) => k).sort();
+    const cur = this.settings.xAxis;
+    clear(this.xSel).append(...["_step", "_runtime", "_timestamp", ...numeric].map((k) => h("option", { value: k }, k)));
+    this.xSel.value = cur;
+    if (fresh.length) this.buildSections();
+  }
+
+  buildSections() {
+    const bySection = new Map();
+    for (const [key, kind] of [...this.kinds].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      if (key.startsWith("_")) continue;
+      const sec = sectionOf(key);
+      if (!bySection.has(sec)) bySection.set(sec, []);
+      bySection.get(sec).push([key, kind]);
+    }
+    const names = [...bySection.keys()].sort((a, b) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1));
+    for (const name of names) {
+      let sec = [...this.sectionsEl.children].find((s) => s.dataset.section === name);
+      if (!sec) {
+        const label = name === "" ? "Charts" : name;
+        sec = h("details", { class: "section", open: true, dataset: { section: name } },
+          h("summary", null, h("span", { class: "section-name" }, label), h("span", { class: "count muted" })),
+          h("div", { class: "panels" }));
+        this.sectionsEl.append(sec);
+      }
+      const grid = sec.querySelector(".panels");
+      for (const [key, kind] of bySection.get(name)) {
+        if (this.panels.has(key)) continue;
+        const panel = kind === "number" ? new LinePanel(key) : kind === "histogram" ? new HistogramPanel(key) : new MediaPanel(key, kind);
+        this.panels.set(key, panel);
+        grid.append(panel.el);
+        this.observer.observe(panel.el);
+      }
+      sec.querySelector(".count").textContent = ` ${grid.children.length}`;
+    }
+    // Keep sections in order (a new one may arrive while a run is running).
+    for (const name of names) this.sectionsEl.append([...this.sectionsEl.children].find((s) => s.dataset.section === name));
+    this.applyFilter();
+  }
+
+  applyFilter() {
+    const f = this.settings.filter;
+    for (const [key, p] of this.panels) p.el.hidden = !!f && !key.toLowerCase().includes(f);
+  }
+
+  onVisible(entries) {
+    for (const e of entries) {
+      const key = e.target.dataset.key;
+      if (e.isIntersecting) {
+        this.visible.add(key);
+        const p = this.panels.get(key);
+        if (p instanceof LinePanel) {
+          if (!p.drawn) this.drawLine(p);
+        } else if (!this.loaded.has(key)) {
+          // A panel that cannot load says so in itself; the rest of the workspace goes on.
+          this.loadMedia(key).catch((err) => p.el.querySelector(".panel-body").append(h("p", { class: "error" }, err.message)));
+        }
+      } else this.visible.delete(key);
+    }
+  }
+
+  numberKeys() {
+    return [...this.kinds].filter(([k, kind]) => kind === "number" && !k.startsWith("_")).map(([k]) => k);
+  }
+
+  async loadSeries() {
+    const keys = this.numberKeys();
+    const xAxis = this.settings.xAxis;
+    await Promise.all(this.runs.map(async (run) => {
+      const have = this.runKeys.get(run.id) || new Map();
+      const mine = keys.filter((k) => have.has(k));
+      for (let i = 0; i < mine.length; i += 40) {
+        const chunk = mine.slice(i, i + 40);
+        const res = await api.series(this.project, run.id, chunk, xAxis);
+        for (const k of chunk) this.panels.get(k)?.set(run.id, (res.series || {})[k]);
+      }
+    }));
+    for (const p of this.panels.values()) if (p instanceof LinePanel) p.drawn = false;
+    this.drawLines();
+  }
+
+  drawLine(p) {
+    p.drawn = true;
+    try {
+      p.draw(this.runs, this.settings);
+    } catch (e) {
+      p.plotEl.replaceChildren(h("span", { class: "error" }, e.message));
+    }
+  }
+
+  drawLines() {
+    for (const [key, p] of this.panels) {
+      if (!(p instanceof LinePanel)) continue;
+      if (this.visible.has(key)) this.drawLine(p);
+      else p.drawn = false;
+    }
+  }
+
+  async loadMedia(key) {
+    this.loaded.add(key);
+    const p = this.panels.get(key);
+    await Promise.all(this.runs.map(async (run) => {
+      if (!(this.runKeys.get(run.id) || new Map()).has(key)) return;
+      const res = await api.media(this.project, run.id, key);
+      p.set(run.id, res.steps || []);
+    }));
+    p.draw(this.runs);
+  }
+
+  /** A running run: new keys, new points, new media steps. */
+  async refresh(runs) {
+    this.runs = runs;
+    await this.loadKeys();
+    await this.loadSeries();
+    await Promise.all([...this.loaded].map((k) => this.loadMedia(k)));
+  }
+
+  destroy() {
+    this.observer.disconnect();
+    purge(this.el);
+  }
+}
+
+// ---------------------------------------------------------------------------------- run pages
+
+function runHeader(project, runs) {
+  if (runs.length === 1) {
+    const r = runs[0];
+    return h("div", { class: "run-header" },
+      h("h1", null, h("span", { class: "run-name" }, r.name || r.id), " ", stateBadge(r.state)),
+      h("p", { class: "muted" }, `${r.id} · created ${fmtTime(r.created_at)} · runtime ${fmtDuration(r.runtime)}`,
+        r.host ? ` · ${r.host}` : "", r.group ? ` · group ${r.group}` : "", r.job_type ? ` · ${r.job_type}` : ""),
+      (r.tags || []).length ? h("p", null, r.tags.map((t) => h("span", { class: "tag" }, String(t)))) : null,
+      r.notes ? h("p", { class: "notes" }, String(r.notes)) : null);
+  }
+  return h("div", { class: "run-header" }, h("h1", null, `Comparing ${runs.length} runs`),
+    h("ul", { class: "run-legend" }, runs.map((r, i) => h("li", null, h("span", { class: "swatch", style: `background:${colorOf(i)}` }),
+      h("a", { href: `#/p/${enc(project)}/r/${enc(r.id)}` }, r.name || r.id), " ", stateBadge(r.state)))));
+}
+
+function kvTable(runs, pick, id) {
+  const maps = runs.map((r) => new Map(flatten(pick(r) || {})));
+  const keys = [...new Set(maps.flatMap((m) => [...m.keys()]))].sort();
+  if (!keys.length) return h("p", { class: "muted" }, "nothing");
+  const multi = runs.length > 1;
+  return h("div", { class: "table-scroll" }, h("table", { class: "data kv", id },
+    multi ? h("thead", null, h("tr", null, h("th", null, "key"), runs.map((r) => h("th", null, r.name || r.id)))) : null,
+    h("tbody", null, keys.map((k) => {
+      const vals = maps.map((m) => m.get(k));
+      const differ = multi && new Set(vals.map((v) => JSON.stringify(v))).size > 1;
+      return h("tr", { class: differ ? "differs" : null }, h("th", { scope: "row" }, k), vals.map((v) => h("td", null, fmtValue(v))));
+    }))));
+}
+
+function overview(runs) {
+  const rows = [];
+  if (runs.length === 1) {
+    const r = runs[0];
+    const meta = [["id", r.id], ["name", r.name], ["state", r.state], ["exit code", r.exit_code], ["created", fmtTime(r.created_at)],
+      ["updated", fmtTime(r.updated_at)], ["heartbeat", fmtTime(r.heartbeat_at)], ["runtime", fmtDuration(r.runtime)], ["host", r.host],
+      ["group", r.group], ["job type", r.job_type], ["history rows", r.rows], ["signal", r.signal],
+      ["error", r.error ? (typeof r.error === "object" ? r.error.message || JSON.stringify(r.error) : r.error) : null]];
+    rows.push(h("h2", null, "Run"), h("table", { class: "data kv", id: "run-meta" }, h("tbody", null,
+      meta.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => h("tr", null, h("th", { scope: "row" }, k), h("td", null, String(v)))))));
+  }
+  rows.push(h("h2", null, "Config"), kvTable(runs, (r) => r.config, "config-table"),
+    h("h2", null, "Summary"), kvTable(runs, (r) => r.summary, "summary-table"));
+  return h("div", { class: "overview" }, rows);
+}
+
+async function consoleView(project, run, into) {
+  const filter = h("input", { type: "search", placeholder: "filter lines", "aria-label": "filter console" });
+  const pre = h("pre", { class: "console", id: "console" });
+  const info = h("p", { class: "muted small" });
+  into.append(h("div", { class: "toolbar" }, filter), info, pre);
+  const lines = [];
+  let cursor = 0; // the index of the next console record wanted
+  const gen = generation;
+  const draw = () => {
+    const f = filter.value.toLowerCase();
+    clear(pre);
+    const shown = f ? lines.filter((l) => String(l.text).toLowerCase().includes(f)) : lines;
+    for (const l of shown.slice(-20000)) {
+      const text = String(l.text);
+      pre.append(h("span", { class: l.stream === "stderr" ? "stderr" : "stdout" }, text.endsWith("\n") ? text : text + "\n"));
+    }
+    info.textContent = `${lines.length} records${shown.length > 20000 ? " (showing the last 20000)" : ""}`;
+  };
+  filter.addEventListener("input", draw);
+  const load = async () => {
+    while (gen === generation) {
+      const page = await api.console(project, run.id, cursor, 5000);
+      const recs = page.console || [];
+      lines.push(...recs);
+      if (recs.length) cursor = recs[recs.length - 1].idx + 1;
+      if (page.next === null || page.next === undefined) break;
+      cursor = page.next;
+    }
+    draw();
+  };
+  await load();
+  return load;
+}
+
+async function systemView(project, run, into) {
+  const recs = [];
+  let start = 0;
+  for (;;) {
+    const page = await api.system(project, run.id, start, 5000);
+    recs.push(...(page.system || []));
+    if (page.next === null || page.next === undefined) break;
+    start = page.next;
+  }
+  if (!recs.length) {
+    into.append(h("p", { class: "muted" }, "No system metrics were recorded for this run."));
+    return;
+  }
+  const t0 = recs[0].ts;
+  const keys = [...new Set(recs.flatMap((r) => Object.keys(r.metrics || {})))].sort();
+  const grid = h("div", { class: "panels" });
+  into.append(grid);
+  for (const k of keys) {
+    const pts = recs.filter((r) => typeof (r.metrics || {})[k] === "number");
+    const el = h("div", { class: "plot" });
+    grid.append(h("section", { class: "panel", dataset: { key: k, kind: "system" } }, el));
+    plot(el, [{ x: pts.map((r) => r.ts - t0), y: pts.map((r) => r.metrics[k]), mode: "lines", line: { color: colorOf(0) }, name: plotText(k) }],
+      { title: { text: plotText(k), font: { size: 13 } }, height: 240, xaxis: { title: { text: "seconds" } }, hovermode: "x unified" });
+  }
+}
+
+async function workspaceView(project, runIds, tab) {
+  const gen = generation;
+  let runs = await Promise.all(runIds.map((id) => api.run(project, id).then((r) => ({ ...r, id: r.id ?? r.run_id }))));
+  if (gen !== generation) return;
+  const single = runs.length === 1;
+  const base = single ? `#/p/${enc(project)}/r/${enc(runIds[0])}` : `#/p/${enc(project)}/compare/${runIds.map(enc).join(",")}`;
+  setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], [single ? runs[0].name || runs[0].id : `compare ${runs.length}`, null]);
+  const tabs = single ? ["charts", "overview", "console", "system"] : ["charts", "overview"];
+  tab = tabs.includes(tab) ? tab : "charts";
+  const headerSlot = h("div", null, runHeader(project, runs));
+  const body = h("div", { class: "tab-body" });
+  clear(main).append(headerSlot,
+    h("nav", { class: "tabs" }, tabs.map((t) => h("a", { href: `${base}/${t}`, class: t === tab ? "tab active" : "tab", dataset: { tab: t } }, t))),
+    body);
+
+  let refreshBody = null;
+  if (tab === "charts") {
+    const ws = new Workspace(project, runs);
+    onLeave(() => ws.destroy());
+    body.append(ws.el);
+    await ws.init();
+    refreshBody = (rs) => ws.refresh(rs);
+  } else if (tab === "overview") {
+    body.append(overview(runs));
+    refreshBody = (rs) => { clear(body).append(overview(rs)); };
+  } else if (tab === "console") {
+    refreshBody = await consoleView(project, runs[0], body);
+  } else if (tab === "system") {
+    await systemView(project, runs[0], body);
+    refreshBody = async (rs) => { purge(body); clear(body); await systemView(project, rs[0], body); };
+  }
+
+  // A running run refreshes by itself.
+  let timer = null;
+  const tick = async () => {
+    if (gen !== generation) return;
+    try {
+      runs = await Promise.all(runIds.map((id) => api.run(project, id).then((r) => ({ ...r, id: r.id ?? r.run_id }))));
+      if (gen !== generation) return;
+      clear(headerSlot).append(runHeader(project, runs));
+      await refreshBody(runs);
+      setStatus(`updated ${fmtTime(Date.now() / 1000)}`);
+    } catch (e) {
+      setStatus(e.message, true);
+    }
+    schedule();
+  };
+  const schedule = () => {
+    if (gen === generation && runs.some((r) => r.state === "running")) timer = setTimeout(tick, REFRESH_MS);
+  };
+  onLeave(() => clearTimeout(timer));
+  schedule();
+}
+
+// ------------------------------------------------------------------------------------- router
+
+async function route() {
+  leave();
+  setStatus("");
+  const parts = location.hash.replace(/^#\/?/, "").split("/").filter((p) => p !== "").map(decodeURIComponent);
+  try {
+    if (parts[0] === "p" && parts[1]) {
+      const project = parts[1];
+      if (parts[2] === "r" && parts[3]) return await workspaceView(project, [parts[3]], parts[4]);
+      if (parts[2] === "compare" && parts[3]) return await workspaceView(project, parts[3].split(",").filter(Boolean), parts[4]);
+      return await runsView(project);
+    }
+    return await projectsView();
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return; // the login form is showing
+    showError(e);
+  }
+}
+
+async function boot() {
+  window.addEventListener("hashchange", () => { loginShown = false; route(); });
+  let session = null;
+  try {
+    session = await api.session();
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.status !== 404) throw e; // 404: a server without sessions
+  }
+  if (!window.Plotly) setStatus("plotly.js did not load: charts cannot be drawn (pip install 'wandblite[server]')", true);
+  if (session && session.authenticated) logoutBtn.hidden = false;
+  if (session && !session.authenticated && !session.public_read) return showLogin();
+  return route();
+}
+
+boot().catch(showError);
