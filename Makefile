@@ -25,6 +25,7 @@ demo: setup
 	$(BIN)/wandblite ls runs
 	WANDBLITE_HOME=$${WANDBLITE_HOME:-$(CURDIR)/.wandblite} $(BIN)/wandblite sync runs
 	$(BIN)/wandblite show $$(ls -td runs/*/ | head -1)
+	WANDBLITE_HOME=$${WANDBLITE_HOME:-$(CURDIR)/.wandblite} $(BIN)/python examples/read_store.py
 
 # The whole test suite (starts PostgreSQL and installs Chromium where missing: see .ci/services.sh).
 test: setup-test

@@ -29,7 +29,7 @@ def main() -> None:
         run.log({"val/acc": 1 - math.exp(-(epoch + 1)) + 0.01 * rnd.random(), "val/loss": loss * 1.1})
     run.summary["best_epoch"] = config["epochs"] - 1
     run.finish()
-    print(f"logged {step} steps to {run.path}")
+    print(f"logged {run.step} history rows to {run.path}")
     print(f"next: wandblite show {run.path}")
 
 
