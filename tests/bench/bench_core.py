@@ -115,17 +115,20 @@ def bench_replay(run_dir: Path, tmp: Path) -> tuple[float, float, float, int]:
     return rows / t_ours, n_plain / t_plain, n_plain / t_each, rows
 
 
-def peak_scan_memory(run_dir: Path) -> int:
-    """Peak RSS growth (KiB) of a fresh interpreter scanning the run's history."""
+def peak_scan_memory(run_dir: Path) -> tuple[int, int]:
+    """Peak RSS growth and peak traced Python allocations (KiB) of a fresh interpreter scanning the run."""
     code = (
-        "import resource, sys, wandblite\n"
+        "import resource, sys, tracemalloc, wandblite\n"
         "r = wandblite.replay(sys.argv[1])\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "tracemalloc.start()\n"
         "n = sum(1 for _ in r.scan_history())\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, n)\n"
+        "peak = tracemalloc.get_traced_memory()[1] // 1024\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, peak, n)\n"
     )
     out = subprocess.run([sys.executable, "-c", code, str(run_dir)], capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[0])
+    rss, traced, _n = out.stdout.split()
+    return int(rss), int(traced)
 
 
 def main() -> None:
@@ -166,10 +169,11 @@ def main() -> None:
         print(f"(d) bytes on disk per step   {per_step:7.1f} B        msgpack dict {dict_size:6.1f} B  ratio {per_step / dict_size:5.2f}x  (target <= 1.2x)")
 
         small = make_run(tmp, 10_000, "small")
-        m_small = peak_scan_memory(small)
-        m_big = peak_scan_memory(big)
-        results.update(scan_peak_kib_small=m_small, scan_peak_kib_big=m_big)
-        print(f"(e) scan_history peak RSS growth: {steps:,} steps {m_big} KiB, 10,000 steps {m_small} KiB  (target: big <= small, within noise)")
+        (rss_small, tr_small), (rss_big, tr_big) = peak_scan_memory(small), peak_scan_memory(big)
+        results.update(scan_rss_kib_small=rss_small, scan_rss_kib_big=rss_big, scan_traced_kib_small=tr_small,
+                       scan_traced_kib_big=tr_big)
+        print(f"(e) scan_history peak, {steps:,} steps vs 10,000: RSS growth {rss_big} vs {rss_small} KiB, "
+              f"traced allocations {tr_big} vs {tr_small} KiB  (target: big <= small, within noise)")
         if args.json:
             print(json.dumps(results))
     finally:
