@@ -197,14 +197,18 @@ def _clean(obj: Any, path: tuple[str, ...]) -> Any:
     return encode_value(obj, path, "history", None, 0) if not _plain(obj) else obj
 
 
+_SCALAR_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(obj: Any) -> bool:
     t = type(obj)
-    if t in (str, int, float, bool) or obj is None:
+    if t in _SCALAR_TYPES:
         return True
     if t is dict:
         return all(type(k) is str and _plain(x) for k, x in obj.items())
     if t is list:
-        return all(_plain(x) for x in obj)
+        # A flat list of scalars (histogram values and bins) is checked in C, not item by item.
+        return _SCALAR_TYPES.issuperset(map(type, obj)) or all(_plain(x) for x in obj)
     return False
 
 

@@ -10,6 +10,8 @@ and the ratio is what the targets of the core issue speak of:
   (d) bytes on disk per step                   / msgpack size of the logged dict             <= 1.2x
   (e) peak memory of scan_history(), 1M steps  / the same over 10k steps                     <= 1.0x
   (f) (a) with console capture and the system sampler on / (a) with both off                 <= 1.1x
+  (g) log() of one 64x64 RGB Image             / Pillow PNG encoding of the array + os.write  <= 1.3x
+  (h) log() of a Histogram of 10,000 samples   / numpy.histogram of the samples              <= 1.5x
 """
 
 from __future__ import annotations
@@ -64,6 +66,47 @@ def bench_log(tmp: Path, n: int, batches: int, commit: bool | None, extras: bool
         floor.append((time.perf_counter() - t0) / n * 1e6)
         os.close(fd)
     return statistics.median(ours), statistics.median(floor)
+
+
+def bench_media_log(tmp: Path, n: int, batches: int) -> tuple[float, float, float, float]:
+    """Median us per log() of an image and of a histogram, with their floors."""
+    import io
+
+    import numpy as np
+    from PIL import Image as PILImage
+
+    import wandblite
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8) for _ in range(n)]
+    samples = rng.normal(size=10_000)
+    img_ours, img_floor, hist_ours, hist_floor = [], [], [], []
+    for b in range(batches):
+        run = wandblite.init(project="bench", id=f"media{b}", dir=str(tmp),
+                             settings=wandblite.Settings(console="off", disable_stats=True))
+        t0 = time.perf_counter()
+        for a in imgs:
+            run.log({"img": wandblite.Image(a)})
+        img_ours.append((time.perf_counter() - t0) / n * 1e6)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            run.log({"h": wandblite.Histogram(samples)})
+        hist_ours.append((time.perf_counter() - t0) / n * 1e6)
+        run.finish()
+        fd = os.open(tmp / f"img-floor{b}.bin", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        t0 = time.perf_counter()
+        for a in imgs:
+            buf = io.BytesIO()
+            PILImage.fromarray(a).save(buf, format="PNG")
+            os.write(fd, buf.getvalue())
+        img_floor.append((time.perf_counter() - t0) / n * 1e6)
+        os.close(fd)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            np.histogram(samples, bins=64)
+        hist_floor.append((time.perf_counter() - t0) / n * 1e6)
+    med = statistics.median
+    return med(img_ours), med(img_floor), med(hist_ours), med(hist_floor)
 
 
 def make_run(tmp: Path, steps: int, run_id: str) -> Path:
@@ -151,6 +194,12 @@ def main() -> None:
         with_extras = results["log_us"]
         results.update(log_bare_us=bare, extras_ratio=with_extras / bare)
         print(f"(f) log() capture+sampler on {with_extras:7.2f} us/call  off {bare:6.2f} us    ratio {with_extras / bare:5.2f}x  (target <= 1.1x)")
+
+        img, img_floor, hist, hist_floor = bench_media_log(tmp, 200 if args.quick else 500, 3 if args.quick else 5)
+        results.update(image_us=img, image_floor_us=img_floor, image_ratio=img / img_floor,
+                       hist_us=hist, hist_floor_us=hist_floor, hist_ratio=hist / hist_floor)
+        print(f"(g) log() of a 64x64 Image   {img:7.1f} us/call  floor {img_floor:6.1f} us  ratio {img / img_floor:5.2f}x  (target <= 1.3x)")
+        print(f"(h) log() of a Histogram 10k {hist:7.1f} us/call  floor {hist_floor:6.1f} us  ratio {hist / hist_floor:5.2f}x  (target <= 1.5x)")
 
         steps = 100_000 if args.quick else 1_000_000
         big = make_run(tmp, steps, "big")
