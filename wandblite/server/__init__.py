@@ -5,8 +5,11 @@ imported by the SDK and imports nothing from ``wandblite.sync``. Modules:
 
 * ``store``  the tables, migrations, the exactly-once batch apply, API keys, the media index
 * ``blobs``  media bytes on disk by sha256 (temp file, hash check, rename)
-* ``read``   the read side (projects, runs, history, console, system): the dashboard extends it
-* ``app``    the Starlette app: auth, body limits, one JSON error shape
+* ``read``   the read side (projects, runs, history, console, system)
+* ``query``  run filters, order and search; downsampled series; media per key; meshes
+* ``records`` saved files, artifacts, uses and alerts (read side)
+* ``app``    the Starlette app: auth (keys, read-only session cookies), body limits, one JSON error shape
+* ``dashboard`` the web UI's routes; its files are in ``static/``
 * ``serve``  ``wandblite server``: open the store, print the first admin key, run uvicorn
 
 The wire protocol and the exactly-once argument are in ``PROTOCOL.md`` beside this file.
