@@ -8,7 +8,10 @@ was logged, so the tests can compare the dashboard's plots with it. Two runs of 
   ``samples/images`` (an image with a caption, boxes and a mask) at steps 0, 5, 10, a histogram
   ``weights/hist`` over steps, a table with an image cell, a PR curve, a point cloud, an Html
   value whose script would set a global if it ever ran, a GIF video and an audio clip;
-* ``runb``, named like an HTML injection, with the same scalar keys and different values.
+  It also saves a file (``notes/run-notes.txt``, policy "now"), logs an artifact ``dataset``
+  (two files, aliases ``latest`` and ``best``) and raises an alert whose title looks like HTML;
+* ``runb``, named like an HTML injection, with the same scalar keys and different values; it uses
+  ``dataset:best``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +29,12 @@ from wandblite import plot
 
 STEPS = 20
 HOSTILE_NAME = '<img src=x onerror="window.__xss=1">'
+SAVED_NAME = "notes/run-notes.txt"
+SAVED_BYTES = b"notes of runa: <b>not html</b>\n\x00\x01binary tail\n"
+ARTIFACT = "dataset"
+ARTIFACT_ENTRIES = {"train.csv": b"x,y\n1,2\n3,4\n", "docs/README.md": b"# the <i>dataset</i>\n"}
+ALERT_TITLE = "<b>loss</b> diverged"
+ALERT_TEXT = "loss went <script>up</script> at step 7"
 HTML_SCRIPT = "<h1>report</h1><script>window.__html_ran = 1; try { parent.__html_ran = 1 } catch (e) {}</script>"
 
 
@@ -74,6 +85,21 @@ def write(runs_dir: str, run_no: int, run_id: str, name: str) -> dict[str, objec
                  "scene/points": wandblite.Object3D(points), "report/html": wandblite.Html(HTML_SCRIPT),
                  "clips/video": wandblite.Video(frames, fps=4, format="gif"),
                  "clips/audio": wandblite.Audio(np.sin(np.linspace(0, 440 * 2 * np.pi, 8000)).astype(np.float32), sample_rate=8000)})
+    if run_no == 0:
+        with tempfile.TemporaryDirectory() as src:
+            path = Path(src, SAVED_NAME)
+            path.parent.mkdir(parents=True)
+            path.write_bytes(SAVED_BYTES)
+            run.save(str(path), base_path=src, policy="now")
+            art = wandblite.Artifact(ARTIFACT, type="dataset", description="two small files")
+            for name, data in ARTIFACT_ENTRIES.items():
+                Path(src, "art", name).parent.mkdir(parents=True, exist_ok=True)
+                Path(src, "art", name).write_bytes(data)
+                art.add_file(str(Path(src, "art", name)), name=name)
+            run.log_artifact(art, aliases=["best"])
+        run.alert(title=ALERT_TITLE, text=ALERT_TEXT, level="WARN")
+    else:
+        run.use_artifact(f"{ARTIFACT}:best")
     print(f"console of {run_id}: <b>not bold</b>", flush=True)
     run.summary["best"] = min(loss(run_no, s) for s in range(STEPS))
     run.finish()

@@ -6,8 +6,10 @@ table lists the runs; a run's workspace groups keys into sections by the text be
 slash and draws line charts whose plotted values are the logged ones; a media slider changes the
 image and its caption; two runs compare as two traces; smoothing, log scale and x-axis choice
 change the charts; histograms, tables, PR curves, point clouds, video and audio render; logged
-HTML and hostile names never run as code; a running run refreshes by itself; a private server
-asks for an API key and logs in with a session cookie.
+HTML and hostile names never run as code; a run's saved files and artifacts are listed and
+download their bytes, its alerts show as text with a count badge, the project lists its
+artifacts; a running run refreshes by itself; a private server asks for an API key and logs in
+with a session cookie.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ import pytest
 import requests
 
 from tests.dashboard.conftest import ROOT, Dash, shot
-from tests.dashboard.make_runs import HOSTILE_NAME, STEPS
+from tests.dashboard.make_runs import (
+    ALERT_TEXT,
+    ALERT_TITLE,
+    ARTIFACT,
+    ARTIFACT_ENTRIES,
+    HOSTILE_NAME,
+    SAVED_BYTES,
+    SAVED_NAME,
+    STEPS,
+)
 from tests.server.conftest import ServerProc, clean_env
 
 pytestmark = pytest.mark.browser
@@ -72,7 +83,7 @@ def test_page_and_assets_come_from_the_server_with_a_strict_csp(dash: Dash) -> N
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", r.text)
     js = requests.get(dash.url + "/static/vendor/plotly.min.js", timeout=30, headers={"Accept-Encoding": "gzip"})
     assert js.status_code == 200 and "plotly.js v" in js.text[:200] and js.headers["content-type"].startswith("text/javascript")
-    for name in ("app.js", "api.js", "dom.js", "panels.js", "app.css"):
+    for name in ("app.js", "api.js", "dom.js", "panels.js", "records.js", "app.css"):
         assert requests.get(f"{dash.url}/static/{name}", timeout=10).status_code == 200
         # The app builds its DOM with text nodes only: no HTML parsing APIs anywhere in its code.
         code = (ROOT / "wandblite/server/static" / name).read_text()
@@ -287,6 +298,104 @@ def test_overview_console_and_system_tabs(page: Any, dash: Dash) -> None:
     page.wait_for_selector(".tab-body .panel, .tab-body p.muted")
 
 
+def fetch(page: Any, dash: Dash, href: str | None) -> Any:
+    """GET a link of the page with the page's own cookies (same origin only)."""
+    assert href and href.startswith("/api/v1/") and not href.startswith("//")
+    r = page.request.get(dash.url + href)
+    assert r.status == 200, (href, r.status)
+    return r
+
+
+def test_files_and_artifacts_tab_lists_and_downloads_them(page: Any, dash: Dash) -> None:
+    open_run(page, dash, "runa")
+    page.get_by_role("link", name="files & artifacts").click()
+    page.wait_for_selector("#files-table")
+    assert page.url.endswith("/r/runa/files")
+    row = page.locator("#files-table tbody tr")
+    assert row.count() == 1
+    cells = row.first.locator("td").all_text_contents()
+    assert cells[0] == SAVED_NAME and cells[1] == f"{len(SAVED_BYTES)} B" and cells[2] == "now" and cells[4] == "1"
+    link = row.first.locator("a.download")
+    href = link.get_attribute("href")
+    assert href == "/api/v1/projects/dash/runs/runa/files/notes/run-notes.txt"
+    assert link.get_attribute("download") == "run-notes.txt"
+    r = fetch(page, dash, href)
+    assert r.body() == SAVED_BYTES
+    assert r.headers["content-type"] == "application/octet-stream" and r.headers["content-disposition"].startswith("attachment")
+
+    # The artifact it logged: name:version, type, aliases, size; expands to its manifest.
+    art = page.locator("#logged-artifacts details.artifact")
+    assert art.count() == 1
+    summary = art.first.locator("summary")
+    assert summary.locator(".artifact-name").text_content() == f"{ARTIFACT}:v0"
+    assert summary.locator(".artifact-type").text_content().strip() == "dataset"
+    assert sorted(summary.locator(".alias").all_text_contents()) == ["best", "latest"]
+    assert summary.locator(".artifact-size").text_content() == f"{sum(map(len, ARTIFACT_ENTRIES.values()))} B"
+    summary.click()
+    entries = art.first.locator(".manifest-entries tbody tr")
+    entries.first.wait_for()
+    assert entries.locator(".entry-path").all_text_contents() == sorted(ARTIFACT_ENTRIES)
+    for i, path in enumerate(sorted(ARTIFACT_ENTRIES)):
+        href = entries.nth(i).locator("a.download").get_attribute("href")
+        assert re.fullmatch(r"/api/v1/media/[0-9a-f]{64}", href or "")
+        assert fetch(page, dash, href).body() == ARTIFACT_ENTRIES[path]
+    assert "two small files" in art.first.locator(".manifest").text_content()
+    shot(page, "13-files-and-artifacts")
+
+    # The run that used it lists it under "used", and says it saved no files.
+    open_run(page, dash, "runb", "files")
+    page.wait_for_selector("#used-artifacts")
+    assert page.locator("#files-empty").count() == 1
+    used = page.locator("#used-artifacts details.artifact summary")
+    assert used.locator(".artifact-name").all_text_contents() == [f"{ARTIFACT}:v0"]
+    assert "from run runa" in used.first.text_content()
+    assert page.locator("img[src='x']").count() == 0
+    shot(page, "14-used-artifacts")
+
+
+def test_alerts_show_as_text_with_a_count_badge(page: Any, dash: Dash) -> None:
+    open_run(page, dash, "runa", "overview")
+    page.wait_for_selector("#alerts-table")
+    rows = page.locator("#alerts-table tbody tr")
+    assert rows.count() == 1
+    assert rows.first.locator(".alert-title").text_content() == ALERT_TITLE
+    assert rows.first.locator(".alert-text").text_content() == ALERT_TEXT
+    assert rows.first.locator(".level").text_content() == "WARN"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", rows.first.locator("td").first.text_content())
+    # Text, not markup: no <b> or <script> element was made from it.
+    assert page.locator("#alerts b, #alerts script").count() == 0
+    badge = page.locator(".run-header #alert-badge")
+    badge.wait_for()
+    assert badge.text_content().strip().endswith("1")
+    shot(page, "15-alerts")
+    # A run without alerts: no badge, and the overview says so.
+    open_run(page, dash, "runb", "overview")
+    page.wait_for_function("() => document.querySelector('#alerts')?.textContent.includes('No alerts')")
+    assert page.locator("#alert-badge").count() == 0
+
+
+def test_project_page_lists_its_artifacts(page: Any, dash: Dash) -> None:
+    page.goto(f"{dash.url}/#/p/dash")
+    page.locator("#runs-table tbody tr").first.wait_for()
+    page.click("#artifacts-link")
+    page.wait_for_selector("#project-artifacts")
+    assert page.url.endswith("#/p/dash/artifacts")
+    group = page.locator(f"#project-artifacts .artifact-group[data-name='{ARTIFACT}']")
+    assert group.locator(".artifact-group-name").text_content() == ARTIFACT
+    assert "1 version" in group.locator("h2").text_content()
+    assert sorted(group.locator(".aliases .alias").all_text_contents()) == ["best \u2192 v0", "latest \u2192 v0"]
+    version = group.locator("details.artifact")
+    assert version.count() == 1
+    assert version.first.locator(".artifact-name").text_content() == f"{ARTIFACT}:v0"
+    assert "run runa" in version.first.locator("summary").text_content()
+    version.first.locator("summary").click()
+    version.first.locator(".manifest-entries tbody tr").first.wait_for()
+    assert version.first.locator(".entry-path").all_text_contents() == sorted(ARTIFACT_ENTRIES)
+    shot(page, "16-project-artifacts")
+    page.get_by_role("link", name="Runs", exact=True).click()
+    page.wait_for_selector("#runs-table")
+
+
 LIVE = r"""
 import os, sys
 import wandblite
@@ -313,7 +422,7 @@ def test_a_running_run_refreshes_by_itself(page: Any, dash: Dash, tmp_path: Path
         page.wait_for_selector(".run-header .state-running")
         first = len(raw(traces(page, "live/x"))[0]["y"])
         assert first >= 4
-        shot(page, "13-live-before")
+        shot(page, "17-live-before")
         proc.stdin.write("7\n")
         proc.stdin.flush()
         assert proc.stdout.readline().startswith("logged")
@@ -322,7 +431,7 @@ def test_a_running_run_refreshes_by_itself(page: Any, dash: Dash, tmp_path: Path
         page.wait_for_function(
             f"n => ({PANEL})('live/x').querySelector('.js-plotly-plot').data.find(t => t.meta.role === 'raw').y.length >= n",
             arg=first + 7, timeout=20_000)
-        shot(page, "14-live-after")
+        shot(page, "18-live-after")
     finally:
         proc.kill()
         proc.wait(10)
@@ -334,7 +443,7 @@ def test_a_private_server_asks_for_a_key_and_logs_in_with_a_cookie(page: Any, tm
         page.goto(srv.url + "/")
         page.wait_for_selector("#login-form")
         assert page.locator("#login-form").is_visible()
-        shot(page, "15-login")
+        shot(page, "19-login")
         page.fill("#api-key", "wl_wrong")
         page.click("#login-form button[type=submit]")
         page.wait_for_function("() => document.querySelector('#login-form [role=alert]').textContent.length > 0")
@@ -346,7 +455,7 @@ def test_a_private_server_asks_for_a_key_and_logs_in_with_a_cookie(page: Any, tm
         assert "wandblite_session" not in page.evaluate("document.cookie")
         assert any(c["name"] == "wandblite_session" and c["httpOnly"] for c in page.context.cookies())
         assert not page.locator("#logout").is_hidden()
-        shot(page, "16-logged-in")
+        shot(page, "20-logged-in")
         page.click("#logout")
         page.wait_for_selector("#login-form")
         page.reload()

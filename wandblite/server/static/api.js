@@ -81,6 +81,19 @@ export function parseJson(text) {
 
 const runPath = (p, r) => `/projects/${enc(p)}/runs/${enc(r)}`;
 
+/** A saved file name the server accepts: relative, "/"-separated, no empty, "." or ".." segment. */
+export function validFileName(name) {
+  if (typeof name !== "string" || !name || name.length > 1024 || name.startsWith("/")) return false;
+  if (/[\\\u0000-\u001f\u007f]/.test(name)) return false;
+  return name.split("/").every((seg) => seg !== "" && seg !== "." && seg !== "..");
+}
+
+/** The download URL of a run's saved file (null for a name no link may be built from). */
+export function fileUrl(p, r, name) {
+  if (!validFileName(name)) return null;
+  return "/api/v1" + runPath(p, r) + "/files/" + name.split("/").map(enc).join("/");
+}
+
 export const api = {
   session: () => request("GET", "/session"),
   login: (apiKey) => request("POST", "/session", { api_key: apiKey }),
@@ -103,6 +116,13 @@ export const api = {
   console: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/console?start=${start}&limit=${limit}`),
   system: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/system?start=${start}&limit=${limit}`),
   mesh: (sha) => request("GET", `/media/${sha}/mesh`),
+  // Saved files, alerts and artifacts (PROTOCOL.md: "Files, artifacts, uses and alerts").
+  position: (p, r) => request("GET", runPath(p, r) + "/position"),
+  files: (p, r) => request("GET", runPath(p, r) + "/files"),
+  alerts: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/alerts?start=${start}&limit=${limit}`),
+  runArtifacts: (p, r) => request("GET", runPath(p, r) + "/artifacts"),
+  artifacts: (p) => request("GET", `/projects/${enc(p)}/artifacts`),
+  artifact: (p, name, ref) => request("GET", `/projects/${enc(p)}/artifacts/${enc(name)}/${enc(ref)}`),
   /** A JSON media blob (tables, boxes): fetched, parsed with NaN support. */
   mediaJson: async (sha) => {
     const resp = await fetch(`/api/v1/media/${sha}`, { credentials: "same-origin" });

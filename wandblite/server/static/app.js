@@ -7,11 +7,13 @@
 // table cells, console text). The DOM is built only with dom.js's `h()` (text nodes and
 // setAttribute, never innerHTML); plotly gets text through `plotText()`; HTML media shows only
 // in a sandboxed iframe. The page runs under a strict CSP (dashboard.py). Routes are in the
-// URL hash: #/, #/p/<project>, #/p/<project>/r/<run>, #/p/<project>/compare/<run>,<run>.
+// URL hash: #/, #/p/<project>, #/p/<project>/artifacts, #/p/<project>/r/<run>[/<tab>],
+// #/p/<project>/compare/<run>,<run>.
 
 import { api, ApiError, onUnauthorized } from "./api.js";
 import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, sectionOf } from "./dom.js";
 import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
+import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
 
 const main = document.getElementById("main");
 const crumbs = document.getElementById("crumbs");
@@ -172,6 +174,8 @@ async function runsView(project) {
     if (sel.size) location.hash = `#/p/${enc(project)}/compare/${[...sel.keys()].map(enc).join(",")}`;
   });
   clear(main).append(h("h1", null, project),
+    h("nav", { class: "project-links" }, h("span", { class: "here" }, "Runs"), " · ",
+      h("a", { href: `#/p/${enc(project)}/artifacts`, id: "artifacts-link" }, "Artifacts")),
     h("div", { class: "toolbar" }, search, stateSel, filter, compareBtn, clearBtn), msg, tableWrap, pager);
 
   let lastData = { runs: [], total: 0 };
@@ -278,6 +282,17 @@ async function runsView(project) {
   });
   onLeave(() => { clearTimeout(timer); clearTimeout(debounce); });
   await load();
+}
+
+// ---------------------------------------------------------------------------------- artifacts
+
+async function artifactsView(project) {
+  setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], ["artifacts", null]);
+  const body = h("div", { class: "artifacts-page" });
+  clear(main).append(h("h1", null, project),
+    h("nav", { class: "project-links" }, h("a", { href: `#/p/${enc(project)}` }, "Runs"), " · ", h("span", { class: "here" }, "Artifacts")),
+    body);
+  await projectArtifacts(project, body);
 }
 
 // ---------------------------------------------------------------------------------- workspace
@@ -469,7 +484,7 @@ function runHeader(project, runs) {
   if (runs.length === 1) {
     const r = runs[0];
     return h("div", { class: "run-header" },
-      h("h1", null, h("span", { class: "run-name" }, r.name || r.id), " ", stateBadge(r.state)),
+      h("h1", null, h("span", { class: "run-name" }, r.name || r.id), " ", stateBadge(r.state), h("span", { class: "badge-slot" })),
       h("p", { class: "muted" }, `${r.id} · created ${fmtTime(r.created_at)} · runtime ${fmtDuration(r.runtime)}`,
         r.host ? ` · ${r.host}` : "", r.group ? ` · group ${r.group}` : "", r.job_type ? ` · ${r.job_type}` : ""),
       (r.tags || []).length ? h("p", null, r.tags.map((t) => h("span", { class: "tag" }, String(t)))) : null,
@@ -478,6 +493,16 @@ function runHeader(project, runs) {
   return h("div", { class: "run-header" }, h("h1", null, `Comparing ${runs.length} runs`),
     h("ul", { class: "run-legend" }, runs.map((r, i) => h("li", null, h("span", { class: "swatch", style: `background:${colorOf(i)}` }),
       h("a", { href: `#/p/${enc(project)}/r/${enc(r.id)}` }, r.name || r.id), " ", stateBadge(r.state)))));
+}
+
+/** The run header, with the alert count badge filled in once known (a single run only). */
+function headerOf(project, runs) {
+  const el = runHeader(project, runs);
+  if (runs.length === 1) {
+    const slot = el.querySelector(".badge-slot");
+    alertBadge(project, runs[0].id).then((b) => { if (b) slot.append(b); }, () => {});
+  }
+  return el;
 }
 
 function kvTable(runs, pick, id) {
@@ -494,7 +519,7 @@ function kvTable(runs, pick, id) {
     }))));
 }
 
-function overview(runs) {
+function overview(project, runs, previous) {
   const rows = [];
   if (runs.length === 1) {
     const r = runs[0];
@@ -505,6 +530,7 @@ function overview(runs) {
     rows.push(h("h2", null, "Run"), h("table", { class: "data kv", id: "run-meta" }, h("tbody", null,
       meta.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => h("tr", null, h("th", { scope: "row" }, k), h("td", null, String(v)))))));
   }
+  if (runs.length === 1) rows.push(alertsSection(project, runs[0].id, previous && previous.querySelector("#alerts")));
   rows.push(h("h2", null, "Config"), kvTable(runs, (r) => r.config, "config-table"),
     h("h2", null, "Summary"), kvTable(runs, (r) => r.summary, "summary-table"));
   return h("div", { class: "overview" }, rows);
@@ -577,12 +603,13 @@ async function workspaceView(project, runIds, tab) {
   const single = runs.length === 1;
   const base = single ? `#/p/${enc(project)}/r/${enc(runIds[0])}` : `#/p/${enc(project)}/compare/${runIds.map(enc).join(",")}`;
   setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], [single ? runs[0].name || runs[0].id : `compare ${runs.length}`, null]);
-  const tabs = single ? ["charts", "overview", "console", "system"] : ["charts", "overview"];
+  const tabs = single ? ["charts", "overview", "files", "console", "system"] : ["charts", "overview"];
+  const tabLabel = { files: "files & artifacts" };
   tab = tabs.includes(tab) ? tab : "charts";
-  const headerSlot = h("div", null, runHeader(project, runs));
+  const headerSlot = h("div", null, headerOf(project, runs));
   const body = h("div", { class: "tab-body" });
   clear(main).append(headerSlot,
-    h("nav", { class: "tabs" }, tabs.map((t) => h("a", { href: `${base}/${t}`, class: t === tab ? "tab active" : "tab", dataset: { tab: t } }, t))),
+    h("nav", { class: "tabs" }, tabs.map((t) => h("a", { href: `${base}/${t}`, class: t === tab ? "tab active" : "tab", dataset: { tab: t } }, tabLabel[t] || t))),
     body);
 
   let refreshBody = null;
@@ -593,8 +620,16 @@ async function workspaceView(project, runIds, tab) {
     await ws.init();
     refreshBody = (rs) => ws.refresh(rs);
   } else if (tab === "overview") {
-    body.append(overview(runs));
-    refreshBody = (rs) => { clear(body).append(overview(rs)); };
+    body.append(overview(project, runs));
+    refreshBody = (rs) => { const next = overview(project, rs, body); clear(body).append(next); };
+  } else if (tab === "files") {
+    await filesTab(project, runs[0].id, body);
+    refreshBody = async (rs) => {
+      // Keep the artifacts that were expanded open across the refresh.
+      const open = new Set([...body.querySelectorAll("details.artifact[open]")].map((d) => d.dataset.artifact));
+      await filesTab(project, rs[0].id, body);
+      for (const d of body.querySelectorAll("details.artifact")) if (open.has(d.dataset.artifact)) d.open = true;
+    };
   } else if (tab === "console") {
     refreshBody = await consoleView(project, runs[0], body);
   } else if (tab === "system") {
@@ -609,7 +644,7 @@ async function workspaceView(project, runIds, tab) {
     try {
       runs = await Promise.all(runIds.map((id) => api.run(project, id).then((r) => ({ ...r, id: r.id ?? r.run_id }))));
       if (gen !== generation) return;
-      clear(headerSlot).append(runHeader(project, runs));
+      clear(headerSlot).append(headerOf(project, runs));
       await refreshBody(runs);
       setStatus(`updated ${fmtTime(Date.now() / 1000)}`);
     } catch (e) {
@@ -635,6 +670,7 @@ async function route() {
       const project = parts[1];
       if (parts[2] === "r" && parts[3]) return await workspaceView(project, [parts[3]], parts[4]);
       if (parts[2] === "compare" && parts[3]) return await workspaceView(project, parts[3].split(",").filter(Boolean), parts[4]);
+      if (parts[2] === "artifacts") return await artifactsView(project);
       return await runsView(project);
     }
     return await projectsView();
