@@ -348,7 +348,10 @@ class Run:
             self._read_pos = (attempt, self._writer.size)
             self._append = self._writer.append  # bound once: log() is the hottest path we have
             self._pack = self._packer.pack
+            os.makedirs(self._path / "files", exist_ok=True)
         except BaseException:
+            if getattr(self, "_writer", None) is not None:
+                self._writer.close()
             self._lockfile.release()
             raise
         meta = self._fold.meta
@@ -366,8 +369,7 @@ class Run:
         self.config = Config(self)
         self.config._items.update(self._fold.config)
         self.summary = Summary(self)
-        self.dir = str(self._path / "files")
-        os.makedirs(self.dir, exist_ok=True)
+        self.dir = str(self._path / "files")  # created above, while the lock is held
         start = {
             "v": ev.EVENT_SCHEMA_VERSION,
             "ts": self.start_time,
@@ -924,24 +926,37 @@ def init(
         console = "wrap"
     if console not in ("wrap", "redirect", "off"):
         raise Error(f"settings.console must be 'wrap', 'redirect' or 'off', not {console!r}")
-    run = Run(
-        root=root,
-        run_id=run_id,
-        project=project or _env("WANDBLITE_PROJECT", "WANDB_PROJECT") or "",
-        entity=entity or _env("WANDBLITE_ENTITY", "WANDB_ENTITY"),
-        name=name or _env("WANDBLITE_NAME", "WANDB_NAME"),
-        group=group or _env("WANDBLITE_RUN_GROUP", "WANDB_RUN_GROUP"),
-        job_type=job_type or _env("WANDBLITE_JOB_TYPE", "WANDB_JOB_TYPE"),
-        tags=tag_list,
-        notes=notes or _env("WANDBLITE_NOTES", "WANDB_NOTES"),
-        resume=_resume_mode(resume),
-        fsync_interval=fsync_interval,
-        heartbeat=heartbeat,
-        config=_config_dict(config, config_include_keys, config_exclude_keys),
-        allow_val_change=bool(allow_val_change),
-        console=console,
-        stats_interval=stats_interval,
-    )
+    try:
+        run = Run(
+            root=root,
+            run_id=run_id,
+            project=project or _env("WANDBLITE_PROJECT", "WANDB_PROJECT") or "",
+            entity=entity or _env("WANDBLITE_ENTITY", "WANDB_ENTITY"),
+            name=name or _env("WANDBLITE_NAME", "WANDB_NAME"),
+            group=group or _env("WANDBLITE_RUN_GROUP", "WANDB_RUN_GROUP"),
+            job_type=job_type or _env("WANDBLITE_JOB_TYPE", "WANDB_JOB_TYPE"),
+            tags=tag_list,
+            notes=notes or _env("WANDBLITE_NOTES", "WANDB_NOTES"),
+            resume=_resume_mode(resume),
+            fsync_interval=fsync_interval,
+            heartbeat=heartbeat,
+            config=_config_dict(config, config_include_keys, config_exclude_keys),
+            allow_val_change=bool(allow_val_change),
+            console=console,
+            stats_interval=stats_interval,
+        )
+    except OSError as exc:
+        # A logging failure never kills training: no run directory (permissions, read-only or full
+        # file system) gives one clear warning and a run that records nothing.
+        from wandblite.disabled import DisabledRun
+
+        termwarn(
+            f"cannot create run {run_id} under {root}: {exc.strerror or exc}; this run records nothing "
+            "and training goes on (set dir= or $WANDBLITE_DIR to a writable directory)"
+        )
+        run_d = DisabledRun(config=_config_dict(config, config_include_keys, config_exclude_keys))
+        wandblite._set_globals(run_d)
+        return run_d
     _active.append(run)
     _install_hooks()
     wandblite._set_globals(run)

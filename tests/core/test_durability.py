@@ -270,3 +270,22 @@ def test_fsync_runs_periodically_while_logging_and_at_finish(tmp_path: Path) -> 
     during, at_finish = map(int, res.stdout.split())
     assert 2 <= during <= 8  # every 0.2 s while records arrive, not once per record
     assert at_finish >= 1  # finish makes everything durable
+
+
+def test_unwritable_runs_directory_warns_once_and_training_goes_on(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the runs directory should be")
+    res = run_script("""
+    import sys, wandblite
+    run = wandblite.init(project="p", dir=sys.argv[1], config={"lr": 0.1})
+    for i in range(10):
+        run.log({"loss": 1.0 / (i + 1)})
+    run.summary["best"] = 1
+    print("config", run.config["lr"], "disabled", run.disabled)
+    run.finish()
+    print("training finished")
+    """, str(blocker / "runs"))
+    assert res.returncode == 0, res.stderr
+    assert "training finished" in res.stdout and "config 0.1 disabled True" in res.stdout
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("wandblite: WARNING")]
+    assert len(warnings) == 1 and "cannot create run" in warnings[0] and "training goes on" in warnings[0]
