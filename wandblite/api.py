@@ -35,6 +35,7 @@ from urllib.parse import quote
 
 from wandblite.errors import Error
 from wandblite.fold import get_path, has_path, split_name
+from wandblite.media import MediaMapping
 
 __all__ = ["Api", "ApiRequestError", "Project", "RemoteMedia", "Run"]
 
@@ -179,7 +180,7 @@ class _LocalBackend:
 # --------------------------------------------------------------------------- values
 
 
-class RemoteMedia(Mapping[str, Any]):
+class RemoteMedia(MediaMapping):
     """A media value of a stored row: a read-only mapping of its JSON, plus ``bytes()``.
 
     ``bytes()`` fetches the blob by its sha256 (a chart gives its table's JSON); ``media()`` gives
@@ -188,27 +189,14 @@ class RemoteMedia(Mapping[str, Any]):
     and point clouds, ``str`` for html, and a binary file object otherwise.
     """
 
-    __slots__ = ("_api", "_value")
+    __slots__ = ("_api",)
 
     def __init__(self, value: Mapping[str, Any], api: Api) -> None:
-        self._value = dict(value)
+        super().__init__(value)
         self._api = api
-
-    def __getitem__(self, key: str) -> Any:
-        return self._value[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._value)
-
-    def __len__(self) -> int:
-        return len(self._value)
 
     def __repr__(self) -> str:
         return f"<RemoteMedia {self._value.get('_type')} {self._value.get('path', '')}>"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain (JSON-able) copy of the value."""
-        return json.loads(json.dumps(self._value))
 
     def _sha(self) -> str:
         ref = self._value.get("table") if self._value.get("_type") == "chart" else self._value

@@ -78,6 +78,7 @@ __all__ = [
     "MediaStore",
     "MediaCorruptionError",
     "MediaNotFoundError",
+    "MediaMapping",
     "MediaValue",
     "read_blob",
     "verify",
@@ -666,7 +667,30 @@ def describe(value: Mapping[str, Any]) -> str:
     return f"<{t}>"
 
 
-class MediaValue(Mapping[str, Any]):
+class MediaMapping(Mapping[str, Any]):
+    """A read-only mapping of a media value's JSON; ``MediaValue`` and ``wandblite.api``'s
+    ``RemoteMedia`` add the ways to get the bytes (from the run's files, or from a server)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: Mapping[str, Any]) -> None:
+        self._value = dict(value)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._value[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain (JSON-able) copy of the value."""
+        return json.loads(json.dumps(self._value))
+
+
+class MediaValue(MediaMapping):
     """A media leaf of replayed history: a read-only mapping of its JSON plus its bytes.
 
     ``v["_type"]``, ``v["width"]`` and ``v == {...the JSON dict...}`` work as on the dict.
@@ -682,27 +706,14 @@ class MediaValue(Mapping[str, Any]):
       the member values.
     """
 
-    __slots__ = ("_run_dir", "_value")
+    __slots__ = ("_run_dir",)
 
     def __init__(self, value: Mapping[str, Any], run_dir: str | os.PathLike[str]) -> None:
-        self._value = dict(value)
+        super().__init__(value)
         self._run_dir = Path(run_dir)
-
-    def __getitem__(self, key: str) -> Any:
-        return self._value[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._value)
-
-    def __len__(self) -> int:
-        return len(self._value)
 
     def __repr__(self) -> str:
         return describe(self._value)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain (JSON-able) copy of the value."""
-        return json.loads(json.dumps(self._value))
 
     def _ref(self) -> Mapping[str, Any]:
         if self._value.get("_type") == "chart":
