@@ -31,3 +31,19 @@ def test_sdk_depends_on_the_five_design_card_packages_only() -> None:
     conf = tomllib.loads((ROOT / "pyproject.toml").read_text())
     names = sorted(d.split(">")[0].split("=")[0].split("[")[0].strip().lower() for d in conf["project"]["dependencies"])
     assert names == ["click", "msgpack", "numpy", "pillow", "requests"]
+
+
+def test_the_wheel_ships_the_packages_their_data_and_no_bare_cli(tmp_path: Path) -> None:
+    import subprocess
+    import zipfile
+
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                          "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    (wheel,) = tmp_path.glob("wandblite-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"wandblite", "wandblite_cli"}, tops  # never a bare top-level `cli`
+    for needed in ("wandblite/format/SPEC.md", "wandblite/server/PROTOCOL.md", "wandblite/py.typed",
+                   "wandblite/server/static/index.html", "wandblite/server/static/app.js", "wandblite_cli/main.py"):
+        assert needed in names, needed
