@@ -547,12 +547,19 @@ class Store:
 
     # ---------------------------------------------------------------- migrations
     def migrate(self) -> list[str]:
-        """Apply the migrations not applied yet, in order; return their names."""
+        """Apply the migrations not applied yet, in order; return their names.
+
+        Safe when several server processes start at once on one database: each step's check and
+        apply run in one transaction that holds the database's write lock first (``BEGIN
+        IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL).
+        """
         with self.write_engine.begin() as conn:
+            self._migration_lock(conn)
             schema_migrations.create(conn, checkfirst=True)
         applied: list[str] = []
         for name, step in MIGRATIONS:
             with self.write_engine.begin() as conn:
+                self._migration_lock(conn)
                 done = conn.execute(
                     sa.select(schema_migrations.c.name).where(schema_migrations.c.name == name)
                 ).first()
@@ -562,6 +569,12 @@ class Store:
                 conn.execute(schema_migrations.insert().values(name=name, applied_at=time.time()))
                 applied.append(name)
         return applied
+
+    @staticmethod
+    def _migration_lock(conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            # Released at commit; the key is arbitrary but fixed ("wblm").
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(2004116589)"))
 
     def applied_migrations(self) -> list[str]:
         with self.read_engine.connect() as conn:
