@@ -118,9 +118,13 @@ def test_runs_table_lists_the_runs_and_shows_a_hostile_name_as_text(page: Any, d
     page.fill("#run-search", "alph")
     page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length === 1")
     page.fill("#run-search", "")
+    # Wait for the cleared search to show both runs again, so the filter below is what narrows it.
+    page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length === 2")
     page.fill("#run-filter", "config.lr >= 0.015")
     page.press("#run-filter", "Enter")
-    page.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length === 1")
+    page.wait_for_function(
+        "(name) => { const a = document.querySelectorAll('#runs-table a.run-link');"
+        " return a.length === 1 && a[0].textContent === name; }", arg=HOSTILE_NAME)
     assert page.locator("#runs-table a.run-link").first.text_content() == HOSTILE_NAME
     shot(page, "02-runs-table-filtered")
 
