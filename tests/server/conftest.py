@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -155,8 +156,12 @@ class ServerProc:
 # --------------------------------------------------------------------------- databases
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str = "wl_test") -> Iterator[str]:
+    """A new, uniquely named database on the local PostgreSQL, dropped afterwards.
+
+    Unreachable PostgreSQL fails the test when ``WANDBLITE_REQUIRE_POSTGRES=1`` (CI), else skips.
+    """
     try:
         import psycopg
 
@@ -166,13 +171,19 @@ def postgres_url() -> Iterator[str]:
         if os.environ.get("WANDBLITE_REQUIRE_POSTGRES") == "1":
             pytest.fail(msg + " and WANDBLITE_REQUIRE_POSTGRES=1")
         pytest.skip(msg + "; set WANDBLITE_REQUIRE_POSTGRES=1 to make this a failure")
-    name = f"wl_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     try:
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with fresh_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import PG_ADMIN
+from tests.server.conftest import fresh_postgres_database
 
 MIGRATE = """
 import sys
@@ -24,22 +22,8 @@ store.close()
 
 @pytest.fixture
 def fresh_postgres() -> Iterator[str]:
-    try:
-        import psycopg
-
-        admin = psycopg.connect(PG_ADMIN, autocommit=True)
-    except Exception as exc:  # noqa: BLE001
-        msg = f"PostgreSQL on 127.0.0.1:5432 is not reachable ({exc})"
-        if os.environ.get("WANDBLITE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(msg + " and WANDBLITE_REQUIRE_POSTGRES=1")
-        pytest.skip(msg)
-    name = f"wl_mig_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres_database("wl_mig") as url:
+        yield url
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
