@@ -33,6 +33,8 @@ test: setup-test
 	$(BIN)/mypy wandblite cli
 	bash .ci/services.sh
 	WANDBLITE_NO_SKIP=1 WANDBLITE_REQUIRE_POSTGRES=1 WANDBLITE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	# The core suite again on the pure-Python paths (what runs where the C accelerator is not built).
+	WANDBLITE_NO_SKIP=1 WANDBLITE_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/core
 
 lint: setup-test
 	$(BIN)/ruff check wandblite cli tests examples

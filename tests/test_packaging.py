@@ -44,6 +44,8 @@ def test_the_wheel_ships_the_packages_their_data_and_no_bare_cli(tmp_path: Path)
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"wandblite", "wandblite_cli"}, tops  # never a bare top-level `cli`
+    assert any(n.startswith("wandblite/_speedups") and n.endswith((".so", ".pyd")) for n in names), \
+        "the C accelerator was not built into the wheel"
     for needed in ("wandblite/format/SPEC.md", "wandblite/server/PROTOCOL.md", "wandblite/py.typed",
                    "wandblite/server/static/index.html", "wandblite/server/static/app.js", "wandblite_cli/main.py"):
         assert needed in names, needed

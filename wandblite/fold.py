@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from wandblite import events as ev
@@ -349,6 +350,10 @@ class _Stats:
         return out
 
 
+def _no_error(offset: int, payload: bytes, exc: Exception) -> None:
+    raise exc  # log_scalars passes a decoded payload: nothing is decoded, nothing can fail
+
+
 class Fold:
     """The run state, folded from events in file order.
 
@@ -399,9 +404,9 @@ class Fold:
     # ---------------------------------------------------------------- dispatch
     def apply(self, kind: int, p: Any) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
         """Apply one decoded event; return the history rows it flushed."""
-        self.events += 1
         if kind == ev.LOG_SCALARS:
-            return self.log_scalars(p)
+            return self.log_scalars(p)  # counts the event itself
+        self.events += 1
         if kind == ev.LOG:
             return self._log(p)
         ts = self._ts(kind, p)
@@ -507,42 +512,85 @@ class Fold:
     def log_scalars(self, p: list[Any]) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
         """A LOG_SCALARS event: every value is a str/int/float/bool, so rows need no per-leaf merge.
 
-        This is the hot path of replay; it gives exactly what ``_log`` gives for the same call.
+        It gives exactly what ``_log`` gives for the same call: anything but the plain "new row,
+        no step, no commit, no metric definitions" case is handed to ``_log``, and that case is
+        ``fold_records``' inlined fast path (the one copy of it).
         """
-        ts, data, step, commit = p
-        if step is not None or commit is not None or self._has_metrics:
+        if p[2] is not None or p[3] is not None or self._has_metrics or self.pending is not None:
+            self.events += 1
             return self._log(p)
-        if self.last_ts is None or ts > self.last_ts:
-            self.last_ts = ts
-            if self.first_ts is None:
-                self.first_ts = ts
-        if "_step" in data:
-            del data["_step"]
-        if "" in data:
-            del data[""]
-        if "_timestamp" not in data:
-            data["_timestamp"] = ts
-        row = self.pending
-        self.last_flat = True
-        if row is None:
-            row = data  # the decoded dict becomes the row: no copy
-        else:
-            self.pending = None
-            row.update(data)
-            if not self._pending_flat:
-                self.pending = row
-                return (self._flush(ts),)
-        row["_step"] = self.step
-        start = self._attempt_start
-        if start is None:
-            row["_runtime"] = 0.0
-        else:
-            run_for = ts - start
-            row["_runtime"] = self._runtime_offset + (run_for if run_for > 0.0 else 0.0)
-        self.step += 1
-        self.rows += 1
-        self.summary.update(row)
-        return (row,)
+        return self.fold_records([(0, ev.LOG_SCALARS, p)], ev.decode, _no_error)[0]
+
+    def fold_records(
+        self,
+        records: list[tuple[int, int, Any]],
+        decode: Callable[[bytes], Any],
+        on_error: Callable[[int, bytes, Exception], None],
+    ) -> tuple[list[dict[str, Any]], list[int]]:
+        """Fold a batch of ``(offset, kind, payload)`` records, as ``RecordReader.batches`` gives them.
+
+        A payload is bytes (decoded here with ``decode``; a failure goes to ``on_error`` and the
+        record is skipped) or an already decoded list. Returns the rows flushed, in order, and the
+        indexes of those rows that hold more than scalars (media to wrap). The result is exactly
+        that of ``apply`` on each event in turn: the plain LOG_SCALARS case (a new row: no step,
+        no commit, no pending row, no metric definitions) is folded here with the state in locals,
+        for replay speed; every other event goes through ``apply``.
+        """
+        rows: list[dict[str, Any]] = []
+        unflat: list[int] = []
+        logs = ev.LOG_SCALARS
+        step, last, start, offset_rt = self.step, self.last_ts, self._attempt_start, self._runtime_offset
+        update = self.summary.update
+        plain = not self._has_metrics and self.pending is None
+        n = 0
+        for offset, kind, payload in records:
+            if type(payload) is list:
+                p = payload
+            else:
+                try:
+                    p = decode(payload)
+                except Exception as exc:  # noqa: BLE001 - the caller records it as damage
+                    on_error(offset, payload, exc)
+                    continue
+            if kind == logs and plain and p[2] is None and p[3] is None:
+                ts, data = p[0], p[1]
+                if last is None or ts > last:
+                    if last is None:
+                        self.first_ts = ts
+                    last = ts
+                if "_step" in data:
+                    del data["_step"]
+                if "" in data:
+                    del data[""]
+                if "_timestamp" not in data:
+                    data["_timestamp"] = ts
+                data["_step"] = step
+                step += 1
+                if start is None:
+                    data["_runtime"] = 0.0
+                else:
+                    run_for = ts - start
+                    data["_runtime"] = offset_rt + (run_for if run_for > 0.0 else 0.0)
+                update(data)
+                rows.append(data)
+                n += 1
+                continue
+            self.step, self.last_ts, self.rows, self.events = step, last, self.rows + n, self.events + n
+            if n:
+                self.last_flat = True
+            n = 0
+            new = self.apply(kind, p)
+            if new:
+                if len(new) > 1 or not self.last_flat:  # last_flat speaks of the last row only
+                    unflat.extend(range(len(rows), len(rows) + len(new)))
+                rows.extend(new)
+            step, last, start, offset_rt = self.step, self.last_ts, self._attempt_start, self._runtime_offset
+            update = self.summary.update
+            plain = not self._has_metrics and self.pending is None
+        self.step, self.last_ts, self.rows, self.events = step, last, self.rows + n, self.events + n
+        if n:
+            self.last_flat = True
+        return rows, unflat
 
     def _log(self, p: list[Any]) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
         ts, data, step, commit = p[0], p[1], p[2], p[3]

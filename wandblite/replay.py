@@ -168,23 +168,21 @@ class Replay:
         positions: dict[int, int] = {}
         wrap = _media_wrapper(self.path)
         decode = ev.decode
-        log_scalars = fold.log_scalars
-        apply = fold.apply
+        fold_records = fold.fold_records
         kinds = None if everything else _ROW_KINDS
-        LOGS = ev.LOG_SCALARS  # noqa: N806 - a local for the hot loop
+        filtered = bool(want) or min_step is not None or max_step is not None
         for seg, seg_path in _numbered(self.path):
-            reader = RecordReader(seg_path, kinds=kinds, reporter=_seg_reporter(damage, seg))
-            for offset, kind, payload in reader:
-                try:
-                    obj = decode(payload)
-                except Exception as exc:  # noqa: BLE001 - an undecodable payload is damage
-                    damage.append({"file": seg_path.name, "segment": seg, "offset": offset,
-                                   "length": len(payload) + 10, "reason": f"undecodable payload: {exc}"})
+            reader = RecordReader(seg_path, kinds=kinds, reporter=_seg_reporter(damage, seg),
+                                  decode_kind=ev.LOG_SCALARS)
+            on_error = _undecodable(damage, seg, seg_path.name)
+            for batch in reader.batches():
+                rows, unflat = fold_records(batch, decode, on_error)
+                for i in unflat:
+                    rows[i] = wrap(rows[i])
+                if not filtered:
+                    yield from rows
                     continue
-                rows = log_scalars(obj) if kind == LOGS else apply(kind, obj)
                 for row in rows:
-                    if not fold.last_flat:
-                        row = wrap(row)
                     if want:
                         row = _select(row, want, keys)  # type: ignore[assignment]
                         if row is None:
@@ -267,6 +265,14 @@ def _reporter(damage: list[dict[str, Any]]) -> Any:
 def _seg_reporter(damage: list[dict[str, Any]], seg: int) -> Any:
     def report(d: Damage) -> None:
         damage.append({"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()})
+
+    return report
+
+
+def _undecodable(damage: list[dict[str, Any]], seg: int, name: str) -> Any:
+    def report(offset: int, payload: bytes, exc: Exception) -> None:
+        damage.append({"file": name, "segment": seg, "offset": offset, "length": len(payload) + 10,
+                       "reason": f"undecodable payload: {exc}"})
 
     return report
 

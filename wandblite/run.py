@@ -33,6 +33,7 @@ from wandblite.encode import encode_value
 from wandblite.env import env_first as _env
 from wandblite.errors import ConfigError, DataError, Error, ResumeError, UsageError
 from wandblite.fold import Fold, parse_metric, plan_log, step_drop_warning
+from wandblite.format import MAX_RECORD_SIZE, frame_log
 from wandblite.runfile import (
     RunFileWriter,
     RunLock,
@@ -51,6 +52,8 @@ _PLAIN = frozenset({float, int, str, bool, type(None)})
 _time = time.time
 _LOG = ev.LOG
 _LOG_SCALARS = ev.LOG_SCALARS
+_frame_log = frame_log
+_MAX_RECORD = MAX_RECORD_SIZE
 _NO_DATA: Any = object()
 _warned_once: set[str] = set()
 
@@ -347,6 +350,7 @@ class Run:
             self._writer = RunFileWriter(segment_path(self._path, attempt), on_error=self._write_error)
             self._read_pos = (attempt, self._writer.size)
             self._append = self._writer.append  # bound once: log() is the hottest path we have
+            self._append_framed = self._writer.append_framed
             self._pack = self._packer.pack
             os.makedirs(self._path / "files", exist_ok=True)
         except BaseException:
@@ -493,8 +497,8 @@ class Run:
     ) -> None:
         """Log a dict of values to the run's history (wandb's ``run.log``, semantics to the letter).
 
-        The hot path (a dict of plain scalars, no step, no commit) is: validate the keys, pack one
-        record, one ``os.write``. ``log()`` with no data commits the pending row, as in old wandb.
+        The hot path (a dict of plain scalars) is: frame the record (in C when built, else
+        validate the keys and pack it), one ``os.write``. ``log()`` with no data commits the pending row, as in old wandb.
         """
         if self._finished:
             raise UsageError(
@@ -508,21 +512,30 @@ class Run:
                 raise DataError("wandb.log must be passed a dictionary")
             else:
                 data = dict(data)
-        try:
-            "".join(data)
-        except TypeError:
-            raise DataError("Key values passed to `wandb.log` must be strings.") from None
-        if self._pending_hist is not None:
+        hists = self._pending_hist
+        if hists is not None:
             # watch()'s histograms ride on the next row; the user's own keys win on a clash.
-            hists, self._pending_hist = self._pending_hist, None
+            self._pending_hist = None
             data = {**hists, **data}
+        ts = _time()
+        # The C accelerator frames a call of plain scalars whole (str keys, float/int64/bool/str
+        # values, int or no step, bool or no commit; the payload is byte-identical to the Python
+        # path's). None means "not that simple": the checks below, and _log_record, do the work.
+        framed = _frame_log(data, ts, step, commit, _LOG_SCALARS, _MAX_RECORD) if _frame_log is not None else None
+        if framed is None:
+            try:
+                "".join(data)
+            except TypeError:
+                self._pending_hist = hists
+                raise DataError("Key values passed to `wandb.log` must be strings.") from None
+            if step is not None and type(step) is not int:
+                try:
+                    step = step.__index__()  # numpy ints are fine, floats and strings are not
+                except AttributeError:
+                    self._pending_hist = hists
+                    raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
         if sync is not None:
             termwarn("`sync` argument is deprecated and does not affect the behaviour of `wandb.log`", repeat=False)
-        if step is not None and type(step) is not int:
-            try:
-                step = step.__index__()  # numpy ints are fine, floats and strings are not
-            except AttributeError:
-                raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
         with self._lock:
             if step is None and commit is None:
                 at, flush_after = self._cur, True  # plan_log's answer for the default call
@@ -531,39 +544,47 @@ class Run:
                 if drop:
                     termwarn(step_drop_warning(step, self._cur))  # type: ignore[arg-type]
                     return
-            ts = _time()
-            payload = None
-            values = data.values()
-            ints = False
-            if _NO_INTS.issuperset(map(type, values)):
-                kind = _LOG_SCALARS
-            elif _SCALARS.issuperset(map(type, values)):
-                kind, ints = _LOG_SCALARS, True
-            elif _PLAIN.issuperset(map(type, values)):
-                kind, ints = _LOG, True
+            if framed is not None:
+                written = self._append_framed(framed)
             else:
-                kind = 0
-            if kind:
-                try:
-                    payload = self._pack([ts, data, step, commit])
-                except (OverflowError, UnicodeEncodeError, ValueError):
-                    self._packer.reset()
-                else:
-                    # 0xcf marks a uint64: an int beyond int64, which wandb stores as a float.
-                    # memchr is cheap; the rare hit (float bytes can hold 0xcf too) is checked.
-                    if ints and b"\xcf" in payload and _has_big_int(data):
-                        payload = None
-            if payload is None:
-                kind = _LOG
-                enc = {k: encode_value(v, (k,), "history", self, at) for k, v in data.items()}
-                payload = self._pack([ts, enc, step, commit])
-            if self._append(kind, payload):
+                written = self._append(*self._log_record(data, ts, step, commit, at))
+            if written:
                 if flush_after:
                     self._cur = at + 1
                     self._has_pending = False
                 else:
                     self._cur = at
                     self._has_pending = True
+
+    def _log_record(self, data: dict[str, Any], ts: float, step: int | None, commit: Any,
+                    at: int) -> tuple[int, bytes]:
+        """The kind and payload of a log call (the pure-Python path; the caller holds the lock)."""
+        payload = None
+        values = data.values()
+        ints = False
+        if _NO_INTS.issuperset(map(type, values)):
+            kind = _LOG_SCALARS
+        elif _SCALARS.issuperset(map(type, values)):
+            kind, ints = _LOG_SCALARS, True
+        elif _PLAIN.issuperset(map(type, values)):
+            kind, ints = _LOG, True
+        else:
+            kind = 0
+        if kind:
+            try:
+                payload = self._pack([ts, data, step, commit])
+            except (OverflowError, UnicodeEncodeError, ValueError):
+                self._packer.reset()
+            else:
+                # 0xcf marks a uint64: an int beyond int64, which wandb stores as a float.
+                # memchr is cheap; the rare hit (float bytes can hold 0xcf too) is checked.
+                if ints and b"\xcf" in payload and _has_big_int(data):
+                    payload = None
+        if payload is None:
+            kind = _LOG
+            enc = {k: encode_value(v, (k,), "history", self, at) for k, v in data.items()}
+            payload = self._pack([ts, enc, step, commit])
+        return kind, payload
 
     def define_metric(
         self,

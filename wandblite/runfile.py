@@ -181,8 +181,11 @@ def read_events(
             if reporter is not None:
                 reporter(_seg, d)
 
-        reader = RecordReader(path, start=off, reporter=report, kinds=kinds)
+        reader = RecordReader(path, start=off, reporter=report, kinds=kinds, decode_kind=ev.LOG_SCALARS)
         for offset, kind, payload in reader:
+            if type(payload) is list:  # decoded by the C reader
+                yield Event(seg, offset, kind, payload)
+                continue
             try:
                 data = decode(payload)
             except Exception as exc:  # noqa: BLE001 - any undecodable payload is damage
@@ -333,10 +336,17 @@ class RunFileWriter:
             else:
                 self._fail("too-large", f"a record of {n} bytes exceeds the {MAX_RECORD_SIZE} byte limit; it was not written")
             return False
-        data = _pack(0xD7, kind, n, _crc(payload, kind)) + payload  # format.frame, inlined
+        return self.append_framed(_pack(0xD7, kind, n, _crc(payload, kind)) + payload)  # format.frame, inlined
+
+    def append_framed(self, data: bytes, _write: Any = os.write) -> bool:
+        """Write one already framed record (``format.frame`` or ``format.frame_log``); as ``append``."""
+        fd = self.fd
+        if fd is None:
+            self._fail("closed", "the run file is closed (finished run, or a forked child process)")
+            return False
         try:
             done = _write(fd, data)
-            if done != n + 10:
+            if done != len(data):
                 self._write_all(fd, memoryview(data)[done:])
         except OSError as exc:
             self._undo(fd)
@@ -346,7 +356,7 @@ class RunFileWriter:
                 "this and later records are dropped until writing works again; training goes on",
             )
             return False
-        self.size += n + 10
+        self.size += len(data)
         self.dirty = True
         return True
 

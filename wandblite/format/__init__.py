@@ -30,6 +30,7 @@ from typing import BinaryIO, NamedTuple
 from wandblite.errors import FormatError
 
 __all__ = [
+    "ACCELERATED",
     "FILE_HEADER_SIZE",
     "FILE_MAGIC",
     "FORMAT_VERSION",
@@ -42,6 +43,7 @@ __all__ = [
     "check_file_header",
     "file_header",
     "frame",
+    "frame_log",
 ]
 
 FILE_MAGIC = b"\x89WLRUN\r\n"
@@ -55,6 +57,27 @@ FRAME_HEADER_SIZE = _FRAME.size  # 10
 MAX_RECORD_SIZE = 64 << 20  # 64 MiB: the writer refuses larger records; the reader calls them damage
 
 _CHUNK = 1 << 20
+_BATCH = 512  # records per call into the C scanner: bounds what one window batch holds in memory
+
+
+def _load_speedups() -> object | None:
+    """The optional C accelerator (``wandblite/_speedups.c``), unless absent or switched off."""
+    if os.environ.get("WANDBLITE_NO_SPEEDUPS"):
+        return None
+    try:
+        from wandblite import _speedups  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    if getattr(_speedups, "MAX_RECORD_SIZE", None) != MAX_RECORD_SIZE:
+        return None  # built from another version of the format: not to be trusted
+    return _speedups
+
+
+_speedups = _load_speedups()
+#: ``frame_log(data, ts, step, commit, kind, max_payload)``: a scalar log call framed in C, or None.
+frame_log = getattr(_speedups, "frame_log", None)
+_scan_c = getattr(_speedups, "scan", None)
+ACCELERATED = _speedups is not None
 
 
 def file_header(version: int = FORMAT_VERSION, flags: int = 0) -> bytes:
@@ -154,6 +177,10 @@ class RecordReader:
     the torn tail when there is one): where a later scan resumes. ``tail`` is the torn tail as a
     ``Damage``, or None. Damage in the middle goes to ``reporter`` and is collected in ``damage``.
     ``kinds``: when given, records of other kinds are verified but not copied out or yielded.
+    ``decode_kind``: records of this kind may be yielded already decoded (a list, exactly what
+    ``msgpack.unpackb(payload, raw=False, strict_map_key=False, unicode_errors="replace")``
+    returns) instead of as payload bytes; callers check ``type(payload) is list``. Only the C
+    accelerator does this, and only for flat ``[ts, {str: scalar}, step, commit]`` payloads.
     """
 
     def __init__(
@@ -162,11 +189,14 @@ class RecordReader:
         start: int | None = None,
         reporter: Reporter | None = None,
         kinds: frozenset[int] | None = None,
+        decode_kind: int | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self.start = start
         self.reporter = reporter
         self.kinds = kinds
+        self.decode_kind = -1 if decode_kind is None else decode_kind
+        self._mask = None if kinds is None else bytes(1 if k in kinds else 0 for k in range(256))
         self.damage: list[Damage] = []
         self.tail: Damage | None = None
         self.end_offset = start if start is not None else FILE_HEADER_SIZE
@@ -177,11 +207,16 @@ class RecordReader:
         if self.reporter is not None:
             self.reporter(d)
 
-    def __iter__(self) -> Iterator[tuple[int, int, bytes]]:
+    def __iter__(self) -> Iterator[tuple[int, int, bytes]]:  # (payload may be a list: see decode_kind)
+        for batch in self.batches():
+            yield from batch
+
+    def batches(self) -> Iterator[list[tuple[int, int, bytes]]]:
+        """The same records as iteration gives, in lists of up to a few hundred (for hot loops)."""
         with open(self.path, "rb", buffering=0) as f:
             yield from self._scan(f)
 
-    def _scan(self, f: BinaryIO) -> Iterator[tuple[int, int, bytes]]:
+    def _scan(self, f: BinaryIO) -> Iterator[list[tuple[int, int, bytes]]]:
         head = f.read(FILE_HEADER_SIZE)
         self.version = check_file_header(head, self.path)
         if self.version is None:
@@ -201,7 +236,14 @@ class RecordReader:
             buf = w.data
             n = len(buf)
             i = pos - w.base
-            # Fast path: whole, verified records inside the window.
+            # Fast path: whole, verified records inside the window (in C when it is built).
+            while _scan_c is not None:
+                batch, i = _scan_c(buf, i, w.base, self._mask, self.decode_kind, _BATCH)
+                if batch:
+                    yield batch
+                if len(batch) < _BATCH:
+                    break
+            out: list[tuple[int, int, bytes]] = []
             while i + hsize <= n:
                 magic, kind, length, crc = unpack(buf, i)
                 end = i + hsize + length
@@ -214,8 +256,13 @@ class RecordReader:
                     payload = buf[i + hsize : end]
                     if crc32(payload, kind) != crc:
                         break
-                    yield (w.base + i, kind, payload)
+                    out.append((w.base + i, kind, payload))
+                    if len(out) >= _BATCH:
+                        yield out
+                        out = []
                 i = end
+            if out:
+                yield out
             pos = w.base + i
             # Slow path: the window ends, or the frame at pos is bad.
             if n - i < hsize:

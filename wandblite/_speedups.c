@@ -1,0 +1,689 @@
+/*
+ * wandblite._speedups: optional C accelerators for the two hottest paths, nothing else.
+ *
+ *   frame_log(data, ts, step, commit, kind, max_payload) -> bytes | None
+ *       The whole framed record (format/SPEC.md: 10-byte frame header, then the payload) of a
+ *       history log call whose values are all plain scalars (exact float, int within int64, bool,
+ *       str), or None when the call is anything else (the Python path then does the full work,
+ *       validation and error messages included). The payload is byte-identical to what
+ *       msgpack.Packer(use_bin_type=False).pack([ts, data, step, commit]) produces.
+ *
+ *   scan(buf, pos, base, kinds, decode_kind, limit) -> (records, pos)
+ *       Whole, verified records of a read window, from index pos, as (base + offset, kind, obj)
+ *       tuples: obj is the payload bytes, or, for records of decode_kind whose payload is a flat
+ *       [ts, {str: scalar}, step, commit] list, that list decoded exactly as
+ *       msgpack.unpackb(payload, raw=False, strict_map_key=False, unicode_errors="replace") would.
+ *       Stops before the first frame that is incomplete, insane or fails its checksum (the Python
+ *       reader handles every such case), or after `limit` records. `kinds`: None, or a 256-byte
+ *       bytes object whose nonzero entries name the kinds to return (others are verified, skipped).
+ *
+ *   crc32(data, seed=0) -> int      zlib.crc32's result, for tests.
+ *
+ * No semantics live here: which rows a log call makes is the fold's business (fold.py). Every
+ * function has a pure Python equivalent the package uses when this module is not built, and
+ * tests/core/test_speedups.py checks the two agree.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define RECORD_MAGIC 0xD7
+#define FRAME_HEADER 10
+#define MAX_RECORD (64 << 20) /* format.MAX_RECORD_SIZE; the module exports it and format checks */
+
+/* ------------------------------------------------------------------ CRC-32 (zlib's polynomial) */
+
+static uint32_t crc_tab[8][256];
+
+static void crc_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_tab[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = crc_tab[0][n];
+        for (int k = 1; k < 8; k++) {
+            c = crc_tab[0][c & 0xff] ^ (c >> 8);
+            crc_tab[k][n] = c;
+        }
+    }
+}
+
+/* zlib.crc32(data, seed): the running value `seed` is pre- and post-conditioned. */
+static uint32_t crc32_of(uint32_t seed, const unsigned char *p, size_t len)
+{
+    uint32_t c = ~seed;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (len >= 8) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + 4, 4);
+        a ^= c;
+        c = crc_tab[7][a & 0xff] ^ crc_tab[6][(a >> 8) & 0xff] ^ crc_tab[5][(a >> 16) & 0xff] ^
+            crc_tab[4][a >> 24] ^ crc_tab[3][b & 0xff] ^ crc_tab[2][(b >> 8) & 0xff] ^
+            crc_tab[1][(b >> 16) & 0xff] ^ crc_tab[0][b >> 24];
+        p += 8;
+        len -= 8;
+    }
+#endif
+    while (len--)
+        c = crc_tab[0][(c ^ *p++) & 0xff] ^ (c >> 8);
+    return ~c;
+}
+
+/* ------------------------------------------------------------------ msgpack encoding (subset) */
+
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+    unsigned char small[2048];
+} Buf;
+
+static int buf_reserve(Buf *b, size_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return 0;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + extra)
+        cap *= 2;
+    unsigned char *np;
+    if (b->p == b->small) {
+        np = PyMem_Malloc(cap);
+        if (np)
+            memcpy(np, b->p, b->len);
+    } else {
+        np = PyMem_Realloc(b->p, cap);
+    }
+    if (!np) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_free(Buf *b)
+{
+    if (b->p != b->small)
+        PyMem_Free(b->p);
+}
+
+static inline void put_be16(unsigned char *q, uint16_t v)
+{
+    q[0] = (unsigned char)(v >> 8);
+    q[1] = (unsigned char)v;
+}
+
+static inline void put_be32(unsigned char *q, uint32_t v)
+{
+    q[0] = (unsigned char)(v >> 24);
+    q[1] = (unsigned char)(v >> 16);
+    q[2] = (unsigned char)(v >> 8);
+    q[3] = (unsigned char)v;
+}
+
+static inline void put_be64(unsigned char *q, uint64_t v)
+{
+    put_be32(q, (uint32_t)(v >> 32));
+    put_be32(q + 4, (uint32_t)v);
+}
+
+/* Result codes of the packers: 0 packed, 1 not a fast-path value (no Python error set), -1 error. */
+
+static int pack_float(Buf *b, double d)
+{
+    uint64_t u;
+    if (buf_reserve(b, 9))
+        return -1;
+    memcpy(&u, &d, 8);
+    b->p[b->len] = 0xcb;
+    put_be64(b->p + b->len + 1, u);
+    b->len += 9;
+    return 0;
+}
+
+/* msgpack-python's choice of the smallest encoding: unsigned forms for positives. */
+static int pack_int(Buf *b, PyObject *o)
+{
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow)
+        return 1; /* beyond int64: the Python path decides (wandb stores such ints as floats) */
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (buf_reserve(b, 9))
+        return -1;
+    unsigned char *q = b->p + b->len;
+    if (v >= 0) {
+        if (v < 128) {
+            q[0] = (unsigned char)v;
+            b->len += 1;
+        } else if (v < 256) {
+            q[0] = 0xcc;
+            q[1] = (unsigned char)v;
+            b->len += 2;
+        } else if (v < 65536) {
+            q[0] = 0xcd;
+            put_be16(q + 1, (uint16_t)v);
+            b->len += 3;
+        } else if (v <= 0xffffffffLL) {
+            q[0] = 0xce;
+            put_be32(q + 1, (uint32_t)v);
+            b->len += 5;
+        } else {
+            q[0] = 0xcf;
+            put_be64(q + 1, (uint64_t)v);
+            b->len += 9;
+        }
+    } else {
+        if (v >= -32) {
+            q[0] = (unsigned char)(int8_t)v;
+            b->len += 1;
+        } else if (v >= -128) {
+            q[0] = 0xd0;
+            q[1] = (unsigned char)(int8_t)v;
+            b->len += 2;
+        } else if (v >= -32768) {
+            q[0] = 0xd1;
+            put_be16(q + 1, (uint16_t)(int16_t)v);
+            b->len += 3;
+        } else if (v >= -2147483648LL) {
+            q[0] = 0xd2;
+            put_be32(q + 1, (uint32_t)(int32_t)v);
+            b->len += 5;
+        } else {
+            q[0] = 0xd3;
+            put_be64(q + 1, (uint64_t)v);
+            b->len += 9;
+        }
+    }
+    return 0;
+}
+
+/* A str as msgpack's old "raw" family (use_bin_type=False: fixstr, raw16, raw32; no str8). */
+static int pack_str(Buf *b, PyObject *o)
+{
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (s == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) {
+            PyErr_Clear(); /* lone surrogates: the Python path reports or encodes them */
+            return 1;
+        }
+        return -1;
+    }
+    if ((uint64_t)n > 0xffffffffULL)
+        return 1;
+    if (buf_reserve(b, (size_t)n + 5))
+        return -1;
+    unsigned char *q = b->p + b->len;
+    if (n < 32) {
+        q[0] = (unsigned char)(0xa0 | n);
+        q += 1;
+    } else if (n < 65536) {
+        q[0] = 0xda;
+        put_be16(q + 1, (uint16_t)n);
+        q += 3;
+    } else {
+        q[0] = 0xdb;
+        put_be32(q + 1, (uint32_t)n);
+        q += 5;
+    }
+    memcpy(q, s, (size_t)n);
+    b->len = (size_t)(q - b->p) + (size_t)n;
+    return 0;
+}
+
+static int pack_scalar(Buf *b, PyObject *v)
+{
+    if (PyFloat_CheckExact(v))
+        return pack_float(b, PyFloat_AS_DOUBLE(v));
+    if (PyLong_CheckExact(v))
+        return pack_int(b, v);
+    if (v == Py_True || v == Py_False) {
+        if (buf_reserve(b, 1))
+            return -1;
+        b->p[b->len++] = v == Py_True ? 0xc3 : 0xc2;
+        return 0;
+    }
+    if (PyUnicode_CheckExact(v))
+        return pack_str(b, v);
+    return 1;
+}
+
+static int pack_nil(Buf *b)
+{
+    if (buf_reserve(b, 1))
+        return -1;
+    b->p[b->len++] = 0xc0;
+    return 0;
+}
+
+static PyObject *frame_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "frame_log(data, ts, step, commit, kind, max_payload)");
+        return NULL;
+    }
+    PyObject *data = args[0], *ts = args[1], *step = args[2], *commit = args[3];
+    long kind = PyLong_AsLong(args[4]);
+    Py_ssize_t max_payload = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyDict_CheckExact(data) || !PyFloat_CheckExact(ts) || kind < 0 || kind > 255)
+        Py_RETURN_NONE;
+    if (!(step == Py_None || PyLong_CheckExact(step)))
+        Py_RETURN_NONE;
+    if (!(commit == Py_None || commit == Py_True || commit == Py_False))
+        Py_RETURN_NONE;
+
+    Buf b;
+    b.p = b.small;
+    b.cap = sizeof(b.small);
+    b.len = FRAME_HEADER; /* the frame header is filled in last */
+    int rc = 0;
+
+    b.p[b.len++] = 0x94; /* [ts, data, step, commit] */
+    if ((rc = pack_float(&b, PyFloat_AS_DOUBLE(ts))) != 0)
+        goto out;
+    Py_ssize_t n = PyDict_GET_SIZE(data);
+    if ((rc = buf_reserve(&b, 5)) != 0)
+        goto out;
+    if (n < 16) {
+        b.p[b.len++] = (unsigned char)(0x80 | n);
+    } else if (n < 65536) {
+        b.p[b.len] = 0xde;
+        put_be16(b.p + b.len + 1, (uint16_t)n);
+        b.len += 3;
+    } else {
+        b.p[b.len] = 0xdf;
+        put_be32(b.p + b.len + 1, (uint32_t)n);
+        b.len += 5;
+    }
+    Py_ssize_t it = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(data, &it, &k, &v)) {
+        if (!PyUnicode_CheckExact(k)) {
+            rc = 1;
+            goto out;
+        }
+        if ((rc = pack_str(&b, k)) != 0 || (rc = pack_scalar(&b, v)) != 0)
+            goto out;
+    }
+    if (PyDict_GET_SIZE(data) != n) { /* cannot happen without a __del__ mutating it; be safe */
+        rc = 1;
+        goto out;
+    }
+    rc = step == Py_None ? pack_nil(&b) : pack_int(&b, step);
+    if (rc)
+        goto out;
+    if ((rc = buf_reserve(&b, 1)) != 0)
+        goto out;
+    b.p[b.len++] = commit == Py_None ? 0xc0 : (commit == Py_True ? 0xc3 : 0xc2);
+
+out:
+    if (rc != 0) {
+        buf_free(&b);
+        if (rc < 0)
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    size_t plen = b.len - FRAME_HEADER;
+    if ((Py_ssize_t)plen > max_payload) {
+        buf_free(&b);
+        Py_RETURN_NONE; /* the Python path reports the oversized record */
+    }
+    uint32_t crc = crc32_of((uint32_t)kind, b.p + FRAME_HEADER, plen);
+    unsigned char *h = b.p;
+    h[0] = RECORD_MAGIC;
+    h[1] = (unsigned char)kind;
+    /* little-endian u32 length and crc (format/SPEC.md) */
+    h[2] = (unsigned char)plen;
+    h[3] = (unsigned char)(plen >> 8);
+    h[4] = (unsigned char)(plen >> 16);
+    h[5] = (unsigned char)(plen >> 24);
+    h[6] = (unsigned char)crc;
+    h[7] = (unsigned char)(crc >> 8);
+    h[8] = (unsigned char)(crc >> 16);
+    h[9] = (unsigned char)(crc >> 24);
+    PyObject *res = PyBytes_FromStringAndSize((const char *)b.p, (Py_ssize_t)b.len);
+    buf_free(&b);
+    return res;
+}
+
+/* ------------------------------------------------------------------ msgpack decoding (subset) */
+
+/* Map keys repeat on every row: a small cache of decoded key strings saves their allocation. */
+#define KEY_SLOTS 1024
+#define KEY_MAX 64
+
+typedef struct {
+    PyObject *str;
+    Py_ssize_t len;
+    unsigned char raw[KEY_MAX];
+} KeySlot;
+
+static KeySlot key_cache[KEY_SLOTS];
+
+static PyObject *decode_str(const unsigned char *s, Py_ssize_t n, int cache)
+{
+    if (!cache || n > KEY_MAX)
+        return PyUnicode_DecodeUTF8((const char *)s, n, "replace");
+    uint32_t h = 2166136261u;
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 16777619u;
+    KeySlot *slot = &key_cache[h & (KEY_SLOTS - 1)];
+    if (slot->str != NULL && slot->len == n && memcmp(slot->raw, s, (size_t)n) == 0) {
+        Py_INCREF(slot->str);
+        return slot->str;
+    }
+    PyObject *o = PyUnicode_DecodeUTF8((const char *)s, n, "replace");
+    if (o == NULL)
+        return NULL;
+    Py_XSETREF(slot->str, Py_NewRef(o));
+    slot->len = n;
+    memcpy(slot->raw, s, (size_t)n);
+    return o;
+}
+
+typedef struct {
+    const unsigned char *p, *end;
+} Rd;
+
+static inline uint16_t be16(const unsigned char *q) { return (uint16_t)((q[0] << 8) | q[1]); }
+static inline uint32_t be32(const unsigned char *q)
+{
+    return ((uint32_t)q[0] << 24) | ((uint32_t)q[1] << 16) | ((uint32_t)q[2] << 8) | q[3];
+}
+static inline uint64_t be64(const unsigned char *q) { return ((uint64_t)be32(q) << 32) | be32(q + 4); }
+
+#define NEED(r, k)                                                                                 \
+    if ((size_t)((r)->end - (r)->p) < (size_t)(k))                                                 \
+        return NULL;
+
+/* One scalar (nil, bool, int, float, str). NULL with no error set: outside the subset. */
+static PyObject *read_scalar(Rd *r, int key)
+{
+    NEED(r, 1);
+    unsigned char t = *r->p++;
+    if (t <= 0x7f)
+        return PyLong_FromLong(t);
+    if (t >= 0xe0)
+        return PyLong_FromLong((int8_t)t);
+    if ((t & 0xe0) == 0xa0) {
+        Py_ssize_t n = t & 0x1f;
+        NEED(r, n);
+        r->p += n;
+        return decode_str(r->p - n, n, key);
+    }
+    switch (t) {
+    case 0xc0:
+        return Py_NewRef(Py_None);
+    case 0xc2:
+        return Py_NewRef(Py_False);
+    case 0xc3:
+        return Py_NewRef(Py_True);
+    case 0xca: {
+        NEED(r, 4);
+        uint32_t u = be32(r->p);
+        float f;
+        memcpy(&f, &u, 4);
+        r->p += 4;
+        return PyFloat_FromDouble((double)f);
+    }
+    case 0xcb: {
+        NEED(r, 8);
+        uint64_t u = be64(r->p);
+        double d;
+        memcpy(&d, &u, 8);
+        r->p += 8;
+        return PyFloat_FromDouble(d);
+    }
+    case 0xcc:
+        NEED(r, 1);
+        return PyLong_FromLong(*r->p++);
+    case 0xcd:
+        NEED(r, 2);
+        r->p += 2;
+        return PyLong_FromLong(be16(r->p - 2));
+    case 0xce:
+        NEED(r, 4);
+        r->p += 4;
+        return PyLong_FromUnsignedLong(be32(r->p - 4));
+    case 0xcf:
+        NEED(r, 8);
+        r->p += 8;
+        return PyLong_FromUnsignedLongLong(be64(r->p - 8));
+    case 0xd0:
+        NEED(r, 1);
+        return PyLong_FromLong((int8_t)*r->p++);
+    case 0xd1:
+        NEED(r, 2);
+        r->p += 2;
+        return PyLong_FromLong((int16_t)be16(r->p - 2));
+    case 0xd2:
+        NEED(r, 4);
+        r->p += 4;
+        return PyLong_FromLong((int32_t)be32(r->p - 4));
+    case 0xd3:
+        NEED(r, 8);
+        r->p += 8;
+        return PyLong_FromLongLong((int64_t)be64(r->p - 8));
+    case 0xd9: {
+        NEED(r, 1);
+        Py_ssize_t n = *r->p++;
+        NEED(r, n);
+        r->p += n;
+        return decode_str(r->p - n, n, key);
+    }
+    case 0xda: {
+        NEED(r, 2);
+        Py_ssize_t n = be16(r->p);
+        r->p += 2;
+        NEED(r, n);
+        r->p += n;
+        return decode_str(r->p - n, n, key);
+    }
+    case 0xdb: {
+        NEED(r, 4);
+        Py_ssize_t n = (Py_ssize_t)be32(r->p);
+        r->p += 4;
+        NEED(r, n);
+        r->p += n;
+        return decode_str(r->p - n, n, key);
+    }
+    default:
+        return NULL; /* bin, ext, nested containers: msgpack's own unpacker decides */
+    }
+}
+
+/* [ts, {str: scalar}, step, commit] -> list, or NULL (no error set) when outside the subset. */
+static PyObject *decode_log(const unsigned char *p, size_t len)
+{
+    Rd r = {p, p + len};
+    Rd *rp = &r;
+    PyObject *list = NULL, *dict = NULL, *o = NULL;
+    if (len < 1 || *r.p != 0x94)
+        return NULL;
+    r.p++;
+    list = PyList_New(4);
+    if (list == NULL)
+        return NULL;
+    if ((o = read_scalar(rp, 0)) == NULL)
+        goto fail;
+    PyList_SET_ITEM(list, 0, o);
+    if (r.p >= r.end)
+        goto fail;
+    Py_ssize_t n;
+    unsigned char t = *r.p++;
+    if ((t & 0xf0) == 0x80) {
+        n = t & 0x0f;
+    } else if (t == 0xde && r.end - r.p >= 2) {
+        n = be16(r.p);
+        r.p += 2;
+    } else if (t == 0xdf && r.end - r.p >= 4) {
+        n = (Py_ssize_t)be32(r.p);
+        r.p += 4;
+    } else {
+        goto fail;
+    }
+    if (n > r.end - r.p)
+        goto fail; /* each entry takes at least two bytes; never trust a count blindly */
+#if PY_VERSION_HEX < 0x030D0000
+    dict = _PyDict_NewPresized(n); /* no resize while filling (exported, not public, before 3.13) */
+#else
+    dict = PyDict_New();
+#endif
+    if (dict == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (r.p >= r.end || !((*r.p & 0xe0) == 0xa0 || *r.p == 0xd9 || *r.p == 0xda || *r.p == 0xdb))
+            goto fail; /* a non-str key: the general unpacker handles it */
+        PyObject *k = read_scalar(rp, 1);
+        if (k == NULL)
+            goto fail;
+        PyObject *v = read_scalar(rp, 0);
+        if (v == NULL) {
+            Py_DECREF(k);
+            goto fail;
+        }
+        int e = PyDict_SetItem(dict, k, v);
+        Py_DECREF(k);
+        Py_DECREF(v);
+        if (e < 0)
+            goto fail;
+    }
+    PyList_SET_ITEM(list, 1, dict);
+    dict = NULL;
+    for (int j = 2; j < 4; j++) {
+        if ((o = read_scalar(rp, 0)) == NULL)
+            goto fail;
+        PyList_SET_ITEM(list, j, o);
+    }
+    if (r.p != r.end)
+        goto fail; /* trailing bytes: msgpack raises ExtraData, so must we (via the fallback) */
+    return list;
+fail:
+    Py_XDECREF(dict);
+    Py_XDECREF(list); /* unset items are NULL; list_dealloc skips them */
+    return NULL;
+}
+
+static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "scan(buf, pos, base, kinds, decode_kind, limit)");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    long long base = PyLong_AsLongLong(args[2]);
+    PyObject *kinds = args[3];
+    long decode_kind = PyLong_AsLong(args[4]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[5]);
+    PyObject *out = NULL;
+    if (PyErr_Occurred())
+        goto done;
+    const unsigned char *mask = NULL;
+    if (kinds != Py_None) {
+        if (!PyBytes_Check(kinds) || PyBytes_GET_SIZE(kinds) != 256) {
+            PyErr_SetString(PyExc_TypeError, "kinds must be None or 256 bytes");
+            goto done;
+        }
+        mask = (const unsigned char *)PyBytes_AS_STRING(kinds);
+    }
+    const unsigned char *buf = view.buf;
+    Py_ssize_t n = view.len;
+    out = PyList_New(0);
+    if (out == NULL || i < 0)
+        goto done;
+    while (i + FRAME_HEADER <= n && PyList_GET_SIZE(out) < limit) {
+        const unsigned char *h = buf + i;
+        uint32_t length = (uint32_t)h[2] | ((uint32_t)h[3] << 8) | ((uint32_t)h[4] << 16) | ((uint32_t)h[5] << 24);
+        uint32_t crc = (uint32_t)h[6] | ((uint32_t)h[7] << 8) | ((uint32_t)h[8] << 16) | ((uint32_t)h[9] << 24);
+        int kind = h[1];
+        if (h[0] != RECORD_MAGIC || length == 0 || length > MAX_RECORD || (Py_ssize_t)length > n - i - FRAME_HEADER)
+            break;
+        const unsigned char *payload = h + FRAME_HEADER;
+        if (crc32_of((uint32_t)kind, payload, length) != crc)
+            break;
+        if (mask == NULL || mask[kind]) {
+            PyObject *obj = NULL;
+            if (kind == decode_kind) {
+                obj = decode_log(payload, length);
+                if (obj == NULL && PyErr_Occurred())
+                    goto fail;
+            }
+            if (obj == NULL) {
+                obj = PyBytes_FromStringAndSize((const char *)payload, length);
+                if (obj == NULL)
+                    goto fail;
+            }
+            PyObject *tup = PyTuple_New(3), *off = PyLong_FromLongLong(base + (long long)i);
+            if (tup == NULL || off == NULL) {
+                Py_XDECREF(tup);
+                Py_XDECREF(off);
+                Py_DECREF(obj);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(tup, 0, off);
+            PyTuple_SET_ITEM(tup, 1, PyLong_FromLong(kind)); /* small ints: cached, never fail */
+            PyTuple_SET_ITEM(tup, 2, obj);
+            int e = PyList_Append(out, tup);
+            Py_DECREF(tup);
+            if (e < 0)
+                goto fail;
+        }
+        i += FRAME_HEADER + (Py_ssize_t)length;
+    }
+    PyObject *res = Py_BuildValue("(Nn)", out, i);
+    out = NULL;
+    PyBuffer_Release(&view);
+    return res;
+fail:
+    Py_CLEAR(out);
+done:
+    PyBuffer_Release(&view);
+    return out;
+}
+
+static PyObject *py_crc32(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    unsigned long seed = 0;
+    if (!PyArg_ParseTuple(args, "y*|k", &view, &seed))
+        return NULL;
+    uint32_t c = crc32_of((uint32_t)seed, view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromUnsignedLong(c);
+}
+
+static PyMethodDef methods[] = {
+    {"frame_log", (PyCFunction)(void (*)(void))frame_log, METH_FASTCALL, "Frame a scalar log record."},
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, "Verified records of a window."},
+    {"crc32", py_crc32, METH_VARARGS, "zlib.crc32's value."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "wandblite._speedups", "Optional C accelerators (see the file's comment).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    crc_init();
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_RECORD_SIZE", MAX_RECORD) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
