@@ -58,11 +58,12 @@ def uniq(prefix: str = "p") -> str:
 
 
 class ServerProc:
-    """``wandblite server`` in a subprocess; ``key`` is a valid API key for it."""
+    """``wandblite server`` in a subprocess; ``key`` is a valid API key for it; ``env``: extra settings."""
 
     def __init__(self, db: str | None, media: Path | None, home: Path, public_read: bool = False,
-                 port: int | None = None) -> None:
+                 port: int | None = None, env: dict[str, str] | None = None) -> None:
         self.db, self.media, self.home, self.public_read = db, media, home, public_read
+        self.env = dict(env or {})
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -76,7 +77,7 @@ class ServerProc:
         if self.public_read:
             args.append("--public-read")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=clean_env(WANDBLITE_HOME=str(self.home)), cwd=str(ROOT))
+                                     env=clean_env(WANDBLITE_HOME=str(self.home), **self.env), cwd=str(ROOT))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

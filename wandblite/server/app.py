@@ -11,8 +11,15 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 * Browsers: ``POST /api/v1/session {"api_key"}`` sets an HttpOnly, SameSite=Strict session cookie
   (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
   Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
-* Bodies are limited: ``MAX_JSON_BYTES`` for JSON, ``MAX_MEDIA_BYTES`` for a media blob; a declared
-  ``Content-Length`` over the limit is refused before the body is read.
+* Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
+  blob (``$WANDBLITE_MAX_BLOB_SIZE``, 16 GiB by default; ``blobs.max_blob_bytes``). A declared
+  ``Content-Length`` over the limit is refused before the body is read; a body without one is cut
+  off at the limit.
+* A media blob is never held in memory: ``PUT /api/v1/media/{sha256}`` streams the body, a piece of
+  at most ``_PIECE`` bytes at a time, into ``BlobStore.put`` (a worker thread hashing and writing a
+  temporary file that is renamed into place only when the hash matches). A client that goes away
+  mid-body leaves nothing behind. An upload holds one worker of Starlette's thread pool (anyio's
+  default: 40) until its body has arrived.
 * Blocking database work runs in Starlette's thread pool, never on the event loop.
 * Media is served with a content type from a short list of passive types; anything else (HTML,
   SVG, unknown) goes out as ``application/octet-stream`` attachment with ``nosniff`` and a
@@ -22,27 +29,29 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import anyio.from_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from wandblite.server import query, read, records
+from wandblite.server import blobs, query, read, records
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.store import Store, dumps, validate_sha256
 
-__all__ = ["MAX_JSON_BYTES", "MAX_MEDIA_BYTES", "SESSION_COOKIE", "JSONResponse", "create_app"]
+__all__ = ["MAX_JSON_BYTES", "SESSION_COOKIE", "JSONResponse", "create_app"]
 
 #: The browser session cookie (HttpOnly, SameSite=Strict, Path=/): reads only, never writes.
 SESSION_COOKIE = "wandblite_session"
 
 MAX_JSON_BYTES = 32 << 20
-MAX_MEDIA_BYTES = 64 << 20
+#: How much of a media body is handed to the writing thread at once (bounds the memory of an upload).
+_PIECE = 1 << 20
 
 #: Media types served as themselves; they cannot run script when opened in a browser.
 _PASSIVE_TYPES = {
@@ -89,10 +98,14 @@ def _bearer(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _check_declared_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"the body of {declared} bytes exceeds the limit of {limit} bytes")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    _check_declared_length(request, limit)
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
@@ -109,8 +122,33 @@ async def _read_json(request: Request) -> Any:
         raise bad_request(f"the body is not valid JSON: {exc}", code="malformed_json")
 
 
-def create_app(store: Store, public_read: bool = False) -> Starlette:
-    """The ASGI app serving ``store``."""
+def _pieces(request: Request) -> Iterator[bytes]:
+    """The request body as pieces of up to ``_PIECE`` bytes, for a worker thread of this request.
+
+    Each piece is read on the event loop (``anyio.from_thread.run``); ``ClientDisconnect`` raised
+    there surfaces here, in the thread, so the consumer's cleanup runs.
+    """
+    stream = request.stream()
+
+    async def piece() -> bytes:
+        buf = bytearray()
+        while len(buf) < _PIECE:
+            try:
+                buf += await stream.__anext__()
+            except StopAsyncIteration:
+                break
+        return bytes(buf)
+
+    while True:
+        data = anyio.from_thread.run(piece)
+        if not data:
+            return
+        yield data
+
+
+def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | None = None) -> Starlette:
+    """The ASGI app serving ``store``; blobs up to ``max_blob_bytes`` (default: ``$WANDBLITE_MAX_BLOB_SIZE``)."""
+    blob_limit = blobs.max_blob_bytes() if max_blob_bytes is None else max_blob_bytes
 
     async def auth(request: Request, write: bool) -> None:
         if not write and public_read:
@@ -187,14 +225,19 @@ def create_app(store: Store, public_read: bool = False) -> Starlette:
         body = await _read_json(request)
         if not isinstance(body, dict):
             raise bad_request("expected {\"sha256\": [...]}")
-        return JSONResponse({"missing": await run_in_threadpool(store.missing_media, body.get("sha256"))})
+        missing = await run_in_threadpool(store.missing_media, body.get("sha256"))
+        return JSONResponse({"missing": missing, "max_size": blob_limit})
 
     async def media_put(request: Request) -> Response:
         await auth(request, write=True)
         sha = validate_sha256(request.path_params["sha256"])
-        data = await _read_body(request, MAX_MEDIA_BYTES)
+        _check_declared_length(request, blob_limit)
         ext = request.query_params.get("ext")
-        size = await run_in_threadpool(store.put_media, sha, [data], ext, MAX_MEDIA_BYTES)
+        try:
+            size = await run_in_threadpool(store.put_media, sha, _pieces(request), ext, blob_limit)
+        except ClientDisconnect:
+            # Nobody is left to read an answer; the error shape keeps the log quiet (no traceback).
+            raise bad_request("the client closed the connection before the whole body arrived; nothing was stored")
         return JSONResponse({"sha256": sha, "size": size})
 
     async def media_get(request: Request) -> Response:

@@ -24,6 +24,11 @@ How a run is synced (``Syncer.sync_tail``; the protocol is ``wandblite/server/PR
    order in the files and sent like console records, in the same batches; the bytes they name
    (saved files, artifact objects) are uploaded first, only those the server lacks.
 
+Blobs (media, saved files, artifact objects) of any size up to the server's limit are streamed from
+disk, never read into memory whole: the file is opened once, hashed through that descriptor, and
+the same descriptor is rewound and sent (``Transport.put_media``), so the bytes checked are the
+bytes sent even if the SDK renames a newer copy over the file meanwhile.
+
 A ``GapError`` (the server's position moved under us) resets the tail and the run is read again
 from the start; a ``RejectedError`` marks the run bad (reported, others go on); an
 ``UnavailableError`` (server down after retries) stops the pass with a clear message.
@@ -38,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 import signal
@@ -47,7 +53,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from wandblite import events as ev
 from wandblite.fold import Fold
@@ -66,12 +72,11 @@ __all__ = ["RunResult", "RunTail", "Syncer", "discover", "run_digest"]
 
 _TERMINAL = frozenset({"finished", "failed", "crashed"})
 DEFAULT_BATCH = 1000
+_CHUNK = 1 << 20  # bytes read at a time when hashing a blob
 
 #: The record streams of issue 6, as the batch and the position name them, in the order they are sent.
 RECORD_STREAMS = ("files", "artifacts", "uses", "alerts")
 _RECORD_KINDS = {ev.FILES: "files", ev.ARTIFACT: "artifacts", ev.USE: "uses", ev.ALERT: "alerts"}
-#: The server's media blob limit (PROTOCOL.md): a saved file above it is sent as ``lost``.
-MAX_BLOB_BYTES = 64 << 20
 
 
 def _record_items(stream: str, data: Any) -> list[dict[str, Any]]:
@@ -497,10 +502,11 @@ class Syncer:
         """Upload the bytes of saved files and artifact objects the server lacks, verified first.
 
         A saved file's bytes are ``<run dir>/<_path>``; a ``live`` file may have changed since the
-        record was written (a later record names the new bytes), and a file over the blob limit
-        cannot be stored: either way the item is sent with ``lost: true`` (listed, not
-        downloadable) and the sync goes on. An artifact object (``<run dir>/artifacts/objects/<sha256>``,
-        immutable) that is missing or damaged stops the run's sync with a clear error.
+        record was written (a later record names the new bytes), and a file over the server's blob
+        limit cannot be stored: either way the item is sent with ``lost: true`` (listed, not
+        downloadable), one line says why, and the sync goes on. An artifact object
+        (``<run dir>/artifacts/objects/<sha256>``, immutable) that is missing, damaged or over the
+        limit stops the run's sync with a clear error (a manifest is never stored without its bytes).
         """
         assert self.transport is not None
         root = tail.path.resolve()
@@ -514,35 +520,53 @@ class Syncer:
                     where.setdefault(str(e.get("sha256")), []).append(e["object"])
         wanted = sorted(s for s in where if s not in self.known_media)
         missing = set(self.transport.missing_media(wanted)) if wanted else set()
-        unavailable: set[str] = set()
+        why: dict[str, str] = {}  # sha256 -> why its bytes were not uploaded
         for sha in wanted:
             if sha not in missing:
                 self.known_media.add(sha)
                 continue
-            data = None
+            why[sha] = "no longer in the run directory (or no longer matching their sha256)"
             for rel in where[sha]:
-                data = _verified_bytes(root, rel, sha)
-                if data is not None:
-                    self.transport.put_media(sha, data, _ext(rel.rsplit("/", 1)[-1]))
-                    res.media += 1
-                    self.known_media.add(sha)
+                fh = _open_verified(root, rel, sha)
+                if fh is None:
+                    continue
+                with fh:
+                    too_large = self._put_blob(sha, fh, _ext(rel.rsplit("/", 1)[-1]))
+                if too_large is not None:
+                    why[sha] = too_large
                     break
-            if data is None:
-                unavailable.add(sha)
+                del why[sha]
+                res.media += 1
+                self.known_media.add(sha)
+                break
         for f in recs.get("files", ()):
-            if f.get("sha256") in unavailable:
+            if f.get("sha256") in why:
                 f["lost"] = True
-                self.log(f"{tail.path}: the bytes of saved file {f.get('name')!r} (sha256 {f.get('sha256')}) are no "
-                         "longer in the run directory or exceed the server's blob limit; listed, not uploaded")
+                self.log(f"{tail.path}: the bytes of saved file {f.get('name')!r} (sha256 {f.get('sha256')}) are "
+                         f"{why[f['sha256']]}; listed as lost, not uploaded")
         for a in recs.get("artifacts", ()):
             for path, e in (a.get("entries") or {}).items():
-                if isinstance(e, dict) and "ref" not in e and e.get("sha256") in unavailable:
+                if isinstance(e, dict) and "ref" not in e and e.get("sha256") in why:
                     raise SyncError(f"artifact {a.get('name')}:v{a.get('version')}: the object of {path!r} "
-                                    f"({e.get('object')}) is missing, damaged or over the server's blob limit")
+                                    f"({e.get('object')}) is {why[e['sha256']]}")
+
+    def _put_blob(self, sha: str, fh: IO[bytes], ext: str | None) -> str | None:
+        """Stream ``fh`` (verified, at byte 0) as blob ``sha``; None, or why the server cannot take it."""
+        assert self.transport is not None
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(0)
+        limit = self.transport.max_blob_bytes
+        if limit is None or size <= limit:
+            try:
+                self.transport.put_media(sha, fh, ext)
+                return None
+            except RejectedError as exc:
+                if exc.code != "too_large":
+                    raise
+        return (f"{size} bytes, over the server's blob limit{f' of {limit} bytes' if limit is not None else ''} "
+                "(WANDBLITE_MAX_BLOB_SIZE on the server)")
 
     def _upload_media(self, tail: RunTail, res: RunResult, rows: list[dict[str, Any]]) -> None:
-        from wandblite.media import read_blob
-
         assert self.transport is not None
         refs = {r["sha256"]: r for r in _media_refs(tail.path, rows) if r["sha256"] not in self.known_media}
         if not refs:
@@ -550,8 +574,10 @@ class Syncer:
         missing = set(self.transport.missing_media(sorted(refs)))
         for sha, ref in refs.items():
             if sha in missing:
-                data = read_blob(tail.path, ref)  # verified against its sha256: bad bytes never leave
-                self.transport.put_media(sha, data, _ext(str(ref.get("path", "")).rsplit("/", 1)[-1]))
+                with _open_media(tail.path, ref) as fh:  # verified against its sha256: bad bytes never leave
+                    too_large = self._put_blob(sha, fh, _ext(str(ref.get("path", "")).rsplit("/", 1)[-1]))
+                if too_large is not None:
+                    raise SyncError(f"the media blob {sha} ({ref.get('path')}) is {too_large}")
                 res.media += 1
             self.known_media.add(sha)
 
@@ -605,16 +631,47 @@ class Syncer:
             stop.wait(interval)
 
 
-def _verified_bytes(root: Path, rel: str, sha: str) -> bytes | None:
-    """The bytes at ``root/rel`` if that stays inside ``root``, fits the blob limit and hashes to ``sha``."""
+def _open_verified(root: Path, rel: str, sha: str) -> IO[bytes] | None:
+    """``root/rel`` open for reading at byte 0, if it stays inside ``root`` and hashes to ``sha``; else None.
+
+    The caller sends from this same descriptor: a newer copy renamed over the file afterwards
+    (``wandblite.save`` replaces files that way) does not change what is sent.
+    """
     try:
         path = (root / rel).resolve()
-        if not path.is_relative_to(root) or path.stat().st_size > MAX_BLOB_BYTES:
+        if not path.is_relative_to(root):
             return None
-        data = path.read_bytes()
+        fh = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     except (OSError, ValueError):
         return None
-    return data if hashlib.sha256(data).hexdigest() == sha else None
+    try:
+        h = hashlib.sha256()
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+        if h.hexdigest() == sha:
+            fh.seek(0)
+            return fh
+    except OSError:
+        pass
+    fh.close()
+    return None
+
+
+def _open_media(run_dir: Path, ref: dict[str, Any]) -> IO[bytes]:
+    """The bytes of a media reference as an open file at byte 0, verified against its sha256.
+
+    A standalone blob (``media/blobs/<sha256>.<ext>``, every blob of 4 MiB or more) is streamed from
+    its file; a blob in a pack (smaller) is read by ``wandblite.media.read_blob``, which also finds
+    blobs whose reference points elsewhere and raises a clear error for missing or damaged bytes.
+    """
+    from wandblite.media import read_blob
+
+    blob = ref.get("blob")
+    if isinstance(blob, str) and not blob.endswith(".wlpack"):
+        fh = _open_verified(run_dir.resolve(), blob, str(ref["sha256"]))
+        if fh is not None:
+            return fh
+    return io.BytesIO(read_blob(run_dir, ref))
 
 
 def _ext(name: str) -> str | None:

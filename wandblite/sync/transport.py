@@ -14,6 +14,12 @@ Both transports have the same four calls and raise the same errors:
 
 Every request is safe to repeat (the protocol is idempotent), so a retry after a lost answer never
 duplicates anything.
+
+``put_media`` takes an open binary file positioned at the blob's first byte and streams it: over
+HTTP as the body of one PUT with a ``Content-Length`` (``requests`` reads the file in blocks), each
+retry starting again from that first byte; into the embedded store in 1 MiB chunks. A blob is never
+read into memory whole. ``max_blob_bytes`` is the store's blob limit once known (the answer of
+``missing_media`` carries it; ``None`` before that, or from a server that does not say).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 __all__ = [
     "GapError",
@@ -73,6 +80,7 @@ class Transport:
     """The calls sync makes; see the module docstring for the errors."""
 
     target: str  # names the store, for messages and the sync-state cache
+    max_blob_bytes: int | None = None  # the store's blob limit, once known
 
     def position(self, project: str, run_id: str) -> dict[str, Any]:
         raise NotImplementedError
@@ -83,7 +91,8 @@ class Transport:
     def missing_media(self, shas: list[str]) -> list[str]:
         raise NotImplementedError
 
-    def put_media(self, sha: str, data: bytes, ext: str | None) -> None:
+    def put_media(self, sha: str, f: IO[bytes], ext: str | None) -> None:
+        """Upload the bytes of ``f`` from its current position to its end as blob ``sha``."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -107,18 +116,22 @@ class HttpTransport(Transport):
     def close(self) -> None:
         self.session.close()
 
-    def _call(self, method: str, path: str, body: bytes | None = None, json_body: bool = True) -> Any:
+    def _call(self, method: str, path: str, body: bytes | IO[bytes] | None = None, json_body: bool = True,
+              timeout: float | None = None) -> Any:
         url = self.base + path
         delay = 0.25
         last = ""
+        start = body.tell() if body is not None and not isinstance(body, bytes) else 0
         for attempt in range(self.retries):
             if attempt:
                 time.sleep(delay)
                 delay = min(delay * 2, 8.0)
+            if body is not None and not isinstance(body, bytes):
+                body.seek(start)  # a streamed body is sent again from its first byte
             try:
                 headers = {"Content-Type": "application/json" if json_body else "application/octet-stream"}
                 resp = self.session.request(method, url, data=body, headers=headers if body is not None else None,
-                                            timeout=(10, self.timeout))
+                                            timeout=(10, timeout or self.timeout))
             except (self._requests.ConnectionError, self._requests.Timeout) as exc:
                 last = f"cannot reach {self.base}: {type(exc).__name__}"
                 continue
@@ -152,13 +165,26 @@ class HttpTransport(Transport):
         return dict(self._call("POST", self._run_path(project, run_id) + "/batch", dumps(body).encode()))
 
     def missing_media(self, shas: list[str]) -> list[str]:
-        return list(self._call("POST", "/api/v1/media/missing", dumps({"sha256": shas}).encode())["missing"])
+        answer = self._call("POST", "/api/v1/media/missing", dumps({"sha256": shas}).encode())
+        limit = answer.get("max_size")
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+            self.max_blob_bytes = limit
+        return list(answer["missing"])
 
-    def put_media(self, sha: str, data: bytes, ext: str | None) -> None:
+    def put_media(self, sha: str, f: IO[bytes], ext: str | None) -> None:
         from urllib.parse import quote
 
         q = f"?ext={quote(ext, safe='')}" if ext else ""
-        self._call("PUT", f"/api/v1/media/{sha}{q}", data, json_body=False)
+        # The server answers after hashing, fsyncing and renaming the blob: give a big one time for that.
+        here = f.tell()
+        size = f.seek(0, os.SEEK_END) - here
+        f.seek(here)
+        self._call("PUT", f"/api/v1/media/{sha}{q}", f, json_body=False, timeout=self.timeout + size / (32 << 20))
+
+
+def _chunks(f: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := f.read(size):
+        yield chunk
 
 
 def _error_obj(resp: Any) -> dict[str, Any]:
@@ -202,8 +228,17 @@ class LocalTransport(Transport):
     def batch(self, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return dict(self._guard(self.store.apply_batch, project, run_id, body))
 
+    def _limit(self) -> int:
+        from wandblite.server.blobs import max_blob_bytes  # the server's setting holds for the embedded store
+
+        try:
+            return max_blob_bytes()
+        except ValueError as exc:
+            raise RejectedError(str(exc)) from None
+
     def missing_media(self, shas: list[str]) -> list[str]:
+        self.max_blob_bytes = self._limit()
         return list(self._guard(self.store.missing_media, shas))
 
-    def put_media(self, sha: str, data: bytes, ext: str | None) -> None:
-        self._guard(self.store.put_media, sha, [data], ext)
+    def put_media(self, sha: str, f: IO[bytes], ext: str | None) -> None:
+        self._guard(self.store.put_media, sha, _chunks(f), ext, self._limit())
