@@ -182,6 +182,10 @@ def main() -> None:
     os.environ.setdefault("WANDBLITE_SILENT", "1")
     tmp = Path(tempfile.mkdtemp(prefix="wandblite-bench-"))
     results: dict[str, float] = {}
+    from wandblite.format import ACCELERATED
+
+    print(f"C accelerator: {'on' if ACCELERATED else 'off (not built, or WANDBLITE_NO_SPEEDUPS=1)'}")
+    results["accelerated"] = float(ACCELERATED)
     try:
         n, batches = (5_000, 7) if args.quick else (20_000, 11)
         ours, floor = bench_log(tmp, n, batches, None)
