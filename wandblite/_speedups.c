@@ -370,18 +370,31 @@ typedef struct {
 
 static KeySlot key_cache[KEY_SLOTS];
 
-static PyObject *decode_str(const unsigned char *s, Py_ssize_t n, int cache)
+/* The slot the key at each map position had in the previous row: rows repeat their keys in the
+ * same order, so most lookups are one memcmp, without hashing. */
+#define POS_SLOTS 64
+static unsigned short pos_slot[POS_SLOTS];
+
+/* pos: 0 for a value (never cached), else 1 + the key's position in its map. */
+static PyObject *decode_str(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos)
 {
-    if (!cache || n > KEY_MAX)
+    if (pos == 0 || n > KEY_MAX)
         return PyUnicode_DecodeUTF8((const char *)s, n, "replace");
+    KeySlot *slot;
+    if (pos <= POS_SLOTS) {
+        slot = &key_cache[pos_slot[pos - 1]];
+        if (slot->str != NULL && slot->len == n && memcmp(slot->raw, s, (size_t)n) == 0)
+            return Py_NewRef(slot->str);
+    }
     uint32_t h = 2166136261u;
     for (Py_ssize_t i = 0; i < n; i++)
         h = (h ^ s[i]) * 16777619u;
-    KeySlot *slot = &key_cache[h & (KEY_SLOTS - 1)];
-    if (slot->str != NULL && slot->len == n && memcmp(slot->raw, s, (size_t)n) == 0) {
-        Py_INCREF(slot->str);
-        return slot->str;
-    }
+    unsigned short idx = (unsigned short)(h & (KEY_SLOTS - 1));
+    if (pos <= POS_SLOTS)
+        pos_slot[pos - 1] = idx;
+    slot = &key_cache[idx];
+    if (slot->str != NULL && slot->len == n && memcmp(slot->raw, s, (size_t)n) == 0)
+        return Py_NewRef(slot->str);
     PyObject *o = PyUnicode_DecodeUTF8((const char *)s, n, "replace");
     if (o == NULL)
         return NULL;
@@ -406,8 +419,9 @@ static inline uint64_t be64(const unsigned char *q) { return ((uint64_t)be32(q) 
     if ((size_t)((r)->end - (r)->p) < (size_t)(k))                                                 \
         return NULL;
 
-/* One scalar (nil, bool, int, float, str). NULL with no error set: outside the subset. */
-static PyObject *read_scalar(Rd *r, int key)
+/* One scalar (nil, bool, int, float, str). NULL with no error set: outside the subset.
+ * key: 0 for a value, 1 + its position for a map key (decoded through the key cache). */
+static PyObject *read_scalar(Rd *r, Py_ssize_t key)
 {
     NEED(r, 1);
     unsigned char t = *r->p++;
@@ -544,7 +558,7 @@ static PyObject *decode_log(const unsigned char *p, size_t len)
     for (Py_ssize_t i = 0; i < n; i++) {
         if (r.p >= r.end || !((*r.p & 0xe0) == 0xa0 || *r.p == 0xd9 || *r.p == 0xda || *r.p == 0xdb))
             goto fail; /* a non-str key: the general unpacker handles it */
-        PyObject *k = read_scalar(rp, 1);
+        PyObject *k = read_scalar(rp, i + 1);
         if (k == NULL)
             goto fail;
         PyObject *v = read_scalar(rp, 0);
