@@ -103,19 +103,19 @@ def sync(paths: tuple[str, ...], server: str | None, api_key: str | None, projec
         transport.close()
         return
 
-    total = 0
-    for p in runs:
-        for seg in p.glob("events-*.wlr"):
-            try:
-                total += seg.stat().st_size
-            except OSError:
-                pass
-    show_bar = not as_json and total > 8 << 20 and sys.stderr.isatty()
+    sizes = {p: _run_bytes(p) for p in runs}
+    total = sum(sizes.values())
+    show_bar = not as_json and total > BAR_MIN_BYTES and sys.stderr.isatty()
     results = []
-    with click.progressbar(length=total, label="syncing", file=sys.stderr) if show_bar else _NoBar() as bar:
-        syncer = Syncer(transport, batch_size=batch_size, project=project, progress=bar.update, log=log)
+    bar_cm: Any = click.progressbar(length=total, label="syncing", file=sys.stderr,
+                                    item_show_func=lambda info: info) if show_bar else _NoBar()
+    with bar_cm as bar:
+        progress = _Progress(bar, total, len(runs))
+        syncer = Syncer(transport, batch_size=batch_size, project=project, progress=progress.advance, log=log)
         for p in runs:
+            progress.start_run(sizes[p])
             res = syncer.sync_path(p)
+            progress.end_run()
             results.append(res)
     transport.close()
     ok = True
@@ -132,6 +132,63 @@ def sync(paths: tuple[str, ...], server: str | None, api_key: str | None, projec
     sys.exit(0 if ok else 1)
 
 
+#: Below this many bytes of run files in all, a one-shot sync shows no progress bar.
+BAR_MIN_BYTES = 8 << 20
+
+
+def _run_bytes(run_dir: Any) -> int:
+    """The bytes of a run's segment files: what the progress bar counts."""
+    from wandblite.runfile import segments
+
+    total = 0
+    for seg in segments(run_dir):
+        try:
+            total += seg.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+class _Progress:
+    """Feeds the bar: bytes read per run, each run counted up to its size as measured before the sync.
+
+    ``Syncer`` reports the bytes it has read (up to the start of the last record read); a run that
+    ends, fails or is skipped through the sync-state cache is topped up to its size, so the bar
+    ends at 100% with the real total. A run read twice (the server's position moved) or grown
+    while being read never pushes the bar past its share.
+    """
+
+    def __init__(self, bar: Any, total: int, runs: int) -> None:
+        self.bar, self.total, self.runs = bar, total, runs
+        self.done = 0  # bytes counted for the runs before this one
+        self.size = self.sent = self.index = 0
+
+    def _show(self, n: int) -> None:
+        self.bar.update(n, f"{_mib(self.done + self.sent)}/{_mib(self.total)} MiB, run {self.index} of {self.runs}")
+
+    def start_run(self, size: int) -> None:
+        self.size, self.sent = size, 0
+        self.index += 1
+        self._show(0)
+
+    def advance(self, n: int) -> None:
+        step = max(0, min(n, self.size - self.sent))
+        if step:
+            self.sent += step
+            self._show(step)
+
+    def end_run(self) -> None:
+        rest = self.size - self.sent
+        self.sent = self.size
+        self._show(rest)
+        self.done += self.size
+        self.sent = 0
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f}"
+
+
 class _NoBar:
     def __enter__(self) -> _NoBar:
         return self
@@ -139,5 +196,5 @@ class _NoBar:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def update(self, n: int) -> None:
+    def update(self, n: int, current_item: object = None) -> None:
         pass

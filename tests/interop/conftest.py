@@ -9,6 +9,7 @@ a missing package FAILS the test instead, so CI cannot pass by skipping.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import socket
@@ -132,6 +133,61 @@ def make_crashed_run(tmp_path: Path) -> Callable[..., Path]:
         return root / run_id
 
     return make
+
+
+class CrashThenResume:
+    """One run in two processes: the first logs 5 rows and a pending row, then is SIGKILLed; the
+    second resumes it, logs into that pending row (which commits it, with a changed and a new
+    value), logs two more rows and finishes. ``final_rows`` is the history the finished run has."""
+
+    run_id = "resumed1"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / self.run_id
+
+    def crash(self) -> Path:
+        code = f"""
+            import os, signal, wandblite
+            run = wandblite.init(project="proj", id={self.run_id!r}, dir={str(self.root)!r}, config={{"seed": 7}})
+            for i in range(5):
+                run.log({{"loss": 10.0 - i, "nested": {{"v": i}}}})
+            run.log({{"partial": 1.0, "nested": {{"w": 1.0}}}}, commit=False)  # step 5, pending
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+        res = run_script(code)
+        assert res.returncode == -signal.SIGKILL, res.stderr
+        return self.path
+
+    def resume(self) -> Path:
+        code = f"""
+            import wandblite
+            run = wandblite.init(project="proj", id={self.run_id!r}, dir={str(self.root)!r}, resume="allow")
+            run.log({{"partial": 1.5, "more": 2.0}})  # into the crashed attempt's pending row: commits step 5
+            for i in range(6, 8):
+                run.log({{"loss": 10.0 - i}})
+            run.finish()
+        """
+        res = run_script(code)
+        assert res.returncode == 0, res.stderr
+        rows = list(wandblite.replay(self.path).scan_history())
+        assert [r["_step"] for r in rows] == list(range(8))
+        assert (rows[5]["partial"], rows[5]["more"], rows[5]["nested"]) == (1.5, 2.0, {"w": 1.0})
+        return self.path
+
+
+@pytest.fixture
+def crash_then_resume(tmp_path: Path) -> CrashThenResume:
+    return CrashThenResume(tmp_path / "runs")
+
+
+def sync_cli(*args: str) -> list[dict[str, Any]]:
+    """``wandblite sync ARGS --json`` in a fresh process (this test's environment): one dict per run."""
+    proc = subprocess.run([sys.executable, "-c", "import sys; from wandblite_cli.main import main; main(sys.argv[1:])",
+                           "sync", *args, "--json"], capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    out = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0 and out, proc.stdout + proc.stderr
+    return out
 
 
 @pytest.fixture

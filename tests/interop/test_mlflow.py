@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import wandblite
-from tests.interop.conftest import need
+from tests.interop.conftest import CrashThenResume, need, sync_cli
 from wandblite.interop.common import numeric_leaves
 from wandblite.interop.mlflow_target import (
     MAX_ENTITIES,
@@ -32,9 +32,11 @@ def _client(uri: str) -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def _expected_metrics(run_dir: Path) -> dict[str, list[tuple[int, float, int]]]:
+def _expected_metrics(run_dir: Path, held_back: int = 0) -> dict[str, list[tuple[int, float, int]]]:
+    """Key -> (step, value, ms) of the replay's rows but the last ``held_back`` (a crashed run's pending row)."""
     out: dict[str, list[tuple[int, float, int]]] = {}
-    for row in wandblite.replay(run_dir).scan_history():
+    rows = list(wandblite.replay(run_dir).scan_history())
+    for row in rows[:len(rows) - held_back]:
         for k, v in numeric_leaves(row).items():
             out.setdefault(mlflow_key(k), []).append((row["_step"], v, round(row["_timestamp"] * 1000)))
     return out
@@ -44,8 +46,8 @@ def _history(client: Any, run_id: str, keys: list[str]) -> dict[str, list[tuple[
     return {k: sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, k)) for k in keys}
 
 
-def _assert_same_as_replay(client: Any, mlflow_run_id: str, run_dir: Path) -> None:
-    expected = _expected_metrics(run_dir)
+def _assert_same_as_replay(client: Any, mlflow_run_id: str, run_dir: Path, held_back: int = 0) -> None:
+    expected = _expected_metrics(run_dir, held_back)
     assert _history(client, mlflow_run_id, list(expected)) == expected
 
 
@@ -109,13 +111,44 @@ def test_crashed_run_is_killed_and_failed_run_is_failed(
     client = _client(mlflow_server)
     res = sync_run(crashed, MlflowTarget(mlflow_server))
     assert res.ok, res.message
-    assert client.get_run(res.remote_id).info.status == "KILLED"
-    _assert_same_as_replay(client, res.remote_id, crashed)
-    assert [m.step for m in client.get_metric_history(res.remote_id, "partial")] == [10]  # the pending row
+    run = client.get_run(res.remote_id)
+    assert run.info.status == "KILLED" and res.rows == 10
+    _assert_same_as_replay(client, res.remote_id, crashed, held_back=1)
+    # The pending row is provisional (a resume may continue it): a tag, not metric points, for now.
+    assert client.get_metric_history(res.remote_id, "partial") == []
+    assert json.loads(run.data.tags["wandblite.pending"]) == {"step": 10, "metrics": {"partial": 1.0}}
+    assert run.data.tags["wandblite.rows"] == "10"
     res = sync_run(failed, MlflowTarget(mlflow_server))
     run = client.get_run(res.remote_id)
     assert run.info.status == "FAILED"
     assert run.data.tags["wandblite.exit_code"] == "1"
+
+
+def test_a_crashed_then_resumed_run_reaches_mlflow_once_per_step_with_its_final_values(
+        mlflow_server: str, crash_then_resume: CrashThenResume) -> None:
+    run_dir = crash_then_resume.crash()
+    args = (str(run_dir.parent), "--to", "mlflow", "--tracking-uri", mlflow_server, "--experiment", "resumed")
+    [first] = sync_cli(*args)
+    assert (first["status"], first["state"], first["rows"]) == ("synced", "crashed", 5), first
+    client = _client(mlflow_server)
+    run = client.get_run(first["remote_id"])
+    assert run.info.status == "KILLED" and run.data.tags["wandblite.rows"] == "5"
+    assert json.loads(run.data.tags["wandblite.pending"]) == {"step": 5, "metrics": {"partial": 1.0, "nested.w": 1.0}}
+    assert client.get_metric_history(first["remote_id"], "partial") == []
+
+    crash_then_resume.resume()
+    [second] = sync_cli(*args)
+    assert (second["status"], second["state"], second["rows"]) == ("synced", "finished", 3), second
+    assert second["remote_id"] == first["remote_id"]  # the same MLflow run, continued
+    run = client.get_run(first["remote_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["wandblite.rows"] == "8"
+    assert "wandblite.pending" not in run.data.tags
+    # Every metric point exactly once, with the final values (partial: 1.5 at step 5, never 1.0).
+    _assert_same_as_replay(client, first["remote_id"], run_dir)
+    assert [(m.step, m.value) for m in client.get_metric_history(first["remote_id"], "partial")] == [(5, 1.5)]
+    assert [m.step for m in client.get_metric_history(first["remote_id"], "loss")] == [0, 1, 2, 3, 4, 6, 7]
+    [third] = sync_cli(*args)
+    assert third["status"] == "unchanged"
 
 
 def test_media_and_tables_become_artifacts_at_their_logical_paths(

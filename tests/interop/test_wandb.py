@@ -11,13 +11,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 import wandblite
 from tests.interop import wandb_log
-from tests.interop.conftest import need
+from tests.interop.conftest import CrashThenResume, need, sync_cli
 from wandblite.interop.common import user_summary
 from wandblite.interop.wandb_target import WandbTarget, sync_run
 
@@ -47,10 +48,12 @@ def _rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [_comparable({k: v for k, v in row.items() if k != "_runtime"}) for row in rows]
 
 
-def _assert_same_as_replay(res: Any, run_dir: Path) -> dict[str, Any]:
+def _assert_same_as_replay(res: Any, run_dir: Path, held_back: int = 0) -> dict[str, Any]:
+    """W&B holds what the replay shows, but for the last ``held_back`` rows (a crashed run's pending row)."""
     got = wandb_log.read_run(_logfile(res))
     r = wandblite.replay(run_dir)
-    assert _rows(got["history"]) == _rows(list(r.scan_history()))
+    rows = list(r.scan_history())
+    assert _rows(got["history"]) == _rows(rows[:len(rows) - held_back])
     assert {k: v for k, v in got["config"].items() if k != "_wandb"} == r.config
     want_summary = _comparable(user_summary(r.summary))
     got_summary = _comparable({k: v for k, v in got["summary"].items() if not k.startswith("_")})
@@ -84,15 +87,45 @@ def test_explicit_steps_and_commit_false_keep_every_step(wandb_offline: Path,
     assert [row["_step"] for row in got["history"]] == [0, 5, 7, 8, 20]
 
 
-def test_crashed_run_keeps_its_pending_row_and_ends_with_exit_code_1(
+def test_crashed_run_holds_back_its_provisional_row_and_ends_with_exit_code_1(
         wandb_offline: Path, make_crashed_run: Callable[..., Path]) -> None:
     run_dir = make_crashed_run()
     res = sync_run(run_dir, WandbTarget())
-    assert res.ok and res.state == "crashed", res.message
-    got = _assert_same_as_replay(res, run_dir)
-    assert got["history"][-1]["partial"] == 1.0 and got["history"][-1]["_step"] == 10
+    assert res.ok and res.state == "crashed" and res.rows == 10, res.message
+    last = list(wandblite.replay(run_dir).scan_history())[-1]
+    assert (last["_step"], last["partial"]) == (10, 1.0)  # replay flushes the pending row at its step ...
+    got = _assert_same_as_replay(res, run_dir, held_back=1)  # ... a step W&B does not get until it is final
+    assert [row["_step"] for row in got["history"]] == list(range(10))
+    assert got["summary"]["partial"] == 1.0  # its values are in the summary, as every last value
+    assert got["summary"]["_wandblite"] == {"state": "crashed", "pending_step": 10}
     assert got["exit_code"] == 1
-    assert got["summary"]["_wandblite"] == {"state": "crashed"}
+
+
+def test_a_crashed_then_resumed_run_reaches_wandb_once_per_step_with_its_final_values(
+        wandb_offline: Path, crash_then_resume: CrashThenResume) -> None:
+    """The crashed attempt's pending row is continued by the resume (a value changed, one added):
+    across the two offline runs W&B wrote, every step is logged exactly once, with its final values."""
+    run_dir = crash_then_resume.crash()
+    [first] = sync_cli(str(run_dir.parent), "--to", "wandb")
+    assert (first["status"], first["state"], first["rows"]) == ("synced", "crashed", 5), first
+    got1 = wandb_log.read_run(_logfile(SimpleNamespace(**first)))
+    assert [row["_step"] for row in got1["history"]] == [0, 1, 2, 3, 4]
+    assert (got1["summary"]["partial"], got1["summary"]["nested"]["w"]) == (1.0, 1.0)
+    assert got1["summary"]["_wandblite"] == {"state": "crashed", "pending_step": 5} and got1["exit_code"] == 1
+
+    crash_then_resume.resume()
+    [second] = sync_cli(str(run_dir.parent), "--to", "wandb")
+    assert (second["status"], second["state"], second["rows"]) == ("synced", "finished", 3), second
+    assert second["remote_id"] != first["remote_id"]  # offline, each pass is its own file for `wandb sync`
+    got2 = wandb_log.read_run(_logfile(SimpleNamespace(**second)))
+    history = got1["history"] + got2["history"]
+    assert [row["_step"] for row in history] == list(range(8))  # every step exactly once
+    final = list(wandblite.replay(run_dir).scan_history())
+    assert _rows(history) == _rows(final)  # with the final values: step 5 is {partial: 1.5, more: 2, nested.w: 1}
+    assert got2["summary"]["_wandblite"] == {"state": "finished"} and got2["exit_code"] == 0
+    assert (got2["summary"]["partial"], got2["summary"]["more"]) == (1.5, 2.0)
+    [third] = sync_cli(str(run_dir.parent), "--to", "wandb")
+    assert third["status"] == "unchanged"
 
 
 def test_images_histogram_and_table_become_wandb_media(wandb_offline: Path,

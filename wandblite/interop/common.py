@@ -16,6 +16,7 @@ __all__ = [
     "RESERVED_KEYS",
     "InteropError",
     "SyncOutcome",
+    "final_row_count",
     "is_media",
     "is_number",
     "numeric_leaves",
@@ -74,6 +75,29 @@ class SyncOutcome:
             parts.append(f"{self.console} console chunks")
         where = f" as {self.remote_id}" if self.remote_id else ""
         return f"run {self.run_id} ({self.state}): sent {', '.join(parts)} to {self.target}{where}"
+
+
+def final_row_count(r: Any) -> int:
+    """How many of the replayed run's history rows are final (``r`` is a ``wandblite.replay.Replay``).
+
+    All of them, except the last one of a crashed run whose writer died with a pending
+    (uncommitted) row: replay flushes that row at its step, as wandb does at exit, but it is
+    provisional. A resume of the run continues it (more keys, other values) and commits it later,
+    so a target where a logged step cannot be changed must not get it before then. The native
+    server gets it marked provisional and replaces it (``wandblite/server/PROTOCOL.md``).
+
+    Found by reading the run once more as if its writer were still alive (the pending row is then
+    held back, as for a running run). Rows below the count stay final whatever a later resume
+    writes, so a run resumed meanwhile only makes the count larger, never wrong.
+    """
+    rows = int(r.rows)
+    if r.state != "crashed":
+        return rows
+    import math
+
+    from wandblite.replay import Replay
+
+    return int(Replay(r.path, writer_alive=True, grace=math.inf).rows)
 
 
 def is_number(v: Any) -> bool:

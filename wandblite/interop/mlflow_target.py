@@ -23,6 +23,8 @@ media, tables          artifacts at their wandb logical path (``media/images/img
 console output         artifact ``output.log``
 state                  FINISHED (finished), FAILED (failed), KILLED (crashed); a running run is
                        skipped until it ends; tags ``wandblite.state``, ``wandblite.exit_code``
+crashed run's pending  tag ``wandblite.pending`` = ``{"step", "metrics"}`` (JSON), no metric
+row                    points (see below); the tag is removed once the row is committed
 =====================  ====================================================================
 
 Metric and tag keys with characters MLflow refuses are rewritten (each bad character -> ``_``).
@@ -36,6 +38,13 @@ writes adds nothing. The state file (``wandblite.interop.state``) only saves wor
 files did not change since it was fully synced is not read again (one ``get_run`` checks that the
 MLflow run still exists). Batches respect ``log_batch``'s limits: at most 1000 metrics, 100
 params, 100 tags and 1000 entities per call.
+
+A crashed run's pending row (logged with ``commit=False``, or at a step not yet closed, when its
+writer died) is provisional: a resume of the wandblite run continues that row and commits it
+later, with more keys or other values. MLflow keeps every metric point ever logged, so the row's
+values are not logged as points until then (its numbers would stay beside the final ones): they
+go to the tag ``wandblite.pending`` instead, which the sync after the resume deletes when it logs
+the committed row at its step, once. ``wandblite.rows`` counts final rows only.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from wandblite.interop.common import (
     FINAL_STATES,
     InteropError,
     SyncOutcome,
+    final_row_count,
     is_media,
     is_number,
     numeric_leaves,
@@ -75,6 +85,7 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 
 POSITION_TAG = "wandblite.rows"
+PENDING_TAG = "wandblite.pending"
 RUN_ID_TAG = "wandblite.run_id"
 PROJECT_TAG = "wandblite.project"
 STATUS = {"finished": "FINISHED", "failed": "FAILED", "crashed": "KILLED"}
@@ -325,12 +336,17 @@ def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> No
         state.update(key, run_id=r.id, remote_id=mlflow_id, rows=upto, state=r.state, done=False)
         pending, pending_refs, pending_rows = [], [], 0
 
+    final_rows = final_row_count(r)
+    pending_row: dict[str, Any] | None = None
     for i, row in enumerate(r.scan_history()):
         step = int(row["_step"])
-        last_step = step
         values = numeric_leaves(row)
         for k, v in values.items():
-            last_value[mlflow_key(k)] = v
+            last_value[mlflow_key(k)] = v  # the pending row's too: its tag shows them, not a summary metric
+        if i >= final_rows:  # a crashed run's provisional row: in a tag until it is committed
+            pending_row = {"step": step, "metrics": {mlflow_key(k): v for k, v in values.items()}}
+            break
+        last_step = step
         if i < position:
             continue  # MLflow has this row already
         ts = _ms(row.get("_timestamp"), created)
@@ -366,9 +382,13 @@ def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> No
     if conflicts:
         final_tags.append(mc.RunTag("wandblite.param_conflicts", _tag_value(conflicts)))
         out.message = f"params not updated (MLflow params are write-once): {', '.join(conflicts[:5])}"
+    if pending_row is not None:
+        final_tags.append(mc.RunTag(PENDING_TAG, _pending_tag(pending_row)))
     final_tags.append(mc.RunTag(POSITION_TAG, str(total_rows)))
     mc.log_batch(mlflow_id, final_metrics, [], final_tags)
     out.metrics += len(final_metrics)
+    if pending_row is None and PENDING_TAG in run.data.tags:
+        mc.call(client.delete_tag, mlflow_id, PENDING_TAG)  # the row it held was committed and sent above
 
     console = r.output()
     if console:
@@ -381,6 +401,18 @@ def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> No
         mc.call(client.set_terminated, mlflow_id, status=STATUS[r.state], end_time=_ms(end_s, created))
     state.update(key, run_id=r.id, remote_id=mlflow_id, rows=total_rows, state=r.state, done=True,
                  digest=digest, experiment_id=exp_id)
+
+
+def _pending_tag(row: dict[str, Any]) -> str:
+    """``{"step", "metrics"}`` as JSON within MLflow's tag limit (``"more"``: metrics left out)."""
+    metrics = dict(sorted(row["metrics"].items()))
+    while True:
+        text = json.dumps({**row, "metrics": metrics}, allow_nan=True)
+        if len(text) <= MAX_TAG_VALUE or not metrics:
+            return text[:MAX_TAG_VALUE]
+        keep = max(0, len(metrics) * MAX_TAG_VALUE // len(text) - 1)
+        metrics = dict(list(metrics.items())[:keep])
+        row = {**row, "more": len(row["metrics"]) - keep}
 
 
 def _plain(v: Any) -> Any:

@@ -30,16 +30,25 @@ What maps to what:
   nor are its system metrics, git state or code (they describe the sync, not the run).
 * exit state -> ``run.finish(exit_code=...)``: finished -> 0, failed -> its exit code (1 if none);
   crashed -> exit code 1 and the summary key ``_wandblite`` = ``{"state": "crashed"}`` (W&B itself
-  marks a run crashed only when its heartbeats stop, which a replay cannot produce).
+  marks a run crashed only when its heartbeats stop, which a replay cannot produce). When a run
+  synced as crashed was resumed and has ended, ``_wandblite`` becomes ``{"state": <its state>}``.
+* a crashed run's pending row (what its writer had logged with ``commit=False`` or at a step not
+  yet closed when it died) is provisional: a resume of the wandblite run continues that row and
+  commits it later, with more keys or other values. A step logged to W&B can never be changed or
+  logged again (a resumed W&B run starts after its last step), so the row is held back from the
+  history: its values are in the summary like every other last value, and ``_wandblite`` says
+  ``{"state": "crashed", "pending_step": <its step>}``. Once the wandblite run is resumed and the
+  row committed, the next sync logs it at its step with its final values, exactly once. (A crashed
+  run that is never resumed keeps that last step in its summary only.)
 * a run still being written (state ``running``) is skipped and synced on a later pass once it
   ends.
 
 Exactly once: the state file (``wandblite.interop.state``) keyed by run directory and id records
-the rows and console chunks acknowledged by ``run.finish()`` (wandb has flushed them). A run whose
-files have not changed since it was fully synced is not opened again; a run that grew (a resumed
-wandblite run) is continued with ``resume="allow"``: only later rows and chunks are sent. Online,
-the server's position wins too: rows below ``run.starting_step`` (the step W&B reports for the
-resumed run) are never sent again.
+the final rows and console chunks acknowledged by ``run.finish()`` (wandb has flushed them). A run
+whose files have not changed since it was fully synced is not opened again; a run that grew (a
+resumed wandblite run) is continued with ``resume="allow"``: only later rows and chunks are sent,
+starting with a held-back pending row now committed. Online, the server's position wins too: rows
+below ``run.starting_step`` (the step W&B reports for the resumed run) are never sent again.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from wandblite.interop.common import (
     RESERVED_KEYS,
     InteropError,
     SyncOutcome,
+    final_row_count,
     is_media,
     probe_http,
     user_summary,
@@ -212,6 +222,7 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
         probe_http(target.base_url, "W&B", "start the W&B server or fix WANDB_BASE_URL")
     rows_done = int(rec.get("rows") or 0)
     console_done = int(rec.get("console") or 0)
+    final_rows = final_row_count(r)
 
     settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, disable_git=True,
                               save_code=False, x_save_requirements=False, silent=True)
@@ -238,7 +249,11 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
         starting_step = int(getattr(run, "starting_step", 0) or 0)
         history_keys: set[str] = set()
         sent = 0
+        pending_step: int | None = None
         for i, row in enumerate(r.scan_history()):
+            if i >= final_rows:
+                pending_step = int(row["_step"])  # a crashed run's provisional row: held back (module doc)
+                break
             for k, v in row.items():
                 if is_media(v):
                     history_keys.add(k)
@@ -265,7 +280,12 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
                 continue  # wandb's summary already holds this media value from the history
             run.summary[k] = convert_value(wandb, v, r.path)
         if r.state == "crashed":
-            run.summary["_wandblite"] = {"state": "crashed"}
+            marker: dict[str, Any] = {"state": "crashed"}
+            if pending_step is not None:
+                marker["pending_step"] = pending_step
+            run.summary["_wandblite"] = marker
+        elif rec.get("state") == "crashed":
+            run.summary["_wandblite"] = {"state": r.state}  # synced as crashed before; resumed since
         exit_code = 0 if r.state == "finished" else (r.exit_code or 1)
         out.remote_id = f"{run.entity}/{run.project}/{run.id}" if mode not in _OFFLINE_MODES else os.path.dirname(run.dir)
         with _quiet_stdout():

@@ -11,6 +11,11 @@ What it promises
   speaks): ``{"state": "finished"}``, ``{"config.lr": {"$gt": 0.01}}``, ``{"tags": {"$in": ["a"]}}``,
   ``{"$or": [...]}``; operators ``$eq $ne $gt $gte $lt $lte $in $nin $regex $options $exists $not``
   and ``$and $or $nor``. A list value (tags) matches when any element does, as in MongoDB.
+  ``$regex`` (Python syntax; ``$options: "i"`` ignores case) is searched in the first
+  ``REGEX_SUBJECT`` (1,000) characters of a value; patterns that can take exponential or
+  polynomial time (nested repeats, backreferences, several open-ended repeats that can split the
+  same text) are refused with a 400 ``unsafe_regex`` naming the key and what to change, and a
+  request spends at most ``REGEX_SECONDS`` matching (400 ``filter_too_slow``). See ``check_regex``.
 * ``series`` downsamples a metric for charts: at most ``samples`` points that keep, for each of
   about ``samples / 2`` buckets of the run's index range, the bucket's minimum and maximum point
   (the spikes), in x order. NaN and +-Infinity values are skipped in ``y`` (they have no place on
@@ -32,9 +37,11 @@ What it promises
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -49,6 +56,10 @@ __all__ = [
     "KINDS",
     "MAX_MESH_FACES",
     "MAX_POINTS",
+    "REGEX_MAX_LEN",
+    "REGEX_SECONDS",
+    "REGEX_SUBJECT",
+    "check_regex",
     "list_media",
     "list_runs",
     "match_filter",
@@ -108,6 +119,8 @@ def list_runs(store: Store, project: str, filters: Any = None, order: str = "-cr
         raise bad_request("filters must be a JSON object")
     if not 1 <= limit <= MAX_RUNS_PAGE or offset < 0:
         raise bad_request(f"limit must be between 1 and {MAX_RUNS_PAGE} and offset >= 0")
+    if filters:
+        _check_filter(filters)  # before any database work: a bad filter costs nothing
     sort_key = _order_key(order)
     with store.read_engine.connect() as conn:
         pid = project_id(conn, project)
@@ -119,10 +132,38 @@ def list_runs(store: Store, project: str, filters: Any = None, order: str = "-cr
         out = [d for d in out if any(s in str(v).lower() for v in (d["name"], d["id"], d["notes"], *d["tags"])
                                      if v is not None)]
     if filters:
-        _check_filter(filters)
-        out = [d for d in out if match_filter(d, filters)]
+        out = _filter_runs(out, filters, project)
     out = sort_key(out)
     return {"runs": out[offset:offset + limit], "total": len(out)}
+
+
+def _filter_runs(items: list[dict[str, Any]], filters: dict[str, Any], project: str) -> list[dict[str, Any]]:
+    """The runs matching ``filters``; a filter with a ``$regex`` gets ``REGEX_SECONDS`` to do it.
+
+    One match is bounded by ``check_regex``; this bounds the sum over a large project (between
+    runs: a match in progress is never interrupted).
+    """
+    if not _uses_regex(filters):
+        return [d for d in items if match_filter(d, filters)]
+    deadline = time.monotonic() + REGEX_SECONDS
+    out = []
+    for i, d in enumerate(items):
+        if time.monotonic() > deadline:
+            raise bad_request(
+                f"the filters took more than {REGEX_SECONDS:g}s of $regex matching for {i} of the {len(items)} "
+                f"runs of project {project!r}; make the $regex more specific (anchor it with ^, drop .*) or "
+                "narrow the runs with another filter first", code="filter_too_slow")
+        if match_filter(d, filters):
+            out.append(d)
+    return out
+
+
+def _uses_regex(f: Any) -> bool:
+    if isinstance(f, dict):
+        return "$regex" in f or any(_uses_regex(v) for v in f.values())
+    if isinstance(f, list):
+        return any(_uses_regex(v) for v in f)
+    return False
 
 
 def _order_key(order: str) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
@@ -204,12 +245,7 @@ def _check_filter(f: Any, depth: int = 0) -> None:
                 if op in ("$in", "$nin") and not isinstance(arg, list):
                     raise bad_request(f"{op} for {k!r} needs a list")
                 if op == "$regex":
-                    if not isinstance(arg, str) or len(arg) > 500:
-                        raise bad_request(f"$regex for {k!r} must be a string of at most 500 characters")
-                    try:
-                        re.compile(arg)
-                    except re.error as exc:
-                        raise bad_request(f"bad $regex for {k!r}: {exc}")
+                    check_regex(k, arg, str(v.get("$options", "")))
                 if op == "$not":
                     _check_filter({k: arg}, depth + 1)
 
@@ -278,7 +314,8 @@ def _match_ops(found: bool, value: Any, cond: dict[str, Any]) -> bool:
         elif op == "$regex":
             flags = re.IGNORECASE if "i" in str(cond.get("$options", "")) else 0
             vals = value if isinstance(value, list) else [value]
-            ok = found and any(isinstance(v, str) and re.search(arg, v[:10_000], flags) is not None for v in vals)
+            ok = found and any(isinstance(v, str) and re.search(arg, v[:REGEX_SUBJECT], flags) is not None
+                               for v in vals)
         elif op == "$not":
             ok = not _match_ops(found, value, arg if isinstance(arg, dict) else {"$eq": arg})
         else:  # $options: read by $regex
@@ -286,6 +323,337 @@ def _match_ops(found: bool, value: Any, cond: dict[str, Any]) -> bool:
         if not ok:
             return False
     return True
+
+
+# --------------------------------------------------------------------------- $regex safety
+#
+# Filters come from whoever may read the server, and Python's ``re`` backtracks: ``(a+)+$`` against
+# 30 a's and a "b", or ``a*a*a*b`` against 1,000 a's, keeps a worker busy for seconds to hours, and
+# a running match cannot be interrupted. So a pattern is checked on its parse tree (``re``'s own
+# parser, the one ``re.compile`` runs) before it is used, each value is matched on its first
+# ``REGEX_SUBJECT`` characters only, and one request spends at most ``REGEX_SECONDS`` matching:
+#
+# * backreferences and conditional groups are refused (matching them is NP-hard in general);
+# * a group repeated more than once may not contain a repeat, an optional part or alternatives
+#   that can start alike, unless each round ends on a fixed character ("nested quantifiers" such
+#   as ``(a+)+`` or ``(a|ab)*`` try exponentially many ways to split the text);
+# * the work of one search, estimated from the parse tree, may not exceed ``_REGEX_WORK`` engine
+#   steps per start position (``REGEX_SUBJECT`` positions; one for a pattern anchored with ``^``).
+#   A repeat can scan ``REGEX_SUBJECT`` characters and, unless its end is fixed, give them back
+#   one by one, each time retrying everything after it: so what follows an open-ended repeat is
+#   counted ``REGEX_SUBJECT + 1`` times (``x?`` twice, ``x{1,3}`` three times). A repeat's end is fixed when what follows must start with a character the
+#   repeat cannot match (``\d+-``, ``[^/]*/``, ``\w+$``) or when the pattern ends there. In
+#   short: one open-ended repeat whose end is not fixed, followed by a few characters, is fine
+#   (``.*foo.*``, ``^run-\d+$``); anything that scans again for each of its choices is not
+#   (``a*a*a*b``, ``.*a.*b``: polynomial blow-ups).
+#
+# A construct the checker does not know is refused rather than trusted. The estimate is an upper
+# bound by design: it refuses some patterns that happen to run fast (``(-\d+)+$``). Measured on
+# the development machine against 1,000-character values built to be worst cases: the slowest of
+# about 10,000 accepted random patterns made of trap pieces (a fuzz like the one in
+# tests/query/test_regex_guard.py) took 56 ms; ``a*a*a*b`` took 48 s and ``(a+)+$`` never ends.
+
+REGEX_MAX_LEN = 500  # characters of a $regex pattern
+REGEX_SUBJECT = 1_000  # characters of each value a $regex is matched against
+REGEX_SECONDS = 2.0  # matching time one request may spend before it is refused
+_REGEX_WORK = 8 * (REGEX_SUBJECT + 1)  # estimated engine steps per start position (x REGEX_SUBJECT starts)
+_SLOW_ROUND = 8  # a repeated group runs about 8x slower per round than a repeated character
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+_ONE_CHAR = ("LITERAL", "NOT_LITERAL", "ANY", "IN")
+_CATEGORY_RX = {"CATEGORY_DIGIT": r"\d", "CATEGORY_NOT_DIGIT": r"\D", "CATEGORY_SPACE": r"\s",
+                "CATEGORY_NOT_SPACE": r"\S", "CATEGORY_WORD": r"\w", "CATEGORY_NOT_WORD": r"\W"}
+_END = None  # in a follow list: the pattern ends here, so the match succeeds
+_NESTED = ("repeats a group that itself contains a repeat, an optional part or alternatives that can start alike "
+           "(like (a+)+, (a?b)* or (a|ab)*), which can take exponential time to match; repeat a single character "
+           "or class instead (a+, [ab]*), or make each round end on a character its repeats cannot match")
+
+
+class _UnsafeRegex(Exception):
+    pass
+
+
+def _sre_parser() -> Any:
+    try:
+        return importlib.import_module("re._parser")  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        return importlib.import_module("sre_parse")
+
+
+def check_regex(key: str, pattern: Any, options: str = "") -> None:
+    """Raise a 400 ``ApiError`` unless ``pattern`` is a valid ``$regex`` that matches in bounded time.
+
+    ``key`` is the filter key the pattern is for; the message names it and says what to change.
+    See the comment above for what is refused and why.
+    """
+    if not isinstance(pattern, str) or len(pattern) > REGEX_MAX_LEN:
+        raise bad_request(f"$regex for {key!r} must be a string of at most {REGEX_MAX_LEN} characters")
+    flags = re.IGNORECASE if "i" in options else 0
+    try:
+        re.compile(pattern, flags)
+        parsed = _sre_parser().parse(pattern, flags)
+    except re.error as exc:
+        raise bad_request(f"bad $regex for {key!r}: {exc}")
+    except RecursionError:
+        raise bad_request(f"$regex for {key!r} nests groups too deeply", code="unsafe_regex")
+    where = f"$regex {pattern!r} for {key!r}"
+    try:
+        all_flags = int(parsed.state.flags) | flags
+        _ways, work, _tail = _RegexCost(all_flags).seq(list(parsed), [_END])
+        if not _anchored(list(parsed), all_flags):
+            work *= REGEX_SUBJECT  # the search tries every start position
+    except _UnsafeRegex as exc:
+        raise bad_request(f"{where} {exc}", code="unsafe_regex")
+    except (AttributeError, TypeError, ValueError, IndexError, RecursionError):  # another shape, or too deep: refuse
+        raise bad_request(f"{where} could not be checked for slow matching by this server; simplify it",
+                          code="unsafe_regex")
+    if work > _REGEX_WORK * REGEX_SUBJECT:
+        raise bad_request(
+            f"{where} can take too long to match: after an open-ended repeat (.*, \\w+) whose end is not fixed by "
+            "the next character, the rest of the pattern is retried at every place the repeat could stop. Keep one "
+            "such repeat with a few characters after it; $regex searches anywhere in the value, so a leading or "
+            "trailing .* is not needed; fix where a repeat ends ([^-]*- instead of .*-) or bound it ({1,20})",
+            code="unsafe_regex")
+
+
+class _RegexCost:
+    """Estimates one match attempt of a parsed pattern (see ``check_regex``).
+
+    Each piece gives ``(ways, work, tail)``: the ways it can match one stretch of text (how often
+    what follows may be retried), the engine steps of one try, and the steps spent at most once
+    per search (a repeat that ends the pattern runs to its end only on the way to success).
+    ``follow`` lists what may come right after a piece: items of the parse tree, or ``_END``.
+    """
+
+    def __init__(self, flags: int) -> None:
+        self.flags = flags
+        self.cap = 1 << 40
+
+    def seq(self, items: list[Any], follow: list[Any]) -> tuple[int, int, int]:
+        ways, work, tail = 1, 0, 0
+        for i, item in enumerate(items):
+            w, c, t = self.item(item, [items[i + 1]] if i + 1 < len(items) else follow)
+            work = min(self.cap, work + ways * c)
+            tail = min(self.cap, tail + t)
+            ways = min(self.cap, ways * w)
+        return ways, work, tail
+
+    def item(self, item: Any, follow: list[Any]) -> tuple[int, int, int]:
+        op, av = item
+        name = _op_name(op)
+        if name in _ONE_CHAR or name in ("AT", "CATEGORY"):
+            return 1, 1, 0
+        if name.startswith("GROUPREF"):
+            raise _UnsafeRegex("refers back to a group (\\1, (?P=name) or (?(1)...)), which can take exponential "
+                               "time to match and is not allowed here; match the text itself instead")
+        if name == "SUBPATTERN":
+            saved = self.flags
+            self.flags |= av[1] or 0
+            try:
+                return self.seq(list(av[3]), follow)
+            finally:
+                self.flags = saved
+        if name in ("ASSERT", "ASSERT_NOT", "ATOMIC_GROUP"):
+            # Matched on its own (up to its first success), then never retried: one way.
+            _w, c, t = self.seq(list(av if name == "ATOMIC_GROUP" else av[1]), [_END])
+            return 1, min(self.cap, c + t), 0
+        if name == "BRANCH":
+            alts = [list(a) for a in av[1]]
+            costs = [self.seq(a, follow) for a in alts]
+            work, tail = sum(c[1] for c in costs), sum(c[2] for c in costs)
+            starts = [_start_chars(a) for a in alts]
+            if all(s is not None for s in starts):
+                seen = [c for s in starts for c in set(s or ())]
+                if len(seen) == len(set(seen)):
+                    return max(c[0] for c in costs), work, tail  # only one alternative can start anywhere
+            return min(self.cap, sum(c[0] for c in costs)), work, tail
+        if name in _REPEATS:
+            lo, hi, body = int(av[0]), int(av[1]), list(av[2])
+            if hi <= 1:  # x? : with or without x
+                w, c, t = self.seq(body, follow)
+                return min(self.cap, w + 1), c + 1, t
+            w, c, _t = self.seq(body, [body[0], *follow] if body else follow)  # after a round: another, or what follows
+            if w > 1 and hi > lo:
+                raise _UnsafeRegex(_NESTED)
+            # Each round takes at least min_len of at most REGEX_SUBJECT characters. Rounds that cannot
+            # backtrack inside cost the characters they take plus a (slow) overhead per round and piece;
+            # a lookaround in the body may do its own work every round.
+            min_len = max(1, _min_len(body))
+            rounds = min(hi, REGEX_SUBJECT // min_len + 1)
+            one_char = len(body) == 1 and _op_name(body[0][0]) in _ONE_CHAR
+            if one_char:
+                scan = rounds
+            elif w == 1 and not _has_lookaround(body):
+                scan = REGEX_SUBJECT + _SLOW_ROUND * rounds * _size(body)
+            else:
+                scan = _SLOW_ROUND * rounds * c
+            if hi == lo:  # a fixed count: no choice of its own, but a body with choices multiplies
+                ways = min(self.cap, w ** min(lo, 64))
+                return ways, min(self.cap, scan * ways), 0
+            if all(f is _END for f in follow):  # the pattern ends here: the scan runs once, on success
+                return 1, (lo * c if one_char else _SLOW_ROUND * lo * c) + 1, scan
+            fixed = name == "POSSESSIVE_REPEAT" or self._fixed_end(body, follow)
+            return (1 if fixed else min(hi - lo, rounds) + 1), scan, 0
+        raise _UnsafeRegex(f"uses {name}, which this server cannot check for slow matching; simplify it")
+
+    def _fixed_end(self, body: list[Any], follow: list[Any]) -> bool:
+        """Whether the repeat can only stop where it stops greedily: what follows is the end of the
+        pattern or must start with a character the repeated body cannot start with, so giving
+        characters back fails at once."""
+        first = _first_char(body)
+        if first is None:
+            return False
+        for f in follow:
+            if f is _END:
+                continue
+            chars = _start_chars([f])
+            if chars is None or any(self._may_match(first, c) for c in chars):
+                return False
+        return True
+
+    def _may_match(self, item: Any, ch: str) -> bool:
+        """Whether the single-character item can match ``ch`` (True when unsure)."""
+        fold = bool(self.flags & re.IGNORECASE)
+        cands = {ch, ch.lower(), ch.upper(), ch.casefold()} if fold else {ch}
+        op, av = item
+        name = _op_name(op)
+        if name == "LITERAL":
+            return chr(av) in cands or (fold and chr(av).casefold() == ch.casefold())
+        if name == "NOT_LITERAL":
+            return not (chr(av) == ch or (fold and chr(av).casefold() == ch.casefold()))
+        if name == "ANY":
+            return ch != "\n" or bool(self.flags & re.DOTALL)
+        if name != "IN":
+            return True
+        negate = False
+        hits = []
+        for c in cands:
+            hit = False
+            for sub_op, sub_av in av:
+                sub = _op_name(sub_op)
+                if sub == "NEGATE":
+                    negate = True
+                elif sub == "LITERAL":
+                    hit = hit or chr(sub_av) == c
+                elif sub == "RANGE":
+                    hit = hit or (len(c) == 1 and sub_av[0] <= ord(c) <= sub_av[1])
+                elif sub == "CATEGORY" and _op_name(sub_av) in _CATEGORY_RX:
+                    hit = hit or re.fullmatch(_CATEGORY_RX[_op_name(sub_av)], c, self.flags & re.ASCII) is not None
+                else:
+                    return True
+            hits.append(hit)
+        return not all(hits) if negate else any(hits)
+
+
+def _op_name(op: Any) -> str:
+    return str(getattr(op, "name", op))
+
+
+def _children(op: Any, av: Any) -> list[list[Any]]:
+    name = _op_name(op)
+    if name == "SUBPATTERN":
+        return [list(av[3])]
+    if name in ("ASSERT", "ASSERT_NOT"):
+        return [list(av[1])]
+    if name == "ATOMIC_GROUP":
+        return [list(av)]
+    if name == "BRANCH":
+        return [list(a) for a in av[1]]
+    if name in _REPEATS:
+        return [list(av[2])]
+    return []
+
+
+def _size(items: list[Any]) -> int:
+    """The number of pieces in a parse tree (the per-round overhead of a repeated group)."""
+    return sum(1 + sum(_size(c) for c in _children(op, av)) for op, av in items)
+
+
+def _has_lookaround(items: list[Any]) -> bool:
+    return any(_op_name(op) in ("ASSERT", "ASSERT_NOT") or any(_has_lookaround(c) for c in _children(op, av))
+               for op, av in items)
+
+
+def _min_len(items: list[Any]) -> int:
+    """The fewest characters a match of ``items`` can take."""
+    total = 0
+    for op, av in items:
+        name = _op_name(op)
+        if name in _ONE_CHAR:
+            total += 1
+        elif name in ("SUBPATTERN", "ATOMIC_GROUP"):
+            total += _min_len(_children(op, av)[0])
+        elif name == "BRANCH":
+            total += min(_min_len(a) for a in _children(op, av))
+        elif name in _REPEATS:
+            total += int(av[0]) * _min_len(list(av[2]))
+    return total
+
+
+def _anchored(items: list[Any], flags: int) -> bool:
+    """Whether every match starts at the start of the text (``^`` without MULTILINE, or ``\\A``)."""
+    if not items:
+        return False
+    op, av = items[0]
+    name = _op_name(op)
+    if name == "AT":
+        return _op_name(av) == "AT_BEGINNING_STRING" or (
+            _op_name(av) == "AT_BEGINNING" and not flags & re.MULTILINE)
+    if name == "SUBPATTERN" and not av[1] & re.MULTILINE:
+        return _anchored(list(av[3]), flags)
+    return False
+
+
+def _first_char(items: list[Any]) -> Any:
+    """The single-character item every match of ``items`` starts with, or None."""
+    for op, av in items:
+        name = _op_name(op)
+        if name in _ONE_CHAR:
+            return (op, av)
+        if name == "SUBPATTERN" and not av[1] and not av[2]:
+            return _first_char(list(av[3]))
+        if name in _REPEATS and av[0] >= 1:
+            return _first_char(list(av[2]))
+        return None  # an anchor, a lookaround, an optional part, a flag change: no one first character
+    return None
+
+
+def _start_chars(items: list[Any]) -> list[str] | None:
+    """Every character a match of ``items`` can start with (in all its cases), or None when that
+    is not a small known set. ``$`` counts as a newline and ``\\Z`` as nothing: before another
+    character they can only succeed at a newline, or never."""
+    if not items:
+        return None
+    op, av = items[0]
+    name = _op_name(op)
+    chars: list[str] = []
+    if name == "LITERAL":
+        chars = [chr(av)]
+    elif name == "IN":
+        for sub_op, sub_av in av:
+            sub = _op_name(sub_op)
+            if sub == "LITERAL":
+                chars.append(chr(sub_av))
+            elif sub == "RANGE" and sub_av[1] - sub_av[0] <= 256:
+                chars.extend(chr(c) for c in range(sub_av[0], sub_av[1] + 1))
+            else:
+                return None
+    elif name == "SUBPATTERN":
+        return _start_chars(list(av[3]))
+    elif name == "BRANCH":
+        for alt in av[1]:
+            s = _start_chars(list(alt))
+            if s is None:
+                return None
+            chars.extend(s)
+    elif name in _REPEATS and av[0] >= 1:
+        return _start_chars(list(av[2]))
+    elif name == "AT" and _op_name(av) == "AT_END":
+        return ["\n"]
+    elif name == "AT" and _op_name(av) == "AT_END_STRING":
+        return []
+    else:
+        return None
+    return sorted({v for c in chars for v in (c, c.lower(), c.upper(), c.casefold())})
 
 
 # --------------------------------------------------------------------------- derived indexes
