@@ -27,14 +27,29 @@ def _store(db: str | None, media: str | None = None):  # type: ignore[no-untyped
         _fail(f"cannot open the store {db or '(embedded)'}: {exc}")
 
 
+def _blob_size(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    from wandblite.server.blobs import parse_size  # stdlib only: no server extra needed to check a flag
+
+    try:
+        return parse_size(value, "")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.group("server", invoke_without_command=True)
 @click.option("--host", envvar="WANDBLITE_HOST", default="127.0.0.1", show_default=True, help="Address to listen on ($WANDBLITE_HOST).")
 @click.option("--port", envvar="WANDBLITE_PORT", default=8080, show_default=True, type=int, help="Port ($WANDBLITE_PORT).")
 @click.option("--db", envvar="WANDBLITE_DB", default=None, help=_DB_HELP + " ($WANDBLITE_DB)")
 @click.option("--media", envvar="WANDBLITE_MEDIA", default=None, help="Media blob directory (default: <home>/media) ($WANDBLITE_MEDIA).")
 @click.option("--public-read", is_flag=True, envvar="WANDBLITE_PUBLIC_READ", help="Allow reads without an API key.")
+@click.option("--max-blob-size", callback=_blob_size, default=None, metavar="SIZE",
+              help="Largest media blob, saved file or artifact object accepted: bytes or 500M, 16G, 1T "
+                   "(powers of 1024) [default: $WANDBLITE_MAX_BLOB_SIZE, else 16G].")
 @click.pass_context
-def server(ctx: click.Context, host: str, port: int, db: str | None, media: str | None, public_read: bool) -> None:
+def server(ctx: click.Context, host: str, port: int, db: str | None, media: str | None, public_read: bool,
+           max_blob_size: int | None) -> None:
     """Serve a store over HTTP (first start prints an admin API key once)."""
     ctx.obj = {"db": db, "media": media}
     if ctx.invoked_subcommand is not None:
@@ -44,7 +59,7 @@ def server(ctx: click.Context, host: str, port: int, db: str | None, media: str 
     except ImportError as exc:
         _fail(f"the server needs its extra: pip install 'wandblite[server]' ({exc})")
     try:
-        serve(host, port, db, media, public_read)
+        serve(host, port, db, media, public_read, max_blob_bytes=max_blob_size)
     except Exception as exc:  # noqa: BLE001
         _fail(str(exc))
 

@@ -4,8 +4,8 @@
   127.0.0.1:5432 (trust auth, user ``postgres``); one uniquely named database is created per test
   session and dropped at its end. Unreachable PostgreSQL skips those tests with the reason, or
   FAILS them when ``WANDBLITE_REQUIRE_POSTGRES=1`` (CI).
-* ``ServerProc`` runs ``wandblite server`` as a subprocess on a free port and can SIGKILL and
-  restart it on the same port and database.
+* ``ServerProc`` runs ``wandblite server`` (plus any ``extra_args``) as a subprocess on a free
+  port and can SIGKILL and restart it on the same port and database.
 * ``cli`` runs ``wandblite ...`` in a fresh interpreter, as a user would.
 """
 
@@ -61,9 +61,11 @@ class ServerProc:
     """``wandblite server`` in a subprocess; ``key`` is a valid API key for it; ``env``: extra settings."""
 
     def __init__(self, db: str | None, media: Path | None, home: Path, public_read: bool = False,
-                 port: int | None = None, env: dict[str, str] | None = None) -> None:
+                 port: int | None = None, env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None) -> None:
         self.db, self.media, self.home, self.public_read = db, media, home, public_read
         self.env = dict(env or {})
+        self.extra_args = list(extra_args or [])
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
@@ -76,6 +78,7 @@ class ServerProc:
             args += ["--db", self.db, "--media", str(self.media)]
         if self.public_read:
             args.append("--public-read")
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      env=clean_env(WANDBLITE_HOME=str(self.home), **self.env), cwd=str(ROOT))
         deadline = time.monotonic() + timeout

@@ -286,6 +286,29 @@ def test_the_size_limit_is_413_while_streaming_and_configurable(tmp_path: Path) 
     bad.stop()
 
 
+def test_the_max_blob_size_flag_sets_the_limit_and_overrides_the_environment(tmp_path: Path) -> None:
+    srv = ServerProc(f"sqlite:///{tmp_path / 'db'}", tmp_path / "media", tmp_path / "home",
+                     env={"WANDBLITE_MAX_BLOB_SIZE": "16M"}, extra_args=["--max-blob-size", "1M"]).start()
+    try:
+        assert srv.post("/api/v1/media/missing", {"sha256": []}).json()["max_size"] == MiB
+        big = make_blob(tmp_path / "big", MiB + 1, seed=6)
+        with open(tmp_path / "big", "rb") as f:
+            r = _put(srv, big, f)
+        assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", r.text
+        assert missing(srv, big) and tmp_files(srv) == []
+        small = make_blob(tmp_path / "small", MiB, seed=7)  # exactly the limit is allowed
+        with open(tmp_path / "small", "rb") as f:
+            assert _put(srv, small, f).status_code == 200
+    finally:
+        srv.stop()
+    for bad in ("lots", "0", "-5M", "5X"):  # a usage error: exit 2 with the value named, before any start
+        r = cli("server", "--max-blob-size", bad, "--db", f"sqlite:///{tmp_path / 'db'}", home=tmp_path / "home")
+        assert r.returncode == 2 and f"{bad!r} is not a size" in r.stderr, (bad, r.stderr)
+    ok = cli("server", "--max-blob-size", "2G", "keys", "list", "--db", f"sqlite:///{tmp_path / 'db'}",
+             home=tmp_path / "home")
+    assert ok.returncode == 0, ok.stderr
+
+
 def _slow_put(srv: ServerProc, sha: str, blob: Path, send: int) -> subprocess.Popen[str]:
     """A client process that sends the headers and ``send`` bytes of the body, then hangs mid-PUT."""
     proc = subprocess.Popen([sys.executable, "-c", SLOW_PUT, str(srv.port), sha, srv.key, str(blob), str(send)],

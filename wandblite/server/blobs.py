@@ -16,7 +16,9 @@ Layer 5; standard library only. What it promises:
 * The sha256 is validated by the caller (64 lowercase hex digits) before it becomes a path.
 
 ``max_blob_bytes`` reads the one setting, ``$WANDBLITE_MAX_BLOB_SIZE``, used by the HTTP server and
-the embedded store alike.
+the embedded store alike; ``wandblite server --max-blob-size`` overrides it for one server, parsed by
+the same ``parse_size``. ``BlobStore.put`` and ``Store.put_media`` take the limit from their caller
+and have no default of their own.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pathlib import Path
 
 from wandblite.server.errors import ApiError, bad_request
 
-__all__ = ["DEFAULT_MAX_BLOB_BYTES", "STALE_TMP_SECONDS", "BlobStore", "max_blob_bytes"]
+__all__ = ["DEFAULT_MAX_BLOB_BYTES", "STALE_TMP_SECONDS", "BlobStore", "max_blob_bytes", "parse_size"]
 
 #: The largest blob a store accepts unless ``$WANDBLITE_MAX_BLOB_SIZE`` says otherwise: 16 GiB.
 DEFAULT_MAX_BLOB_BYTES = 16 << 30
@@ -43,19 +45,27 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*(?:([KMGT])(?:I?B)?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"K": 10, "M": 20, "G": 30, "T": 40}
 
 
-def max_blob_bytes(environ: Mapping[str, str] | None = None) -> int:
-    """The blob size limit: ``$WANDBLITE_MAX_BLOB_SIZE`` (bytes, or ``500M``, ``16G``, ``1TiB``: powers of 1024).
+def parse_size(raw: str, what: str = "WANDBLITE_MAX_BLOB_SIZE") -> int:
+    """A size in bytes from ``17179869184``, ``500M``, ``16G`` or ``1TiB`` (powers of 1024).
 
+    Raises ``ValueError`` naming ``what`` (the variable the text came from; "" for none) when
+    ``raw`` is not a positive size.
+    """
+    m = _SIZE_RE.match(raw)
+    if m is None or int(m.group(1)) <= 0:
+        raise ValueError(f"{what + '=' if what else ''}{raw.strip()!r} is not a size: use bytes (17179869184) or a number with "
+                         "K, M, G or T (16G; powers of 1024)")
+    return int(m.group(1)) << _UNITS.get((m.group(2) or "").upper(), 0)
+
+
+def max_blob_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """The blob size limit: ``$WANDBLITE_MAX_BLOB_SIZE`` (``parse_size``), else ``DEFAULT_MAX_BLOB_BYTES``.
+
+    ``wandblite server --max-blob-size`` overrides it for that server (``create_app``'s argument).
     Raises ``ValueError`` naming the variable when the value is not such a size.
     """
     raw = (os.environ if environ is None else environ).get("WANDBLITE_MAX_BLOB_SIZE", "").strip()
-    if not raw:
-        return DEFAULT_MAX_BLOB_BYTES
-    m = _SIZE_RE.match(raw)
-    if m is None or int(m.group(1)) <= 0:
-        raise ValueError(f"WANDBLITE_MAX_BLOB_SIZE={raw!r} is not a size: use bytes (17179869184) or a number with "
-                         "K, M, G or T (16G; powers of 1024)")
-    return int(m.group(1)) << _UNITS.get((m.group(2) or "").upper(), 0)
+    return parse_size(raw) if raw else DEFAULT_MAX_BLOB_BYTES
 
 
 def _checked(chunks: Iterable[bytes], limit: int, h: hashlib._Hash) -> Iterator[bytes]:
@@ -65,7 +75,8 @@ def _checked(chunks: Iterable[bytes], limit: int, h: hashlib._Hash) -> Iterator[
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "too_large", f"the media blob is larger than this server's limit of {limit} bytes "
-                                             "($WANDBLITE_MAX_BLOB_SIZE on the server); nothing was stored")
+                                             "(--max-blob-size or $WANDBLITE_MAX_BLOB_SIZE on the server); "
+                                             "nothing was stored")
         h.update(chunk)
         yield chunk
 

@@ -26,7 +26,8 @@ def open_store(db: str | None = None, media: str | os.PathLike[str] | None = Non
 
 
 def serve(host: str, port: int, db: str | None, media: str | None, public_read: bool,
-          log_level: str = "warning") -> None:
+          log_level: str = "warning", max_blob_bytes: int | None = None) -> None:
+    """Serve the store; blobs up to ``max_blob_bytes`` (None: ``$WANDBLITE_MAX_BLOB_SIZE`` or 16 GiB)."""
     import uvicorn
 
     from wandblite.server.app import create_app
@@ -38,5 +39,5 @@ def serve(host: str, port: int, db: str | None, media: str | None, public_read: 
         print(f"wandblite: admin API key (shown once): {key}", flush=True)
     print(f"wandblite: serving {store.url.split('@')[-1]} on http://{host}:{port}"
           + (" (public read)" if public_read else ""), file=sys.stderr, flush=True)
-    app = create_app(store, public_read=public_read)
+    app = create_app(store, public_read=public_read, max_blob_bytes=max_blob_bytes)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

@@ -885,8 +885,12 @@ class Store:
         # The file is the truth for the bytes: a row whose file went missing asks for the bytes again.
         return [s for s in dict.fromkeys(wanted) if s not in have or not blobs.has(s)]
 
-    def put_media(self, sha: str, chunks: Iterable[bytes], ext: str | None = None, limit: int = 64 << 20) -> int:
-        """Store a blob from byte chunks after checking its sha256; return its size."""
+    def put_media(self, sha: str, chunks: Iterable[bytes], ext: str | None, limit: int) -> int:
+        """Store a blob from byte chunks after checking its sha256; return its size.
+
+        ``limit`` is the caller's blob size limit in bytes (the server's ``--max-blob-size`` or
+        ``blobs.max_blob_bytes()``): the store has no default of its own.
+        """
         validate_sha256(sha)
         size = self._blobs().put(sha, chunks, limit)
         self._record_media(sha, size, ext)
