@@ -23,16 +23,16 @@ What it promises
   its row's ``_step``, ``_runtime``, ``_timestamp``, or the value another metric (``epoch``) has
   in the same history row (points whose row lacks that metric are dropped).
 * Speed: the min/max of each bucket comes from a per-(run, key) pyramid (``store.series_agg``,
-  buckets of 16, 256, 4096, 65536 and 1048576 history indexes) built from ``series`` the first
-  time a key is charted and extended with the rows that arrived since on each later read (one
-  write transaction; the built extent is in ``derived_state``). A chart of a 1M-point series
-  reads about 4,000 aggregate rows instead of a million points. Only final rows enter the
-  pyramid; a crashed run's provisional row is read raw.
+  buckets of 16, 256, 4096, 65536 and 1048576 history indexes) that the store extends as each
+  sync batch is stored. A chart of a 1M-point series reads about 4,000 aggregate rows instead of
+  a million points. Only final rows enter the pyramid; a crashed run's provisional row is read raw.
+* Nothing here writes: every function only reads (one snapshot per call, ``Store.snapshot``), so
+  the query API serves from a read-only database user or replica.
 * ``min_x``/``max_x`` (zoom) locate the index range by binary search, which assumes x does not
   decrease along the run (true for ``_step``, ``_runtime``, ``_timestamp`` and usual epoch
   counters); the points returned are then filtered exactly by x.
 * Media keys and media listings use ``store.media_rows`` (which rows hold a ``_type`` value under
-  which key), built and extended the same lazy way from ``history``.
+  which key), written by the store with the final rows, like the pyramid.
 """
 
 from __future__ import annotations
@@ -50,7 +50,17 @@ from sqlalchemy.engine import Connection
 
 from wandblite.server.errors import bad_request
 from wandblite.server.read import project_id, run_dict, run_row
-from wandblite.server.store import Store, derived_state, history, media_rows, runs, series, series_agg
+from wandblite.server.store import (
+    PYRAMID_LEVELS,
+    PYRAMID_SHIFT,
+    Store,
+    history,
+    media_rows,
+    runs,
+    series,
+    series_agg,
+    typed_leaves,
+)
 
 __all__ = [
     "KINDS",
@@ -80,8 +90,8 @@ MAX_SAMPLES = 100_000
 MAX_MEDIA_STEPS = 100_000
 MAX_POINTS = 200_000  # point clouds beyond this are thinned with an even stride
 MAX_MESH_FACES = 300_000  # meshes beyond this keep an evenly spaced subset of their faces
-_SHIFT = 4  # each pyramid level buckets 16x more indexes than the one below
-_LEVELS = 5  # bucket widths 16, 256, 4096, 65536, 1048576
+_SHIFT = PYRAMID_SHIFT  # each pyramid level buckets 16x more indexes than the one below
+_LEVELS = PYRAMID_LEVELS  # bucket widths 16, 256, 4096, 65536, 1048576
 _RAW_MAX = 20_000  # index spans up to this are read point by point
 _X_COLUMNS = {"_step": "step", "_runtime": "runtime", "_timestamp": "timestamp"}
 _RESERVED = frozenset(_X_COLUMNS)
@@ -656,141 +666,6 @@ def _start_chars(items: list[Any]) -> list[str] | None:
     return sorted({v for c in chars for v in (c, c.lower(), c.upper(), c.casefold())})
 
 
-# --------------------------------------------------------------------------- derived indexes
-
-
-def _claim(conn: Connection, store: Store, pk: int, name: str) -> int:
-    """The built extent of a derived index, with its state row locked for this transaction."""
-    cond = (derived_state.c.run == pk, derived_state.c.name == name)
-    q = sa.select(derived_state.c.upto).where(*cond)
-    upto = conn.execute(q.with_for_update() if not store.is_sqlite else q).scalar()
-    if upto is None:
-        try:
-            with conn.begin_nested():
-                conn.execute(derived_state.insert().values(run=pk, name=name, upto=0))
-        except sa.exc.IntegrityError:
-            pass  # a concurrent reader created it: lock it like any other
-        upto = conn.execute(q.with_for_update() if not store.is_sqlite else q).scalar()
-    return int(upto or 0)
-
-
-def _upsert_agg(conn: Connection, store: Store, params: list[dict[str, Any]]) -> None:
-    if not params:
-        return
-    if store.is_sqlite:
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    ins = insert(series_agg)
-    ex, cur = ins.excluded, series_agg.c
-    lower = sa.and_(ex.min_v.is_not(None), sa.or_(cur.min_v.is_(None), ex.min_v < cur.min_v))
-    higher = sa.and_(ex.max_v.is_not(None), sa.or_(cur.max_v.is_(None), ex.max_v > cur.max_v))
-    stmt = ins.on_conflict_do_update(
-        index_elements=[cur.run, cur.key, cur.level, cur.bucket],
-        set_={
-            "n": cur.n + ex.n,
-            "last_idx": sa.func.greatest(cur.last_idx, ex.last_idx) if not store.is_sqlite
-            else sa.func.max(cur.last_idx, ex.last_idx),
-            "min_v": sa.case((lower, ex.min_v), else_=cur.min_v),
-            "min_idx": sa.case((lower, ex.min_idx), else_=cur.min_idx),
-            "max_v": sa.case((higher, ex.max_v), else_=cur.max_v),
-            "max_idx": sa.case((higher, ex.max_idx), else_=cur.max_idx),
-        },
-    )
-    for i in range(0, len(params), 5000):
-        conn.execute(stmt, params[i:i + 5000])
-
-
-def _aggregate(pk: int, key: str, idx: Any, val: Any) -> list[dict[str, Any]]:
-    """Pyramid rows for sorted indexes ``idx`` and values ``val`` (NaN for NULL): every level at once."""
-    import numpy as np
-
-    out: list[dict[str, Any]] = []
-    finite = np.isfinite(val)
-    vmin = np.where(finite, val, np.inf)
-    vmax = np.where(finite, val, -np.inf)
-    pos = np.arange(len(idx))
-    big = len(idx)
-    for level in range(_LEVELS):
-        b = idx >> (_SHIFT * (level + 1))
-        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-        ends = np.r_[starts[1:], len(idx)]
-        mins = np.minimum.reduceat(vmin, starts)
-        maxs = np.maximum.reduceat(vmax, starts)
-        counts = ends - starts
-        min_pos = np.minimum.reduceat(np.where(vmin == np.repeat(mins, counts), pos, big), starts)
-        max_pos = np.minimum.reduceat(np.where(vmax == np.repeat(maxs, counts), pos, big), starts)
-        has = np.isfinite(mins)
-        for j in range(len(starts)):
-            ok = bool(has[j])
-            out.append({
-                "run": pk, "key": key, "level": level, "bucket": int(b[starts[j]]), "n": int(counts[j]),
-                "first_idx": int(idx[starts[j]]), "last_idx": int(idx[ends[j] - 1]),
-                "min_v": float(mins[j]) if ok else None, "min_idx": int(idx[min_pos[j]]) if ok else None,
-                "max_v": float(maxs[j]) if ok else None, "max_idx": int(idx[max_pos[j]]) if ok else None,
-            })
-    return out
-
-
-def _ensure_agg(store: Store, pk: int, key: str, upto: int) -> None:
-    """Extend the (run, key) pyramid with the final rows below ``upto`` that it lacks."""
-    import numpy as np
-
-    with store.read_engine.connect() as conn:
-        built = conn.execute(sa.select(derived_state.c.upto).where(
-            derived_state.c.run == pk, derived_state.c.name == "agg:" + key)).scalar()
-    if built is not None and built >= upto:
-        return
-    with store.write_engine.begin() as conn:
-        built = _claim(conn, store, pk, "agg:" + key)
-        if built >= upto:
-            return
-        rows = conn.execute(sa.select(series.c.idx, series.c.value).where(
-            series.c.run == pk, series.c.key == key, series.c.idx >= built, series.c.idx < upto,
-        ).order_by(series.c.idx)).all()
-        if rows:
-            idx = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            val = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
-            _upsert_agg(conn, store, _aggregate(pk, key, idx, val))
-        conn.execute(derived_state.update().where(derived_state.c.run == pk, derived_state.c.name == "agg:" + key)
-                     .values(upto=upto))
-
-
-def _typed_leaves(row: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
-    for k, v in row.items():
-        if type(v) is dict:
-            if "_type" in v:
-                out.append((prefix + k, v))
-            else:
-                _typed_leaves(v, f"{prefix}{k}.", out)
-
-
-def _ensure_media(store: Store, pk: int, upto: int) -> None:
-    """Extend the run's media index with the final rows below ``upto`` it has not seen."""
-    with store.read_engine.connect() as conn:
-        built = conn.execute(sa.select(derived_state.c.upto).where(
-            derived_state.c.run == pk, derived_state.c.name == "media")).scalar()
-    if built is not None and built >= upto:
-        return
-    with store.write_engine.begin() as conn:
-        built = _claim(conn, store, pk, "media")
-        if built >= upto:
-            return
-        params: list[dict[str, Any]] = []
-        q = (sa.select(history.c.idx, history.c.step, history.c.row)
-             .where(history.c.run == pk, history.c.idx >= built, history.c.idx < upto,
-                    history.c.row.like('%"\\_type"%', escape="\\")))
-        for idx, step, text in conn.execute(q):
-            leaves: list[tuple[str, Any]] = []
-            _typed_leaves({k: v for k, v in json.loads(text).items() if k not in _RESERVED}, "", leaves)
-            params.extend({"run": pk, "key": k, "idx": idx, "step": step, "type": str(v.get("_type"))[:64]}
-                          for k, v in leaves)
-        for i in range(0, len(params), 5000):
-            conn.execute(media_rows.insert(), params[i:i + 5000])
-        conn.execute(derived_state.update().where(derived_state.c.run == pk, derived_state.c.name == "media")
-                     .values(upto=upto))
-
-
 # --------------------------------------------------------------------------- keys
 
 
@@ -801,12 +676,10 @@ def _kind(t: str) -> str:
 def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
     """``{"keys": [{"key", "kind", "count", "first_step", "last_step"}]}``: numeric keys (dotted
     leaf paths, from ``series``) then media and other ``_type`` keys (from the history rows)."""
-    with store.read_engine.connect() as conn:
-        r = run_row(conn, project, run_id)
-    pk, final = r.id, int(r.rows_final)
-    _ensure_media(store, pk, final)
     out: list[dict[str, Any]] = []
-    with store.read_engine.connect() as conn:
+    with store.snapshot() as conn:
+        r = run_row(conn, project, run_id)
+        pk, final = r.id, int(r.rows_final)
         key: str | None = None
         while True:
             q = sa.select(sa.func.min(series.c.key)).where(series.c.run == pk)
@@ -816,7 +689,7 @@ def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
             cond = (series.c.run == pk, series.c.key == key)
             first = conn.execute(sa.select(series.c.step).where(*cond).order_by(series.c.idx).limit(1)).scalar()
             last = conn.execute(sa.select(series.c.step).where(*cond).order_by(series.c.idx.desc()).limit(1)).scalar()
-            count = _count(conn, pk, key)
+            count = _count(conn, pk, final, key)
             out.append({"key": key, "kind": "number", "count": int(count or 0), "first_step": first, "last_step": last})
         media: dict[str, dict[str, Any]] = {}
         q2 = (sa.select(media_rows.c.key, media_rows.c.type, sa.func.count().label("n"),
@@ -826,7 +699,7 @@ def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
             _merge_media_key(media, k, t, int(n), lo, hi)
         for _idx, step, row in _tail_rows(conn, pk, final):  # a provisional row is not indexed
             leaves: list[tuple[str, Any]] = []
-            _typed_leaves({k: v for k, v in row.items() if k not in _RESERVED}, "", leaves)
+            typed_leaves({k: v for k, v in row.items() if k not in _RESERVED}, "", leaves)
             for k, v in leaves:
                 _merge_media_key(media, k, str(v.get("_type")), 1, step, step)
     out.extend(sorted(media.values(), key=lambda d: d["key"]))
@@ -835,16 +708,12 @@ def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
     return {"keys": out}
 
 
-def _count(conn: Connection, pk: int, key: str) -> int:
-    """Points of a key: from its pyramid's top level when built (plus the rows past it), else counted."""
-    built = conn.execute(sa.select(derived_state.c.upto).where(
-        derived_state.c.run == pk, derived_state.c.name == "agg:" + key)).scalar()
-    cond = [series.c.run == pk, series.c.key == key]
-    if built is None:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(series).where(*cond)).scalar() or 0)
+def _count(conn: Connection, pk: int, final: int, key: str) -> int:
+    """Points of a key: the final rows' from its pyramid's top level, plus a provisional row's."""
     a = series_agg.c
     top = conn.execute(sa.select(sa.func.sum(a.n)).where(a.run == pk, a.key == key, a.level == _LEVELS - 1)).scalar()
-    rest = conn.execute(sa.select(sa.func.count()).select_from(series).where(*cond, series.c.idx >= built)).scalar()
+    rest = conn.execute(sa.select(sa.func.count()).select_from(series).where(
+        series.c.run == pk, series.c.key == key, series.c.idx >= final)).scalar()
     return int(top or 0) + int(rest or 0)
 
 
@@ -902,15 +771,14 @@ def get_series(store: Store, project: str, run_id: str, keys: list[str], x_axis:
     for v in (min_x, max_x):
         if v is not None and math.isnan(v):
             raise bad_request("min_x and max_x must be numbers")
-    with store.read_engine.connect() as conn:
-        r = run_row(conn, project, run_id)
-    pk, final = r.id, int(r.rows_final)
-    out: dict[str, Any] = {}
     for key in keys:
         if key in _X_COLUMNS:
             raise bad_request(f"{key} is an x axis, not a metric key")
-        _ensure_agg(store, pk, key, final)
-        with store.read_engine.connect() as conn:
+    out: dict[str, Any] = {}
+    with store.snapshot() as conn:  # the position, the rows and the pyramid as of one moment
+        r = run_row(conn, project, run_id)
+        pk, final = r.id, int(r.rows_final)
+        for key in keys:
             out[key] = _one_series(conn, pk, final, key, x_axis, samples, min_x, max_x)
     return {"x_axis": x_axis, "series": out}
 
@@ -1106,11 +974,9 @@ def list_media(store: Store, project: str, run_id: str, key: str, limit: int = 1
         raise bad_request("key is required")
     if not 1 <= limit <= MAX_MEDIA_STEPS:
         raise bad_request(f"limit must be between 1 and {MAX_MEDIA_STEPS}")
-    with store.read_engine.connect() as conn:
+    with store.snapshot() as conn:
         r = run_row(conn, project, run_id)
-    pk, final = r.id, int(r.rows_final)
-    _ensure_media(store, pk, final)
-    with store.read_engine.connect() as conn:
+        pk, final = r.id, int(r.rows_final)
         m = media_rows.c
         idxs = [i for (i,) in conn.execute(sa.select(m.idx).where(m.run == pk, m.key == key).order_by(m.idx))]
         total = len(idxs)

@@ -25,6 +25,11 @@ What it promises
   console records and stored once each (the position counts them); their bytes must already be in
   the media store, and artifact versions are keyed (project, name, digest), aliases moved by the
   most recent log record (migration ``0003_files_artifacts_alerts``).
+* The read indexes, ``series_agg`` (the min/max pyramid charts are downsampled from) and
+  ``media_rows``, cover exactly the run's final rows and are extended in each batch's transaction:
+  reads never write (they work on a read-only replica or role). A provisional row enters neither,
+  so replacing it leaves no stale bucket. Stores from before migration ``0004_read_indexes_at_ingest``
+  get theirs built by that migration, once, at the first start.
 * Schema changes are small named migrations (``MIGRATIONS``), applied in order once each and
   recorded in ``schema_migrations``.
 * SQLite runs in WAL mode with ``synchronous=NORMAL``: a process kill never loses a committed
@@ -57,10 +62,14 @@ __all__ = [
     "RECORD_TABLES",
     "Store",
     "artifact_digest",
+    "PYRAMID_LEVELS",
+    "PYRAMID_SHIFT",
+    "backfill_read_indexes",
     "default_home",
     "dumps",
     "loads",
     "normalize_url",
+    "typed_leaves",
     "validate_project",
     "validate_run",
     "validate_artifact_name",
@@ -302,8 +311,9 @@ sessions = sa.Table(
 
 # Min/max pyramid of a numeric series for chart downsampling: level L aggregates the points of
 # ``(run, key)`` whose history idx falls in ``[bucket * 16**(L+1), (bucket+1) * 16**(L+1))``.
-# Derived data: built lazily by the read side from ``series`` (final rows only), extendable,
-# droppable. ``min_v``/``max_v`` are over finite values only (NULL when the bucket has none).
+# Derived from ``series``, final rows only: extended by ``apply_batch`` in the batch's transaction
+# (since migration 0004; before it, by the first read). ``min_v``/``max_v`` are over finite values
+# only (NULL when the bucket has none).
 series_agg = sa.Table(
     "series_agg", metadata,
     sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
@@ -319,7 +329,8 @@ series_agg = sa.Table(
     sa.Column("max_idx", sa.BigInteger),
 )
 
-# Which history rows hold a media (or other ``_type``) value under which dotted key.
+# Which history rows hold a media (or other ``_type``) value under which dotted key (final rows
+# only; written with the rows since migration 0004).
 media_rows = sa.Table(
     "media_rows", metadata,
     sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
@@ -329,7 +340,8 @@ media_rows = sa.Table(
     sa.Column("type", sa.String(64)),
 )
 
-# How far (exclusive history idx) each derived index of a run is built: name "media" or "agg:<key>".
+# How far (exclusive history idx) each derived index of a run was built by the read side: name
+# "media" or "agg:<key>". Read once by migration 0004 (to finish those indexes) and dropped by it.
 derived_state = sa.Table(
     "derived_state", metadata,
     sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
@@ -435,12 +447,28 @@ def _m0003_files_artifacts_alerts(conn: Connection) -> None:
     metadata.create_all(conn, tables=[run_files, artifacts, artifact_aliases, run_artifacts, artifact_uses, alerts])
 
 
+def _m0004_read_indexes_at_ingest(conn: Connection) -> None:
+    """From now on ``apply_batch`` extends ``series_agg`` and ``media_rows`` with each batch's final
+    rows, so reads never write. Finish what the read side had built lazily (``derived_state``: up
+    to where, per run and key) for every run's final rows, then drop ``derived_state``."""
+    has_state = sa.inspect(conn).has_table("derived_state")
+    built: dict[tuple[int, str], int] = {}
+    if has_state:
+        built = {(int(r), str(n)): int(u) for r, n, u in conn.execute(
+            sa.select(derived_state.c.run, derived_state.c.name, derived_state.c.upto))}
+    for pk, final in conn.execute(sa.select(runs.c.id, runs.c.rows_final).order_by(runs.c.id)).all():
+        backfill_read_indexes(conn, int(pk), int(final), built)
+    if has_state:
+        derived_state.drop(conn)
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0001_initial", _m0001_initial),
     ("0002_sessions_and_read_indexes", _m0002_sessions_and_read_indexes),
     ("0003_files_artifacts_alerts", _m0003_files_artifacts_alerts),
+    ("0004_read_indexes_at_ingest", _m0004_read_indexes_at_ingest),
 ]
 
 
@@ -521,6 +549,167 @@ def _index(item: Any, stream: str, i: int) -> int:
     return idx
 
 
+# --------------------------------------------------------------------------- read indexes
+#
+# ``series_agg`` (the min/max pyramid) and ``media_rows`` cover exactly the run's final rows,
+# ``[0, rows_final)``: ``apply_batch`` extends both with the final rows it stores, in the batch's
+# transaction, so a reader sees the rows and their indexes together and never writes. A provisional
+# row (``final: false``) enters neither: the read side reads the one row at ``rows_final`` raw, and
+# when a later batch replaces it only the row itself is deleted; its replacement, once final, is
+# aggregated like any new row. So no bucket ever holds a value that was replaced.
+
+#: Each pyramid level buckets 16x more history indexes than the one below: widths 16 .. 1048576.
+PYRAMID_SHIFT = 4
+PYRAMID_LEVELS = 5
+_RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
+
+
+def typed_leaves(row: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
+    """The ``_type`` values (media, tables, charts, ...) of a row as (dotted key, value)."""
+    for k, v in row.items():
+        if type(v) is dict:
+            if "_type" in v:
+                out.append((prefix + k, v))
+            else:
+                typed_leaves(v, f"{prefix}{k}.", out)
+
+
+def _media_leaves(row: dict[str, Any], text: str) -> list[tuple[str, str]]:
+    """(dotted key, ``_type``) of each typed value of a row, reserved keys left out."""
+    if '"_type"' not in text:
+        return []
+    leaves: list[tuple[str, Any]] = []
+    typed_leaves({k: v for k, v in row.items() if k not in _RESERVED_KEYS}, "", leaves)
+    return [(k, str(v.get("_type"))[:64]) for k, v in leaves]
+
+
+def _aggregate(pk: int, key: str, idx: Any, val: Any) -> list[dict[str, Any]]:
+    """Pyramid rows for sorted indexes ``idx`` and values ``val`` (NaN for NULL): every level at once."""
+    import numpy as np
+
+    out: list[dict[str, Any]] = []
+    finite = np.isfinite(val)
+    vmin = np.where(finite, val, np.inf)
+    vmax = np.where(finite, val, -np.inf)
+    pos = np.arange(len(idx))
+    big = len(idx)
+    for level in range(PYRAMID_LEVELS):
+        b = idx >> (PYRAMID_SHIFT * (level + 1))
+        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+        ends = np.r_[starts[1:], len(idx)]
+        mins = np.minimum.reduceat(vmin, starts)
+        maxs = np.maximum.reduceat(vmax, starts)
+        counts = ends - starts
+        min_pos = np.minimum.reduceat(np.where(vmin == np.repeat(mins, counts), pos, big), starts)
+        max_pos = np.minimum.reduceat(np.where(vmax == np.repeat(maxs, counts), pos, big), starts)
+        has = np.isfinite(mins)
+        for j in range(len(starts)):
+            ok = bool(has[j])
+            out.append({
+                "run": pk, "key": key, "level": level, "bucket": int(b[starts[j]]), "n": int(counts[j]),
+                "first_idx": int(idx[starts[j]]), "last_idx": int(idx[ends[j] - 1]),
+                "min_v": float(mins[j]) if ok else None, "min_idx": int(idx[min_pos[j]]) if ok else None,
+                "max_v": float(maxs[j]) if ok else None, "max_idx": int(idx[max_pos[j]]) if ok else None,
+            })
+    return out
+
+
+def _write_agg(conn: Connection, params: list[dict[str, Any]], covered: int) -> None:
+    """Add pyramid rows for points at or above ``covered`` (the pyramid holds the key's points below
+    it): a bucket starting at or after ``covered`` is new and inserted; the one bucket per level that
+    straddles ``covered`` may exist and is merged into (n added, min/max compared)."""
+    new = [p for p in params if p["bucket"] << (PYRAMID_SHIFT * (p["level"] + 1)) >= covered]
+    merge = [p for p in params if p["bucket"] << (PYRAMID_SHIFT * (p["level"] + 1)) < covered]
+    for i in range(0, len(new), 5000):
+        conn.execute(series_agg.insert(), new[i:i + 5000])
+    if not merge:
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    ins = insert(series_agg)
+    ex, cur = ins.excluded, series_agg.c
+    lower = sa.and_(ex.min_v.is_not(None), sa.or_(cur.min_v.is_(None), ex.min_v < cur.min_v))
+    higher = sa.and_(ex.max_v.is_not(None), sa.or_(cur.max_v.is_(None), ex.max_v > cur.max_v))
+    stmt = ins.on_conflict_do_update(
+        index_elements=[cur.run, cur.key, cur.level, cur.bucket],
+        set_={
+            "n": cur.n + ex.n,
+            "last_idx": sa.func.max(cur.last_idx, ex.last_idx) if sqlite else sa.func.greatest(cur.last_idx, ex.last_idx),
+            "min_v": sa.case((lower, ex.min_v), else_=cur.min_v),
+            "min_idx": sa.case((lower, ex.min_idx), else_=cur.min_idx),
+            "max_v": sa.case((higher, ex.max_v), else_=cur.max_v),
+            "max_idx": sa.case((higher, ex.max_idx), else_=cur.max_idx),
+        },
+    )
+    conn.execute(stmt, merge)
+
+
+def _extend_read_indexes(conn: Connection, pk: int, covered: int,
+                         rows: list[tuple[int, int | None, list[tuple[str, float | None]], list[tuple[str, str]]]],
+                         ) -> None:
+    """Add final rows ``(idx, step, numeric leaves, media leaves)``, all at or above ``covered`` and
+    in index order, to the run's pyramid and media index (in the caller's transaction)."""
+    import numpy as np
+
+    by_key: dict[str, tuple[list[int], list[float]]] = {}
+    media_params: list[dict[str, Any]] = []
+    nan = math.nan
+    for idx, step, leaves, media_leaves in rows:
+        for key, value in leaves:
+            ent = by_key.get(key)
+            if ent is None:
+                ent = by_key[key] = ([], [])
+            ent[0].append(idx)
+            ent[1].append(nan if value is None else value)
+        media_params.extend({"run": pk, "key": k, "idx": idx, "step": step, "type": t} for k, t in media_leaves)
+    params: list[dict[str, Any]] = []
+    for key, (idxs, vals) in by_key.items():
+        params.extend(_aggregate(pk, key, np.asarray(idxs, dtype=np.int64), np.asarray(vals, dtype=np.float64)))
+    _write_agg(conn, params, covered)
+    for i in range(0, len(media_params), 5000):
+        conn.execute(media_rows.insert(), media_params[i:i + 5000])
+
+
+def backfill_read_indexes(conn: Connection, pk: int, final: int, built: dict[tuple[int, str], int] | None = None,
+                          ) -> None:
+    """Build a run's pyramid and media index over its final rows ``[0, final)`` from ``series`` and
+    ``history``, continuing where ``built`` (``(run, "agg:<key>" | "media") -> upto``, what an
+    older read side had built) says each stands. For rows stored without ``apply_batch`` (migration
+    0004, benchmarks); ``apply_batch`` keeps them current after that."""
+    import numpy as np
+
+    built = built or {}
+    keys = [k for (k,) in conn.execute(sa.select(series.c.key).where(series.c.run == pk).distinct())]
+    for key in keys:
+        start = built.get((pk, "agg:" + key), 0)
+        if start >= final:
+            continue
+        res = conn.execute(sa.select(series.c.idx, series.c.value).where(
+            series.c.run == pk, series.c.key == key, series.c.idx >= start, series.c.idx < final,
+        ).order_by(series.c.idx).execution_options(yield_per=200_000))
+        covered = start
+        for part in res.partitions():  # a bucket split between partitions is merged by the second
+            idx = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
+            val = np.fromiter((math.nan if r[1] is None else r[1] for r in part), dtype=np.float64, count=len(part))
+            _write_agg(conn, _aggregate(pk, key, idx, val), covered)
+            covered = int(idx[-1]) + 1
+        res.close()
+    start = built.get((pk, "media"), 0)
+    if start < final:
+        params: list[dict[str, Any]] = []
+        q = (sa.select(history.c.idx, history.c.step, history.c.row)
+             .where(history.c.run == pk, history.c.idx >= start, history.c.idx < final,
+                    history.c.row.like('%"\\_type"%', escape="\\")))
+        for idx, step, text in conn.execute(q):
+            params.extend({"run": pk, "key": k, "idx": idx, "step": step, "type": t}
+                          for k, t in _media_leaves(json.loads(text), text))
+        for i in range(0, len(params), 5000):
+            conn.execute(media_rows.insert(), params[i:i + 5000])
+
+
 # --------------------------------------------------------------------------- the store
 
 
@@ -540,6 +729,15 @@ class Store:
         """The embedded local store: ``<home>/store.db`` and ``<home>/media``."""
         h = Path(home) if home is not None else default_home()
         return cls(f"sqlite:///{h / 'store.db'}", media_dir=h / "media")
+
+    def snapshot(self) -> Connection:
+        """A read connection (use it as a context manager) whose statements all see one state of the
+        database: a SQLite read transaction already does (WAL), PostgreSQL is asked for REPEATABLE
+        READ. For reads that combine a run's position with rows and indexes written after it."""
+        conn = self.read_engine.connect()
+        if not self.is_sqlite:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        return conn
 
     def close(self) -> None:
         self.write_engine.dispose()
@@ -760,7 +958,7 @@ class Store:
                     conn.execute(series.delete().where(series.c.run == pk, series.c.idx >= n))
                 hist_params = []
                 ser_params = []
-                for idx, final, text, step, runtime, ts, leaves in rows:
+                for idx, final, text, step, runtime, ts, leaves, _media in rows:
                     hist_params.append({"run": pk, "idx": idx, "step": step, "runtime": runtime,
                                         "timestamp": ts, "row": text, "final": final})
                     for key, value in leaves:
@@ -772,6 +970,9 @@ class Store:
                 last_final = rows[-1][1]
                 upd["rows_final"] = n + len(rows) - (0 if last_final else 1)
                 upd["pending"] = not last_final
+                # The read indexes cover the final rows, so a read never has to build them (see above).
+                _extend_read_indexes(conn, pk, n, [(idx, step, leaves, media_leaves) for
+                                                   idx, final, _t, step, _rt, _ts, leaves, media_leaves in rows if final])
             if cons:
                 conn.execute(console.insert(), [{"run": pk, "idx": i, "ts": ts, "stream": s, "text": t}
                                                 for i, ts, s, t in cons])
@@ -817,7 +1018,9 @@ class Store:
         return out
 
     @staticmethod
-    def _prepare_rows(items: list[Any]) -> list[tuple[int, bool, str, int | None, float | None, float | None, list[tuple[str, float | None]]]]:
+    def _prepare_rows(items: list[Any]) -> list[tuple[int, bool, str, int | None, float | None, float | None,
+                                                     list[tuple[str, float | None]], list[tuple[str, str]]]]:
+        """Each row as (idx, final, JSON text, step, runtime, timestamp, numeric leaves, media leaves)."""
         out = []
         prev = -1
         for i, item in enumerate(items):
@@ -836,9 +1039,10 @@ class Store:
             if not isinstance(row, dict):
                 raise bad_request(f"rows[{i}].row must be an object")
             leaves: list[tuple[str, float | None]] = []
-            _series_of({k: v for k, v in row.items() if k not in ("_step", "_runtime", "_timestamp")}, "", leaves)
-            out.append((idx, final, dumps(row), _int(row.get("_step")), _num(row.get("_runtime")),
-                        _num(row.get("_timestamp")), leaves))
+            _series_of({k: v for k, v in row.items() if k not in _RESERVED_KEYS}, "", leaves)
+            text = dumps(row)
+            out.append((idx, final, text, _int(row.get("_step")), _num(row.get("_runtime")),
+                        _num(row.get("_timestamp")), leaves, _media_leaves(row, text)))
         return out
 
     @staticmethod

@@ -1,0 +1,263 @@
+"""Reads never write: the chart pyramid and the media index are built as sync batches are stored.
+
+On SQLite and PostgreSQL: after the batches of a plain run, a crashed-and-resumed run and a run
+whose provisional rows were replaced, no chart, key, media or runs read issues one INSERT, UPDATE,
+DELETE or DDL statement (counted on the store's engines), and the reads also succeed through a
+PostgreSQL role that may only SELECT and a SQLite file opened read-only. The indexes grown batch by
+batch equal the ones built in one go from ``series`` (what the read side used to build on a first
+read), so charts are unchanged; a store from before migration 0004 gets them from that migration.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from tests.server.conftest import PG_ADMIN, fresh_postgres_database
+from wandblite.server import query, read
+from wandblite.server.store import (
+    Store,
+    backfill_read_indexes,
+    derived_state,
+    media_rows,
+    runs,
+    schema_migrations,
+    series_agg,
+)
+
+from .conftest import uniq
+
+N = 30_000  # over query._RAW_MAX: whole-run charts are answered from the pyramid
+IMG = {"_type": "image-file", "path": "media/images/x.png", "sha256": "0" * 64, "width": 8, "height": 8}
+WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "REPLACE", "TRUNCATE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database per test (the migration test rewrites the schema)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 's.db'}"
+        return
+    with fresh_postgres_database("wl_ro") as u:
+        yield u
+
+
+def _row(i: int, v: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"_step": i, "_runtime": i * 0.5, "_timestamp": 1.7e9 + i, "v": v, "epoch": i // 1000,
+                           "nested": {"w": -v}}
+    if i % 11 == 0:
+        row["v"] = float("nan")
+    if i % 5000 == 7:
+        row["img"] = IMG
+    return row
+
+
+def _send(store: Store, project: str, run: str, start: int, vals: np.ndarray, batch: int,
+          pending_last: bool = False) -> None:
+    items = [{"idx": i, "final": True, "row": _row(i, float(v))} for i, v in enumerate(vals, start)]
+    if pending_last:
+        items[-1]["final"] = False
+    for b in range(0, len(items), batch):
+        store.apply_batch(project, run, {"rows": items[b:b + batch], "run": {"state": "running"}})
+
+
+def _make_runs(store: Store, project: str) -> dict[str, np.ndarray]:
+    """The final values of three runs as a sync leaves them (the provisional tail row included)."""
+    rng = np.random.default_rng(7)
+    vals = np.cumsum(rng.normal(size=N))
+    _send(store, project, "plain", 0, vals, 2000)
+    # Crashed at 7,778 with a pending row, resumed: the same row comes back final, then the rest.
+    cut = 7_778
+    _send(store, project, "resumed", 0, vals[:cut + 1], 1000, pending_last=True)
+    _send(store, project, "resumed", cut, vals[cut:], 3001)
+    # A provisional spike (with an image) that the resume replaces by an ordinary final row, and a
+    # provisional dip that is still pending at the end.
+    bad = vals.copy()
+    bad[cut] = 1e9
+    _send(store, project, "replaced", 0, bad[:cut + 1], 1000, pending_last=True)
+    assert max(query.get_series(store, project, "replaced", ["v"], samples=200)["series"]["v"]["y"]) == 1e9
+    img_row = _row(cut, 0.0)
+    img_row["img"] = IMG
+    store.apply_batch(project, "replaced", {"rows": [{"idx": cut, "final": False, "row": img_row}]})
+    tail = vals.copy()
+    tail[-1] = -1e9
+    _send(store, project, "replaced", cut, tail[cut:], 2500, pending_last=True)
+    return {"plain": vals, "resumed": vals, "replaced": tail}
+
+
+def _reads(store: Store, project: str, run: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for samples in (100, 1500):
+        out[f"s{samples}"] = query.get_series(store, project, run, ["v", "epoch", "nested.w"], samples=samples)
+    out["zoom"] = query.get_series(store, project, run, ["v"], samples=300, min_x=5000, max_x=27_000)
+    out["epoch"] = query.get_series(store, project, run, ["v"], samples=300, x_axis="epoch")
+    out["keys"] = query.run_keys(store, project, run)
+    out["media"] = query.list_media(store, project, run, "img")
+    out["runs"] = query.list_runs(store, project)
+    out["run"] = read.get_run(store, project, run)
+    out["history"] = read.get_history(store, project, run, start=N - 3)
+    return out
+
+
+def _indexes(store: Store) -> tuple[list[Any], list[Any]]:
+    with store.read_engine.connect() as conn:
+        agg = sorted(tuple(r) for r in conn.execute(sa.select(series_agg)))
+        med = sorted(tuple(r) for r in conn.execute(sa.select(media_rows)))
+    return agg, med
+
+
+def _clear_indexes(store: Store) -> None:
+    with store.write_engine.begin() as conn:
+        conn.execute(series_agg.delete())
+        conn.execute(media_rows.delete())
+
+
+class _WriteCounter:
+    """Counts the writing SQL statements executed on a store's engines."""
+
+    def __init__(self, store: Store) -> None:
+        self.statements: list[str] = []
+        self.engines = {store.write_engine, store.read_engine}
+        for eng in self.engines:
+            sa.event.listen(eng, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in WRITES:
+            self.statements.append(statement)
+
+    def close(self) -> None:
+        for eng in self.engines:
+            sa.event.remove(eng, "before_cursor_execute", self._seen)
+
+
+def test_reads_never_write_and_the_indexes_grown_by_batches_equal_a_build_in_one_go(url: str, tmp_path: Path) -> None:
+    store = Store(url, media_dir=tmp_path / "media")
+    project = uniq("rw")
+    counter = _WriteCounter(store)
+    try:
+        finals = _make_runs(store, project)
+        assert counter.statements, "the counter saw the ingest's writes"
+        counter.statements.clear()
+        before = {run: _reads(store, project, run) for run in finals}
+        assert counter.statements == [], counter.statements[:3]
+    finally:
+        counter.close()
+
+    for run, vals in finals.items():
+        s = before[run]["s1500"]["series"]["v"]
+        finite = [float(v) for i, v in enumerate(vals) if i % 11 != 0]
+        assert s["count"] == N and len(s["x"]) <= 1500
+        assert max(s["y"]) == max(finite) and min(s["y"]) == min(finite), run
+        assert all(vals[int(x)] == y for x, y in zip(s["x"], s["y"]))  # real points at their own steps
+        assert before[run]["keys"]["keys"][0]["count"] == N  # epoch, from the pyramid's top level
+        steps = [d["idx"] for d in before[run]["media"]["steps"]]
+        assert steps == [i for i in range(N) if i % 5000 == 7], run  # the replaced row's image is gone
+    replaced = before["replaced"]["s1500"]["series"]["v"]
+    assert 1e9 not in replaced["y"] and replaced["y"][-1] == -1e9 and replaced["x"][-1] == N - 1
+    assert before["replaced"]["run"]["pending"] is True
+
+    # Grown batch by batch == built in one go from ``series`` (what the first read used to build).
+    grown = _indexes(store)
+    assert grown[0] and grown[1]
+    _clear_indexes(store)
+    with store.write_engine.begin() as conn:
+        for pk, final in conn.execute(sa.select(runs.c.id, runs.c.rows_final)).all():
+            backfill_read_indexes(conn, pk, final)
+    assert _indexes(store) == grown
+    after = {run: _reads(store, project, run) for run in finals}
+    for run in finals:
+        for k in before[run]:
+            if k not in ("runs", "run"):  # updated_at and friends are the runs' own
+                assert after[run][k] == before[run][k], (run, k)
+    store.close()
+
+
+def test_a_store_from_before_migration_0004_gets_its_indexes_from_the_migration(url: str, tmp_path: Path) -> None:
+    store = Store(url, media_dir=tmp_path / "media")
+    project = uniq("mg")
+    _make_runs(store, project)
+    grown = _indexes(store)
+    charts = {run: query.get_series(store, project, run, ["v", "nested.w"], samples=700)
+              for run in ("plain", "resumed", "replaced")}
+    # Roll back to the 0003 state: no indexes, except what an old first read of "plain" had built
+    # (its v pyramid and media index up to 12,345, recorded in derived_state), 0004 not applied.
+    _clear_indexes(store)
+    with store.write_engine.begin() as conn:
+        derived_state.create(conn)
+        pk = conn.execute(sa.select(runs.c.id).where(runs.c.run_id == "plain")).scalar_one()
+        backfill_read_indexes(conn, pk, 12_345, {(pk, "agg:epoch"): N, (pk, "agg:nested.w"): N})
+        conn.execute(derived_state.insert(), [{"run": pk, "name": "agg:v", "upto": 12_345},
+                                              {"run": pk, "name": "media", "upto": 12_345}])
+        conn.execute(schema_migrations.delete().where(schema_migrations.c.name == "0004_read_indexes_at_ingest"))
+    store.close()
+
+    store = Store(url, media_dir=tmp_path / "media")  # a server start: migrations run once
+    assert "0004_read_indexes_at_ingest" in store.applied_migrations()
+    assert _indexes(store) == grown
+    with store.read_engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("derived_state")
+    for run, chart in charts.items():
+        assert query.get_series(store, project, run, ["v", "nested.w"], samples=700) == chart
+    store.close()
+
+
+def _read_only_url(url: str, tmp_path: Path, stack: list[Any]) -> str:
+    """A URL to the same database that can only read: a SELECT-only PostgreSQL role, a read-only SQLite open."""
+    if url.startswith("sqlite"):
+        return f"sqlite:///file:{tmp_path / 's.db'}?mode=ro&uri=true"
+    import psycopg
+
+    role = f"wl_ro_{uuid.uuid4().hex[:8]}"
+    dbname = url.rsplit("/", 1)[1]
+    admin = psycopg.connect(PG_ADMIN.replace("dbname=test", f"dbname={dbname}"), autocommit=True)
+    admin.execute(f'CREATE ROLE "{role}" LOGIN')
+    admin.execute(f'GRANT CONNECT ON DATABASE "{dbname}" TO "{role}"')
+    admin.execute(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+    admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"')
+
+    def drop() -> None:
+        admin.execute(f'DROP OWNED BY "{role}"')
+        admin.execute(f'DROP ROLE "{role}"')
+        admin.close()
+
+    stack.append(drop)
+    return f"postgresql://{role}@127.0.0.1:5432/{dbname}"
+
+
+def test_charts_keys_and_media_are_served_by_a_user_that_may_only_read(url: str, tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from wandblite.server.app import create_app
+
+    store = Store(url, media_dir=tmp_path / "media")
+    project = uniq("ro")
+    _make_runs(store, project)
+    expected = {run: _reads(store, project, run) for run in ("plain", "replaced")}
+    store.close()
+    cleanup: list[Any] = []
+    ro = Store(_read_only_url(url, tmp_path, cleanup), media_dir=tmp_path / "media", migrate=False)
+    try:
+        with ro.write_engine.connect() as conn, pytest.raises(sa.exc.DBAPIError):  # the user really cannot write
+            conn.execute(series_agg.delete())
+        for run, want in expected.items():
+            got = _reads(ro, project, run)
+            assert {k: v for k, v in got.items() if k != "runs"} == {k: v for k, v in want.items() if k != "runs"}
+        client = TestClient(create_app(ro, public_read=True))
+        base = f"/api/v1/projects/{project}/runs/replaced"
+        for path, params in ((base + "/series", {"keys": "v,epoch", "samples": "1500"}), (base + "/keys", {}),
+                             (base + "/media", {"key": "img"}), (f"/api/v1/projects/{project}/runs", {}),
+                             (base + "/history", {"start": "29990"})):
+            r = client.get(path, params=params)
+            assert r.status_code == 200, (path, r.text)
+        assert client.get(base + "/series", params={"keys": "v", "samples": "1500"}).json()["series"]["v"] == \
+            expected["replaced"]["s1500"]["series"]["v"]
+    finally:
+        ro.close()
+        for fn in cleanup:
+            fn()
