@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.dashboard.conftest import ROOT, Dash, shot
+from tests.dashboard.conftest import ROOT, Dash, database, shot
 from tests.dashboard.make_runs import (
     ALERT_TEXT,
     ALERT_TITLE,
@@ -441,8 +441,13 @@ def test_a_running_run_refreshes_by_itself(page: Any, dash: Dash, tmp_path: Path
         proc.wait(10)
 
 
-def test_a_private_server_asks_for_a_key_and_logs_in_with_a_cookie(page: Any, tmp_path: Path) -> None:
-    srv = ServerProc(f"sqlite:///{tmp_path / 'private.db'}", tmp_path / "media", tmp_path / "home").start()
+def test_a_private_server_asks_for_a_key_and_logs_in_with_a_cookie(page: Any, tmp_path: Path,
+                                                                   dash_backend: str) -> None:
+    with database(dash_backend, tmp_path / "private.db") as url:
+        _login(page, ServerProc(url, tmp_path / "media", tmp_path / "home").start())
+
+
+def _login(page: Any, srv: ServerProc) -> None:
     try:
         page.goto(srv.url + "/")
         page.wait_for_selector("#login-form")
