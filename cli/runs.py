@@ -380,13 +380,13 @@ def logs(path: str, tail: int | None, timestamps: bool) -> None:
     """Print the console output a run captured (stdout and stderr, as written)."""
     r = _open(path)
     if tail is None and not timestamps:
-        for _ts, _stream, text in r.console():
+        for _ts, _stream, text in r.console(joined=True):
             sys.stdout.write(text)
         return
     from collections import deque
 
     lines: Any = deque(maxlen=tail) if tail else []
-    for ts, _stream, text in r.console():
+    for ts, _stream, text in r.console(joined=True):
         for line in text.splitlines():
             lines.append(f"{_when(ts)}  {line}" if timestamps else line)
     for line in lines:

@@ -4,8 +4,8 @@
 text)`` -- the core's function that appends one console record to the run file -- where ``ts`` is
 ``time.time()`` when the text is recorded (inside the write call in wrap mode; when the reader
 thread receives it in redirect mode), ``stream`` is ``"stdout"`` or ``"stderr"`` and ``text`` is a
-``str``. The sink is called with the capture's lock held, from whichever thread wrote (wrap) or
-from a reader thread (redirect); it must therefore not wait on a lock whose holder may print --
+``str``. The sink is called with the capture's lock held, from whichever thread wrote (wrap), from
+a reader thread (redirect) or from the flusher thread (partial lines); it must therefore not wait on a lock whose holder may print --
 the core must not write to stdout/stderr (``print``, ``warnings``) while holding the lock its sink
 takes, or the two could deadlock.
 
@@ -15,24 +15,39 @@ What it promises
   in the same order. ``"wrap"`` keeps Python's own buffering of the original stream (a proxy object
   only passes calls through); ``"redirect"`` turns on line buffering of ``sys.stdout`` for the
   duration so Python-level lines reach fd 1 (and so the capture) as they are printed.
-- **Records.** The concatenation of all records of one stream is that stream's text, with carriage-
-  return overwrites collapsed (below). A record normally ends at a line boundary: complete lines are
-  emitted in one record per write call (wrap) or per pipe read (redirect). A partial line (no
-  newline yet) is held in memory and emitted when its line completes, when it grows past 64 KiB,
-  and at ``stop()``.
+- **Records.** A record normally ends at a line boundary: complete lines are emitted in one record
+  per write call (wrap) or per pipe read (redirect). A partial line (no newline yet) is held in
+  memory and emitted when its line completes, when it grows past 64 KiB, at ``stop()``, and -- so
+  a crash does not lose the last thing printed -- as a *provisional* record once it has been held
+  0.5 s (a flusher thread looks every 0.25 s: a partial line is in the run file 0.5-0.75 s after
+  it was written). A line that keeps changing without a newline (a progress bar) is recorded again
+  only after twice the previous wait, up to 8 s: 0.5, 1, 2, 4, 8, 8... s, about 450 records for an
+  hour-long bar, however often it redraws.
+- **Joining.** A record that does not end with a newline leaves its stream's line *open*; the next
+  record of that stream continues the line: its text is appended, or, if it starts with ``"\\r"``,
+  it replaces the open line (the line was overwritten since, e.g. a bar moved on). No record holds
+  a ``"\\r"`` anywhere else, and old files never start a record with one, so the rule reads them
+  as before. Concatenating a stream's records gives the text a terminal would show (the ``"\\r"``
+  moves the cursor back), and ``join_records`` gives each line once, whole: what ``replay``'s
+  ``output()`` and ``console_tail``, ``wandblite logs`` and ``show`` present. The payload of a
+  CONSOLE record is unchanged (``[ts, stream, text]``).
 - **Crash safety.** Complete lines are handed to the sink synchronously, *before* the same text is
   passed on to the terminal, so anything a terminal or log file shows as a complete line has already
   been given to the sink (which writes through to the kernel). A SIGKILL loses only: a partial line
-  still held in memory; in ``"redirect"`` mode, also bytes still sitting in the pipe that the reader
-  thread had not yet read (at most one pipe buffer, 64 KiB on Linux, and normally nothing: the
-  reader is woken by every write).
+  (or the latest state of a redrawn one) written in the last 0.75 s (1 s for Python-level text in
+  ``"redirect"`` mode, which reaches the fd at the flusher's next tick), or in the last wait of a
+  bar redrawn for a while (up to about 8.5 s); in ``"redirect"`` mode, also bytes still sitting in
+  the pipe that the reader thread had not yet read (at most one pipe buffer, 64 KiB on Linux, and
+  normally nothing: the reader is woken by every write). In redirect mode the flusher also flushes
+  ``sys.stdout``/``sys.stderr`` every tick, so a ``print(..., end="")`` reaches the capture too.
 - **Carriage returns** (tqdm bars): a line holding ``\\r`` overwrites is recorded once, as the text
   after its last ``\\r`` (a ``\\r`` right before the newline, as in ``\\r\\n``, is ignored), when the
   line completes or is flushed. The held partial line is trimmed at every ``\\r`` so memory stays
-  O(1) and a bar updated 10,000 times yields one record per completed line. This is the "final
-  state" only approximately: ``"abcdef\\rxy\\n"`` shows ``xydef`` on a terminal and is recorded as
-  ``xy`` (tqdm pads its updates, so for it the two agree). ANSI escape sequences (colours, tqdm's
-  cursor-up ``\\x1b[A`` for nested bars) are recorded as they are, not interpreted.
+  O(1), and a bar updated 10,000 times yields one record per completed line plus the provisional
+  records above. This is the "final state" only approximately: ``"abcdef\\rxy\\n"`` shows ``xydef``
+  on a terminal and is recorded as ``xy`` (tqdm pads its updates, so for it the two agree). ANSI
+  escape sequences (colours, tqdm's cursor-up ``\\x1b[A`` for nested bars) are recorded as they
+  are, not interpreted.
 - **Cap.** After ``cap_bytes`` of recorded UTF-8 text (both streams together) one last record ends
   with ``[wandblite: console output truncated after N bytes; further output is not recorded]`` and
   nothing more is recorded; the terminal still gets everything.
@@ -48,17 +63,25 @@ What it promises
   passes through to the terminal and is not recorded, instead of deadlocking.
 - **Fork.** In a child made by ``os.fork()`` the capture never calls the sink (the parent owns the
   run file): writes just pass through. In ``"redirect"`` mode the child's fds 1/2 are still the
-  parent's pipes, so the parent records what the child writes, like any subprocess's output.
+  parent's pipes (or ptys), so the parent records what the child writes, like any subprocess's
+  output. The flusher thread does not exist in the child; ``os.fork()`` waits for it to finish a
+  stream flush it is in the middle of, so the child never inherits a stream's lock held.
 
 Modes: ``"wrap"`` (default) replaces ``sys.stdout``/``sys.stderr`` with proxies -- cheap, but sees
 only Python-level writes (not ``sys.stdout.buffer.write`` nor native code writing to fd 1).
 ``"redirect"`` captures at the file-descriptor level (C extensions, CUDA/NCCL, subprocesses
-inheriting the fds); fds 1 and 2 are pipes while it runs, so ``isatty()`` is false then (colour
-detection of libraries that check it changes). ``"off"`` does nothing.
+inheriting the fds). While it runs, an fd that was a terminal becomes a pseudo-terminal (so
+``isatty()`` stays true and tqdm, colour detection and ``os.get_terminal_size`` behave as on the
+terminal): it gets the terminal's attributes and window size, with output post-processing (OPOST,
+``"\\n"`` -> ``"\\r\\n"``) off so the records hold exactly the bytes written; the real terminal
+still does its own. A resize of the terminal is copied to the pty within 0.5 s of the next output
+(no SIGWINCH handler is installed). Full-screen programs that change fd 1's terminal modes change
+the pty's, not the terminal's. An fd that was not a terminal (a log file, a pipe: the batch-job
+case) becomes a pipe. ``"off"`` does nothing.
 
 Cost: in wrap mode about 2 us per ``print()`` on top of the print itself and the sink
 (``tests/console/bench_console.py``): one lock round trip per write call and one sink call per
-completed line.
+completed line. The flusher thread wakes 4 times a second and takes the lock once per wake.
 
 Imports: stdlib only (layer 3 of STYLE.md; the core owns the sink and the run file).
 """
@@ -71,10 +94,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
-__all__ = ["MODES", "TRUNCATION_MARKER", "ConsoleCapture", "ConsoleSink"]
+__all__ = ["MODES", "TRUNCATION_MARKER", "ConsoleCapture", "ConsoleSink", "join_records"]
 
 ConsoleSink = Callable[[float, str, str], None]
 MODES = ("wrap", "redirect", "off")
@@ -83,6 +106,15 @@ TRUNCATION_MARKER = "[wandblite: console output truncated after {n} bytes; furth
 # A partial line longer than this is emitted anyway, so a program that never prints a newline
 # (or prints a huge one) cannot make the capture hold unbounded memory.
 _MAX_PENDING_CHARS = 64 * 1024
+# A partial line held this long (seconds) is recorded anyway, as a provisional record, so that the
+# last thing printed before a SIGKILL is in the run file. The flusher looks every _PARTIAL_TICK_S,
+# so a partial line is recorded between _PARTIAL_DELAY_S and _PARTIAL_DELAY_S + _PARTIAL_TICK_S
+# after it was written. Each further provisional record of the same line waits twice as long as
+# the one before, up to _PARTIAL_MAX_DELAY_S (a progress bar costs one record per 8 s, not one per
+# update).
+_PARTIAL_DELAY_S = 0.5
+_PARTIAL_TICK_S = 0.25
+_PARTIAL_MAX_DELAY_S = 8.0
 # Biggest single read from a redirect pipe: one Linux pipe buffer.
 _READ_SIZE = 64 * 1024
 # How long stop() waits for a redirect reader to drain its pipe. Only a background process that
@@ -113,24 +145,31 @@ def _collapse_line(line: str) -> str:
     return body[cut + 1 :] if cut >= 0 else body
 
 
-def _collapse_lines(text: str) -> str:
-    """Collapse every line of ``text`` (which ends with a newline) to its final state."""
-    return "\n".join(_collapse_line(line) if "\r" in line else line for line in text.split("\n"))
-
-
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "replace"))
 
 
 class _LineBuffer:
-    """The partial line of one stream: text written since its last newline, not yet recorded."""
+    """The partial line of one stream: text written since its last newline, not yet recorded.
 
-    __slots__ = ("name", "parts", "size")
+    ``open`` is true while part of the current line is already recorded (a provisional record, or
+    one cut at ``_MAX_PENDING_CHARS``): the next record of the stream continues that line, and starts
+    with ``"\\r"`` if the text since then overwrote it. ``lines`` counts recorded pieces, so the
+    flusher can tell a partial line that sat still from one that completed and was replaced.
+    """
+
+    __slots__ = ("lines", "name", "open", "partials", "parts", "seen_lines", "seen_since", "size")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.parts: list[str] = []
         self.size = 0
+        self.open = False
+        self.lines = 0
+        self.partials = 0  # provisional records of the current line so far (their spacing doubles)
+        # The flusher's bookkeeping: ``lines`` when it first saw the current partial, and when.
+        self.seen_lines = -1
+        self.seen_since = 0.0
 
     def push(self, text: str) -> str:
         """Add ``text``; return what is ready to record now (complete lines), maybe ``""``."""
@@ -150,7 +189,10 @@ class _LineBuffer:
             self.parts.clear()
             self.size = 0
         if "\r" in ready:
-            ready = _collapse_lines(ready)
+            ready = self._collapse_lines(ready)
+        self.open = False
+        self.partials = 0
+        self.lines += 1
         if rest:
             self.parts.append(rest)
             self.size = len(rest)
@@ -158,24 +200,47 @@ class _LineBuffer:
                 self._trim_overwritten()
         return ready
 
+    def _collapse_lines(self, text: str) -> str:
+        """Collapse every line of ``text`` (which ends with a newline) to its final state."""
+        lines = text.split("\n")
+        out = [_collapse_line(line) if "\r" in line else line for line in lines]
+        if self.open and "\r" in lines[0].rstrip("\r"):
+            out[0] = "\r" + out[0]  # the recorded start of this line was overwritten
+        return "\n".join(out)
+
     def _trim_overwritten(self) -> None:
-        # Drop what a later carriage return has overwritten, keeping trailing "\r"s: they may be
-        # the first half of a "\r\n" and must not erase the text before them.
+        # Drop what a later carriage return has overwritten, keeping that "\r" (it says the line
+        # was overwritten) and trailing "\r"s: they may be the first half of a "\r\n" and must not
+        # erase the text before them.
         held = "".join(self.parts)
         cut = held.rstrip("\r").rfind("\r")
-        if cut >= 0:
-            held = held[cut + 1 :]
+        if cut > 0:
+            held = held[cut:]
         self.parts = [held] if held else []
         self.size = len(held)
 
-    def take(self) -> str:
-        """The held partial line, collapsed, and forget it."""
+    def take(self, final: bool = False) -> str:
+        """The held partial line, collapsed, as the next record of an open line; forget it.
+
+        Trailing carriage returns stay held (unless ``final``): the next write decides whether they
+        end the line (``"\\r\\n"``) or start an overwrite of it.
+        """
         if not self.parts:
             return ""
         held = "".join(self.parts)
-        self.parts.clear()
-        self.size = 0
-        return _collapse_line(held) if "\r" in held else held
+        body = held.rstrip("\r")
+        keep = "\r" if len(body) < len(held) and not final else ""
+        self.parts = [keep] if keep else []
+        self.size = len(keep)
+        if not body:
+            return ""
+        cut = body.rfind("\r")
+        text = body[cut + 1 :] if cut >= 0 else body
+        if cut >= 0 and self.open:
+            text = "\r" + text
+        self.open = True
+        self.lines += 1
+        return text
 
 
 class _Recorder:
@@ -229,9 +294,41 @@ class _Recorder:
             self._holder = me
             try:
                 for buf in bufs:
-                    held = buf.take()
+                    held = buf.take(final=True)
                     if held and self.recording:
                         self._emit(ts, buf.name, held)
+            finally:
+                self._holder = None
+
+    def flush_stale(self, bufs: list[_LineBuffer], now: float) -> None:
+        """Record a partial line that has waited its turn (called by the flusher thread).
+
+        A partial line is first seen by one tick and recorded by a later one once it has been held
+        for ``_PARTIAL_DELAY_S``; further provisional records of the same line (a progress bar
+        that keeps moving without a newline) wait twice as long each time, up to
+        ``_PARTIAL_MAX_DELAY_S``.
+        """
+        if not self.recording or _current_pid != self.owner_pid:
+            return
+        me = _get_ident()
+        if self._holder == me:
+            return
+        with self.lock:
+            self._holder = me
+            try:
+                for buf in bufs:
+                    if not buf.parts:
+                        continue
+                    if buf.seen_lines != buf.lines:
+                        buf.seen_lines, buf.seen_since = buf.lines, now
+                        continue
+                    delay = min(_PARTIAL_DELAY_S * (1 << min(buf.partials, 16)), _PARTIAL_MAX_DELAY_S)
+                    if now - buf.seen_since < delay:
+                        continue
+                    text = buf.take()
+                    if text and self.recording:
+                        buf.partials += 1
+                        self._emit(time.time(), buf.name, text)
             finally:
                 self._holder = None
 
@@ -309,8 +406,52 @@ class _StreamProxy:
         return f"<wandblite console proxy of {self._wl_original!r}>"
 
 
+class _Flusher:
+    """One thread per capture that records partial lines left waiting (``_Recorder.flush_stale``).
+
+    In redirect mode it also flushes Python's ``sys.stdout``/``sys.stderr`` each tick, so that a
+    ``print(..., end="")`` (which line buffering keeps in Python's buffer) reaches the fd, and so
+    the capture, too. That flush holds ``_FORK_GUARD``, which ``os.fork()`` takes first, so a child
+    is never forked while this thread holds a stream's buffer lock (the child would deadlock on its
+    first print).
+    """
+
+    def __init__(self, recorder: _Recorder, bufs: list[_LineBuffer], flush_streams: bool) -> None:
+        self.recorder = recorder
+        self.bufs = bufs
+        self.flush_streams = flush_streams
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="wandblite-console-flush", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(_PARTIAL_TICK_S):
+            if self.flush_streams:
+                with _FORK_GUARD:
+                    _flush_python_streams()
+            try:
+                self.recorder.flush_stale(self.bufs, time.monotonic())
+            except Exception:  # noqa: BLE001, S110 - the sink reports its own errors; keep ticking
+                pass
+
+    def stop(self) -> None:
+        self.stopping.set()
+        # Bounded: stop() may run in a signal handler that interrupted a thread holding the lock
+        # the sink takes, while this thread waits for it inside the sink; the tick then ends later
+        # (and the core's sink drops records that arrive after the run finished).
+        if self.thread is not threading.current_thread():
+            self.thread.join(_JOIN_TIMEOUT_S)
+
+
+_FORK_GUARD = threading.Lock()
+os.register_at_fork(
+    before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release, after_in_child=_FORK_GUARD.release
+)
+
+
 class _FdPump:
-    """Redirect mode for one fd: a pipe in its place and a thread copying the pipe to the original."""
+    """Redirect mode for one fd: a pipe (or a pseudo-terminal, if the fd was a terminal) in its
+    place and a thread copying what arrives to the original."""
 
     def __init__(self, fd: int, buf: _LineBuffer, recorder: _Recorder) -> None:
         self.fd = fd
@@ -318,7 +459,19 @@ class _FdPump:
         self.recorder = recorder
         self.recording = True
         self.saved = os.dup(fd)  # the original (terminal, log file); non-inheritable per PEP 446
-        read_end, write_end = os.pipe()
+        self.tty = False
+        try:
+            if os.isatty(self.saved):
+                try:
+                    read_end, write_end = _open_pty(self.saved)
+                    self.tty = True
+                except OSError:
+                    pass  # no ptys here (some containers): a pipe, and isatty() is false meanwhile
+            if not self.tty:
+                read_end, write_end = os.pipe()
+        except OSError:
+            os.close(self.saved)
+            raise
         try:
             os.dup2(write_end, fd)  # fd stays inheritable, so subprocesses write into the pipe
         except OSError:
@@ -334,11 +487,12 @@ class _FdPump:
     def _run(self) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         terminal_ok = True
+        winsize_checked = time.monotonic()
         while True:
             try:
                 data = os.read(self.read_end, _READ_SIZE)
             except OSError:
-                break
+                break  # a pty's master reads EIO once every slave fd is closed
             if not data:
                 break  # every writer closed the pipe: stop() restored the fd
             if self.recording:
@@ -348,6 +502,10 @@ class _FdPump:
                     self.recorder.feed(self.buf, text)
             if terminal_ok:
                 terminal_ok = _write_all(self.saved, data)
+            if self.tty and time.monotonic() - winsize_checked > _WINSIZE_CHECK_S:
+                # The user resized the terminal: let the next ioctl(TIOCGWINSZ) on fd 1 see it.
+                winsize_checked = time.monotonic()
+                _copy_winsize(self.saved, self.read_end)
         tail = decoder.decode(b"", final=True)
         if tail and self.recording:
             self.recorder.feed(self.buf, tail)
@@ -358,6 +516,47 @@ class _FdPump:
     def restore(self) -> None:
         """Put the original back on the fd; closes this process's write end of the pipe."""
         os.dup2(self.saved, self.fd)
+
+
+# How often (at most) a pty pump copies the real terminal's window size onto its pty.
+_WINSIZE_CHECK_S = 0.5
+
+
+def _open_pty(terminal: int) -> tuple[int, int]:
+    """A pseudo-terminal standing in for ``terminal``: ``(master, slave)``.
+
+    The slave gets the terminal's attributes and window size, with output post-processing (OPOST:
+    ``"\\n"`` -> ``"\\r\\n"``, tab expansion) turned off, so the master reads exactly the bytes the
+    program wrote; the real terminal does its own post-processing when they are passed on.
+    """
+    import termios  # Unix only, and only needed here
+
+    master, slave = os.openpty()
+    try:
+        try:
+            attrs = termios.tcgetattr(terminal)
+        except termios.error:
+            attrs = termios.tcgetattr(slave)
+        attrs[1] &= ~termios.OPOST
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+        _copy_winsize(terminal, master)
+    except (OSError, termios.error) as exc:
+        os.close(master)
+        os.close(slave)
+        raise OSError(f"cannot set up a pseudo-terminal: {exc}") from exc
+    return master, slave
+
+
+def _copy_winsize(src: int, dst: int) -> None:
+    import fcntl
+    import termios
+
+    try:
+        size = fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8)
+        if fcntl.ioctl(dst, termios.TIOCGWINSZ, b"\0" * 8) != size:
+            fcntl.ioctl(dst, termios.TIOCSWINSZ, size)
+    except OSError:
+        pass  # not a terminal after all, or it went away: the size is a nicety
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -402,6 +601,7 @@ class ConsoleCapture:
         self._pumps: list[_FdPump] = []
         self._line_buffering_before: bool | None = None
         self._warn_fd = 2
+        self._flusher: _Flusher | None = None
 
     @property
     def started(self) -> bool:
@@ -427,6 +627,7 @@ class ConsoleCapture:
         else:
             self._recorder = _Recorder(self.sink, self.cap_bytes, self._warn_fd_write)
             self._start_redirect(out, err)
+        self._flusher = _Flusher(self._recorder, self._bufs, flush_streams=self.mode == "redirect")
         self._started = True
         atexit.register(self.stop)
 
@@ -437,6 +638,10 @@ class ConsoleCapture:
         atexit.unregister(self.stop)
         recorder = self._recorder
         assert recorder is not None
+        if self._flusher is not None:
+            if _current_pid == recorder.owner_pid:
+                self._flusher.stop()
+            self._flusher = None
         if _current_pid != recorder.owner_pid:
             # A forked child: the parent owns the run file and the pipes; just stop recording here.
             recorder.recording = False
@@ -541,3 +746,35 @@ def _flush_python_streams() -> None:
                 stream.flush()
         except Exception:  # noqa: BLE001, S110 - a closed stream has nothing to flush
             pass
+
+
+def join_records(records: Iterable[tuple[float, str, str]]) -> Iterator[tuple[float, str, str]]:
+    """Console records ``(ts, stream, text)`` with each line whole: the read side of the records.
+
+    A record that does not end with a newline leaves its stream's line open; the next record of the
+    same stream continues it: appended to it, or replacing it if that record starts with ``"\\r"``.
+    Here an open line is held back and comes out joined with its continuation, at the position and
+    with the timestamp of the record that completes it, so a line recorded early (before a crash
+    could lose it) and completed later appears once. Lines still open at the end come out last.
+    Every text yielded ends with a newline, except those last ones. Old files (no record starts
+    with ``"\\r"``) read the same as by concatenation.
+    """
+    held: dict[str, tuple[float, str]] = {}
+    for ts, stream, text in records:
+        if text.startswith("\r"):
+            held.pop(stream, None)
+            text = text[1:]
+        else:
+            before = held.pop(stream, None)
+            if before is not None:
+                text = before[1] + text
+        if text.endswith("\n"):
+            yield ts, stream, text
+            continue
+        newline = text.rfind("\n")
+        if newline >= 0:
+            yield ts, stream, text[: newline + 1]
+            text = text[newline + 1 :]
+        if text:
+            held[stream] = (ts, text)
+    yield from sorted(((ts, stream, text) for stream, (ts, text) in held.items()), key=lambda r: r[0])

@@ -23,7 +23,11 @@ METRIC     5     array ``[ts, spec]``: one ``define_metric`` call, already valid
 EXIT       6     map: ``ts``, ``exit_code``, ``error`` (map: type, message, traceback) or nil,
                  ``signal`` (name of the signal that ended the run) or nil
 HEARTBEAT  7     array ``[ts]``
-CONSOLE    8     array ``[ts, stream, text]``: captured stdout/stderr text
+CONSOLE    8     array ``[ts, stream, text]``: captured stdout/stderr text. A text not ending
+                 with a newline leaves the stream's line open (a partial line recorded early,
+                 so a crash keeps it); the stream's next record continues that line, appended,
+                 or replacing it if that text starts with ``"\\r"`` (the only place a ``"\\r"``
+                 appears). ``wandblite.console.join_records`` applies the rule.
 SYSTEM     9     array ``[ts, metrics]``: one system-metrics sample (kept apart from history)
 RUN        10    array ``[ts, changes]``: run attributes changed after init (name, tags, notes…)
 FILES      11    array ``[ts, files]``: files kept with the run (``wandblite.save``); files is a list

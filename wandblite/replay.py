@@ -123,7 +123,9 @@ class Replay:
         self.artifacts = fold.artifacts
         self.files = fold.files
         self.uses = fold.uses
-        self.console_tail = list(fold.console_tail)
+        from wandblite.console import join_records  # only when read: it is the capture's module
+
+        self.console_tail = list(join_records(fold.console_tail))  # each line once, whole
         self.last_system = fold.last_system
         self._loaded = True
 
@@ -233,12 +235,19 @@ class Replay:
             yield ev.KIND_NAMES.get(e.kind, str(e.kind)), e.data
 
     def output(self) -> str:
-        """The captured console output (stdout and stderr interleaved as written)."""
-        return "".join(text for _ts, _stream, text in self.console())
+        """The captured console output (stdout and stderr interleaved as written), each line whole."""
+        return "".join(text for _ts, _stream, text in self.console(joined=True))
 
-    def console(self) -> Iterator[tuple[float, str, str]]:
-        for e in read_events(self.path, kinds=frozenset({ev.CONSOLE})):
-            yield e.data[0], e.data[1], e.data[2]
+    def console(self, joined: bool = False) -> Iterator[tuple[float, str, str]]:
+        """Console records ``(ts, stream, text)`` as stored; ``joined``: a line recorded in pieces
+        (a partial line recorded early, then its continuation) comes out once, whole
+        (``wandblite.console.join_records``)."""
+        records = ((e.data[0], e.data[1], e.data[2]) for e in read_events(self.path, kinds=frozenset({ev.CONSOLE})))
+        if not joined:
+            return records
+        from wandblite.console import join_records
+
+        return join_records(records)
 
     def system_metrics(self) -> list[tuple[float, dict[str, Any]]]:
         """System-metrics samples ``(timestamp, metrics)`` in order."""
