@@ -602,15 +602,14 @@ def _aggregate(pk: int, key: str, idx: Any, val: Any) -> list[dict[str, Any]]:
         counts = ends - starts
         min_pos = np.minimum.reduceat(np.where(vmin == np.repeat(mins, counts), pos, big), starts)
         max_pos = np.minimum.reduceat(np.where(vmax == np.repeat(maxs, counts), pos, big), starts)
-        has = np.isfinite(mins)
-        for j in range(len(starts)):
-            ok = bool(has[j])
-            out.append({
-                "run": pk, "key": key, "level": level, "bucket": int(b[starts[j]]), "n": int(counts[j]),
-                "first_idx": int(idx[starts[j]]), "last_idx": int(idx[ends[j] - 1]),
-                "min_v": float(mins[j]) if ok else None, "min_idx": int(idx[min_pos[j]]) if ok else None,
-                "max_v": float(maxs[j]) if ok else None, "max_idx": int(idx[max_pos[j]]) if ok else None,
-            })
+        # Whole columns to Python at once (a bucket with no finite value has min_pos == big: clamped, unused).
+        cols = zip(np.isfinite(mins).tolist(), b[starts].tolist(), counts.tolist(), idx[starts].tolist(),
+                   idx[ends - 1].tolist(), mins.tolist(), idx[np.minimum(min_pos, big - 1)].tolist(), maxs.tolist(),
+                   idx[np.minimum(max_pos, big - 1)].tolist())
+        out.extend({"run": pk, "key": key, "level": level, "bucket": bucket, "n": n, "first_idx": first,
+                    "last_idx": last, "min_v": mn if ok else None, "min_idx": mn_i if ok else None,
+                    "max_v": mx if ok else None, "max_idx": mx_i if ok else None}
+                   for ok, bucket, n, first, last, mn, mn_i, mx, mx_i in cols)
     return out
 
 
