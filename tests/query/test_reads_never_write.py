@@ -10,6 +10,7 @@ read), so charts are unchanged; a store from before migration 0004 gets them fro
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from wandblite.server.store import (
     series_agg,
 )
 
-from .conftest import uniq
+from .conftest import Dataset, uniq
 
 N = 30_000  # over query._RAW_MAX: whole-run charts are answered from the pyramid
 IMG = {"_type": "image-file", "path": "media/images/x.png", "sha256": "0" * 64, "width": 8, "height": 8}
@@ -207,10 +208,10 @@ def test_a_store_from_before_migration_0004_gets_its_indexes_from_the_migration(
     store.close()
 
 
-def _read_only_url(url: str, tmp_path: Path, stack: list[Any]) -> str:
+def _read_only_url(url: str, stack: list[Any]) -> str:
     """A URL to the same database that can only read: a SELECT-only PostgreSQL role, a read-only SQLite open."""
     if url.startswith("sqlite"):
-        return f"sqlite:///file:{tmp_path / 's.db'}?mode=ro&uri=true"
+        return f"sqlite:///file:{url[len('sqlite:///'):]}?mode=ro&uri=true"
     import psycopg
 
     role = f"wl_ro_{uuid.uuid4().hex[:8]}"
@@ -241,7 +242,7 @@ def test_charts_keys_and_media_are_served_by_a_user_that_may_only_read(url: str,
     expected = {run: _reads(store, project, run) for run in ("plain", "replaced")}
     store.close()
     cleanup: list[Any] = []
-    ro = Store(_read_only_url(url, tmp_path, cleanup), media_dir=tmp_path / "media", migrate=False)
+    ro = Store(_read_only_url(url, cleanup), media_dir=tmp_path / "media", migrate=False)
     try:
         with ro.write_engine.connect() as conn, pytest.raises(sa.exc.DBAPIError):  # the user really cannot write
             conn.execute(series_agg.delete())
@@ -257,6 +258,29 @@ def test_charts_keys_and_media_are_served_by_a_user_that_may_only_read(url: str,
             assert r.status_code == 200, (path, r.text)
         assert client.get(base + "/series", params={"keys": "v", "samples": "1500"}).json()["series"]["v"] == \
             expected["replaced"]["s1500"]["series"]["v"]
+    finally:
+        ro.close()
+        for fn in cleanup:
+            fn()
+
+
+def test_after_a_real_sync_a_read_only_connection_gives_the_servers_answers(data: Dataset) -> None:
+    """The query data set, synced by the real CLI into a real server, read back through a connection
+    that cannot write: the same series, keys and media listings the server answers over HTTP."""
+    cleanup: list[Any] = []
+    assert data.srv.db is not None
+    ro = Store(_read_only_url(data.srv.db, cleanup), media_dir=data.srv.media, migrate=False)
+    try:
+        for run in ("a", "b", "crash"):  # long with media; short; crashed with a provisional row
+            for keys, x_axis in (("loss,acc,noisy,train.inner", "_step"), ("loss", "epoch")):
+                params = {"keys": keys, "samples": "300", "x_axis": x_axis}
+                want = data.get(f"/runs/{run}/series", params=params)
+                got = query.get_series(ro, data.project, run, keys.split(","), samples=300, x_axis=x_axis)
+                assert json.loads(json.dumps(got)) == want, (run, keys)
+            assert json.loads(json.dumps(query.run_keys(ro, data.project, run))) == data.get(f"/runs/{run}/keys")
+            want_media = data.get(f"/runs/{run}/media", params={"key": "img"})
+            assert json.loads(json.dumps(query.list_media(ro, data.project, run, "img"))) == want_media
+        assert data.get("/runs/a/media", params={"key": "img"})["count"] == 6
     finally:
         ro.close()
         for fn in cleanup:

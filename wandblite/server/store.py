@@ -477,7 +477,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     path = sa.engine.make_url(url).database
-    if path and path != ":memory:":
+    if path and path != ":memory:" and not path.startswith("file:"):  # a URI filename (?uri=true) is not a path
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
     eng = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
 
