@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,15 @@ def write(runs_dir: str, run_no: int, run_id: str, name: str) -> dict[str, objec
     else:
         run.use_artifact(f"{ARTIFACT}:best")
     print(f"console of {run_id}: <b>not bold</b>", flush=True)
+    if run_no == 0:  # a partial line recorded early, then completed; a bar that moves on with "\r"
+        print("epoch 1 ", end="", flush=True)
+        time.sleep(0.9)
+        print("done", flush=True)
+        sys.stdout.write("bar 10%")
+        sys.stdout.flush()
+        time.sleep(0.9)
+        sys.stdout.write("\rbar 100%\n")
+        sys.stdout.flush()
     run.summary["best"] = min(loss(run_no, s) for s in range(STEPS))
     run.finish()
     return {"id": run_id, "name": name,

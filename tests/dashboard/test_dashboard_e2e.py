@@ -297,6 +297,13 @@ def test_overview_console_and_system_tabs(page: Any, dash: Dash) -> None:
     page.wait_for_function("() => document.querySelector('#console')?.textContent.includes('console of runa')")
     assert "console of runa: <b>not bold</b>" in page.locator("#console").text_content()
     assert page.locator("#console b").count() == 0
+    # Console records are pieces of lines; the dashboard joins them as `wandblite logs` does.
+    import wandblite
+
+    records = [r[2] for r in wandblite.replay(dash.runs_dir / "runa").console()]
+    assert "epoch 1 " in records and "\rbar 100%\n" in records, records  # recorded in pieces
+    text = page.locator("#console").text_content()
+    assert "epoch 1 done\n" in text and "bar 100%\n" in text and "bar 10%" not in text, text
     shot(page, "12-console")
     page.get_by_role("link", name="system").click()
     page.wait_for_selector(".tab-body .panel, .tab-body p.muted")

@@ -536,30 +536,62 @@ function overview(project, runs, previous) {
   return h("div", { class: "overview" }, rows);
 }
 
+// Console records are pieces of lines (wandblite/console.py, join_records): a record that does
+// not end with a newline leaves its stream's line open (a partial line is recorded early, so a
+// crash cannot lose it); the stream's next record continues it, appended, or replacing it when it
+// starts with "\r" (a progress bar moved on). Lines come out whole, where they are completed;
+// lines still open at the end come last.
+function joinConsole(recs) {
+  const out = [];
+  const held = new Map();
+  for (const r of recs) {
+    let text = String(r.text);
+    if (text.startsWith("\r")) {
+      held.delete(r.stream);
+      text = text.slice(1);
+    } else if (held.has(r.stream)) {
+      text = held.get(r.stream).text + text;
+      held.delete(r.stream);
+    }
+    if (text.endsWith("\n")) {
+      out.push({ stream: r.stream, ts: r.ts, text });
+      continue;
+    }
+    const nl = text.lastIndexOf("\n");
+    if (nl >= 0) {
+      out.push({ stream: r.stream, ts: r.ts, text: text.slice(0, nl + 1) });
+      text = text.slice(nl + 1);
+    }
+    if (text) held.set(r.stream, { stream: r.stream, ts: r.ts, text });
+  }
+  return out.concat([...held.values()].sort((a, b) => a.ts - b.ts));
+}
+
 async function consoleView(project, run, into) {
   const filter = h("input", { type: "search", placeholder: "filter lines", "aria-label": "filter console" });
   const pre = h("pre", { class: "console", id: "console" });
   const info = h("p", { class: "muted small" });
   into.append(h("div", { class: "toolbar" }, filter), info, pre);
-  const lines = [];
+  const records = [];
   let cursor = 0; // the index of the next console record wanted
   const gen = generation;
   const draw = () => {
     const f = filter.value.toLowerCase();
+    const lines = joinConsole(records);
     clear(pre);
     const shown = f ? lines.filter((l) => String(l.text).toLowerCase().includes(f)) : lines;
     for (const l of shown.slice(-20000)) {
       const text = String(l.text);
       pre.append(h("span", { class: l.stream === "stderr" ? "stderr" : "stdout" }, text.endsWith("\n") ? text : text + "\n"));
     }
-    info.textContent = `${lines.length} records${shown.length > 20000 ? " (showing the last 20000)" : ""}`;
+    info.textContent = `${lines.length} lines${shown.length > 20000 ? " (showing the last 20000)" : ""}`;
   };
   filter.addEventListener("input", draw);
   const load = async () => {
     while (gen === generation) {
       const page = await api.console(project, run.id, cursor, 5000);
       const recs = page.console || [];
-      lines.push(...recs);
+      records.push(...recs);
       if (recs.length) cursor = recs[recs.length - 1].idx + 1;
       if (page.next === null || page.next === undefined) break;
       cursor = page.next;
