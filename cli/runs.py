@@ -36,6 +36,21 @@ def _dumps(obj: Any, **kw: Any) -> str:
     return json.dumps(_jsonable(obj), default=str, **kw)
 
 
+def _alerts(r: Replay) -> list[dict[str, Any]]:
+    """The run's alerts with their ``ts`` and ``throttled``: wandb would not have sent it (an earlier
+    sent alert of the same title within its ``wait_duration``), the rule the server stores
+    (wandblite/server/throttle.py, stdlib only)."""
+    if not r.alerts:
+        return []
+    from wandblite.server.throttle import throttle
+
+    timed = [{**d[1], "ts": d[0]} for kind, d in r.events()
+             if kind == "alert" and isinstance(d, (list, tuple)) and len(d) >= 2 and isinstance(d[1], dict)]
+    if len(timed) != len(r.alerts):  # a record replay kept but its timing cannot be read: mark none
+        return [{**a, "throttled": False} for a in r.alerts]
+    return [{**a, "throttled": t} for a, t in zip(timed, throttle(timed))]
+
+
 def _open(path: str) -> Replay:
     try:
         return Replay(path)
@@ -144,6 +159,7 @@ def show(path: str, nrows: int, as_json: bool) -> None:
         from collections import deque
 
         last = list(deque(r.scan_history(), maxlen=nrows))
+    alerts = _alerts(r)
     if as_json:
         click.echo(_dumps({
             "id": r.id, "name": r.name, "project": r.project, "entity": r.entity, "group": r.group,
@@ -151,7 +167,7 @@ def show(path: str, nrows: int, as_json: bool) -> None:
             "exit_code": r.exit_code, "error": r.error, "signal": r.signal, "created_at": r.created_at,
             "last_alive": r.last_alive, "step": r.step, "rows": r.rows, "config": r.config,
             "summary": r.summary, "last_rows": last, "damage": r.damage, "path": str(r.path),
-            "context": r.context, "alerts": r.alerts, "files": r.files, "artifacts": r.artifacts,
+            "context": r.context, "alerts": alerts, "files": r.files, "artifacts": r.artifacts,
             "uses": r.uses, "last_system": r.last_system,
             "console_tail": [t for _ts, _s, t in r.console_tail[-20:]],
         }))
@@ -221,10 +237,14 @@ def show(path: str, nrows: int, as_json: bool) -> None:
         e(f"system (last sample {_when(ts)})")
         for k, v in list(m.items())[:12]:
             e(f"  {k}: {_describe(v)}")
-    if r.alerts:
+    if alerts:
+        from wandblite.server.throttle import effective_wait
+
         e("alerts")
-        for a in r.alerts[-10:]:
-            e(f"  [{a.get('level', 'INFO')}] {a.get('title')}: {a.get('text')}")
+        for a in alerts[-10:]:
+            note = (f"  (suppressed: same title within {effective_wait(a.get('wait_duration')):g} s)"
+                    if a["throttled"] else "")
+            e(f"  [{a.get('level', 'INFO')}] {a.get('title')}: {a.get('text')}{note}")
     if r.files:
         e("files")
         for name, f in sorted(r.files.items()):

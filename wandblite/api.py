@@ -18,7 +18,8 @@ with the very functions the HTTP endpoints call, so both answer the same.
 A ``Run`` reads like ``wandblite.replay(path)``: ``.id .name .project .state .config .summary .tags
 .group .job_type .notes .created_at``, ``.history()``, ``.scan_history()`` (nested rows with
 ``_step``/``_runtime``/``_timestamp``, media values as mappings with ``.bytes()``), so notebook code
-works on both. Errors raise ``ApiRequestError`` (a ``wandblite.Error``) with the server's ``status``,
+works on both. ``run.alerts()`` lists its alerts, each marked ``throttled`` as the server decided.
+Errors raise ``ApiRequestError`` (a ``wandblite.Error``) with the server's ``status``,
 ``code`` and message.
 """
 
@@ -113,6 +114,9 @@ class _HttpBackend:
     def media(self, project: str, run_id: str, key: str, limit: int) -> Any:
         return self._get(self._run(project, run_id) + "/media", {"key": key, "limit": limit})
 
+    def alerts(self, project: str, run_id: str, start: int, limit: int) -> Any:
+        return self._get(self._run(project, run_id) + "/alerts", {"start": start, "limit": limit})
+
     def media_bytes(self, sha256: str) -> bytes:
         return bytes(self._get(f"/media/{quote(sha256, safe='')}", raw=True))
 
@@ -125,7 +129,7 @@ class _LocalBackend:
 
     def __init__(self, home: str | os.PathLike[str] | None) -> None:
         try:
-            from wandblite.server import query, read
+            from wandblite.server import query, read, records
             from wandblite.server.errors import ApiError
             from wandblite.server.store import Store, default_home
         except ImportError as exc:
@@ -136,7 +140,7 @@ class _LocalBackend:
             raise Error(f"no server configured (pass server=, set $WANDBLITE_SERVER or wandblite.login(host=...)) "
                         f"and no embedded store at {h / 'store.db'}: run `wandblite sync <runs>` first")
         self.store = Store.embedded(h)
-        self.read, self.query, self._api_error = read, query, ApiError
+        self.read, self.query, self.records, self._api_error = read, query, records, ApiError
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -165,6 +169,9 @@ class _LocalBackend:
 
     def media(self, project: str, run_id: str, key: str, limit: int) -> Any:
         return self._call(self.query.list_media, project, run_id, key, limit=limit)
+
+    def alerts(self, project: str, run_id: str, start: int, limit: int) -> Any:
+        return self._call(self.records.list_alerts, project, run_id, start, limit)
 
     def media_bytes(self, sha256: str) -> bytes:
         try:
@@ -372,6 +379,21 @@ class Run:
         res = self._api._backend.media(self.project, self.id, key, limit)
         return [{"step": s["step"], "idx": s["idx"], "value": RemoteMedia(s["value"], self._api)}
                 for s in res["steps"]]
+
+
+    # ------------------------------------------------------------------ alerts
+    def alerts(self, include_throttled: bool = True, page_size: int = 1000) -> list[dict[str, Any]]:
+        """The run's ``run.alert`` calls in order: ``[{"idx", "ts", "title", "text", "level",
+        "wait_duration", "throttled"}]``. ``throttled`` is true for an alert wandb would not have sent
+        (an earlier sent alert of the same title less than its ``wait_duration``, default 60 s, before;
+        the rule is in ``wandblite/server/throttle.py``). ``include_throttled=False`` leaves them out."""
+        out: list[dict[str, Any]] = []
+        start: int | None = 0
+        while start is not None:
+            page = self._api._backend.alerts(self.project, self.id, start, page_size)
+            out.extend(a for a in page["alerts"] if include_throttled or not a.get("throttled"))
+            start = page["next"]
+        return out
 
 
 class Api:

@@ -245,6 +245,10 @@ def test_the_size_limit_is_413_while_streaming_and_configurable(tmp_path: Path) 
         with open(blob, "rb") as f:  # a declared Content-Length over the limit: refused before the body
             r = _put(srv, sha, f)
         assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", r.text
+        # ... saying the size, the limit and how to raise it, as the streamed cut-off does.
+        assert r.json()["error"]["message"] == (
+            "the media blob of 6291456 bytes is larger than this server's limit of 4194304 bytes (raise it with "
+            "`wandblite server --max-blob-size` or $WANDBLITE_MAX_BLOB_SIZE on the server); nothing was stored")
 
         def chunks() -> Any:  # no length declared: cut off when the limit is passed
             with open(blob, "rb") as f:
@@ -295,6 +299,7 @@ def test_the_max_blob_size_flag_sets_the_limit_and_overrides_the_environment(tmp
         with open(tmp_path / "big", "rb") as f:
             r = _put(srv, big, f)
         assert r.status_code == 413 and r.json()["error"]["code"] == "too_large", r.text
+        assert f"of {MiB + 1} bytes" in r.json()["error"]["message"] and f"limit of {MiB} bytes" in r.text
         assert missing(srv, big) and tmp_files(srv) == []
         small = make_blob(tmp_path / "small", MiB, seed=7)  # exactly the limit is allowed
         with open(tmp_path / "small", "rb") as f:

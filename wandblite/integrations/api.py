@@ -6,7 +6,10 @@ and raises wandb's pre-init ``Error`` before ``init``, as wandb's do.
 An alert is recorded as an ALERT record ``[ts, {"title", "text", "level", "wait_duration"}]``:
 ``level`` is ``"INFO"``, ``"WARN"`` or ``"ERROR"``; ``wait_duration`` is in seconds (a
 ``timedelta`` is converted) or nil. wandb's server uses it to throttle repeated alerts of the
-same title; offline every alert is kept, and the server may apply it when the run is synced.
+same title; offline every alert is kept, and the wandblite server applies it when the run is synced:
+an alert within its ``wait_duration`` (default 60 s) of the last sent alert of the same title is
+marked ``throttled`` (``wandblite/server/throttle.py``; the dashboard, ``wandblite.Api`` and
+``wandblite show`` show it as suppressed).
 """
 
 from __future__ import annotations

@@ -98,9 +98,16 @@ def _bearer(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-def _check_declared_length(request: Request, limit: int) -> None:
+def _check_declared_length(request: Request, limit: int, blob: bool = False) -> None:
+    """413 before the body is read when its declared ``Content-Length`` is over ``limit``; for a media
+    blob the message says how to raise the limit, as the streamed cut-off's does (``blobs._checked``)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        if blob:
+            raise ApiError(413, "too_large", f"the media blob of {int(declared)} bytes is larger than this server's "
+                                             f"limit of {limit} bytes (raise it with `wandblite server "
+                                             "--max-blob-size` or $WANDBLITE_MAX_BLOB_SIZE on the server); "
+                                             "nothing was stored")
         raise ApiError(413, "too_large", f"the body of {declared} bytes exceeds the limit of {limit} bytes")
 
 
@@ -231,7 +238,7 @@ def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | No
     async def media_put(request: Request) -> Response:
         await auth(request, write=True)
         sha = validate_sha256(request.path_params["sha256"])
-        _check_declared_length(request, blob_limit)
+        _check_declared_length(request, blob_limit, blob=True)
         ext = request.query_params.get("ext")
         try:
             size = await run_in_threadpool(store.put_media, sha, _pieces(request), ext, blob_limit)

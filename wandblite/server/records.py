@@ -2,7 +2,7 @@
 
 Layer 5. Plain functions over a ``Store`` returning JSON-able dicts, exposed by the HTTP app under
 ``/api/v1`` (see ``PROTOCOL.md``): a run's files (latest version per name) and their bytes, a run's
-alerts (paged by index), a run's logged and used artifacts, a project's artifacts with their
+alerts (paged by index, each marked ``throttled`` as stored), a run's logged and used artifacts, a project's artifacts with their
 versions and aliases, and one version's manifest. Bytes are served from the content-addressed
 media store (``GET /api/v1/media/{sha256}``). Names are validated and reach SQL as parameters only;
 unknown projects, runs, files and artifacts raise a 404 ``ApiError``.
@@ -67,14 +67,18 @@ def run_file(store: Store, project: str, run_id: str, name: str) -> tuple[Path, 
 
 def list_alerts(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
     """A run's alerts from idx ``start``: ``{"alerts": [{"idx", "ts", "title", "text", "level",
-    "wait_duration"}], "next"}``."""
+    "wait_duration", "throttled"}], "next", "sent"}``. ``throttled``: wandb would not have sent the
+    alert (``wait_duration``, ``throttle.py``), decided when it was stored, so it is the same on
+    every page; ``sent``: how many of all the run's alerts are not throttled (what a badge counts)."""
     with store.read_engine.connect() as conn:
         pk = run_row(conn, project, run_id).id
         q = (sa.select(alerts.c.idx, alerts.c.ts, alerts.c.title, alerts.c.text, alerts.c.level,
-                       alerts.c.wait_duration)
+                       alerts.c.wait_duration, alerts.c.throttled)
              .where(alerts.c.run == pk, alerts.c.idx >= start).order_by(alerts.c.idx).limit(limit))
-        recs = [dict(r) for r in conn.execute(q).mappings()]
-    return {"alerts": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
+        recs = [{**r, "throttled": bool(r["throttled"])} for r in conn.execute(q).mappings()]
+        sent = conn.execute(sa.select(sa.func.count()).select_from(alerts)
+                            .where(alerts.c.run == pk, alerts.c.throttled == sa.false())).scalar_one()
+    return {"alerts": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None, "sent": int(sent)}
 
 
 def _aliases(conn: Any, pid: int, name: str | None = None) -> dict[int, list[str]]:

@@ -24,7 +24,10 @@ What it promises
 * A batch's ``files``, ``artifacts``, ``uses`` and ``alerts`` records are indexed per run like
   console records and stored once each (the position counts them); their bytes must already be in
   the media store, and artifact versions are keyed (project, name, digest), aliases moved by the
-  most recent log record (migration ``0003_files_artifacts_alerts``).
+  most recent log record (migration ``0003_files_artifacts_alerts``). Each alert's ``throttled``
+  flag (``run.alert``'s ``wait_duration``, ``throttle.py``) is decided as it is stored, from the
+  run's earlier alerts in idx order, so it is the same however the alerts were batched (migration
+  ``0005_alert_throttle`` decides it for alerts stored before).
 * The read indexes, ``series_agg`` (the min/max pyramid charts are downsampled from) and
   ``media_rows``, cover exactly the run's final rows and are extended in each batch's transaction:
   reads never write (they work on a read-only replica or role). A provisional row enters neither,
@@ -56,6 +59,7 @@ from sqlalchemy.engine import Connection, Engine
 from wandblite.errors import Error
 from wandblite.runfile import validate_project_name, validate_run_id
 from wandblite.server.errors import ApiError, bad_request, conflict, not_found
+from wandblite.server.throttle import throttle
 
 __all__ = [
     "MIGRATIONS",
@@ -437,6 +441,9 @@ alerts = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("level", sa.String(16), nullable=False),
     sa.Column("wait_duration", sa.Float),
+    # Since migration 0005: wandb would not have sent this alert (``wait_duration``; throttle.py).
+    # Decided at ingest from the run's earlier stored alerts, so no read depends on a page.
+    sa.Column("throttled", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 #: The per-run record streams of migration 0003, by the batch field that carries them.
@@ -462,6 +469,21 @@ def _m0004_read_indexes_at_ingest(conn: Connection) -> None:
         derived_state.drop(conn)
 
 
+def _m0005_alert_throttle(conn: Connection) -> None:
+    """Add ``alerts.throttled`` (a store created by an older 0003 lacks it) and decide it for every
+    alert already stored, per run in idx order (``throttle.throttle``)."""
+    if "throttled" not in {c["name"] for c in sa.inspect(conn).get_columns("alerts")}:
+        conn.execute(sa.text("ALTER TABLE alerts ADD COLUMN throttled BOOLEAN NOT NULL DEFAULT FALSE"))
+    for (pk,) in conn.execute(sa.select(alerts.c.run).distinct()).all():
+        q = (sa.select(alerts.c.idx, alerts.c.title, alerts.c.ts, alerts.c.wait_duration)
+             .where(alerts.c.run == pk).order_by(alerts.c.idx))
+        recs = [dict(r) for r in conn.execute(q).mappings()]
+        hit = [{"r": pk, "i": a["idx"]} for a, t in zip(recs, throttle(recs)) if t]
+        if hit:
+            conn.execute(alerts.update().where(alerts.c.run == sa.bindparam("r"), alerts.c.idx == sa.bindparam("i"))
+                         .values(throttled=True), hit)
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -469,6 +491,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0002_sessions_and_read_indexes", _m0002_sessions_and_read_indexes),
     ("0003_files_artifacts_alerts", _m0003_files_artifacts_alerts),
     ("0004_read_indexes_at_ingest", _m0004_read_indexes_at_ingest),
+    ("0005_alert_throttle", _m0005_alert_throttle),
 ]
 
 
@@ -1127,6 +1150,19 @@ class Store:
         return {k: int(conn.execute(sa.select(sa.func.count()).select_from(t).where(t.c.run == pk)).scalar_one())
                 for k, t in RECORD_TABLES.items()}
 
+    @staticmethod
+    def _last_sent_alerts(conn: Connection, pk: int, titles: set[str]) -> dict[str, float | None]:
+        """title -> ts of the run's most recent stored non-throttled alert of that title (``titles``
+        only): where ``throttle`` resumes for a batch's alerts. One pass over the run's sent alerts
+        in idx order, under the batch's lock, so batches split anywhere decide the same."""
+        last: dict[str, float | None] = {}
+        q = (sa.select(alerts.c.title, alerts.c.ts).where(alerts.c.run == pk, alerts.c.throttled == sa.false())
+             .order_by(alerts.c.idx))
+        for title, ts in conn.execute(q):
+            if title in titles:
+                last[title] = ts
+        return last
+
     def _prepare_records(self, body: dict[str, Any]) -> dict[str, list[tuple[int, dict[str, Any]]]]:
         """Validate the batch's record streams; every byte they name must already be stored."""
         out: dict[str, list[tuple[int, dict[str, Any]]]] = {}
@@ -1171,7 +1207,9 @@ class Store:
             if stream == "files":
                 conn.execute(run_files.insert(), [{"run": r.id, "idx": i, **f} for i, f in recs])
             elif stream == "alerts":
-                conn.execute(alerts.insert(), [{"run": r.id, "idx": i, **a} for i, a in recs])
+                flags = throttle([a for _i, a in recs], self._last_sent_alerts(conn, r.id, {a["title"] for _i, a in recs}))
+                conn.execute(alerts.insert(), [{"run": r.id, "idx": i, **a, "throttled": t}
+                                               for (i, a), t in zip(recs, flags)])
             elif stream == "uses":
                 for i, u in recs:
                     aid = None if u["digest"] is None else conn.execute(sa.select(artifacts.c.id).where(

@@ -191,24 +191,40 @@ export async function loadAlerts(project, runId, max = 10000) {
   return out;
 }
 
+// An alert wandb would not have sent (`run.alert`'s wait_duration) comes back with `throttled: true`:
+// the server decides it as it stores the alert (wandblite/server/throttle.py). The wait it was
+// measured against is the alert's own wait_duration, or wandb's default minute when it has none.
+const DEFAULT_ALERT_WAIT = 60;
+
+function suppressedNote(a) {
+  const w = typeof a.wait_duration === "number" && a.wait_duration ? a.wait_duration : DEFAULT_ALERT_WAIT;
+  return `suppressed: same title within ${w} s`;
+}
+
 /** The overview's alerts section (filled when loaded; a refresh shows the previous one meanwhile). */
 export function alertsSection(project, runId, previous) {
   const el = h("section", { class: "alerts", id: "alerts" },
     previous ? [...previous.childNodes].map((n) => n.cloneNode(true)) : [h("h2", null, "Alerts"), h("p", { class: "muted" }, "Loading…")]);
   loadAlerts(project, runId).then((alerts) => {
-    clear(el).append(h("h2", null, "Alerts", alerts.length ? h("span", { class: "count muted" }, ` ${alerts.length}`) : null),
+    const sent = alerts.filter((a) => !a.throttled).length;
+    const count = sent === alerts.length ? ` ${alerts.length}` : ` ${sent} (+${alerts.length - sent} suppressed)`;
+    clear(el).append(h("h2", null, "Alerts", alerts.length ? h("span", { class: "count muted" }, count) : null),
       alerts.length ? table("alerts", "alerts-table", [["time"], ["level"], ["title"], ["text"]], alerts.map((a) =>
-        h("tr", { dataset: { idx: String(a.idx) } }, h("td", { class: "nowrap" }, fmtTime(a.ts)), h("td", null, levelBadge(a.level)),
-          h("td", { class: "alert-title" }, String(a.title ?? "")), h("td", { class: "alert-text" }, String(a.text ?? "")))))
+        h("tr", { class: a.throttled ? "throttled" : null, dataset: { idx: String(a.idx) } },
+          h("td", { class: "nowrap" }, fmtTime(a.ts)), h("td", null, levelBadge(a.level)),
+          h("td", { class: "alert-title" }, String(a.title ?? "")),
+          h("td", null, h("span", { class: "alert-text" }, String(a.text ?? "")),
+            a.throttled ? h("span", { class: "alert-note muted" }, suppressedNote(a)) : null))))
         : h("p", { class: "muted" }, "No alerts."));
   }, (e) => clear(el).append(h("h2", null, "Alerts"), h("p", { class: "error" }, e.message)));
   return el;
 }
 
-/** The small badge next to a run's name: how many alerts it raised (a link to the overview); null for none. */
+/** The small badge next to a run's name: how many alerts it sent, throttled ones not counted (a link to
+ * the overview); null for none. */
 export async function alertBadge(project, runId) {
-  const pos = await api.position(project, runId);
-  const n = pos && Number.isInteger(pos.alerts) ? pos.alerts : 0;
+  const page = await api.alerts(project, runId, 0, 1);
+  const n = page && Number.isInteger(page.sent) ? page.sent : 0;
   if (n <= 0) return null;
   return h("a", { class: "alert-badge", id: "alert-badge", href: `#/p/${enc(project)}/r/${enc(runId)}/overview`,
     title: `${n} alert${n === 1 ? "" : "s"}`, "aria-label": `${n} alert${n === 1 ? "" : "s"}` }, `⚠ ${n}`);
