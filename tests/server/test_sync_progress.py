@@ -145,3 +145,23 @@ def test_no_bar_below_the_threshold(tmp_path: Path) -> None:
     assert code == 0, term
     assert "syncing" not in term and "%" not in term
     assert "wandblite: pb/small (finished): sent 50 rows" in term
+
+
+def test_progress_counts_bytes_across_a_gap_in_the_segment_numbers(tmp_path: Path) -> None:
+    """Segments 000 and 002 (001 removed by hand): the bytes before 002 are 000's, not none."""
+    from wandblite.runfile import segments
+    from wandblite.sync.client import RunTail
+
+    for attempt in range(2):
+        run = wandblite.init(project="p", id="gap", dir=str(tmp_path), resume="allow",
+                             settings=wandblite.Settings(console="off", disable_stats=True))
+        for i in range(2000):
+            run.log({"x": float(i), "attempt": attempt})
+        run.finish()
+    first, second = segments(tmp_path / "gap")
+    second.rename(second.with_name("events-002.wlr"))
+    tail = RunTail(tmp_path / "gap")
+    rows = sum(1 for kind, _i, _x in tail.read() if kind == "row")
+    assert rows == 4000
+    size0 = first.stat().st_size
+    assert size0 < tail.bytes_done <= size0 + (tmp_path / "gap" / "events-002.wlr").stat().st_size

@@ -206,7 +206,11 @@ class RunTail:
                 self.damage.append(info)  # a torn tail of a live file is just its end, for now
 
         CONSOLE, SYSTEM = ev.CONSOLE, ev.SYSTEM  # noqa: N806 - locals for the loop
-        seg_base = {s: sum(v for k, v in sorted(sizes.items())[:i]) for i, s in enumerate(range(len(sizes)))}
+        seg_base: dict[int, int] = {}  # segment number -> bytes of the segments before it
+        total = 0
+        for num, size in sorted((int(name[7:-4]), size) for name, size in sizes.items()):
+            seg_base[num] = total
+            total += size
         for e in read_events(self.path, start=self.start, reporter=report, positions=positions):
             kind = e.kind
             self.bytes_done = seg_base.get(e.segment, 0) + e.offset
