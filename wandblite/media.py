@@ -106,6 +106,7 @@ MEDIA_FILE_TYPES = frozenset(
         "table-file",
         "object3D-file",
         "html-file",
+        "graph-file",
         "boxes2D",
         "mask",
         "chart",
@@ -619,7 +620,7 @@ def _fmt_size(n: int) -> str:
 
 def _ext_of(path: str) -> str:
     name = path.rsplit("/", 1)[-1]
-    for compound in ("pts.json", "table.json", "boxes2D.json"):
+    for compound in ("pts.json", "table.json", "boxes2D.json", "graph.json"):
         if name.endswith("." + compound):
             return compound
     return name.rsplit(".", 1)[-1] if "." in name else ""
@@ -662,6 +663,8 @@ def describe(value: Mapping[str, Any]) -> str:
     if t == "chart":
         title = value.get("title")
         return f"<chart {value.get('kind')}{' ' + repr(title) if title else ''}>"
+    if t == "graph-file":
+        return f"<graph {value.get('format') or 'torch'} {value.get('nodes', '?')} modules>"
     if t in ("boxes2D", "mask"):
         return f"<{t}>"
     return f"<{t}>"
@@ -760,7 +763,7 @@ class MediaValue(MediaMapping):
 
             im = PILImage.open(io.BytesIO(data))
             return im
-        if t in ("table-file", "chart", "boxes2D") or ext in ("pts.json", "json"):
+        if t in ("table-file", "chart", "boxes2D", "graph-file") or ext in ("pts.json", "json"):
             return json.loads(data)
         if t == "audio-file" and ext == "wav":
             import wave

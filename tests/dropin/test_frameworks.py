@@ -145,3 +145,11 @@ def test_lightning_wandb_logger_logs_into_wandblite(tmp_path: Path) -> None:
     assert any(row.get("lr-SGD") == 0.05 for row in rows)  # LearningRateMonitor
     assert any("gradients/net.0.weight" in row for row in rows)  # logger.watch -> run.watch
     assert r.summary["final_note"] == "done" and "train_loss" in r.summary and "lr-SGD" in r.summary
+    # WandbLogger.watch passes log_graph=True: the module tree of the first forward pass is graph_0
+    from wandblite.media import wrap_media
+
+    graph = wrap_media(r.summary["graph_0"], r.path).open()
+    nodes = {n["name"]: n for n in graph["nodes"]}
+    assert nodes[""]["class_name"] == "TinyMLP" and nodes[""]["total_parameters"] == 4 * 8 + 8 + 8 + 1
+    assert nodes["net.0"]["parameters"] == [["weight", [8, 4]], ["bias", [8]]]
+    assert nodes["net"]["input_shape"] == [[8, 4]] and nodes["net.2"]["output_shape"] == [[8, 1]]

@@ -102,3 +102,125 @@ def test_import_wandblite_does_not_import_torch() -> None:
         print("ok")
     """)
     assert res.stdout.strip() == "ok", res.stderr
+
+
+# ---------------------------------------------------------------------------- log_graph=True
+
+
+class _Net(torch.nn.Module):
+    """Nested modules, an unused one, and a forward that returns a dict with a None in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+        self.head = torch.nn.Linear(3, 2)
+        self.unused = torch.nn.Linear(2, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, object]:
+        h = self.enc(x)
+        return {"y": self.head(h), "aux": None, "pair": (h, 3)}
+
+
+def _graph(run_dir: Path, key: str = "graph_0") -> dict[str, object]:
+    from wandblite.media import wrap_media
+
+    r = wandblite.replay(run_dir)
+    value = wrap_media(r.summary[key], r.path)
+    assert value["_type"] == "graph-file" and value["path"].startswith(f"media/graph/{key}_")
+    doc: dict[str, object] = value.open()
+    return doc
+
+
+def test_log_graph_records_the_module_tree_on_the_first_forward_pass(runs_dir: Path) -> None:
+    run = wandblite.init(dir=str(runs_dir), id="g1")
+    model = _Net()
+    run.watch(model, log=None, log_graph=True)
+    assert len(model.enc[0]._forward_hooks) == 1  # hooked until the first pass ends
+    model(torch.randn(8, 4))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())  # removed after capture
+    assert "graph_0" in run.summary
+    model(torch.randn(8, 4))
+    run.finish()
+    doc = _graph(runs_dir / "g1")
+    assert doc["format"] == "torch"
+    nodes = {n["name"]: n for n in doc["nodes"]}  # type: ignore[attr-defined]
+    assert list(nodes) == ["", "enc", "enc.0", "enc.1", "head", "unused"]  # tree order, parent first
+    assert [nodes[k]["class_name"] for k in nodes] == ["_Net", "Sequential", "Linear", "ReLU", "Linear", "Linear"]
+    assert nodes["enc.0"]["parameters"] == [["weight", [3, 4]], ["bias", [3]]]
+    assert nodes["enc.0"]["num_parameters"] == 15 and nodes["head"]["num_parameters"] == 8
+    assert nodes[""]["num_parameters"] == 0 and nodes[""]["total_parameters"] == 15 + 8 + 4
+    assert nodes["enc"]["input_shape"] == [[8, 4]] and nodes["enc.1"]["output_shape"] == [[8, 3]]
+    assert nodes[""]["output_shape"] == [[8, 2], None, [8, 3], "int"]  # dict/tuple walked, None and int kept
+    assert "output_shape" not in nodes["unused"]  # never called on that pass
+    assert [nodes[k]["call_order"] for k in ("enc.0", "enc.1", "enc", "head", "")] == [0, 1, 2, 3, 4]
+    ids = {n["id"]: n["name"] for n in doc["nodes"]}  # type: ignore[attr-defined]
+    edges = [(ids[a], ids[b]) for a, b in doc["edges"]]  # type: ignore[attr-defined]
+    assert edges == [("", "enc"), ("enc", "enc.0"), ("enc", "enc.1"), ("", "head"), ("", "unused")]
+    assert not list(wandblite.replay(runs_dir / "g1").scan_history())  # summary only, as in wandb
+
+
+def test_unwatch_before_a_forward_pass_records_no_graph(runs_dir: Path) -> None:
+    run = wandblite.init(dir=str(runs_dir), id="g2")
+    model = _model()
+    run.watch(model, log=None, log_graph=True)
+    run.unwatch(model)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    model(torch.randn(2, 4))
+    run.finish()
+    assert "graph_0" not in wandblite.replay(runs_dir / "g2").summary
+
+
+def test_graph_of_submodules_called_directly_and_of_a_second_model(runs_dir: Path) -> None:
+    # A LightningModule's training_step often calls self.net(x), never the module itself: the
+    # pass ends when a top-level module is called again. The second model is graph_1.
+    run = wandblite.init(dir=str(runs_dir), id="g3")
+    outer = torch.nn.Module()
+    outer.net = _model()
+    other = _model()
+    run.watch([outer, other], log="gradients", log_freq=1, log_graph=True)
+    outer.net(torch.randn(2, 4))
+    assert "graph_0" not in run.summary and outer.net[0]._forward_hooks
+    _train(outer.net, 1)  # the next top-level call closes the first pass
+    other(torch.randn(5, 4))
+    run.finish()
+    doc = _graph(runs_dir / "g3")
+    nodes = {n["name"]: n for n in doc["nodes"]}  # type: ignore[attr-defined]
+    assert "input_shape" not in nodes[""] and nodes["net"]["input_shape"] == [[2, 4]]
+    assert nodes["net.2"]["output_shape"] == [[2, 1]]
+    assert {n["name"]: n["output_shape"] for n in _graph(runs_dir / "g3", "graph_1")["nodes"]}[""] == [[5, 1]]  # type: ignore[attr-defined]
+    assert "gradients/net.0.weight" in wandblite.replay(runs_dir / "g3").history()[0]  # histograms too
+
+
+def test_a_pass_cut_short_is_recorded_at_finish_and_odd_outputs_never_fail(runs_dir: Path) -> None:
+    class Odd(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+
+        def forward(self, x: torch.Tensor) -> object:
+            self.lin(x)
+            return object()  # neither a tensor nor a container
+
+    run = wandblite.init(dir=str(runs_dir), id="g4")
+    holder = torch.nn.Module()
+    holder.odd = Odd()
+    run.watch(holder, log=None, log_graph=True)
+    holder.odd(torch.randn(1, 2))  # a top-level submodule call; nothing closes the pass before finish
+    run.finish()
+    nodes = {n["name"]: n for n in _graph(runs_dir / "g4")["nodes"]}  # type: ignore[attr-defined]
+    assert nodes["odd"]["output_shape"] == ["object"] and nodes["odd.lin"]["output_shape"] == [[1, 2]]
+    assert not holder.odd._forward_hooks
+
+
+def test_show_lists_the_graph(runs_dir: Path) -> None:
+    run = wandblite.init(dir=str(runs_dir), id="g5")
+    model = _model()
+    run.watch(model, log=None, log_graph=True)
+    model(torch.randn(2, 4))
+    run.finish()
+    from click.testing import CliRunner
+    from wandblite_cli.main import cli
+
+    shown = CliRunner().invoke(cli, ["show", str(runs_dir / "g5")])
+    assert shown.exit_code == 0, shown.output
+    assert "graph_0: <graph torch 4 modules>" in shown.output

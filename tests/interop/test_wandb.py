@@ -193,3 +193,26 @@ def test_unreachable_server_and_missing_package_are_clear_errors(
     monkeypatch.setitem(sys.modules, "wandb", None)
     res = sync_run(run_dir, WandbTarget())
     assert not res.ok and "the wandb package is not installed" in res.message and "pip install wandb" in res.message
+
+
+def test_a_watched_model_graph_becomes_a_wandb_graph_in_the_summary(wandb_offline: Path, tmp_path: Path) -> None:
+    from wandblite.data_types import Graph
+
+    run = wandblite.init(project="proj", id="graph1", dir=str(tmp_path / "runs"), reinit=True)
+    run.log({"loss": 1.0})
+    graph = Graph(format="torch")
+    graph.add_node(name="", class_name="Net", parameters=[], num_parameters=0, output_shape=[[2, 1]])
+    graph.add_node(name="fc", class_name="Linear", parameters=[["weight", [1, 4]], ["bias", [1]]],
+                   num_parameters=5, output_shape=[[2, 1]])
+    graph.add_edge(0, 1)
+    run.summary["graph_0"] = graph  # what watch(log_graph=True) records
+    run.finish()
+    res = sync_run(run.dir, WandbTarget())
+    assert res.ok, res.message
+    got = _assert_same_as_replay(res, Path(run.dir))
+    value = got["summary"]["graph_0"]
+    assert value["_type"] == "graph-file"
+    doc = json.loads((Path(res.remote_id) / "files" / value["path"]).read_text())
+    assert doc["format"] == "torch" and doc["edges"] == [[0, 1]]
+    assert [(n["name"], n["class_name"], n["num_parameters"]) for n in doc["nodes"]] == [("", "Net", 0), ("fc", "Linear", 5)]
+    assert doc["nodes"][1]["parameters"] == [["weight", [1, 4]], ["bias", [1]]]

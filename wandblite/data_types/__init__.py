@@ -1,4 +1,4 @@
-"""wandb's rich value types: Image, Video, Audio, Histogram, Table, Object3D, Html (and Chart).
+"""wandb's rich value types: Image, Video, Audio, Histogram, Table, Object3D, Html (and Chart, Graph).
 
 Contract with the core (``wandblite.run``):
 
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from wandblite.data_types._base import Media, jsonable, log
 from wandblite.data_types.audio import Audio
 from wandblite.data_types.chart import Chart
+from wandblite.data_types.graph import Graph
 from wandblite.data_types.histogram import Histogram, histogram_json
 from wandblite.data_types.html import Html
 from wandblite.data_types.image import Image, figure_to_image, is_matplotlib_figure
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Audio",
     "Chart",
+    "Graph",
     "Histogram",
     "Html",
     "Image",

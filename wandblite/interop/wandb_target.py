@@ -20,7 +20,9 @@ What maps to what:
   them, video-file -> ``wandb.Video(path)``, audio-file -> ``wandb.Audio(path)``, histogram ->
   ``wandb.Histogram(np_histogram=(values, bins))``, table-file (and a chart's table) ->
   ``wandb.Table`` (media cells converted too), object3D-file -> ``wandb.Object3D(path)``,
-  html-file -> ``wandb.Html``. Box and mask overlays of images are not carried over.
+  html-file -> ``wandb.Html``, graph-file (``watch(log_graph=True)``'s ``graph_<idx>`` summary
+  value) -> ``wandb.Graph`` of the same format, nodes and edges (W&B shows it under the run's
+  Model section). Box and mask overlays of images are not carried over.
 * summary -> after the history, every summary key is set explicitly (``run.summary[k] = v``) so
   the W&B summary equals wandblite's, define_metric aggregates included; media summary values that
   came from the history are left to wandb (it already holds the same last value).
@@ -160,9 +162,28 @@ def _convert_media(wandb: Any, v: Any, run_dir: Any) -> Any:
         return wandb.Object3D(v.path(), caption=caption)
     if t == "html-file":
         return wandb.Html(v.open(), inject=False)
+    if t == "graph-file":
+        return _graph(wandb, v.open())
     if t in ("images/separated", "videos", "audio", "object3D"):
         return [_convert_media(wandb, m, run_dir) for m in v.media()]
     return v.to_dict()
+
+
+def _graph(wandb: Any, doc: Mapping[str, Any]) -> Any:
+    """A ``wandb.Graph`` with the nodes (wandb's attribute names kept) and ``[from, to]`` edges of ``doc``."""
+    from wandb.data_types import Node
+
+    graph = wandb.Graph(format=str(doc.get("format") or "torch"))
+    by_id: dict[Any, Any] = {}
+    for n in doc.get("nodes") or []:
+        node = Node(id=n.get("id"), name=n.get("name"), class_name=n.get("class_name"),
+                    parameters=n.get("parameters"), output_shape=n.get("output_shape"),
+                    num_parameters=n.get("num_parameters"))
+        by_id[n.get("id")] = graph.add_node(node)
+    for edge in doc.get("edges") or []:
+        if isinstance(edge, list) and len(edge) == 2 and edge[0] in by_id and edge[1] in by_id:
+            graph.add_edge(by_id[edge[0]], by_id[edge[1]])
+    return graph
 
 
 def _explain(exc: BaseException, target: WandbTarget) -> InteropError:

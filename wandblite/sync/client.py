@@ -476,8 +476,10 @@ class Syncer:
               recs: dict[str, list[dict[str, Any]]] | None = None) -> None:
         transport = self.transport
         assert transport is not None and tail.server is not None
-        if rows:
-            self._upload_media(tail, res, [r["row"] for r in rows])
+        # Media of the rows, and of the summary (a value set only there, like watch()'s graph_0).
+        media_rows = [r["row"] for r in rows] + ([meta["summary"]] if meta and meta.get("summary") else [])
+        if media_rows:
+            self._upload_media(tail, res, media_rows)
         body: dict[str, Any] = {
             "base": {k: tail.server.get(k, 0) for k in ("rows", "console", "system")},
             "rows": rows, "console": cons, "system": syss,

@@ -14,6 +14,7 @@ import { api, ApiError, onUnauthorized } from "./api.js";
 import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, sectionOf } from "./dom.js";
 import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
 import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
+import { modelSection } from "./graph.js";
 
 const main = document.getElementById("main");
 const crumbs = document.getElementById("crumbs");
@@ -533,6 +534,7 @@ function overview(project, runs, previous) {
   if (runs.length === 1) rows.push(alertsSection(project, runs[0].id, previous && previous.querySelector("#alerts")));
   rows.push(h("h2", null, "Config"), kvTable(runs, (r) => r.config, "config-table"),
     h("h2", null, "Summary"), kvTable(runs, (r) => r.summary, "summary-table"));
+  if (runs.length === 1) rows.push(modelSection(runs[0]));
   return h("div", { class: "overview" }, rows);
 }
 
