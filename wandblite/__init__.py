@@ -19,7 +19,7 @@ from typing import Any
 
 from wandblite import plot
 from wandblite.artifacts import Artifact, log_artifact, use_artifact
-from wandblite.data_types import Audio, Histogram, Html, Image, Object3D, Table, Video
+from wandblite.data_types import Audio, Graph, Histogram, Html, Image, Object3D, Table, Video
 from wandblite.errors import ConfigError, DataError, Error, UsageError
 from wandblite.files import save
 from wandblite.integrations.api import AlertLevel, alert, require, setup
@@ -40,6 +40,7 @@ __all__ = [
     "DataError",
     "Error",
     "Histogram",
+    "Graph",
     "Html",
     "Image",
     "Object3D",
