@@ -530,7 +530,7 @@ class Fold:
         """Fold a batch of ``(offset, kind, payload)`` records, as ``RecordReader.batches`` gives them.
 
         A payload is bytes (decoded here with ``decode``; a failure goes to ``on_error`` and the
-        record is skipped) or an already decoded list. Returns the rows flushed, in order, and the
+        record is skipped) or already decoded. Returns the rows flushed, in order, and the
         indexes of those rows that hold more than scalars (media to wrap). The result is exactly
         that of ``apply`` on each event in turn: the plain LOG_SCALARS case (a new row: no step,
         no commit, no pending row, no metric definitions) is folded here with the state in locals,
@@ -544,14 +544,14 @@ class Fold:
         plain = not self._has_metrics and self.pending is None
         n = 0
         for offset, kind, payload in records:
-            if type(payload) is list:
-                p = payload
-            else:
+            if type(payload) is bytes:
                 try:
                     p = decode(payload)
                 except Exception as exc:  # noqa: BLE001 - the caller records it as damage
                     on_error(offset, payload, exc)
                     continue
+            else:
+                p = payload
             if kind == logs and plain and p[2] is None and p[3] is None:
                 ts, data = p[0], p[1]
                 if last is None or ts > last:

@@ -85,13 +85,9 @@ class Replay:
     def _load(self, fold: Fold | None = None, damage: list[dict[str, Any]] | None = None,
               positions: dict[int, int] | None = None) -> None:
         if fold is None:
-            fold = Fold()
-            damage = []
-            positions = {}
-            reporter = _reporter(damage)
-            for e in read_events(self.path, reporter=reporter, positions=positions):
-                fold.apply(e.kind, e.data)
-            self._finish_state(fold)
+            for _row in self.scan_history():  # one batched pass; it ends by calling _load with its fold
+                pass
+            return
         self._fold = fold
         self.damage: list[dict[str, Any]] = damage or []
         self.positions = positions or {}
@@ -262,13 +258,6 @@ def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | 
             return None
         out[name] = get_path(row, path)
     return out
-
-
-def _reporter(damage: list[dict[str, Any]]) -> Any:
-    def report(seg: int, d: Damage) -> None:
-        damage.append({"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()})
-
-    return report
 
 
 def _seg_reporter(damage: list[dict[str, Any]], seg: int) -> Any:

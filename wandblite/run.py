@@ -498,7 +498,8 @@ class Run:
         """Log a dict of values to the run's history (wandb's ``run.log``, semantics to the letter).
 
         The hot path (a dict of plain scalars) is: frame the record (in C when built, else
-        validate the keys and pack it), one ``os.write``. ``log()`` with no data commits the pending row, as in old wandb.
+        validate the keys and pack it), one ``os.write``. ``log()`` with no data commits the
+        pending row, as in old wandb.
         """
         if self._finished:
             raise UsageError(

@@ -325,16 +325,11 @@ class RunFileWriter:
         self.size = FILE_HEADER_SIZE
         _register_fork_close(self)
 
-    def append(self, kind: int, payload: bytes, _write: Any = os.write, _pack: Any = _FRAME_PACK,
-               _crc: Any = _crc32) -> bool:
+    def append(self, kind: int, payload: bytes, _pack: Any = _FRAME_PACK, _crc: Any = _crc32) -> bool:
         """Write one record; True when it reached the kernel whole, False when it was not written."""
-        fd = self.fd
         n = len(payload)
-        if fd is None or n > MAX_RECORD_SIZE:
-            if fd is None:
-                self._fail("closed", "the run file is closed (finished run, or a forked child process)")
-            else:
-                self._fail("too-large", f"a record of {n} bytes exceeds the {MAX_RECORD_SIZE} byte limit; it was not written")
+        if n > MAX_RECORD_SIZE and self.fd is not None:
+            self._fail("too-large", f"a record of {n} bytes exceeds the {MAX_RECORD_SIZE} byte limit; it was not written")
             return False
         return self.append_framed(_pack(0xD7, kind, n, _crc(payload, kind)) + payload)  # format.frame, inlined
 
