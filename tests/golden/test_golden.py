@@ -148,7 +148,9 @@ CLI_COMMANDS: dict[str, list[str]] = {
 #     created the project, and the latest "updated_at" of its runs (the run's own created_at, and
 #     an artifact version's created_at, come from the fixture's records and are compared).
 #   * The "LAST WRITE" cell of plain `wandblite ls`: an age relative to now ("3.2d ago"); the
-#     replacement keeps the cell's width, so the table's layout is still compared.
+#     replacement keeps the cell's width, so the table's layout is still compared. (The cell fits
+#     the header's width until the fixture is 1000 days old; then `ls` widens the column and this
+#     answer needs re-recording on unchanged code.)
 #   * The run's "updated_at" in the runs list and GET run: the server's clock at the last batch.
 #   * The temporary working directory in the CLI's output (`sync` prints the absolute run path):
 #     replaced by "<work>".
