@@ -32,7 +32,8 @@ def test_every_environment_setting_is_in_the_readme() -> None:
 
 # ------------------------------------------------------------------------------ the repository stands on its own
 
-SEMANTICS = ROOT / "docs" / "semantics.md"
+#: Documents that pin their statements to tests, and how many test references each must hold at least.
+_PINNED_DOCS = {"docs/semantics.md": 50, "wandblite/format/MEDIA_SPEC.md": 10}
 #: A test named in a document: ``tests/<path>.py::<test name>``.
 _TEST_REF = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 #: Paths of the private workspace this project was developed in, which a clone does not have.
@@ -98,16 +99,16 @@ def _assert_none_but_pending(found: dict[str, list[str]], what: str) -> None:
         pytest.xfail(f"{what}, in files whose branches are not merged yet: {sorted(found)}")
 
 
-def test_the_semantics_document_names_only_tests_that_exist() -> None:
-    text = SEMANTICS.read_text()
-    refs = set(_TEST_REF.findall(text))
-    assert len(refs) > 50, "docs/semantics.md should pin its rules to tests"
+@pytest.mark.parametrize("doc", sorted(_PINNED_DOCS))
+def test_a_document_names_only_tests_that_exist(doc: str) -> None:
+    refs = set(_TEST_REF.findall((ROOT / doc).read_text()))
+    assert len(refs) >= _PINNED_DOCS[doc], f"{doc} should pin its statements to tests"
     missing = []
     for path, name in sorted(refs):
         source = ROOT / path
         if not source.is_file() or not re.search(rf"^(async )?def {name}\(", source.read_text(), re.MULTILINE):
             missing.append(f"{path}::{name}")
-    assert not missing, f"docs/semantics.md names tests that do not exist: {missing}"
+    assert not missing, f"{doc} names tests that do not exist: {missing}"
 
 
 def test_no_file_refers_outside_the_repository() -> None:
