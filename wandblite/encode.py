@@ -1,11 +1,11 @@
-"""Value encoding: what a logged value becomes in the run file (spec section 4, section 5 for summary).
+"""Value encoding: what a logged value becomes in the run file (docs/semantics.md section 5).
 
 Layer 3: stdlib; numpy is imported only when a numpy (or torch) value is met; media types come from
 ``wandblite.data_types`` (imported on first use), so ``import wandblite`` stays light.
 
 Three modes: ``"history"`` (``run.log``), ``"summary"`` (explicit ``run.summary[k] = v``: NaN becomes
 None, arrays over 32 elements become a stats dict) and ``"config"``. The caller's objects are never
-mutated: containers are copied (a wandblite decision, spec section 0).
+mutated: containers are copied (a wandblite decision, docs/semantics.md section 11).
 
 Errors are ``DataError`` (a ValueError and a TypeError) with wandb's text, followed by the key path.
 """

@@ -24,30 +24,9 @@ What it promises
 
 Pack format (version 1)
 -----------------------
-A pack file is a plain concatenation of frames; there is no file header. One frame::
-
-    offset  size  field
-    0       4     magic  b"WLB1"
-    4       2     E: length of the extension in bytes (ASCII, e.g. "png", "table.json")
-    6       2     flags, 0 (reserved)
-    8       8     L: payload length in bytes
-    16      32    sha256 of the payload (raw digest)
-    48      4     crc32 of bytes 0..47 followed by the E extension bytes
-    52      E     extension
-    52+E    L     payload
-
-All integers are little-endian unsigned. A reference's ``offset`` is the offset of the frame's
-first byte (the magic). A reader:
-
-* stops at end of file; a frame whose header or payload extends past end of file is a *torn
-  tail* (normal after a crash: reported by ``verify``, never an error for earlier frames);
-* on a header whose magic or crc32 is wrong, searches forward for the next magic whose header
-  crc32 checks, and reports the skipped byte range;
-* checks a payload against the header's sha256 when it reads it (``read_blob``, ``verify``).
-
-A writer that finds damage at the end of the last pack when it opens starts a new pack rather
-than appending after garbage. Standalone blobs (``media/blobs/<sha256>.<ext>``) are the raw
-payload; their name carries the sha256.
+Specified in ``wandblite/format/MEDIA_SPEC.md``: the frame layout (magic ``WLB1``, lengths, header
+crc32, payload sha256), standalone blobs, the writing rules, what a reader does with a torn tail or
+a damaged frame, and how the format is versioned. ``HEADER`` below is the frame header's fixed part.
 
 Logical paths
 -------------

@@ -2,7 +2,7 @@
 
 Every function returns a ``Chart`` (a ``Media``): logging it stores its data table as a table
 blob and writes ``{"_type": "chart", "kind", "fields", "title", "table": <table-file ref>}``, so a
-dashboard draws it from the table without recomputing (spec section 0).
+dashboard draws it from the table without recomputing (docs/semantics.md section 11).
 
 Curves (``pr_curve``, ``roc_curve``) are one-vs-rest per class, with one point per distinct score
 threshold (scores sorted descending; ties form one point), exactly as sklearn's

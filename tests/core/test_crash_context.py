@@ -1,7 +1,8 @@
 """Crash context across processes: media under SIGKILL, console and memory before an OOM kill.
 
-These are the core crash test extended to media (issue 3) and to the context a user wants after a
-crash (issue 7): the last printed lines, the climbing memory, the last heartbeat.
+These are the core crash test extended to media (a returned media ``log`` call survives a SIGKILL,
+as a scalar one does) and to the context a user wants after a crash: the last printed lines, the
+climbing memory, the last heartbeat.
 """
 
 from __future__ import annotations

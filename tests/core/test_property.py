@@ -1,13 +1,13 @@
 """Property tests: random call sequences give the same state live, after replay, and in a model.
 
-Two properties (spec ../shared/spec/log-semantics.md sections 1, 2, 3 and 5):
+Two properties (docs/semantics.md sections 1, 2, 3, 5 and 7):
 
 * any random sequence of ``log``, ``define_metric`` and summary set/delete calls leaves the live
   ``run.summary`` and ``run.step`` equal to a fresh ``wandblite.replay`` of the run's files, at
   random points during the run and at its end before ``finish`` (and the summary after it too);
 * without ``define_metric``, the replayed history and summary equal ``Model``: a small
   straightforward implementation of the step/commit rules and the last-value summary written from
-  the spec alone, sharing no code with wandblite.
+  docs/semantics.md alone, sharing no code with wandblite.
 
 Comparison is exact and NaN-aware: ``same(a, b)`` treats NaN as equal to NaN and tells bool, int
 and float apart.
@@ -141,7 +141,7 @@ def _leaves(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple
 
 
 def _history_value(v: Any) -> Any:
-    """Section 4 for the values the strategies make: ints beyond int64 become floats."""
+    """Value encoding (docs/semantics.md section 5) for the strategies' values: big ints become floats."""
     if type(v) is int and not -(2**63) <= v < 2**63:
         return float(v)
     if type(v) is dict:
@@ -150,7 +150,7 @@ def _history_value(v: Any) -> Any:
 
 
 def _summary_value(v: Any) -> Any:
-    """An explicit summary value: NaN becomes None (section 5)."""
+    """An explicit summary value: NaN becomes None (docs/semantics.md section 5)."""
     if type(v) is float and math.isnan(v):
         return None
     if type(v) is dict:
@@ -159,7 +159,7 @@ def _summary_value(v: Any) -> Any:
 
 
 class Model:
-    """wandb's step/commit rules and last-value summary, straight from the spec."""
+    """wandb's step/commit rules and last-value summary, straight from docs/semantics.md."""
 
     def __init__(self) -> None:
         self.cur = 0

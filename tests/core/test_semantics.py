@@ -1,4 +1,4 @@
-"""One test per rule of ../shared/spec/log-semantics.md sections 0-7, and every seed example.
+"""One test per rule of docs/semantics.md (sections 1-3, 5 and 7-11), and every seed example.
 
 Each test drives the real SDK (``wandblite.init`` into tmp_path, ``run.log``, ``run.finish``) and
 asserts what a fresh ``wandblite.replay`` of the run's files gives back: the history rows and the
@@ -635,7 +635,7 @@ def test_callers_nested_dicts_are_never_mutated(run: Any) -> None:
     assert row["a"]["deep"] == {"r": {"1": 2}}
 
 
-# =============================================================================== 4. value encoding
+# =============================================================================== 5. value encoding
 
 
 def _logged(run: Any, value: Any) -> Any:
@@ -821,7 +821,7 @@ def test_object_over_100000_bytes_warns_serializing(run: Any, capsys: Any, recwa
     assert rows[0]["big"] == big
 
 
-# =============================================================================== 5. summary
+# =============================================================================== 7. summary
 
 
 def test_summary_is_last_value_of_each_key(run: Any) -> None:
@@ -984,7 +984,7 @@ def test_summary_read_back_during_run_matches_replay(run: Any) -> None:
     assert dict(run.summary.as_dict()) == wandblite.replay(run.path).summary
 
 
-# =============================================================================== 6. define_metric
+# =============================================================================== 8. define_metric
 
 
 @pytest.mark.parametrize(
@@ -1235,7 +1235,7 @@ def test_define_metric_returns_metric_named_after_definition(run: Any) -> None:
     assert "loss" in r.metrics
 
 
-# =============================================================================== 7. lifecycle
+# ======================================================================= 9-10. config and lifecycle errors
 
 
 def test_module_log_before_init_raises() -> None:

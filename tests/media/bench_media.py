@@ -1,7 +1,7 @@
 """Media benchmarks (not a test): medians against a floor measured in the same run.
 
 Run: ``python tests/media/bench_media.py``. Prints, per case, our median per call, the floor's
-median, and the ratio. Targets (issue 3): image <= 1.3x, histogram <= 1.5x.
+median, and the ratio. Targets (the media logging budget): image <= 1.3x, histogram <= 1.5x.
 
 * image: ``Image(arr).to_json(store, key, step)`` for a fresh 64x64 RGB uint8 array (validation,
   PNG encoding, sha256, one framed ``os.write`` into the pack, the JSON dict) against the floor:

@@ -1,4 +1,4 @@
-"""Media types: history JSON shapes (spec section 8), stored bytes that open, and every error."""
+"""Media types: history JSON shapes (docs/semantics.md section 6), stored bytes that open, and every error."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Files, artifacts and alerts (issue 6) through sync: stored once, listed and served by a real server
-on SQLite and PostgreSQL and by the embedded store; ``use_artifact`` in another root falls back to
-the server; bad records are refused with the JSON error shape and store nothing."""
+"""Files, artifacts and alerts (``save``, ``log_artifact``/``use_artifact``, ``alert``) through sync:
+stored once, listed and served by a real server on SQLite and PostgreSQL and by the embedded store;
+``use_artifact`` in another root falls back to the server; bad records are refused with the JSON
+error shape and store nothing."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Contract with the core (``wandblite.run``):
 
 * any ``Media`` instance inside a logged value is replaced by ``obj.to_json(store, key, step)``,
-  a plain JSON dict shaped like wandb's history JSON (spec section 8); its bytes are in the
+  a plain JSON dict shaped like wandb's history JSON (docs/semantics.md section 6); its bytes are in the
   ``MediaStore`` before the dict exists;
 * a list/tuple whose first element is a ``Media`` goes to ``encode_sequence``;
 * a top-level matplotlib figure (``is_matplotlib_figure``) becomes ``figure_to_image(v)``;

@@ -32,7 +32,7 @@ class Media:
     _log_type: str = ""
 
     def to_json(self, store: MediaStore, key: str, step: int) -> dict[str, Any]:
-        """Store the bytes (if any) and return the history JSON (wandb's shape, spec section 8)."""
+        """Store the bytes (if any) and return the history JSON (wandb's shape, docs/semantics.md §6)."""
         raise NotImplementedError
 
 

@@ -1,7 +1,7 @@
 """``Histogram`` (wandb.Histogram) and ``histogram_json``, the one histogram code path.
 
-The core calls ``histogram_json(array, 32)`` for numpy arrays of more than 32 elements (spec
-section 4); ``Histogram`` uses the same function. A histogram has no file: its JSON is
+The core calls ``histogram_json(array, 32)`` for numpy arrays of more than 32 elements
+(docs/semantics.md section 5); ``Histogram`` uses the same function. A histogram has no file: its JSON is
 ``{"_type": "histogram", "values": [...], "bins": [...]}``. NaN or inf in the data raise
 ``DataError`` (numpy's own message would not name the problem). Cost: one min/max pass plus
 ``numpy.histogram`` with that range, so the data is not scanned twice for its range.

@@ -1,7 +1,7 @@
 """``Image`` (wandb.Image) and matplotlib figure handling.
 
 An ``Image`` is built from a numpy array (H,W), (H,W,1), (H,W,3) or (H,W,4) (uint8, or floats in
-0..1 scaled by 255: spec section 0), a PIL image, a file path (bytes kept as given, in their own
+0..1 scaled by 255: docs/semantics.md section 11), a PIL image, a file path (bytes kept as given, in their own
 format), another ``Image``, or a matplotlib figure (rendered to PNG). Its history JSON is wandb's
 ``{"_type": "image-file", "path", "sha256", "size", "format", "width", "height"[, "caption"]}``
 plus wandblite's ``blob``/``offset`` (where the bytes are), ``grouping``, ``classes``, and
@@ -75,7 +75,7 @@ def _render_figure(value: Any) -> bytes:
 
 
 def figure_to_image(value: Any) -> Image:
-    """A matplotlib figure (or Axes, or ``pyplot``) as a PNG ``Image`` (spec section 0)."""
+    """A matplotlib figure (or Axes, or ``pyplot``) as a PNG ``Image`` (docs/semantics.md section 11)."""
     return Image._from_encoded(_render_figure(value), "png")
 
 

@@ -2,7 +2,7 @@
 
 numpy input is (T, C, H, W) or (B, T, C, H, W) with C in 1, 3, 4; a batch is tiled into a grid
 (rows a power of two, as wandb does). uint8 is expected; floats in 0..1 are scaled by 255 like
-images. ``format`` defaults to ``gif`` (spec section 0); numpy cannot be encoded to mp4/webm/ogg
+images. ``format`` defaults to ``gif`` (docs/semantics.md section 11); numpy cannot be encoded to mp4/webm/ogg
 without moviepy, so those formats are only accepted for files. GIF frames are paletted (256 colours
 per frame) and Pillow merges consecutive identical frames into one longer frame.
 

@@ -1,4 +1,4 @@
-"""The read side of what ``save``, ``log_artifact``/``use_artifact`` and ``alert`` recorded (issue 6).
+"""The read side of what ``save``, ``log_artifact``/``use_artifact`` and ``alert`` recorded.
 
 Layer 5. Plain functions over a ``Store`` returning JSON-able dicts, exposed by the HTTP app under
 ``/api/v1`` (see ``PROTOCOL.md``): a run's files (latest version per name) and their bytes, a run's
