@@ -10,7 +10,7 @@ It promises what every ``wandblite.sync.transport.Transport`` promises: the stor
 answers become the sync errors an HTTP server's answers become (409 -> ``GapError`` with the
 store's position, any other -> ``RejectedError`` with its status and code); blobs are streamed in
 1 MiB chunks, never read into memory whole; the blob limit is the server's setting
-(``WANDBLITE_MAX_BLOB_BYTES`` through ``wandblite.server.blobs.max_blob_bytes``).
+(``$WANDBLITE_MAX_BLOB_SIZE``, read by ``wandblite.server.blobs.max_blob_bytes``).
 
 Importing this module imports the server's store (SQLAlchemy: the ``server`` extra); the CLI
 imports it only when no server is configured.
