@@ -1,13 +1,23 @@
-"""``wandblite sync PATHS...``: upload runs to a server (or the embedded store), exactly once."""
+"""``wandblite sync PATHS...``: upload runs to a server (or the embedded store), exactly once.
+
+Layer 6. Thin: ``wandblite.sync.client`` plans and syncs, ``wandblite.embedded`` opens the embedded
+store, ``wandblite.report`` words each run's line; this module picks the transport, drives the
+progress bar and prints. Everything is imported inside the command, so ``wandblite --help`` loads
+none of it.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from wandblite.sync.transport import Transport
 
 
 @click.command("sync")
@@ -37,8 +47,7 @@ def sync(paths: tuple[str, ...], server: str | None, api_key: str | None, projec
 
         sys.exit(sync_to(to, paths, entity=entity, project=project, tracking_uri=tracking_uri,
                          experiment=experiment, as_json=as_json))
-    from wandblite.sync.client import Syncer, discover, install_stop_handlers, plan
-    from wandblite.sync.transport import HttpTransport, LocalTransport, SyncError
+    from wandblite.sync.client import discover
 
     if project is not None:
         from wandblite.runfile import validate_project_name
@@ -50,58 +59,84 @@ def sync(paths: tuple[str, ...], server: str | None, api_key: str | None, projec
     from wandblite.login import credentials
 
     creds = credentials()  # env vars first (WANDBLITE_*, then WANDB_*), then what `wandblite.login()` saved
-    server = server or creds["server"]
-    api_key = api_key or creds["api_key"]
-
-    def log(msg: str) -> None:
-        click.echo(f"wandblite: {msg}", err=True)
-
-    try:
-        transport = HttpTransport(server, api_key) if server else LocalTransport()
-    except ImportError as exc:
-        log(f"error: the embedded store needs the server extra: pip install 'wandblite[server]' ({exc})")
-        sys.exit(1)
+    transport = _open_transport(server or creds["server"], api_key or creds["api_key"])
     runs = discover(paths)
     if not runs and not watch:
-        log(f"no runs found below {', '.join(paths)}")
+        _log(f"no runs found below {', '.join(paths)}")
         sys.exit(0)
-
     if dry_run:
-        failed = False
-        for p in runs:
-            try:
-                info = plan(p, transport, project)
-            except (SyncError, Exception) as exc:  # noqa: BLE001 - report and go on
-                failed = True
-                info = {"path": str(p), "error": str(exc)}
-            if as_json:
-                click.echo(json.dumps(info, default=str))
-            elif "error" in info:
-                log(f"{p}: {info['error']}")
-            else:
-                s = info.get("send", {})
-                click.echo(f"{info['project']}/{info['run_id']}  {info['state']:8}  local {info['local']['rows']} rows"
-                           f"  server {info['server']['rows']}  would send {s.get('rows', 0)} rows, "
-                           f"{s.get('console', 0)} console, {s.get('system', 0)} system"
-                           f"{', metadata' if s.get('metadata') else ''}")
-        transport.close()
-        sys.exit(1 if failed else 0)
-
+        sys.exit(_dry_run(transport, runs, project, as_json))
     if watch:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        syncer = Syncer(transport, batch_size=batch_size, project=project, use_cache=False, log=log)
-
-        def on_result(res: Any) -> None:
-            if as_json:
-                click.echo(json.dumps(res.as_dict(), default=str))
-            elif res.ok:
-                log(f"{res.project}/{res.run_id}: +{res.rows} rows, +{res.console} console, +{res.system} system ({res.state})")
-
-        log(f"watching {', '.join(paths)} -> {transport.target} (Ctrl-C to stop)")
-        syncer.watch(list(paths), interval, stop, on_result)
-        transport.close()
+        _watch(transport, paths, project, interval, batch_size, as_json)
         return
+    sys.exit(_sync_once(transport, runs, project, batch_size, as_json))
+
+
+def _log(msg: str) -> None:
+    click.echo(f"wandblite: {msg}", err=True)
+
+
+def _open_transport(server: str | None, api_key: str | None) -> Transport:
+    """The server at ``server``; with none, the embedded store (exit 1 when its extra is missing)."""
+    try:
+        if server:
+            from wandblite.sync.transport import HttpTransport
+
+            return HttpTransport(server, api_key)
+        from wandblite.embedded import LocalTransport
+
+        return LocalTransport()
+    except ImportError as exc:
+        _log(f"error: the embedded store needs the server extra: pip install 'wandblite[server]' ({exc})")
+        sys.exit(1)
+
+
+def _dry_run(transport: Transport, runs: list[Path], project: str | None, as_json: bool) -> int:
+    """Print what would be sent for each run; returns the exit code (1 if any run could not be planned)."""
+    from wandblite.report import plan_line
+    from wandblite.sync.client import plan
+
+    failed = False
+    for p in runs:
+        try:
+            info = plan(p, transport, project)
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            failed = True
+            info = {"path": str(p), "error": str(exc)}
+        if as_json:
+            click.echo(json.dumps(info, default=str))
+        elif "error" in info:
+            _log(f"{p}: {info['error']}")
+        else:
+            click.echo(plan_line(info))
+    transport.close()
+    return 1 if failed else 0
+
+
+def _watch(transport: Transport, paths: tuple[str, ...], project: str | None, interval: float, batch_size: int,
+           as_json: bool) -> None:
+    """Tail the runs below ``paths`` (and new ones) until Ctrl-C or SIGTERM."""
+    from wandblite.sync.client import Syncer, install_stop_handlers
+
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    syncer = Syncer(transport, batch_size=batch_size, project=project, use_cache=False, log=_log)
+
+    def on_result(res: Any) -> None:
+        if as_json:
+            click.echo(json.dumps(res.as_dict(), default=str))
+        elif res.ok:
+            _log(f"{res.project}/{res.run_id}: +{res.rows} rows, +{res.console} console, +{res.system} system ({res.state})")
+
+    _log(f"watching {', '.join(paths)} -> {transport.target} (Ctrl-C to stop)")
+    syncer.watch(list(paths), interval, stop, on_result)
+    transport.close()
+
+
+def _sync_once(transport: Transport, runs: list[Path], project: str | None, batch_size: int, as_json: bool) -> int:
+    """Sync each run once (a progress bar on a terminal for big runs); returns the exit code."""
+    from wandblite.report import result_line
+    from wandblite.sync.client import Syncer
 
     sizes = {p: _run_bytes(p) for p in runs}
     total = sum(sizes.values())
@@ -111,25 +146,19 @@ def sync(paths: tuple[str, ...], server: str | None, api_key: str | None, projec
                                     item_show_func=lambda info: info) if show_bar else _NoBar()
     with bar_cm as bar:
         progress = _Progress(bar, total, len(runs))
-        syncer = Syncer(transport, batch_size=batch_size, project=project, progress=progress.advance, log=log)
+        syncer = Syncer(transport, batch_size=batch_size, project=project, progress=progress.advance, log=_log)
         for p in runs:
             progress.start_run(sizes[p])
             res = syncer.sync_path(p)
             progress.end_run()
             results.append(res)
     transport.close()
-    ok = True
     for res in results:
-        ok = ok and res.ok
         if as_json:
             click.echo(json.dumps(res.as_dict(), default=str))
-        elif not res.ok:
-            log(f"error: {res.path}: {res.error}")
         else:
-            what = "unchanged" if res.unchanged or not (res.rows or res.console or res.system or res.meta_updated) else (
-                f"sent {res.rows} rows, {res.console} console, {res.system} system, {res.media} media")
-            log(f"{res.project}/{res.run_id} ({res.state}): {what}")
-    sys.exit(0 if ok else 1)
+            _log(result_line(res))
+    return 0 if all(res.ok for res in results) else 1
 
 
 #: Below this many bytes of run files in all, a one-shot sync shows no progress bar.

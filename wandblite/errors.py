@@ -1,20 +1,43 @@
-"""The one exception tree of wandblite.
+"""The one exception tree of wandblite: every error the library raises derives from ``Error``.
 
 ::
 
     Exception
-     └── Error                      wandb.Error: lifecycle misuse (log before init, bad define_metric)
-          ├── UsageError            a finished run was used (wandb.errors.UsageError)
-          ├── ConfigError           a config key was changed without allow_val_change
-          ├── ResumeError           init(resume=...) could not be honoured
-          ├── RunLockedError        another live process writes this run
-          ├── FormatError           a file is not a wandblite run file (bad header / version)
-          └── DataError             bad data passed to log/config/summary; also a ValueError
-                                    *and* a TypeError, because wandb 0.18 raised ValueError and
-                                    wandb 0.31 raises TypeError for the same mistakes
+     └── Error                        wandblite.errors: wandb.Error; lifecycle misuse (log before
+          │                           init, bad define_metric) and the root of every branch below
+          ├── UsageError              errors: a finished run was used (wandb.errors.UsageError)
+          ├── ConfigError             errors: a config key was changed without allow_val_change
+          ├── ResumeError             errors: init(resume=...) could not be honoured
+          ├── RunLockedError          errors: another live process writes this run
+          ├── FormatError             errors: a file is not a wandblite run file (bad header / version)
+          ├── DataError               errors: bad data passed to log/config/summary; also a ValueError
+          │                           *and* a TypeError, because wandb 0.18 raised ValueError and
+          │                           wandb 0.31 raises TypeError for the same mistakes
+          ├── MediaCorruptionError    wandblite.media: stored media bytes fail their sha256 or frame check
+          ├── MediaNotFoundError      wandblite.media: no stored bytes for a media reference; also a
+          │                           FileNotFoundError
+          ├── ArtifactNotFoundError   wandblite.artifacts: use_artifact found no such name and alias
+          ├── SyncError               wandblite.sync.transport: `wandblite sync` could not upload a run
+          │    ├── GapError           the store's position is not where the batch starts (409);
+          │    │                      carries the position, the run is read again from it
+          │    ├── RejectedError      the store refused a request for good (any other 4xx); the run
+          │    │                      is reported, not retried
+          │    └── UnavailableError   unreachable, timed out or 5xx after every retry
+          ├── InteropError            wandblite.interop.common: W&B or MLflow refused or is
+          │                           unreachable; the message says what to do
+          ├── ApiError                wandblite.server.errors: the server's one error, with an HTTP
+          │                           status and a stable code; leaves the server as
+          │                           {"error": {"code", "message"}}
+          └── ApiRequestError         wandblite.api: a read through wandblite.Api failed (the
+                                      server's status and code; status 0 when unreachable)
 
-Messages follow wandb's texts where wandb has one (../shared/spec/log-semantics.md) and otherwise
-say what went wrong, where (key, path, byte offset) and what to do next.
+The classes of this module are defined here; each branch below them lives beside the code that
+raises it (named on its line above) and derives from ``Error``, so ``except wandblite.Error`` catches
+every one of them. ``tests/core/test_error_tree.py`` imports every module and checks both that every
+public exception class derives from ``Error`` and that this drawing names it.
+
+Messages follow wandb's texts where wandb has one (docs/semantics.md) and otherwise say what went
+wrong, where (key, path, byte offset) and what to do next.
 
 Layer 0: imports nothing but the standard library.
 """

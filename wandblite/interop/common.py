@@ -1,15 +1,17 @@
 """What the interop targets share: the outcome of one run's sync, the error type, value helpers.
 
-Stdlib only. ``SyncOutcome`` is what ``sync_run`` of every target returns and what the CLI prints
-(one line per run, or one JSON object with ``--json``). ``InteropError`` carries a message that is
-already a complete sentence for the user: it names what went wrong and what to do; the CLI prefixes
-the run id.
+Stdlib and ``wandblite.errors`` only. ``SyncOutcome`` is what ``sync_run`` of every target returns
+and what the CLI prints (one line per run, or one JSON object with ``--json``). ``InteropError``
+(a ``wandblite.Error``) carries a message that is already a complete sentence for the user: it
+names what went wrong and what to do; the CLI prefixes the run id.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from wandblite.errors import Error
 
 __all__ = [
     "FINAL_STATES",
@@ -29,8 +31,10 @@ FINAL_STATES = frozenset({"finished", "failed", "crashed"})
 RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
 
 
-class InteropError(Exception):
-    """A target refused or is unreachable; ``str(exc)`` says what to do (without the run id)."""
+class InteropError(Error):
+    """A target refused or is unreachable; ``str(exc)`` says what to do (without the run id).
+
+    The interop branch of the one exception tree (``wandblite.errors``)."""
 
 
 @dataclass

@@ -57,7 +57,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -271,9 +271,6 @@ def sync_run(run_dir: str | os.PathLike[str], target: MlflowTarget, batch_rows: 
 
 
 def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> None:
-    from wandblite.media import export as export_media
-    from wandblite.replay import flatten
-
     if r.state not in FINAL_STATES:
         out.status = "skipped"
         out.message = f"still being written ({r.state}); it will be synced once it ends"
@@ -303,22 +300,58 @@ def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> No
         run = mc.call(client.create_run, exp_id, start_time=created_ms, tags=_run_tags(r), run_name=r.name)
     mlflow_id = run.info.run_id
     out.remote_id = mlflow_id
-    position = int(run.data.tags.get(POSITION_TAG, "0") or 0)
-    latest = dict(run.data.metrics)  # MLflow's latest value per key: what a summary need not repeat
+    conflicts = _send_params_and_tags(r, mc, run)
+    sent = _send_history(r, mc, run, out, batch_rows, lambda rows: state.update(
+        key, run_id=r.id, remote_id=mlflow_id, rows=rows, state=r.state, done=False))
+    _send_summary(r, mc, run, out, sent, conflicts)
+    _send_console(r, mc, mlflow_id, out)
+    with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints "View run" links; stdout is for --json
+        mc.call(client.set_terminated, mlflow_id, status=STATUS[r.state], end_time=_ms(sent.end_s, sent.created))
+    state.update(key, run_id=r.id, remote_id=mlflow_id, rows=sent.total_rows, state=r.state, done=True,
+                 digest=digest, experiment_id=exp_id)
 
-    # Params are write-once in MLflow: send only missing ones; a changed value (the config was
-    # updated after an earlier sync) is reported, not forced.
+
+def _send_params_and_tags(r: Any, mc: _Client, run: Any) -> list[str]:
+    """Send the params the MLflow run lacks and the tags that differ; returns the conflicting params.
+
+    Params are write-once in MLflow: send only missing ones; a changed value (the config was
+    updated after an earlier sync) is reported, not forced.
+    """
     have = dict(run.data.params)
     params = _flat_params(r.config)
     conflicts = sorted(k for k, v in params.items() if k in have and have[k] != v)
     new_params = [mc.Param(k, v) for k, v in params.items() if k not in have]
     tags = [mc.RunTag(k, v) for k, v in _run_tags(r).items() if run.data.tags.get(k) != v]
-    mc.log_batch(mlflow_id, [], new_params, tags)
+    mc.log_batch(run.info.run_id, [], new_params, tags)
+    return conflicts
 
+
+@dataclass
+class _Sent:
+    """What ``_send_history`` leaves for the summary and the end of the run."""
+
+    created: float  # the run's start (seconds): the timestamp of rows that have none
+    end_s: float  # the run's end (seconds)
+    total_rows: int = 0  # final rows MLflow holds now (the position tag)
+    last_step: int = 0  # the step of the last final row
+    last_value: dict[str, float] = field(default_factory=dict)  # each metric key's last history value
+    pending_row: dict[str, Any] | None = None  # a crashed run's provisional row: ``{"step", "metrics"}``
+
+
+def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: int,
+                  acknowledged: Callable[[int], object]) -> _Sent:
+    """Send the final history rows after the MLflow run's position, in batches, media first.
+
+    Each batch's metrics go with the position tag in one ``log_batch``; ``acknowledged(rows)`` is
+    called after each. A crashed run's provisional row is not sent but returned in ``pending_row``.
+    """
+    from wandblite.media import export as export_media
+
+    mlflow_id = run.info.run_id
+    position = int(run.data.tags.get(POSITION_TAG, "0") or 0)
     created = float(r.created_at or time.time())
-    last_value: dict[str, float] = {}
-    last_step = 0
-    sent = 0
+    sent = _Sent(created=created, end_s=0.0)
+    count = 0
     pending: list[Any] = []
     pending_refs: list[dict[str, Any]] = []
     pending_rows = 0
@@ -329,46 +362,56 @@ def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> No
             with tempfile.TemporaryDirectory(prefix="wandblite-mlflow-") as tmp:
                 written = export_media(r.path, tmp, pending_refs)
                 if written:
-                    mc.call(client.log_artifacts, mlflow_id, tmp)
+                    mc.call(mc.client.log_artifacts, mlflow_id, tmp)
                 out.media += len(written)
         mc.log_batch(mlflow_id, pending, [], [mc.RunTag(POSITION_TAG, str(upto))])
         out.metrics += len(pending)
-        state.update(key, run_id=r.id, remote_id=mlflow_id, rows=upto, state=r.state, done=False)
+        acknowledged(upto)
         pending, pending_refs, pending_rows = [], [], 0
 
     final_rows = final_row_count(r)
-    pending_row: dict[str, Any] | None = None
     for i, row in enumerate(r.scan_history()):
         step = int(row["_step"])
         values = numeric_leaves(row)
         for k, v in values.items():
-            last_value[mlflow_key(k)] = v  # the pending row's too: its tag shows them, not a summary metric
+            sent.last_value[mlflow_key(k)] = v  # the pending row's too: its tag shows them, not a summary metric
         if i >= final_rows:  # a crashed run's provisional row: in a tag until it is committed
-            pending_row = {"step": step, "metrics": {mlflow_key(k): v for k, v in values.items()}}
+            sent.pending_row = {"step": step, "metrics": {mlflow_key(k): v for k, v in values.items()}}
             break
-        last_step = step
+        sent.last_step = step
         if i < position:
             continue  # MLflow has this row already
         ts = _ms(row.get("_timestamp"), created)
         pending.extend(mc.Metric(mlflow_key(k), v, ts, step) for k, v in values.items())
         pending_refs.extend(_media_refs(row))
         pending_rows += 1
-        sent += 1
+        count += 1
         if pending_rows >= batch_rows or len(pending) >= MAX_METRICS * 5:
             flush(i + 1)
-    total_rows = position + sent
+    sent.total_rows = position + count
     if pending_rows:
-        flush(total_rows)
-    out.rows = sent
+        flush(sent.total_rows)
+    out.rows = count
+    sent.end_s = float(r.ended_at or r.last_alive or created)
+    return sent
 
-    # Summary: numeric leaves MLflow's latest value would not already show, and the rest as tags.
+
+def _send_summary(r: Any, mc: _Client, run: Any, out: SyncOutcome, sent: _Sent, conflicts: list[str]) -> None:
+    """The summary, state, error, conflicts, pending row and position, in one last ``log_batch``.
+
+    Numeric leaves MLflow's latest value (or the last history value) would not already show become
+    one metric point at the last step; the rest become tags.
+    """
+    from wandblite.replay import flatten
+
+    mlflow_id = run.info.run_id
+    latest = dict(run.data.metrics)  # MLflow's latest value per key: what a summary need not repeat
     summary = user_summary(r.summary)
-    end_s = float(r.ended_at or r.last_alive or created)
     final_metrics = []
     for k, v in numeric_leaves(summary).items():
         mk = mlflow_key(k)
-        if last_value.get(mk) != v and latest.get(mk) != v:
-            final_metrics.append(mc.Metric(mk, v, _ms(end_s, created), last_step))
+        if sent.last_value.get(mk) != v and latest.get(mk) != v:
+            final_metrics.append(mc.Metric(mk, v, _ms(sent.end_s, sent.created), sent.last_step))
     final_tags = []
     for k, v in flatten(summary).items():
         if v is None or is_media(v) or is_number(v):
@@ -382,25 +425,24 @@ def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> No
     if conflicts:
         final_tags.append(mc.RunTag("wandblite.param_conflicts", _tag_value(conflicts)))
         out.message = f"params not updated (MLflow params are write-once): {', '.join(conflicts[:5])}"
-    if pending_row is not None:
-        final_tags.append(mc.RunTag(PENDING_TAG, _pending_tag(pending_row)))
-    final_tags.append(mc.RunTag(POSITION_TAG, str(total_rows)))
+    if sent.pending_row is not None:
+        final_tags.append(mc.RunTag(PENDING_TAG, _pending_tag(sent.pending_row)))
+    final_tags.append(mc.RunTag(POSITION_TAG, str(sent.total_rows)))
     mc.log_batch(mlflow_id, final_metrics, [], final_tags)
     out.metrics += len(final_metrics)
-    if pending_row is None and PENDING_TAG in run.data.tags:
-        mc.call(client.delete_tag, mlflow_id, PENDING_TAG)  # the row it held was committed and sent above
+    if sent.pending_row is None and PENDING_TAG in run.data.tags:
+        mc.call(mc.client.delete_tag, mlflow_id, PENDING_TAG)  # the row it held was committed and sent above
 
+
+def _send_console(r: Any, mc: _Client, mlflow_id: str, out: SyncOutcome) -> None:
+    """The run's console output as the artifact ``output.log``."""
     console = r.output()
     if console:
         with tempfile.TemporaryDirectory(prefix="wandblite-mlflow-") as tmp:
             p = Path(tmp) / "output.log"
             p.write_text(console, "utf-8")
-            mc.call(client.log_artifact, mlflow_id, str(p))
+            mc.call(mc.client.log_artifact, mlflow_id, str(p))
         out.console = 1
-    with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints "View run" links; stdout is for --json
-        mc.call(client.set_terminated, mlflow_id, status=STATUS[r.state], end_time=_ms(end_s, created))
-    state.update(key, run_id=r.id, remote_id=mlflow_id, rows=total_rows, state=r.state, done=True,
-                 digest=digest, experiment_id=exp_id)
 
 
 def _pending_tag(row: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """The server's one error type: every 4xx/5xx leaves the server as ``{"error": {"code", "message"}}``.
 
-Layer 5. Imports nothing but the standard library. The store raises ``ApiError`` for bad input and
+Layer 5. Imports nothing but the standard library and ``wandblite.errors``. The store raises ``ApiError`` for bad input and
 conflicts, so the HTTP app and the embedded-store path of ``wandblite sync`` see the same errors.
 """
 
@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from wandblite.errors import Error
+
 __all__ = ["ApiError", "bad_request", "conflict", "not_found", "unauthorized"]
 
 
-class ApiError(Exception):
+class ApiError(Error):
     """An error with an HTTP status, a stable machine-readable ``code`` and a human ``message``.
+
+    The server branch of the one exception tree (``wandblite.errors``).
 
     ``extra`` is merged into the error object (a 409 carries the server's ``position`` there).
     """

@@ -1,10 +1,12 @@
-"""How ``wandblite sync`` talks to a store: over HTTP (``HttpTransport``) or in-process (``LocalTransport``).
+"""How ``wandblite sync`` talks to a store: the ``Transport`` interface, ``HttpTransport``, the sync errors.
 
-Layer 5. The only module of wandblite that imports ``requests``. ``LocalTransport`` is the
-embedded-store path (no server configured): it opens ``wandblite.server.store`` lazily, the one
-place sync reaches into the server package, and calls the very code the HTTP server runs.
+Layer 5. The only module of wandblite that imports ``requests``; imports nothing from
+``wandblite.server``. The embedded store (no server configured) is reached through
+``wandblite.embedded.LocalTransport``, a ``Transport`` defined a layer above both sync and the
+server, so that neither of them imports the other.
 
-Both transports have the same four calls and raise the same errors:
+Every transport has the same four calls and raises the same errors (the sync branch of the one
+exception tree, ``wandblite.errors``):
 
 * ``GapError``: the server's position is not where the batch starts (409); carries the position.
 * ``RejectedError``: the server refused the request for good (any other 4xx): the run is reported,
@@ -27,14 +29,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from wandblite.errors import Error
 
 __all__ = [
     "GapError",
     "HttpTransport",
-    "LocalTransport",
     "RejectedError",
     "SyncError",
     "Transport",
@@ -44,8 +46,8 @@ __all__ = [
 ]
 
 
-class SyncError(Exception):
-    """Base of the sync errors."""
+class SyncError(Error):
+    """Base of the sync errors: a run could not be uploaded (the sync branch of ``wandblite.Error``)."""
 
 
 class GapError(SyncError):
@@ -71,8 +73,8 @@ def dumps(obj: Any) -> str:
 
 
 def embedded_home() -> Path:
-    # The same rule as wandblite.server.store.default_home, repeated so that sync need not import
-    # the server package unless it actually writes into the embedded store.
+    # The same rule as wandblite.server.store.default_home, repeated because sync never imports the
+    # server package (the shared vocabulary module is to give this rule its one home).
     return Path(os.environ.get("WANDBLITE_HOME") or Path.home() / ".wandblite")
 
 
@@ -182,11 +184,6 @@ class HttpTransport(Transport):
         self._call("PUT", f"/api/v1/media/{sha}{q}", f, json_body=False, timeout=self.timeout + size / (32 << 20))
 
 
-def _chunks(f: IO[bytes], size: int = 1 << 20) -> Iterator[bytes]:
-    while chunk := f.read(size):
-        yield chunk
-
-
 def _error_obj(resp: Any) -> dict[str, Any]:
     try:
         err = json.loads(resp.content).get("error")
@@ -198,47 +195,3 @@ def _error_obj(resp: Any) -> dict[str, Any]:
 def _message(resp: Any) -> str:
     return str(_error_obj(resp).get("message") or resp.reason)
 
-
-class LocalTransport(Transport):
-    """Straight into the embedded store at ``home`` (``$WANDBLITE_HOME`` or ``~/.wandblite``)."""
-
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        from wandblite.server.errors import ApiError
-        from wandblite.server.store import Store
-
-        self._api_error = ApiError
-        h = Path(home) if home is not None else embedded_home()
-        self.store = Store.embedded(h)
-        self.target = f"embedded:{h.resolve()}"
-
-    def close(self) -> None:
-        self.store.close()
-
-    def _guard(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except self._api_error as exc:
-            if exc.status == 409:
-                raise GapError(exc.message, exc.extra.get("position") or {})
-            raise RejectedError(exc.message, exc.status, exc.code)
-
-    def position(self, project: str, run_id: str) -> dict[str, Any]:
-        return dict(self._guard(self.store.position, project, run_id))
-
-    def batch(self, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._guard(self.store.apply_batch, project, run_id, body))
-
-    def _limit(self) -> int:
-        from wandblite.server.blobs import max_blob_bytes  # the server's setting holds for the embedded store
-
-        try:
-            return max_blob_bytes()
-        except ValueError as exc:
-            raise RejectedError(str(exc)) from None
-
-    def missing_media(self, shas: list[str]) -> list[str]:
-        self.max_blob_bytes = self._limit()
-        return list(self._guard(self.store.missing_media, shas))
-
-    def put_media(self, sha: str, f: IO[bytes], ext: str | None) -> None:
-        self._guard(self.store.put_media, sha, _chunks(f), ext, self._limit())

@@ -1,0 +1,350 @@
+"""What ``wandblite ls``, ``show`` and ``verify`` say about runs, computed from their files: the listing
+table, the run report (JSON and text, with the crash report of a crashed or failed run), the
+verification report, and the one-line texts of ``wandblite sync``.
+
+Usable from a notebook or the server as well as the CLI: every function takes a ``Replay`` (or a
+plain dict) and returns values or lines of text; nothing here prints or exits. Times are local
+("2026-01-31 12:00:00") and ages relative to ``now`` (default: the clock). JSON is extended JSON:
+NaN and Infinity stay tokens, as in wandb's history; values JSON cannot hold become strings.
+
+Layer 5: reads runs through ``wandblite.replay`` and ``wandblite.media``; marks alerts with the
+server's throttle rule (``wandblite.server.throttle``, stdlib only, imported only for a run that has
+alerts, so no database driver is loaded). Imports nothing from ``wandblite.sync``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from wandblite.replay import Replay, flatten
+
+__all__ = [
+    "age",
+    "describe",
+    "dumps",
+    "jsonable",
+    "listing_record",
+    "listing_table",
+    "marked_alerts",
+    "plan_line",
+    "result_line",
+    "show_lines",
+    "show_record",
+    "verify_lines",
+    "verify_report",
+    "when",
+]
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def jsonable(v: Any) -> Any:
+    """Extended JSON for history values: NaN/Infinity stay (as wandb's history does)."""
+    if isinstance(v, dict) or (hasattr(v, "keys") and hasattr(v, "__getitem__")):
+        return {str(k): jsonable(x) for k, x in dict(v).items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    """``obj`` as extended JSON (see ``jsonable``); anything else JSON cannot hold as its ``str``."""
+    return json.dumps(jsonable(obj), default=str, **kw)
+
+
+def age(ts: float | None, now: float | None = None) -> str:
+    """How long ago ``ts`` was: ``"12s ago"``, ``"5m ago"``, ``"1.5h ago"``, ``"2.0d ago"``; ``"-"`` for none."""
+    if not ts:
+        return "-"
+    s = max(0.0, (time.time() if now is None else now) - ts)
+    if s < 60:
+        return f"{s:.0f}s ago"
+    if s < 3600:
+        return f"{s / 60:.0f}m ago"
+    if s < 86400:
+        return f"{s / 3600:.1f}h ago"
+    return f"{s / 86400:.1f}d ago"
+
+
+def when(ts: float | None) -> str:
+    """``ts`` as local time, ``"2026-01-31 12:00:00"``; ``"-"`` for none."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def describe(v: Any) -> str:
+    """A short human text for one value: media as ``<image 4x4 png>``, floats to 6 digits, long lists cut."""
+    if isinstance(v, dict) or (hasattr(v, "keys") and hasattr(v, "__getitem__")):
+        d = dict(v)
+        if "_type" in d:
+            try:
+                from wandblite.media import describe as describe_media
+
+                return str(describe_media(d))
+            except Exception:  # noqa: BLE001
+                return f"<{d['_type']}>"
+        return "{" + ", ".join(f"{k}: {describe(x)}" for k, x in d.items()) + "}"
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        if abs(v) >= 1e6:
+            return f"{v:.3f}"  # timestamps: keep the seconds
+        return f"{v:.6g}"
+    if isinstance(v, list):
+        if len(v) > 8:
+            return "[" + ", ".join(describe(x) for x in v[:8]) + f", ... ({len(v)} items)]"
+        return "[" + ", ".join(describe(x) for x in v) + "]"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def marked_alerts(r: Replay) -> list[dict[str, Any]]:
+    """The run's alerts with their ``ts`` and ``throttled``: wandb would not have sent it (an earlier
+    sent alert of the same title within its ``wait_duration``), the rule the server stores."""
+    if not r.alerts:
+        return []
+    from wandblite.server.throttle import throttle
+
+    timed = [{**d[1], "ts": d[0]} for kind, d in r.events()
+             if kind == "alert" and isinstance(d, (list, tuple)) and len(d) >= 2 and isinstance(d[1], dict)]
+    if len(timed) != len(r.alerts):  # a record replay kept but its timing cannot be read: mark none
+        return [{**a, "throttled": False} for a in r.alerts]
+    return [{**a, "throttled": t} for a, t in zip(timed, throttle(timed))]
+
+
+# ---------------------------------------------------------------------------- ls
+
+
+def listing_record(r: Replay) -> dict[str, Any]:
+    """One run of ``wandblite ls --json``."""
+    return {
+        "id": r.id, "name": r.name, "project": r.project, "state": r.state, "step": r.step,
+        "rows": r.rows, "last_write": r.last_alive, "created_at": r.created_at, "path": str(r.path),
+        "damaged": bool(r.damage),
+    }
+
+
+def listing_table(runs: Iterable[Replay], now: float | None = None) -> list[str]:
+    """The lines of ``wandblite ls``: a header and one aligned line per run (a damaged run's state ends in ``!``)."""
+    header = ("ID", "NAME", "PROJECT", "STATE", "STEPS", "LAST WRITE", "PATH")
+    rows = [(r.id, r.name or "", r.project or "", r.state + ("!" if r.damage else ""), str(r.rows),
+             age(r.last_alive, now), str(r.path)) for r in runs]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (header, *rows)]
+
+
+# ---------------------------------------------------------------------------- show
+
+
+def _last_rows(r: Replay, n: int) -> list[dict[str, Any]]:
+    return list(deque(r.scan_history(), maxlen=n)) if n > 0 else []
+
+
+def show_record(r: Replay, nrows: int = 5) -> dict[str, Any]:
+    """The run as ``wandblite show --json`` prints it (its last ``nrows`` history rows included)."""
+    last = _last_rows(r, nrows)
+    alerts = marked_alerts(r)
+    return {
+        "id": r.id, "name": r.name, "project": r.project, "entity": r.entity, "group": r.group,
+        "job_type": r.job_type, "tags": r.tags, "notes": r.notes, "state": r.state,
+        "exit_code": r.exit_code, "error": r.error, "signal": r.signal, "created_at": r.created_at,
+        "last_alive": r.last_alive, "step": r.step, "rows": r.rows, "config": r.config,
+        "summary": r.summary, "last_rows": last, "damage": r.damage, "path": str(r.path),
+        "context": r.context, "alerts": alerts, "files": r.files, "artifacts": r.artifacts,
+        "uses": r.uses, "last_system": r.last_system,
+        "console_tail": [t for _ts, _s, t in r.console_tail[-20:]],
+    }
+
+
+def show_lines(r: Replay, nrows: int = 5, path: str | Path | None = None,
+               now: float | None = None) -> Iterator[str]:
+    """The lines of ``wandblite show``: identity, state, context, the crash report of a crashed or
+    failed run, damage, config, summary, system, alerts, files, artifacts and the last ``nrows`` rows.
+
+    ``path`` is how the user named the run (the damage line repeats it in its advice).
+    """
+    last = _last_rows(r, nrows)
+    alerts = marked_alerts(r)
+    yield from _identity(r)
+    if r.state in ("crashed", "failed"):
+        yield ""
+        yield from crash_report(r, now)
+    if r.damage:
+        yield ""
+        yield f"damage   {len(r.damage)} damaged range(s); run `wandblite verify {r.path if path is None else path}`"
+    yield ""
+    yield from _mapping("config", r.config, skip=())
+    yield from _mapping("summary", r.summary, skip=("_wandb",))
+    if r.last_system and r.state not in ("crashed", "failed"):
+        ts, m = r.last_system
+        yield f"system (last sample {when(ts)})"
+        for k, v in list(m.items())[:12]:
+            yield f"  {k}: {describe(v)}"
+    yield from _alert_lines(alerts)
+    yield from _record_lines(r)
+    if last:
+        yield f"last {len(last)} rows"
+        for row in last:
+            yield "  " + ", ".join(f"{k}={describe(v)}" for k, v in flatten(dict(row)).items())
+
+
+def _identity(r: Replay) -> Iterator[str]:
+    yield f"run      {r.id}  ({r.name})"
+    yield (f"project  {r.project}" + (f"   group {r.group}" if r.group else "")
+           + (f"   job_type {r.job_type}" if r.job_type else ""))
+    if r.tags:
+        yield f"tags     {', '.join(r.tags)}"
+    if r.notes:
+        yield f"notes    {r.notes}"
+    state = r.state
+    if r.exit_code is not None:
+        state += f" (exit code {r.exit_code}" + (f", {r.signal}" if r.signal else "") + ")"
+    yield f"state    {state}"
+    yield (f"created  {when(r.created_at)}   runtime {r.runtime:.1f}s   steps {r.step}   rows {r.rows}"
+           + (f"   attempts {len(r.attempts)}" if len(r.attempts) > 1 else ""))
+    ctx = r.context
+    if ctx:
+        yield "context  " + "   ".join(_context_bits(r, ctx))
+    yield f"path     {r.path}"
+
+
+def _context_bits(r: Replay, ctx: Mapping[str, Any]) -> list[str]:
+    bits = [f"host {ctx.get('host') or r.host}", f"pid {ctx.get('pid')}"]
+    slurm = ctx.get("slurm") or {}
+    if slurm:
+        bits.append("slurm " + " ".join(f"{k}={v}" for k, v in slurm.items()))
+    git = ctx.get("git") or {}
+    if git.get("commit"):
+        bits.append(f"git {str(git['commit'])[:12]}{' (dirty)' if git.get('dirty') else ''}")
+    return bits
+
+
+def crash_report(r: Replay, now: float | None = None) -> Iterator[str]:
+    """What a crashed or failed run left behind: when it was last alive, its error and the last lines
+    of its traceback, its last memory sample and its last console lines."""
+    if r.state == "crashed":
+        yield f"last alive  {when(r.last_alive)} ({age(r.last_alive, now)}), last step {max(r.step - 1, 0)}"
+    if r.error:
+        yield f"error       {r.error.get('type')}: {r.error.get('message')}"
+        tb = (r.error.get("traceback") or "").rstrip().splitlines()
+        for line in tb[-6:]:
+            yield f"    {line}"
+    if r.last_system:
+        _ts, m = r.last_system
+        mem = {k: v for k, v in m.items() if "memory" in k.lower() or "rss" in k.lower()}
+        if mem:
+            yield "last memory " + "  ".join(f"{k}={describe(v)}" for k, v in mem.items())
+    if r.console_tail:
+        yield "last console lines:"
+        for _ts, _stream, text in r.console_tail[-10:]:
+            for line in text.rstrip("\n").splitlines()[-10:]:
+                yield f"    {line}"
+
+
+def _mapping(title: str, values: Mapping[str, Any], skip: tuple[str, ...]) -> Iterator[str]:
+    yield title
+    for k, v in values.items():
+        if k not in skip:
+            yield f"  {k}: {describe(v)}"
+    if not values:
+        yield "  (empty)"
+
+
+def _alert_lines(alerts: list[dict[str, Any]]) -> Iterator[str]:
+    if not alerts:
+        return
+    from wandblite.server.throttle import effective_wait
+
+    yield "alerts"
+    for a in alerts[-10:]:
+        note = (f"  (suppressed: same title within {effective_wait(a.get('wait_duration')):g} s)"
+                if a["throttled"] else "")
+        yield f"  [{a.get('level', 'INFO')}] {a.get('title')}: {a.get('text')}{note}"
+
+
+def _record_lines(r: Replay) -> Iterator[str]:
+    if r.files:
+        yield "files"
+        for name, f in sorted(r.files.items()):
+            yield f"  {name}  {f.get('size', '?')} bytes  ({f.get('policy', 'now')})"
+    if r.artifacts:
+        yield "artifacts"
+        for a in r.artifacts:
+            yield (f"  {a.get('name')}:v{a.get('version')}  {a.get('type')}  {len(a.get('entries') or {})} file(s)  "
+                   f"aliases {', '.join(a.get('aliases') or [])}")
+    if r.uses:
+        yield "used artifacts"
+        for u in r.uses:
+            yield f"  {u.get('name')}:v{u.get('version')}  {u.get('type')}  (logged by run {u.get('run')})"
+
+
+# ---------------------------------------------------------------------------- verify
+
+
+def verify_report(r: Replay) -> dict[str, Any]:
+    """Every record and media blob of the run checked: ``{"run", "path", "state", "records", "damage",
+    "torn_tail", "media_damage", "media_refs", "ok"}`` (what ``wandblite verify --json`` prints).
+
+    A torn tail at the end of an attempt that did not finish cleanly (a crashed or running run's last
+    segment, or any earlier segment) is listed under ``torn_tail``, not ``damage``: no ``log`` call
+    that returned is lost with it. Every blob is checked, and every media reference in the history
+    must resolve and verify.
+    """
+    from wandblite import media
+
+    report: dict[str, Any] = {"run": r.id, "path": str(r.path), "state": r.state, "records": 0,
+                              "damage": [], "torn_tail": [], "media_damage": []}
+    report["records"] = sum(1 for _ in r.events())
+    seg_count = len(r.segments())
+    for d in r.damage:
+        is_tail = "tail" in d["reason"]
+        last_seg = d["segment"] == seg_count - 1 if seg_count else True
+        if is_tail and (r.state in ("crashed", "running") or not last_seg):
+            report["torn_tail"].append(d)
+        else:
+            report["damage"].append(d)
+    refs = [ref for row in r.scan_history() for ref in media.iter_refs(row)]
+    report["media_damage"] = list(media.verify(r.path, refs))
+    report["media_refs"] = len(refs)
+    report["ok"] = not (report["damage"] or report["media_damage"])
+    return report
+
+
+def verify_lines(r: Replay, report: Mapping[str, Any]) -> Iterator[str]:
+    """The text of ``wandblite verify`` for the ``verify_report`` of ``r``, ending in ``ok`` or ``damaged``."""
+    yield (f"run {report['run']}: {report['records']} good records in {len(r.segments())} file(s), "
+           f"{report['media_refs']} media reference(s), state {report['state']}")
+    for d in report["damage"]:
+        yield f"  DAMAGE {d['file']} offset {d['offset']} length {d['length']}: {d['reason']}"
+    for d in report["torn_tail"]:
+        yield (f"  torn tail {d['file']} offset {d['offset']} length {d['length']}: {d['reason']} "
+               "(an unfinished write; no returned log call is lost)")
+    for d in report["media_damage"]:
+        yield f"  MEDIA DAMAGE {d.get('file')} offset {d.get('offset')} length {d.get('length')}: {d.get('reason')}"
+    yield "ok" if report["ok"] else "damaged"
+
+
+# ---------------------------------------------------------------------------- sync
+
+
+def plan_line(info: Mapping[str, Any]) -> str:
+    """One run of ``wandblite sync --dry-run``: what the store holds and what would be sent."""
+    s = info.get("send", {})
+    return (f"{info['project']}/{info['run_id']}  {info['state']:8}  local {info['local']['rows']} rows"
+            f"  server {info['server']['rows']}  would send {s.get('rows', 0)} rows, "
+            f"{s.get('console', 0)} console, {s.get('system', 0)} system"
+            f"{', metadata' if s.get('metadata') else ''}")
+
+
+def result_line(res: Any) -> str:
+    """One synced run (a ``wandblite.sync.client.RunResult``) as ``wandblite sync`` reports it."""
+    if not res.ok:
+        return f"error: {res.path}: {res.error}"
+    what = "unchanged" if res.unchanged or not (res.rows or res.console or res.system or res.meta_updated) else (
+        f"sent {res.rows} rows, {res.console} console, {res.system} system, {res.media} media")
+    return f"{res.project}/{res.run_id} ({res.state}): {what}"
