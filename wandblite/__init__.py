@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from wandblite import env as _env
 from wandblite import plot
 from wandblite.artifacts import Artifact, log_artifact, use_artifact
 from wandblite.data_types import Audio, Graph, Histogram, Html, Image, Object3D, Table, Video
@@ -25,8 +26,9 @@ from wandblite.files import save
 from wandblite.integrations.api import AlertLevel, alert, require, setup
 from wandblite.login import login
 from wandblite.replay import Replay, replay
-from wandblite.run import Run, init, termwarn
+from wandblite.run import Run, init
 from wandblite.settings import Settings
+from wandblite.term import termwarn
 from wandblite.watch import unwatch, watch
 
 __version__ = "0.1.0"
@@ -139,9 +141,18 @@ define_metric: Any = _preinit_define_metric
 finish: Any = _preinit_finish
 
 
-def _set_globals(r: Any) -> None:
-    """After init, the module-level names refer to the active run (wandb does the same)."""
+def _show_run(r: Any) -> None:
+    """The module-level names follow the active run (wandb does the same): ``wandblite.env`` calls
+    this whenever ``init`` sets a run or the active run finishes (``r`` None: the pre-init stubs)."""
     g = globals()
+    if r is None:
+        g["run"] = None
+        g["config"] = _PreInitConfig()
+        g["summary"] = _PreInitSummary()
+        g["log"] = _preinit_log
+        g["define_metric"] = _preinit_define_metric
+        g["finish"] = _preinit_finish
+        return
     g["run"] = r
     g["config"] = r.config
     g["summary"] = r.summary
@@ -150,18 +161,16 @@ def _set_globals(r: Any) -> None:
     g["finish"] = r.finish
 
 
+_env.on_active_run_change(_show_run)
+
+
 def _reset_globals() -> None:
-    g = globals()
-    g["run"] = None
-    g["config"] = _PreInitConfig()
-    g["summary"] = _PreInitSummary()
-    g["log"] = _preinit_log
-    g["define_metric"] = _preinit_define_metric
-    g["finish"] = _preinit_finish
+    """Forget the active run (it is not finished): the module-level names are the pre-init stubs again."""
+    _env.set_active_run(None)
 
 
 # The drop-in opt-in by environment (see wandblite.integrations): only when asked for.
-if __import__("os").environ.get("WANDBLITE_AS_WANDB", "").strip().lower() in ("1", "true", "yes", "on"):
+if _env.is_truthy(__import__("os").environ.get("WANDBLITE_AS_WANDB")):
     from wandblite.integrations import as_wandb as _as_wandb
 
     _as_wandb()

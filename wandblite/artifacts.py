@@ -1,6 +1,8 @@
 """Artifacts offline: ``Artifact``, ``run.log_artifact``, ``run.use_artifact``, ``artifact.download``.
 
-Layer 4. Stdlib only (``runfile``'s reader to find artifacts among runs).
+Layer 4. Stdlib, ``events``, ``env``, ``term`` and ``runfile``'s reader (to find artifacts among
+runs); ``login`` and requests only on the server path. It works with a run through its
+``RunSurface`` (``wandblite.surface``) and never imports ``run``.
 
 Storage. ``log_artifact`` copies every file of the artifact into the logging run's content-addressed
 object store ``<run dir>/artifacts/objects/<sha256>`` (written to a temporary name and renamed; one
@@ -11,8 +13,8 @@ copy per content however many artifacts hold it) and writes one ARTIFACT record,
      "entries": {path: {"sha256", "size", "object": "artifacts/objects/<sha256>"}
                        | {"ref": uri[, "sha256", "size"]}}}
 
-``digest`` is the sha256 of the sorted ``path, sha256-or-ref`` lines, so two artifacts with the same
-files have the same digest whatever order they were added in.
+``digest`` is ``artifact_digest(entries)``: the sha256 of the sorted ``path, sha256-or-ref`` lines,
+so two artifacts with the same files have the same digest whatever order they were added in.
 
 Versions. The versions of a name are found among all the runs under the logging run's root
 directory (``find_runs`` + the ARTIFACT records of each): the same digest as an existing version is
@@ -50,11 +52,13 @@ from typing import IO, TYPE_CHECKING, Any
 from wandblite import events as ev
 from wandblite.env import active_run
 from wandblite.errors import Error
+from wandblite.surface import RunSurface
+from wandblite.term import termwarn
 
 if TYPE_CHECKING:
     import tempfile
 
-__all__ = ["Artifact", "ArtifactNotFoundError", "log_artifact", "use_artifact"]
+__all__ = ["Artifact", "ArtifactNotFoundError", "artifact_digest", "log_artifact", "use_artifact"]
 
 OBJECTS_DIR = "artifacts/objects"
 _CHUNK = 1 << 20
@@ -100,12 +104,22 @@ def _store_object(run_dir: Path, src: str) -> tuple[str, int]:
     return sha, size
 
 
-def _digest(entries: dict[str, dict[str, Any]]) -> str:
+def artifact_digest(entries: dict[str, dict[str, Any]]) -> str:
+    """The digest of an artifact's manifest entries (``path -> {"sha256", ...} | {"ref", ...}``).
+
+    The sha256 (hex) of one line ``<path>\\0<sha256, else ref>\\n`` per entry, in sorted path
+    order: it depends only on which content (or reference) sits at which path, not on the order
+    the files were added nor on sizes or object locations. The SDK stamps it on every ARTIFACT
+    record; the server recomputes it to check a manifest it receives.
+    """
     h = hashlib.sha256()
     for path in sorted(entries):
         e = entries[path]
         h.update(f"{path}\0{e.get('sha256') or e.get('ref')}\n".encode())
     return h.hexdigest()
+
+
+_digest = artifact_digest  # the old private name, still imported by wandblite/server/store.py
 
 
 def _split_name(spec: str) -> tuple[str, str]:
@@ -279,8 +293,6 @@ class Artifact:
                 parsed = urlparse(entry["ref"])
                 if parsed.scheme != "file":
                     if not allow_missing_references:
-                        from wandblite.run import termwarn
-
                         termwarn(f"artifact {self.name}: reference {entry['ref']} cannot be downloaded offline",
                                  repeat=False)
                     continue
@@ -350,7 +362,7 @@ class Artifact:
                 sha, size = _store_object(run_dir, src)
                 entries[path] = {"sha256": sha, "size": size, "object": f"{OBJECTS_DIR}/{sha}"}
         self._entries = entries
-        self.digest = _digest(entries)
+        self.digest = artifact_digest(entries)
         self.size = sum(int(e.get("size") or 0) for e in entries.values())
 
     def _manifest_record(self) -> dict[str, Any]:
@@ -471,7 +483,7 @@ def _server_artifact(project: str, name: str, alias: str, cause: ArtifactNotFoun
     return art
 
 
-def log_artifact_run(run: Any, artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
+def log_artifact_run(run: RunSurface, artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
                      aliases: list[str] | None = None, tags: list[str] | None = None) -> Artifact:
     """``run.log_artifact``: store the artifact with ``run`` and record its manifest."""
     if isinstance(artifact_or_path, Artifact):
@@ -497,7 +509,7 @@ def log_artifact_run(run: Any, artifact_or_path: Any, name: str | None = None, t
             raise ValueError(f"alias {a!r} is reserved for versions")
     run_dir = Path(run.path)
     art._freeze(run_dir)
-    existing = _records(Path(run._root), art._base_name)
+    existing = _records(run.runs_root, art._base_name)
     version = None
     for _ts, rec, _d in existing:
         if rec.get("digest") == art.digest:
@@ -509,14 +521,14 @@ def log_artifact_run(run: Any, artifact_or_path: Any, name: str | None = None, t
     art.aliases = ["latest", *[a for a in dict.fromkeys(user_aliases) if a != "latest"]]
     art.source_run = run.id
     art._run_dir = run_dir
-    run._write(ev.ARTIFACT, [time.time(), art._manifest_record()], call="log_artifact")
+    run.append_event(ev.ARTIFACT, [time.time(), art._manifest_record()], call="log_artifact")
     if art._tmpdir is not None:
         art._tmpdir.cleanup()
         art._tmpdir = None
     return art
 
 
-def use_artifact_run(run: Any, artifact_or_name: Any, type: str | None = None,  # noqa: A002
+def use_artifact_run(run: RunSurface, artifact_or_name: Any, type: str | None = None,  # noqa: A002
                      aliases: list[str] | None = None, use_as: str | None = None) -> Artifact:
     """``run.use_artifact``: find a logged artifact under the run's root and record the use."""
     if isinstance(artifact_or_name, Artifact):
@@ -526,7 +538,7 @@ def use_artifact_run(run: Any, artifact_or_name: Any, type: str | None = None,  
     else:
         name, alias = _split_name(str(artifact_or_name))
         try:
-            rec, run_dir, held = _resolve(Path(run._root), name, alias)
+            rec, run_dir, held = _resolve(run.runs_root, name, alias)
             art = Artifact._from_record(rec, run_dir, held)
         except ArtifactNotFoundError as exc:
             remote = _server_artifact(_spec_project(str(artifact_or_name)) or run.project, name, alias, exc)
@@ -537,7 +549,7 @@ def use_artifact_run(run: Any, artifact_or_name: Any, type: str | None = None,  
             raise ValueError(f"artifact {art.name} is of type {art.type!r}, not {type!r}")
     ref = {"name": art._base_name, "version": int(str(art.version)[1:]), "digest": art.digest,
            "type": art.type, "run": art.source_run}
-    run._write(ev.USE, [time.time(), ref], call="use_artifact")
+    run.append_event(ev.USE, [time.time(), ref], call="use_artifact")
     return art
 
 

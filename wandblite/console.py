@@ -83,7 +83,7 @@ Cost: in wrap mode about 2 us per ``print()`` on top of the print itself and the
 (``tests/console/bench_console.py``): one lock round trip per write call and one sink call per
 completed line. The flusher thread wakes 4 times a second and takes the lock once per wake.
 
-Imports: stdlib only (layer 3 of STYLE.md; the core owns the sink and the run file).
+Imports: stdlib and ``wandblite._fsio`` only (layer 3 of STYLE.md; the core owns the sink and the run file).
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
+
+from wandblite._fsio import write_all
 
 __all__ = ["MODES", "TRUNCATION_MARKER", "ConsoleCapture", "ConsoleSink", "join_records"]
 
@@ -561,15 +563,10 @@ def _copy_winsize(src: int, dst: int) -> None:
 
 def _write_all(fd: int, data: bytes) -> bool:
     """Write all of ``data``; False if the fd is gone (keep draining the pipe, stop forwarding)."""
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except InterruptedError:
-            continue
-        except OSError:
-            return False
-        view = view[written:]
+    try:
+        write_all(fd, data)
+    except OSError:
+        return False
     return True
 
 

@@ -1,13 +1,18 @@
 """``init(mode="disabled")``: a run that accepts every call and touches no file.
 
-Layer 4. Scripts pass ``mode="disabled"`` in their unit tests; every attribute and method a real
-``Run`` has works here and records nothing. ``config`` and ``summary`` still behave as dicts so code
-that reads back what it set keeps working.
+Layer 4. Imports ``config_input`` and ``env`` (to leave the active run), never ``run``. Scripts
+pass ``mode="disabled"`` in their unit tests; every attribute and method a real ``Run`` has works
+here and records nothing. ``config`` and ``summary`` still behave as dicts so code that reads back
+what it set keeps working.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from wandblite.config_input import config_dict
+from wandblite.env import current_run, set_active_run
 
 __all__ = ["DisabledRun"]
 
@@ -43,15 +48,11 @@ class _DictNS(dict):  # type: ignore[type-arg]
         self[key] = value
 
     def update(self, d: Any = None, allow_val_change: Any = None, **kwargs: Any) -> None:  # type: ignore[override]
-        from wandblite.run import _config_dict  # dicts, argparse Namespaces and absl flags alike
-
-        super().update(_config_dict(d))
+        super().update(config_dict(d))  # dicts, argparse Namespaces and absl flags alike
         super().update(kwargs)
 
     def setdefaults(self, d: Any) -> None:
-        from wandblite.run import _config_dict
-
-        for k, v in _config_dict(d).items():
+        for k, v in config_dict(d).items():
             self.setdefault(k, v)
 
     def as_dict(self) -> dict[str, Any]:
@@ -82,8 +83,6 @@ class DisabledRun:
         self.step = 0
         self.config = _DictNS(config or {})
         self.summary = _DictNS()
-        import os
-
         self._pid = os.getpid()
 
     def log(self, data: Any = None, step: Any = None, commit: Any = None, sync: Any = None) -> None:
@@ -92,10 +91,8 @@ class DisabledRun:
     def finish(self, exit_code: Any = None, quiet: Any = None) -> None:
         if not self._finished:
             self._finished = True
-            import wandblite
-
-            if wandblite.run is self:
-                wandblite._reset_globals()
+            if current_run() is self:
+                set_active_run(None)
 
     def define_metric(self, name: str, *args: Any, **kwargs: Any) -> _Nothing:
         return _Nothing()

@@ -1,18 +1,36 @@
 """Small helpers shared by the drop-in modules: the active run, and ``WANDBLITE_*``/``WANDB_*`` lookups.
 
-Layer 4 (beside ``run``). Stdlib only. ``active_run(what)`` is how every module-level call of the
-drop-in (``wandblite.save``, ``watch``, ``alert``, ``log_artifact``, ...) finds the run it acts on,
-and raises wandb's pre-init error when there is none.
+Layer 4 (beside ``run``, below it). Stdlib, ``errors`` and ``surface`` only; it imports neither
+``run`` nor the package. The active run lives here: ``init`` sets it (``set_active_run``), a run
+that finishes clears it, and the package's module-level names (``wandblite.run``, ``.log``,
+``.config``, ...) follow it through the callback the package registers with
+``on_active_run_change``. ``active_run(what)`` is how every module-level call of the drop-in
+(``wandblite.save``, ``watch``, ``alert``, ``log_artifact``, ...) finds the run it acts on, and
+raises wandb's pre-init error when there is none.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from wandblite.errors import Error
+from wandblite.surface import RunSurface
 
-__all__ = ["active_run", "env_first", "is_truthy", "on_finish", "set_entity", "set_project"]
+__all__ = [
+    "active_run",
+    "current_run",
+    "env_first",
+    "is_truthy",
+    "on_active_run_change",
+    "set_active_run",
+    "set_entity",
+    "set_project",
+]
+
+_active: RunSurface | None = None
+_listeners: list[Callable[[RunSurface | None], None]] = []
 
 
 def env_first(*names: str) -> str | None:
@@ -25,29 +43,34 @@ def env_first(*names: str) -> str | None:
 
 
 def is_truthy(value: str | None) -> bool:
+    """Whether an environment value switches something on: ``1``, ``true``, ``yes`` or ``on`` (any case)."""
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def active_run(what: str) -> Any:
+def active_run(what: str) -> RunSurface:
     """The active run (a ``Run`` or a ``DisabledRun``), or wandb's ``Error`` before ``init``."""
-    import wandblite
-
-    run = wandblite.run
+    run = _active
     if run is None:
         raise Error(f"You must call wandb.init() before {what}")
     return run
 
 
-def on_finish(run: Any, callback: Any) -> None:
-    """Call ``callback()`` when ``run`` finishes, before its exit record is written.
+def current_run() -> RunSurface | None:
+    """The active run, or None before ``init`` and after the active run finished."""
+    return _active
 
-    ``Run.finish`` runs its callbacks on every path that ends a run (``run.finish()``,
-    ``wandblite.finish()``, ``with run:``, the atexit and excepthook handlers, SIGTERM), once each.
-    A failing callback becomes one warning; the run still finishes.
-    """
-    callbacks = getattr(run, "_finish_callbacks", None)
-    if callbacks is not None:
-        callbacks.append(callback)
+
+def set_active_run(run: RunSurface | None) -> None:
+    """Make ``run`` the active run (None: there is none) and tell every ``on_active_run_change`` callback."""
+    global _active
+    _active = run
+    for callback in _listeners:
+        callback(run)
+
+
+def on_active_run_change(callback: Callable[[RunSurface | None], None]) -> None:
+    """Call ``callback(run)`` whenever the active run changes (``run`` None: no active run)."""
+    _listeners.append(callback)
 
 
 # wandb.env's setters (Transformers' hyperparameter search calls them through the alias).

@@ -1,6 +1,7 @@
 """``wandblite.save`` / ``run.save``: files kept with the run, listed by replay.
 
-Layer 4. Stdlib only.
+Layer 4. Stdlib, ``events``, ``env`` and ``term``; it works with a run through its ``RunSurface``
+(``wandblite.surface``) and never imports ``run``.
 
 A saved file is copied, under its name, into the run's ``files/`` directory (``run.dir``), the
 same place wandb keeps a run's files, and a FILES record (see ``wandblite.events``) names it with
@@ -29,11 +30,14 @@ import glob as _glob
 import hashlib
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 from wandblite import events as ev
-from wandblite.env import active_run, on_finish
+from wandblite.env import active_run
+from wandblite.surface import RunSurface
+from wandblite.term import termwarn
 
 __all__ = ["POLICIES", "save", "save_run"]
 
@@ -87,19 +91,20 @@ class _Saved:
         self.recorded: dict[str, str] = {}  # name -> sha256 last recorded
 
 
-def _state(run: Any) -> _Saved:
-    st: _Saved | None = getattr(run, "_saved_files", None)
+#: each run's saved-file state, held here (not on the run) for as long as the run lives
+_saved: weakref.WeakKeyDictionary[RunSurface, _Saved] = weakref.WeakKeyDictionary()
+
+
+def _state(run: RunSurface) -> _Saved:
+    st = _saved.get(run)
     if st is None:
-        st = _Saved()
-        run._saved_files = st
-        on_finish(run, lambda: _at_finish(run))
+        st = _saved[run] = _Saved()
+        run.add_finish_callback(lambda: _at_finish(run, st))
     return st
 
 
-def _keep(run: Any, pattern: str, base: str, policy: str, only_changed: bool) -> list[str]:
+def _keep(run: RunSurface, pattern: str, base: str, policy: str, only_changed: bool) -> list[str]:
     """Copy the files matching ``pattern`` into ``run.dir`` and write one FILES record."""
-    from wandblite.run import termwarn
-
     st = _state(run)
     files_dir = Path(run.dir)
     entries: list[dict[str, Any]] = []
@@ -120,21 +125,18 @@ def _keep(run: Any, pattern: str, base: str, policy: str, only_changed: bool) ->
         st.recorded[name] = sha
         entries.append({"name": name, "path": f"files/{name}", "size": size, "sha256": sha, "policy": policy})
     if entries:
-        run._write(ev.FILES, [time.time(), entries], call="save")
+        run.append_event(ev.FILES, [time.time(), entries], call="save")
     return kept
 
 
-def _at_finish(run: Any) -> None:
-    st: _Saved = run._saved_files
+def _at_finish(run: RunSurface, st: _Saved) -> None:
     for pattern, base, policy in st.globs:
         _keep(run, pattern, base, policy, only_changed=True)
 
 
-def save_run(run: Any, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str] | bool:
+def save_run(run: RunSurface, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str] | bool:
     """``run.save``: keep the files matching ``glob_str`` with ``run``; returns the kept paths."""
     if glob_str is None:
-        from wandblite.run import termwarn
-
         termwarn("Calling wandb.run.save without any arguments is deprecated.", repeat=False)
         return True
     if policy not in POLICIES:

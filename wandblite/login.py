@@ -1,6 +1,6 @@
 """``wandblite.login``: remember a server and API key for ``wandblite sync``; offline it always succeeds.
 
-Layer 4. Stdlib only (``configparser``).
+Layer 4. Stdlib (``configparser``), ``env`` and ``disabled``; never ``run`` or the package.
 
 The settings file is ``$WANDBLITE_HOME/settings``, else ``~/.wandblite/settings``: an INI file
 written with mode 0600 (its directory 0700), replaced atomically. Its ``[default]`` section holds::
@@ -22,12 +22,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from wandblite.env import env_first
+from wandblite.disabled import DisabledRun
+from wandblite.env import current_run, env_first
 
 __all__ = ["credentials", "login", "read_settings", "settings_path", "write_settings"]
 
 SECTION = "default"
-KEYS = ("server", "api_key")
 
 
 def settings_path() -> Path:
@@ -97,10 +97,7 @@ def login(
     A key already saved is kept unless ``relogin=True`` or a different key is passed. Nothing is
     written in ``WANDB_MODE=disabled``/``WANDBLITE_MODE=disabled`` or while a disabled run is active, nor when no key or host is given.
     """
-    import wandblite
-    from wandblite.disabled import DisabledRun
-
-    if (env_first("WANDBLITE_MODE", "WANDB_MODE") or "") == "disabled" or isinstance(wandblite.run, DisabledRun):
+    if (env_first("WANDBLITE_MODE", "WANDB_MODE") or "") == "disabled" or isinstance(current_run(), DisabledRun):
         return True
     updates: dict[str, str | None] = {}
     if host:

@@ -51,6 +51,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from wandblite._fsio import write_all
 from wandblite.errors import DataError, Error
 
 __all__ = [
@@ -111,13 +112,6 @@ def _frame_header(data: bytes, digest: bytes, ext_b: bytes) -> bytes:
     head = struct.pack("<4sHHQ32s", MAGIC, len(ext_b), 0, len(data), digest)
     crc = zlib.crc32(ext_b, zlib.crc32(head))
     return head + struct.pack("<I", crc) + ext_b
-
-
-def _write_all(fd: int, buf: bytes | memoryview) -> None:
-    view = memoryview(buf)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
 
 
 class _Frame:
@@ -313,7 +307,7 @@ class MediaStore:
         offset = self._pack_size
         try:
             # One write of the whole frame: no user-space buffer holds bytes after we return.
-            _write_all(fd, header + data)
+            write_all(fd, header + data)
         except BaseException:
             # A partial frame may be on disk: never append after it, start a new pack.
             self._roll()
@@ -341,7 +335,7 @@ class MediaStore:
         tmp = blobs / f".tmp-{sha}-{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, final)

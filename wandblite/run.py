@@ -1,7 +1,10 @@
 """The SDK's Run: ``init``, ``log``, ``config``, ``summary``, ``define_metric``, ``finish``.
 
 Layer 4. Imports the layers below and the standard library; never click, requests, sqlite3, a
-database driver, the server or sync.
+database driver, the server or sync. Its collaborators (``files``, ``artifacts``, ``watch``,
+``disabled``, ``login``, ``env``) never import this module: they use a run through its
+``RunSurface`` (``wandblite.surface``), which ``Run`` implements, and find the active run through
+``wandblite.env``; so ``run`` may import them (lazily, on first use) without an import cycle.
 
 How ``log`` stays cheap and crash-safe: a call is validated, encoded with one msgpack Packer, framed
 and handed to the kernel in one ``os.write`` (``RunFileWriter.append``). Nothing is buffered in
@@ -24,12 +27,14 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from wandblite import events as ev
+from wandblite.config_input import config_dict
 from wandblite.encode import encode_value
+from wandblite.env import current_run, set_active_run
 from wandblite.env import env_first as _env
 from wandblite.errors import ConfigError, DataError, Error, ResumeError, UsageError
 from wandblite.fold import Fold, parse_metric, plan_log, step_drop_warning
@@ -43,8 +48,10 @@ from wandblite.runfile import (
     segments,
     validate_run_id,
 )
+from wandblite.surface import RunSurface
+from wandblite.term import termwarn
 
-__all__ = ["Config", "Run", "Summary", "init", "termwarn"]
+__all__ = ["Config", "Run", "Summary", "init"]
 
 _NO_INTS = frozenset({float, str, bool})
 _SCALARS = frozenset({float, int, str, bool})
@@ -55,31 +62,6 @@ _LOG_SCALARS = ev.LOG_SCALARS
 _frame_log = frame_log
 _MAX_RECORD = MAX_RECORD_SIZE
 _NO_DATA: Any = object()
-_warned_once: set[str] = set()
-
-
-def termwarn(message: str, repeat: bool = True) -> None:
-    """Print ``wandblite: WARNING <message>`` on stderr (``repeat=False``: once per process)."""
-    if not repeat:
-        if message in _warned_once:
-            return
-        _warned_once.add(message)
-    if os.environ.get("WANDBLITE_SILENT", os.environ.get("WANDB_SILENT", "")).lower() in ("1", "true"):
-        return
-    try:
-        sys.stderr.write(f"wandblite: WARNING {message}\n")
-        sys.stderr.flush()
-    except Exception:  # noqa: BLE001 - a closed stderr must not break logging
-        pass
-
-
-def _termlog(message: str) -> None:
-    if os.environ.get("WANDBLITE_SILENT", os.environ.get("WANDB_SILENT", "")).lower() in ("1", "true"):
-        return
-    try:
-        sys.stderr.write(f"wandblite: {message}\n")
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _env_float(names: tuple[str, ...], default: float) -> float:
@@ -108,25 +90,6 @@ _NOUN = ("river", "forest", "meadow", "comet", "harbor", "glade", "ember", "summ
 def _new_run_name() -> str:
     b = os.urandom(4)
     return f"{_ADJ[b[0] % len(_ADJ)]}-{_NOUN[b[1] % len(_NOUN)]}-{int.from_bytes(b[2:], 'big') % 1000}"
-
-
-def _config_dict(config: Any, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-    """Accept a dict, an argparse Namespace, absl flags, or anything with ``__dict__``."""
-    if config is None:
-        d: dict[str, Any] = {}
-    elif isinstance(config, Mapping):
-        d = dict(config)
-    elif hasattr(config, "flag_values_dict"):  # absl.flags.FLAGS
-        d = dict(config.flag_values_dict())
-    elif hasattr(config, "__dict__"):  # argparse.Namespace and plain objects
-        d = {k: v for k, v in vars(config).items() if not k.startswith("_")}
-    else:
-        raise DataError(f"config must be a dict, an argparse Namespace or absl flags, not {type(config).__name__}")
-    if include:
-        d = {k: v for k, v in d.items() if k in set(include)}
-    if exclude:
-        d = {k: v for k, v in d.items() if k not in set(exclude)}
-    return d
 
 
 class _Metric:
@@ -201,12 +164,12 @@ class Config(MutableMapping[str, Any]):
         raise Error("config keys cannot be deleted")
 
     def update(self, d: Any = None, allow_val_change: bool | None = None, **kwargs: Any) -> None:  # type: ignore[override]
-        items = _config_dict(d)
+        items = config_dict(d)
         items.update(kwargs)
         self._apply(items, allow_val_change)
 
     def setdefaults(self, d: Any) -> None:
-        items = {k: v for k, v in _config_dict(d).items() if k not in self._items}
+        items = {k: v for k, v in config_dict(d).items() if k not in self._items}
         self._apply(items, True)
 
     def _apply(self, items: dict[str, Any], allow_val_change: bool | None) -> None:
@@ -287,7 +250,7 @@ class Summary(MutableMapping[str, Any]):
 class Run:
     """One run: a directory with one run file per attempt. Create with ``wandblite.init``."""
 
-    _pending_hist: dict[str, Any] | None = None  # watch()'s histograms waiting for the next row
+    _pending_hist: dict[str, Any] | None = None  # add_to_next_row's values (watch's histograms)
 
     def __init__(
         self,
@@ -319,19 +282,53 @@ class Run:
         self._path = root / run_id
         self._media: Any = None
         self._packer = ev.new_packer()
-        self._errors_reported: set[str] = set()
-        self._finish_callbacks: list[Any] = []
+        self._finish_callbacks: list[Callable[[], None]] = []
+        existing = self._check_resume(resume)
+        self._open_run_file(existing)
+        meta = self._fold.meta
+        self.project = project if project else meta.get("project") or "uncategorized"
+        self._name = name or meta.get("name") or _new_run_name()
+        self.group = group if group is not None else meta.get("group")
+        self.job_type = job_type if job_type is not None else meta.get("job_type")
+        self._tags = tuple(tags) if tags else tuple(meta.get("tags") or ())
+        self._notes = notes if notes is not None else meta.get("notes")
+        self.resumed = existing
+        self.start_time = time.time()
+        self.heartbeat = heartbeat
+        self._cur = self._fold.step
+        self._has_pending = self._fold.pending is not None
+        self.config = Config(self)
+        self.config._items.update(self._fold.config)
+        self.summary = Summary(self)
+        self.dir = str(self._path / "files")  # created by _open_run_file, while the lock is held
+        self._write(ev.START, self._start_record())
+        if config:
+            self.config.update(config, allow_val_change=allow_val_change)
+        self._ticker = Ticker(self._fsync, self._beat, fsync_interval, heartbeat)
+        self._ticker.start()
+        self._capture: Any = None
+        self._sampler: Any = None
+        self._start_samplers(console, console_cap, stats_interval)
+
+    def _check_resume(self, resume: str | None) -> bool:
+        """Whether the run exists already; ``ResumeError`` when ``resume`` forbids what we found."""
         existing = bool(segments(self._path))
         if resume == "must" and not existing:
             raise ResumeError(
-                f"resume='must' but run {run_id!r} does not exist under {root}; "
+                f"resume='must' but run {self.id!r} does not exist under {self._root}; "
                 "check the id and the runs directory (dir= or $WANDBLITE_DIR)"
             )
         if existing and resume in (None, "never"):
             raise ResumeError(
-                f"run {run_id!r} already exists in {self._path}; pass resume='allow' to continue it, "
+                f"run {self.id!r} already exists in {self._path}; pass resume='allow' to continue it, "
                 "or choose another id"
             )
+        return existing
+
+    def _open_run_file(self, existing: bool) -> None:
+        """Take the run's lock, fold what earlier attempts wrote, open this attempt's run file.
+
+        On any failure the lock is released and nothing stays open."""
         self._path.mkdir(parents=True, exist_ok=True)
         self._lockfile = RunLock(self._path)
         self._lockfile.acquire()
@@ -358,47 +355,30 @@ class Run:
                 self._writer.close()
             self._lockfile.release()
             raise
-        meta = self._fold.meta
-        self.project = project if project else meta.get("project") or "uncategorized"
-        self._name = name or meta.get("name") or _new_run_name()
-        self.group = group if group is not None else meta.get("group")
-        self.job_type = job_type if job_type is not None else meta.get("job_type")
-        self._tags = tuple(tags) if tags else tuple(meta.get("tags") or ())
-        self._notes = notes if notes is not None else meta.get("notes")
-        self.resumed = existing
-        self.start_time = time.time()
-        self.heartbeat = heartbeat
-        self._cur = self._fold.step
-        self._has_pending = self._fold.pending is not None
-        self.config = Config(self)
-        self.config._items.update(self._fold.config)
-        self.summary = Summary(self)
-        self.dir = str(self._path / "files")  # created above, while the lock is held
-        start = {
+
+    def _start_record(self) -> dict[str, Any]:
+        """The START record of this attempt: who, where, what, and whether it resumed."""
+        return {
             "v": ev.EVENT_SCHEMA_VERSION,
             "ts": self.start_time,
-            "id": run_id,
+            "id": self.id,
             "project": self.project,
-            "entity": entity,
+            "entity": self.entity,
             "name": self._name,
             "group": self.group,
             "job_type": self.job_type,
             "tags": list(self._tags),
             "notes": self._notes,
-            "attempt": attempt,
-            "resumed": existing,
+            "attempt": self.attempt,
+            "resumed": self.resumed,
             "host": socket.gethostname(),
             "pid": os.getpid(),
-            "heartbeat": heartbeat,
+            "heartbeat": self.heartbeat,
             "context": _job_context(),
         }
-        self._write(ev.START, start)
-        if config:
-            self.config.update(config, allow_val_change=allow_val_change)
-        self._ticker = Ticker(self._fsync, self._beat, fsync_interval, heartbeat)
-        self._ticker.start()
-        self._capture: Any = None
-        self._sampler: Any = None
+
+    def _start_samplers(self, console: str, console_cap: int, stats_interval: float) -> None:
+        """Start console capture (unless ``console`` is "off") and the system sampler (interval > 0)."""
         if console != "off":
             from wandblite.console import ConsoleCapture
 
@@ -449,6 +429,11 @@ class Run:
         return str(self._path)
 
     @property
+    def runs_root(self) -> Path:
+        """The directory that holds this run's directory and its siblings (``dir=``, ``$WANDBLITE_DIR``)."""
+        return self._root
+
+    @property
     def url(self) -> str | None:
         return None
 
@@ -487,6 +472,38 @@ class Run:
 
     def _write_error(self, cause: str, message: str) -> None:
         termwarn(message)
+
+    # ------------------------------------------------------------------ the RunSurface of collaborators
+    def append_event(self, kind: int, body: Any, call: str) -> bool:
+        """Encode and append one record of ``kind`` (``wandblite.events``); False if the write failed.
+
+        Raises wandb's ``UsageError`` (naming ``call``) on a finished run and ``DataError`` when
+        ``body`` cannot be encoded. What ``wandblite.save``, artifacts and the like record goes here.
+        """
+        return self._write(kind, body, call)
+
+    def add_finish_callback(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when this run finishes, before its exit record is written.
+
+        ``finish`` runs its callbacks on every path that ends a run (``run.finish()``,
+        ``wandblite.finish()``, ``with run:``, the atexit and excepthook handlers, SIGTERM), once
+        each. A failing callback becomes one warning; the run still finishes.
+        """
+        self._finish_callbacks.append(callback)
+
+    def add_to_next_row(self, key: str, value: Any) -> None:
+        """Attach ``key: value`` to the next ``log`` row (the user's own keys win on a clash).
+
+        ``watch``'s histograms ride on rows this way, as wandb's hooks log with ``commit=False``.
+        """
+        pending = self._pending_hist
+        pending = {} if pending is None else pending
+        pending[key] = value
+        self._pending_hist = pending
+
+    def clear_next_row(self) -> None:
+        """Drop what ``add_to_next_row`` left waiting for the next row."""
+        self._pending_hist = None
 
     def log(
         self,
@@ -670,7 +687,7 @@ class Run:
         if self._finished or os.getpid() != self._pid:
             return  # finished already, or a forked child (it never finishes its parent's run)
         callbacks, self._finish_callbacks = self._finish_callbacks, []
-        for cb in callbacks:  # wandblite.save's live/end files, watch's hooks (env.on_finish)
+        for cb in callbacks:  # wandblite.save's live/end files, watch's hooks (add_finish_callback)
             try:
                 cb()
             except Exception as exc:  # noqa: BLE001 - finishing must go on
@@ -801,10 +818,8 @@ _prev_sigterm: Any = None
 def _on_finish(run: Run) -> None:
     if run in _active:
         _active.remove(run)
-    import wandblite
-
-    if getattr(wandblite, "run", None) is run:
-        wandblite._reset_globals()
+    if current_run() is run:
+        set_active_run(None)
 
 
 def _excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
@@ -906,22 +921,11 @@ def init(
     The run directory is ``<root>/<id>`` with root = ``dir``, else ``$WANDBLITE_DIR``, else
     ``$WANDB_DIR``, else ``./runs``. Every ``WANDBLITE_*`` setting falls back to wandb's ``WANDB_*``.
     """
-    import wandblite
-
     mode = mode or _env("WANDBLITE_MODE", "WANDB_MODE") or "offline"
     if mode == "disabled":
-        from wandblite.disabled import DisabledRun
-
-        run_d = DisabledRun(config=_config_dict(config, config_include_keys, config_exclude_keys))
-        wandblite._set_globals(run_d)
-        return run_d
-    if mode not in ("offline", "online", "dryrun", "run", "shared"):
-        raise Error(f"invalid mode {mode!r}: use 'offline', 'online' or 'disabled'")
-    if mode in ("online", "run"):
-        termwarn("wandblite always logs offline first; upload the run later with `wandblite sync`", repeat=False)
-    if "anonymous" in kwargs and kwargs["anonymous"] is not None:
-        termwarn("The anonymous setting has no effect and will be removed in a future version.", repeat=False)
-    current = getattr(wandblite, "run", None)
+        return _start_disabled(config_dict(config, config_include_keys, config_exclude_keys))
+    _check_mode(mode, kwargs)
+    current: Any = current_run()
     if current is not None and not getattr(current, "_finished", True):
         if reinit in (None, False, "return_previous") and os.getpid() == getattr(current, "_pid", -1):
             # wandb returns the active run when init is called again without reinit.
@@ -930,6 +934,72 @@ def init(
     root = Path(dir or _env("WANDBLITE_DIR", "WANDB_DIR") or "runs")
     run_id = validate_run_id(id or _env("WANDBLITE_RUN_ID", "WANDB_RUN_ID") or _new_run_id())
     tag_list = list(tags) if tags else [t for t in (_env("WANDBLITE_TAGS", "WANDB_TAGS") or "").split(",") if t]
+    io = _io_settings(settings)
+    try:
+        run = Run(
+            root=root,
+            run_id=run_id,
+            project=project or _env("WANDBLITE_PROJECT", "WANDB_PROJECT") or "",
+            entity=entity or _env("WANDBLITE_ENTITY", "WANDB_ENTITY"),
+            name=name or _env("WANDBLITE_NAME", "WANDB_NAME"),
+            group=group or _env("WANDBLITE_RUN_GROUP", "WANDB_RUN_GROUP"),
+            job_type=job_type or _env("WANDBLITE_JOB_TYPE", "WANDB_JOB_TYPE"),
+            tags=tag_list,
+            notes=notes or _env("WANDBLITE_NOTES", "WANDB_NOTES"),
+            resume=_resume_mode(resume),
+            fsync_interval=io.fsync_interval,
+            heartbeat=io.heartbeat,
+            config=config_dict(config, config_include_keys, config_exclude_keys),
+            allow_val_change=bool(allow_val_change),
+            console=io.console,
+            stats_interval=io.stats_interval,
+        )
+    except OSError as exc:
+        # A logging failure never kills training: no run directory (permissions, read-only or full
+        # file system) gives one clear warning and a run that records nothing.
+        termwarn(
+            f"cannot create run {run_id} under {root}: {exc.strerror or exc}; this run records nothing "
+            "and training goes on (set dir= or $WANDBLITE_DIR to a writable directory)"
+        )
+        return _start_disabled(config_dict(config, config_include_keys, config_exclude_keys))
+    _active.append(run)
+    _install_hooks()
+    set_active_run(run)
+    return run
+
+
+def _start_disabled(config: dict[str, Any]) -> Any:
+    """A ``DisabledRun`` with ``config``, made the active run."""
+    from wandblite.disabled import DisabledRun
+
+    run_d = DisabledRun(config=config)
+    # A DisabledRun answers every member of the surface by absorbing the call (its __getattr__).
+    set_active_run(cast(RunSurface, run_d))
+    return run_d
+
+
+def _check_mode(mode: str, kwargs: dict[str, Any]) -> None:
+    """Refuse an unknown ``mode``; say once that online modes log offline first, and that
+    ``anonymous`` has no effect."""
+    if mode not in ("offline", "online", "dryrun", "run", "shared"):
+        raise Error(f"invalid mode {mode!r}: use 'offline', 'online' or 'disabled'")
+    if mode in ("online", "run"):
+        termwarn("wandblite always logs offline first; upload the run later with `wandblite sync`", repeat=False)
+    if "anonymous" in kwargs and kwargs["anonymous"] is not None:
+        termwarn("The anonymous setting has no effect and will be removed in a future version.", repeat=False)
+
+
+class _IOSettings(NamedTuple):
+    """How a run writes in the background: fsync and heartbeat periods, console capture, sampling."""
+
+    fsync_interval: float
+    heartbeat: float
+    console: str
+    stats_interval: float
+
+
+def _io_settings(settings: Any) -> _IOSettings:
+    """The environment's ``WANDBLITE_*``/``WANDB_*`` values, overridden by ``settings``' (wandb.Settings)."""
     fsync_interval = _env_float(("WANDBLITE_FSYNC_INTERVAL",), 2.0)
     heartbeat = _env_float(("WANDBLITE_HEARTBEAT",), 15.0)
     console = _env("WANDBLITE_CONSOLE", "WANDB_CONSOLE") or "wrap"
@@ -948,38 +1018,4 @@ def init(
         console = "wrap"
     if console not in ("wrap", "redirect", "off"):
         raise Error(f"settings.console must be 'wrap', 'redirect' or 'off', not {console!r}")
-    try:
-        run = Run(
-            root=root,
-            run_id=run_id,
-            project=project or _env("WANDBLITE_PROJECT", "WANDB_PROJECT") or "",
-            entity=entity or _env("WANDBLITE_ENTITY", "WANDB_ENTITY"),
-            name=name or _env("WANDBLITE_NAME", "WANDB_NAME"),
-            group=group or _env("WANDBLITE_RUN_GROUP", "WANDB_RUN_GROUP"),
-            job_type=job_type or _env("WANDBLITE_JOB_TYPE", "WANDB_JOB_TYPE"),
-            tags=tag_list,
-            notes=notes or _env("WANDBLITE_NOTES", "WANDB_NOTES"),
-            resume=_resume_mode(resume),
-            fsync_interval=fsync_interval,
-            heartbeat=heartbeat,
-            config=_config_dict(config, config_include_keys, config_exclude_keys),
-            allow_val_change=bool(allow_val_change),
-            console=console,
-            stats_interval=stats_interval,
-        )
-    except OSError as exc:
-        # A logging failure never kills training: no run directory (permissions, read-only or full
-        # file system) gives one clear warning and a run that records nothing.
-        from wandblite.disabled import DisabledRun
-
-        termwarn(
-            f"cannot create run {run_id} under {root}: {exc.strerror or exc}; this run records nothing "
-            "and training goes on (set dir= or $WANDBLITE_DIR to a writable directory)"
-        )
-        run_d = DisabledRun(config=_config_dict(config, config_include_keys, config_exclude_keys))
-        wandblite._set_globals(run_d)
-        return run_d
-    _active.append(run)
-    _install_hooks()
-    wandblite._set_globals(run)
-    return run
+    return _IOSettings(fsync_interval, heartbeat, console, stats_interval)

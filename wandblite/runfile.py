@@ -1,6 +1,6 @@
 """The run directory on disk: the writer (append, fsync policy, lock, fork guard) and the event reader.
 
-Layer 3: imports ``format``, ``events``, ``errors`` and the standard library.
+Layer 3: imports ``format``, ``events``, ``errors``, ``_fsio`` and the standard library.
 
 A run directory holds::
 
@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from wandblite import events as ev
+from wandblite._fsio import write_all
 from wandblite.errors import Error, RunLockedError
 from wandblite.format import (
     _FRAME,
@@ -318,7 +319,7 @@ class RunFileWriter:
         self.size = 0
         head = file_header()
         try:
-            self._write_all(fd, head)
+            write_all(fd, head)
         except OSError:
             os.close(fd)
             raise
@@ -342,7 +343,7 @@ class RunFileWriter:
         try:
             done = _write(fd, data)
             if done != len(data):
-                self._write_all(fd, memoryview(data)[done:])
+                write_all(fd, memoryview(data)[done:])
         except OSError as exc:
             self._undo(fd)
             self._fail(
@@ -354,13 +355,6 @@ class RunFileWriter:
         self.size += len(data)
         self.dirty = True
         return True
-
-    @staticmethod
-    def _write_all(fd: int, data: bytes | memoryview) -> None:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
 
     def _undo(self, fd: int) -> None:
         """Cut a partially written record off, so that no torn record sits mid-file."""

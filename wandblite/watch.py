@@ -1,7 +1,8 @@
 """``wandblite.watch`` / ``unwatch``: histograms of a PyTorch model's gradients and parameters.
 
 Layer 4. torch is imported only inside ``watch`` when a model is passed (``import wandblite`` never
-loads it); numpy is used through ``wandblite.Histogram``.
+loads it); numpy is used through ``wandblite.Histogram``. It works with a run through its
+``RunSurface`` (``wandblite.surface``) and never imports ``run``.
 
 What it records, as wandb does:
 
@@ -13,8 +14,8 @@ What it records, as wandb does:
 * ``log="all"``: both. ``log=None``: no histograms (only the graph, with ``log_graph=True``).
 
 ``<prefix>`` is empty for the first watched model of a run and ``graph_<idx>`` for the next ones
-(wandb's naming). Histograms wait in ``run._pending_hist`` and are attached to the next
-``run.log`` row (user keys win on a clash), like wandb's ``commit=False`` logging from its hooks.
+(wandb's naming). Histograms wait with the run (``run.add_to_next_row``) and are attached to the
+next ``run.log`` row (user keys win on a clash), like wandb's ``commit=False`` logging from its hooks.
 
 Cost between samples: one Python call and an integer increment per hook call; the histogram work
 (``torch.histc`` on the tensor's device, one copy of 64 counts) happens only on sampled steps.
@@ -38,7 +39,9 @@ import threading
 import time
 from typing import Any
 
-from wandblite.env import active_run, on_finish
+from wandblite.env import active_run
+from wandblite.surface import RunSurface
+from wandblite.term import termwarn
 
 __all__ = ["NUM_BINS", "unwatch", "watch"]
 
@@ -49,7 +52,7 @@ _LOG_CHOICES = ("gradients", "parameters", "all", None)
 class _Watched:
     """The hooks wandblite holds on one model for one run."""
 
-    def __init__(self, run: Any, model: Any, prefix: str, log: str | None, log_freq: int,
+    def __init__(self, run: RunSurface, model: Any, prefix: str, log: str | None, log_freq: int,
                  graph_idx: int | None = None) -> None:
         self.run = run
         self.model = model
@@ -70,10 +73,7 @@ class _Watched:
         if hist is None:
             return
         with self._lock:
-            pending = self.run._pending_hist
-            pending = {} if pending is None else pending
-            pending[key] = hist
-            self.run._pending_hist = pending
+            self.run.add_to_next_row(key, hist)
 
     def _make_forward_hook(self) -> Any:
         count = [0]
@@ -119,8 +119,6 @@ MAX_SHAPES = 16
 
 
 def _graph_warn(cause: str) -> None:
-    from wandblite.run import termwarn
-
     termwarn(f"watch(log_graph=True): {cause}; the model graph may be incomplete", repeat=False)
 
 
@@ -156,7 +154,7 @@ class _GraphCapture:
     returned, or when a module already seen is called again at depth 0 (the next pass began).
     """
 
-    def __init__(self, run: Any, model: Any, idx: int) -> None:
+    def __init__(self, run: RunSurface, model: Any, idx: int) -> None:
         self.run = run
         self.model = model
         self.idx = idx
@@ -297,7 +295,7 @@ def _models(models: Any) -> list[Any]:
 
 
 def watch_run(
-    run: Any,
+    run: RunSurface,
     models: Any,
     criterion: Any = None,
     log: str | None = "gradients",
@@ -313,7 +311,7 @@ def watch_run(
     seq = _models(models)
     start = idx if idx is not None else sum(1 for w in _watched if w.run is run)
     if not any(w.run is run for w in _watched):
-        on_finish(run, lambda: release_run(run))
+        run.add_finish_callback(lambda: release_run(run))
     for i, model in enumerate(seq):
         g = start + i
         prefix = f"graph_{g}" if g > 0 else ""
@@ -321,7 +319,7 @@ def watch_run(
     return []
 
 
-def unwatch_run(run: Any, models: Any = None) -> None:
+def unwatch_run(run: RunSurface, models: Any = None) -> None:
     """``run.unwatch``: remove the hooks on ``models`` (all of the run's models when None).
 
     A graph whose first pass began but has not ended is recorded as far as it was seen; one whose
@@ -337,10 +335,10 @@ def unwatch_run(run: Any, models: Any = None) -> None:
             keep.append(w)
     _watched[:] = keep
     if not any(w.run is run for w in keep):
-        run._pending_hist = None
+        run.clear_next_row()
 
 
-def release_run(run: Any) -> None:
+def release_run(run: RunSurface) -> None:
     """Drop every hook held for ``run`` (called when it finishes); record a partly seen graph."""
     unwatch_run(run)
 

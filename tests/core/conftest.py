@@ -18,6 +18,7 @@ import pytest
 import wandblite
 
 _run_module = importlib.import_module("wandblite.run")  # `wandblite.run` is the active Run, not the module
+_term_module = importlib.import_module("wandblite.term")
 
 
 def _cleanup() -> None:
@@ -40,10 +41,10 @@ def _clean_wandblite_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("WANDBLITE_SILENT", raising=False)
     monkeypatch.delenv("WANDB_SILENT", raising=False)
     _cleanup()
-    _run_module._warned_once.clear()
+    _term_module._warned_once.clear()
     yield
     _cleanup()
-    _run_module._warned_once.clear()
+    _term_module._warned_once.clear()
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def test_log_with_no_data_commits_the_pending_row(runs_dir: Path) -> None:
 
 
 def test_online_says_once_that_wandblite_logs_offline_first(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    importlib.import_module("wandblite.run")._warned_once.clear()  # the once-per-process memory
+    importlib.import_module("wandblite.term")._warned_once.clear()  # the once-per-process memory
     wandblite.init(dir=str(runs_dir), id="m1", mode="online").finish()
     wandblite.init(dir=str(runs_dir), id="m2", mode="online").finish()
     err = capsys.readouterr().err
@@ -150,7 +150,7 @@ def test_wandb_mode_offline_and_disabled(runs_dir: Path, monkeypatch: pytest.Mon
 
 def test_wandb_silent_hides_wandblite_messages(runs_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    from wandblite.run import termwarn
+    from wandblite.term import termwarn
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     termwarn("you should not see this")
