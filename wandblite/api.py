@@ -37,10 +37,10 @@ from urllib.parse import quote
 from wandblite.errors import Error
 from wandblite.fold import get_path, has_path, split_name
 from wandblite.media import MediaMapping
+from wandblite.vocab import STEP, TYPE_KEY, home_dir
 
 __all__ = ["Api", "ApiRequestError", "Project", "RemoteMedia", "Run"]
 
-_RESERVED = ("_step", "_runtime", "_timestamp")
 _COLLECTIONS = {"images/separated": "images", "videos": "videos", "audio": "audio", "object3D": "objects"}
 
 
@@ -131,11 +131,11 @@ class _LocalBackend:
         try:
             from wandblite.server import query, read, records
             from wandblite.server.errors import ApiError
-            from wandblite.server.store import Store, default_home
+            from wandblite.server.store import Store
         except ImportError as exc:
             raise Error("with no server configured, wandblite.Api() reads the embedded store, which needs "
                         f"the server extra: pip install 'wandblite[server]' ({exc})") from exc
-        h = Path(home) if home is not None else default_home()
+        h = Path(home) if home is not None else home_dir()
         if not (h / "store.db").is_file():
             raise Error(f"no server configured (pass server=, set $WANDBLITE_SERVER or wandblite.login(host=...)) "
                         f"and no embedded store at {h / 'store.db'}: run `wandblite sync <runs>` first")
@@ -234,7 +234,7 @@ class RemoteMedia(MediaMapping):
 
 def _wrap(v: Any, api: Api) -> Any:
     if type(v) is dict:
-        if "_type" in v:
+        if TYPE_KEY in v:
             return RemoteMedia(v, api)
         return {k: _wrap(x, api) for k, x in v.items()} if any(type(x) in (dict, list) for x in v.values()) else v
     if type(v) is list and v and type(v[0]) is dict:
@@ -326,24 +326,24 @@ class Run:
         """Every stored row in order, a page at a time (constant memory), as ``replay().scan_history()``
         gives them: nested, with ``_step``/``_runtime``/``_timestamp``; media values are ``RemoteMedia``.
         With ``keys``: only rows holding all of them, reduced to ``_step`` and those keys."""
-        want = [split_name(k) if k not in _RESERVED else (k,) for k in keys or ()]
+        want = [split_name(k) for k in keys or ()]  # a reserved key has no dot: one column
         start: int | None = 0
         while start is not None:
             page = self._api._backend.history(self.project, self.id, start, page_size)
             for item in page["rows"]:
                 row = _wrap(item["row"], self._api)
-                if min_step is not None and row.get("_step", 0) < min_step:
+                if min_step is not None and row.get(STEP, 0) < min_step:
                     continue
-                if max_step is not None and row.get("_step", 0) >= max_step:
+                if max_step is not None and row.get(STEP, 0) >= max_step:
                     continue
                 if want:
                     if not all(has_path(row, p) for p in want):
                         continue
-                    row = {"_step": row.get("_step"), **{k: get_path(row, p) for k, p in zip(keys or (), want)}}
+                    row = {STEP: row.get(STEP), **{k: get_path(row, p) for k, p in zip(keys or (), want)}}
                 yield row
             start = page["next"]
 
-    def history(self, keys: list[str] | None = None, samples: int = 500, x_axis: str = "_step",
+    def history(self, keys: list[str] | None = None, samples: int = 500, x_axis: str = STEP,
                 pandas: bool = True) -> Any:
         """Numeric metrics downsampled on the server (each bucket's min and max kept), one row per x.
 

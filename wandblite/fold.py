@@ -1,12 +1,12 @@
 """The fold: events -> run state. The only place wandb's ``log`` semantics live.
 
-Layer 2: pure. No I/O, no clock, no randomness; imports only ``wandblite.errors`` and
-``wandblite.events`` (for the kind numbers). The live ``Run`` (for ``run.step``, ``run.summary``
+Layer 2: pure. No I/O, no clock, no randomness; imports only ``wandblite.errors``,
+``wandblite.events`` (for the kind numbers) and ``wandblite.vocab`` (the reserved keys, the
+subtree rule, what a number is). The live ``Run`` (for ``run.step``, ``run.summary``
 and its warnings), ``wandblite.replay``, ``wandblite show``, ``sync`` and the server all get their
 numbers from this module, so they cannot drift apart.
 
-The contract is ../shared/spec/log-semantics.md sections 0-7 (wandb 0.31 with wandblite's
-deliberate differences). In short:
+The contract is docs/semantics.md (wandb 0.31 with wandblite's deliberate differences). In short:
 
 * step/commit: ``plan_log`` decides, for one ``log`` call, whether it is dropped, whether the
   pending row is flushed before it, and whether it is flushed after it.
@@ -28,6 +28,7 @@ from typing import Any
 
 from wandblite import events as ev
 from wandblite.errors import Error
+from wandblite.vocab import RUNTIME, STEP, TIMESTAMP, TYPE_KEY, WANDB_KEY, is_plain_number
 
 __all__ = [
     "SUMMARY_OPS",
@@ -40,8 +41,6 @@ __all__ = [
 ]
 
 SUMMARY_OPS = ("min", "max", "mean", "first", "last", "best", "copy", "none")
-_NUMERIC_OPS = frozenset({"min", "max", "mean", "best"})
-_RESERVED = ("_step", "_runtime", "_timestamp")
 _NO_ROWS: tuple[dict[str, Any], ...] = ()
 _SCALAR_TYPES = frozenset({str, int, float, bool})
 CONSOLE_TAIL = 200
@@ -211,8 +210,8 @@ def parse_metric(
     }
 
 
-def _is_leaf(v: Any) -> bool:
-    return type(v) is not dict or "_type" in v
+# The tree helpers below apply ``wandblite.vocab.is_subtree`` (a dict without ``_type`` is a
+# subtree) inline, as ``type(v) is dict and TYPE_KEY not in v``: they run once per logged key.
 
 
 def _copy_tree(d: dict[Any, Any]) -> dict[str, Any]:
@@ -222,7 +221,7 @@ def _copy_tree(d: dict[Any, Any]) -> dict[str, Any]:
         k = _key(k)
         if not k:
             continue  # wandb: "empty history item key", dropped
-        if type(v) is dict and "_type" not in v:
+        if type(v) is dict and TYPE_KEY not in v:
             tree = _copy_tree(v)
             if tree:
                 out[k] = tree
@@ -237,9 +236,9 @@ def _merge_tree(dst: dict[str, Any], src: dict[Any, Any]) -> None:
         k = _key(k)
         if not k:
             continue
-        if type(v) is dict and "_type" not in v:
+        if type(v) is dict and TYPE_KEY not in v:
             cur = dst.get(k)
-            if type(cur) is dict and "_type" not in cur:
+            if type(cur) is dict and TYPE_KEY not in cur:
                 _merge_tree(cur, v)
             else:
                 tree = _copy_tree(v)
@@ -253,7 +252,7 @@ def _leaves(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple
     out: list[tuple[tuple[str, ...], Any]] = []
     for k, v in d.items():
         p = (*prefix, k)
-        if type(v) is dict and "_type" not in v:
+        if type(v) is dict and TYPE_KEY not in v:
             out.extend(_leaves(v, p))
         else:
             out.append((p, v))
@@ -282,24 +281,11 @@ def set_path(d: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     cur = d
     for k in path[:-1]:
         nxt = cur.get(k)
-        if type(nxt) is not dict or "_type" in nxt:
+        if type(nxt) is not dict or TYPE_KEY in nxt:
             nxt = {}
             cur[k] = nxt
         cur = nxt
     cur[path[-1]] = value
-
-
-def del_path(d: dict[str, Any], path: tuple[str, ...]) -> None:
-    cur = d
-    for k in path[:-1]:
-        cur = cur.get(k)  # type: ignore[assignment]
-        if type(cur) is not dict:
-            return
-    cur.pop(path[-1], None)
-
-
-def _is_number(v: Any) -> bool:
-    return (type(v) is float or type(v) is int) and v is not True and v is not False
 
 
 class _Stats:
@@ -318,7 +304,7 @@ class _Stats:
         if self.first is None:
             self.first = v
         self.last = v
-        if not _is_number(v):
+        if not is_plain_number(v):
             return
         self.count += 1
         self.total += v
@@ -378,9 +364,7 @@ class Fold:
         self.last_heartbeat: float | None = None
         self.heartbeat_interval: float | None = None
         self.console_tail: deque[tuple[float, str, str]] = deque(maxlen=CONSOLE_TAIL)
-        self.console_records = 0
         self.last_system: tuple[float, dict[str, Any]] | None = None
-        self.system_records = 0
         self.files: dict[str, dict[str, Any]] = {}
         self.artifacts: list[dict[str, Any]] = []
         self.alerts: list[dict[str, Any]] = []
@@ -418,10 +402,8 @@ class Fold:
         if kind == ev.HEARTBEAT:
             self.last_heartbeat = ts
         elif kind == ev.CONSOLE:
-            self.console_records += 1
             self.console_tail.append((p[0], p[1], p[2]))
         elif kind == ev.SYSTEM:
-            self.system_records += 1
             self.last_system = (p[0], p[1])
         elif kind == ev.START:
             self._start(p)
@@ -494,11 +476,11 @@ class Fold:
             rows = [self._flush(ts)]
         self.exit = dict(p)
         runtime = int(self.runtime_at(ts))
-        self.summary["_runtime"] = runtime
-        wb = self.summary.get("_wandb")
+        self.summary[RUNTIME] = runtime
+        wb = self.summary.get(WANDB_KEY)
         if type(wb) is not dict:
             wb = {}
-            self.summary["_wandb"] = wb
+            self.summary[WANDB_KEY] = wb
         wb["runtime"] = runtime
         return rows
 
@@ -558,19 +540,19 @@ class Fold:
                     if last is None:
                         self.first_ts = ts
                     last = ts
-                if "_step" in data:
-                    del data["_step"]
+                if STEP in data:
+                    del data[STEP]
                 if "" in data:
                     del data[""]
-                if "_timestamp" not in data:
-                    data["_timestamp"] = ts
-                data["_step"] = step
+                if TIMESTAMP not in data:
+                    data[TIMESTAMP] = ts
+                data[STEP] = step
                 step += 1
                 if start is None:
-                    data["_runtime"] = 0.0
+                    data[RUNTIME] = 0.0
                 else:
                     run_for = ts - start
-                    data["_runtime"] = offset_rt + (run_for if run_for > 0.0 else 0.0)
+                    data[RUNTIME] = offset_rt + (run_for if run_for > 0.0 else 0.0)
                 update(data)
                 rows.append(data)
                 n += 1
@@ -611,8 +593,8 @@ class Fold:
         if pend is None:
             pend = self.pending = {}
             self._pending_flat = True
-        if "_step" in data:
-            del data["_step"]
+        if STEP in data:
+            del data[STEP]
         if "" in data:
             del data[""]
         types = set(map(type, data.values()))
@@ -622,8 +604,8 @@ class Fold:
             pend.update(data)
         if not _SCALAR_TYPES.issuperset(types):
             self._pending_flat = False
-        if "_timestamp" not in data:
-            pend["_timestamp"] = ts
+        if TIMESTAMP not in data:
+            pend[TIMESTAMP] = ts
         if flush_after:
             row = self._flush(ts)
             if rows:
@@ -636,8 +618,8 @@ class Fold:
         row = self.pending
         assert row is not None
         self.pending = None
-        row["_step"] = self.step
-        row["_runtime"] = self.runtime_at(ts)
+        row[STEP] = self.step
+        row[RUNTIME] = self.runtime_at(ts)
         self.step += 1
         self.rows += 1
         self.last_flat = self._pending_flat

@@ -10,6 +10,9 @@ importer. Works on finished, failed, crashed and still-running runs, with nothin
   step at the end, as wandb does at exit; a running run's pending row is held back.
 * ``damage`` lists every damaged byte range met while reading (segment file, offset, length,
   reason), including a torn tail; reading never raises for damage.
+* ``run_record(fold, state)`` is the one projection of a fold to a run's record (name, tags,
+  config, summary, state, exit, context, metric definitions...): replay's attributes and the run
+  metadata ``wandblite sync`` sends both come from it.
 
 State: ``finished``/``failed`` come from the exit record. Without one, the run is ``running`` while
 its writer holds the run's lock (probed on this host) and its last heartbeat is younger than the
@@ -28,8 +31,9 @@ from wandblite import events as ev
 from wandblite.fold import Fold, get_path, has_path, split_name
 from wandblite.format import Damage, RecordReader
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments
+from wandblite.vocab import STEP, TYPE_KEY, segment_name, segment_number
 
-__all__ = ["Replay", "flatten", "heartbeat_grace", "replay"]
+__all__ = ["Replay", "flatten", "heartbeat_grace", "latest_context", "replay", "run_record", "segment_sizes"]
 
 DEFAULT_GRACE = 60.0
 # The events that can change history rows; console and system records are not even decoded.
@@ -52,10 +56,57 @@ def flatten(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in row.items():
         key = f"{prefix}{k}"
-        if type(v) is dict and "_type" not in v:
+        if type(v) is dict and TYPE_KEY not in v:  # vocab.is_subtree, inline: once per column of every row
             out.update(flatten(v, key + "."))
         else:
             out[key] = v
+    return out
+
+
+def latest_context(attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job context (host, pid, command line, git, SLURM ...) of the latest attempt that has one."""
+    for a in reversed(attempts):
+        if a.get("context"):
+            return dict(a["context"])
+    return {}
+
+
+def run_record(fold: Fold, state: str) -> dict[str, Any]:
+    """The run described by ``fold``, in ``state``: its attributes as one record.
+
+    Keys, in this order (the sync client sends the record as JSON, so the order is part of its
+    bytes): ``name group job_type entity tags notes host created_at config summary state exit_code
+    error signal ended_at heartbeat_at context metrics``. ``config`` and ``summary`` are the fold's
+    own dicts (not copies); ``tags`` and ``context`` are new; ``metrics`` maps each defined metric's
+    dotted name to its definition. Values are as the files hold them: a consumer with a stricter
+    contract (the sync wire format) checks their types itself.
+    """
+    meta = fold.meta
+    exit_ = fold.exit or {}
+    return {
+        "name": meta.get("name"), "group": meta.get("group"), "job_type": meta.get("job_type"),
+        "entity": meta.get("entity"), "tags": list(meta.get("tags") or []), "notes": meta.get("notes"),
+        "host": meta.get("host"), "created_at": meta.get("created_at"), "config": fold.config,
+        "summary": fold.summary, "state": state,
+        "exit_code": exit_.get("exit_code") if fold.exit else None, "error": exit_.get("error"),
+        "signal": exit_.get("signal"), "ended_at": exit_.get("ts"), "heartbeat_at": fold.last_alive(),
+        "context": latest_context(fold.attempts),
+        "metrics": {".".join(p): m.as_dict() for p, m in fold.metrics.items()},
+    }
+
+
+def segment_sizes(run_dir: str | os.PathLike[str]) -> dict[str, int]:
+    """Segment file name -> size in bytes, for the run's segments that can be stat()ed now.
+
+    It changes whenever the run's writer appends anything: sync and interop compare it with what
+    they saw last time to skip runs that did not change.
+    """
+    out: dict[str, int] = {}
+    for seg in segments(run_dir):
+        try:
+            out[seg.name] = seg.stat().st_size
+        except OSError:
+            continue
     return out
 
 
@@ -91,30 +142,29 @@ class Replay:
         self._fold = fold
         self.damage: list[dict[str, Any]] = damage or []
         self.positions = positions or {}
-        meta = fold.meta
-        self.id: str = meta.get("id") or self.path.name
-        self.project: str | None = meta.get("project")
-        self.entity: str | None = meta.get("entity")
-        self.name: str | None = meta.get("name")
-        self.group: str | None = meta.get("group")
-        self.job_type: str | None = meta.get("job_type")
-        self.tags: list[str] = list(meta.get("tags") or [])
-        self.notes: str | None = meta.get("notes")
-        self.host: str | None = meta.get("host")
-        self.created_at: float | None = meta.get("created_at")
-        self.config: dict[str, Any] = fold.config
-        self.summary: dict[str, Any] = fold.summary
+        rec = run_record(fold, self.state)
+        self.id: str = fold.meta.get("id") or self.path.name
+        self.project: str | None = fold.meta.get("project")
+        self.entity: str | None = rec["entity"]
+        self.name: str | None = rec["name"]
+        self.group: str | None = rec["group"]
+        self.job_type: str | None = rec["job_type"]
+        self.tags: list[str] = rec["tags"]
+        self.notes: str | None = rec["notes"]
+        self.host: str | None = rec["host"]
+        self.created_at: float | None = rec["created_at"]
+        self.config: dict[str, Any] = rec["config"]
+        self.summary: dict[str, Any] = rec["summary"]
         self.step: int = fold.step
         self.rows: int = fold.rows
-        self.last_alive: float | None = fold.last_alive()
+        self.last_alive: float | None = rec["heartbeat_at"]
         self.heartbeat_interval = fold.heartbeat_interval
         self.attempts: list[dict[str, Any]] = fold.attempts
-        self.metrics = {".".join(p): m.as_dict() for p, m in fold.metrics.items()}
-        exit_ = fold.exit or {}
-        self.exit_code: int | None = exit_.get("exit_code") if fold.exit else None
-        self.error: dict[str, Any] | None = exit_.get("error")
-        self.signal: str | None = exit_.get("signal")
-        self.ended_at: float | None = exit_.get("ts")
+        self.metrics = rec["metrics"]
+        self.exit_code: int | None = rec["exit_code"]
+        self.error: dict[str, Any] | None = rec["error"]
+        self.signal: str | None = rec["signal"]
+        self.ended_at: float | None = rec["ended_at"]
         self.alerts = fold.alerts
         self.artifacts = fold.artifacts
         self.files = fold.files
@@ -142,10 +192,7 @@ class Replay:
     @property
     def context(self) -> dict[str, Any]:
         """Job context of the latest attempt (host, pid, command line, git, SLURM ...)."""
-        for a in reversed(self.attempts):
-            if a.get("context"):
-                return dict(a["context"])
-        return {}
+        return latest_context(self.attempts)
 
     @property
     def runtime(self) -> float:
@@ -159,7 +206,7 @@ class Replay:
     def scan_history(self, keys: list[str] | None = None, page_size: int | None = None,
                      min_step: int | None = None, max_step: int | None = None) -> Iterator[dict[str, Any]]:
         """Stream history rows in constant memory (``keys``: only rows holding all of them, with ``_step``)."""
-        want = [split_name(k) if k not in ("_step", "_runtime", "_timestamp") else (k,) for k in keys or ()]
+        want = [split_name(k) for k in keys or ()]  # a reserved key has no dot: one column
         everything = not want and min_step is None and max_step is None and not self._loaded
         fold = Fold()
         damage: list[dict[str, Any]] = []
@@ -185,9 +232,9 @@ class Replay:
                         row = _select(row, want, keys)  # type: ignore[assignment]
                         if row is None:
                             continue
-                    if min_step is not None and row["_step"] < min_step:
+                    if min_step is not None and row[STEP] < min_step:
                         continue
-                    if max_step is not None and row["_step"] >= max_step:
+                    if max_step is not None and row[STEP] >= max_step:
                         continue
                     yield row
             if reader.tail is not None:
@@ -203,13 +250,13 @@ class Replay:
             row = wrap(pending_row)
             if want:
                 row = _select(row, want, keys)  # type: ignore[assignment]
-            if row is not None and (min_step is None or row["_step"] >= min_step) and (
-                max_step is None or row["_step"] < max_step
+            if row is not None and (min_step is None or row[STEP] >= min_step) and (
+                max_step is None or row[STEP] < max_step
             ):
                 yield row
 
     def history(self, keys: list[str] | None = None, pandas: bool = False, samples: int | None = None,
-                x_axis: str = "_step") -> Any:
+                x_axis: str = STEP) -> Any:
         """All rows (as logged, nested) or, with ``pandas=True``, a DataFrame of flattened columns."""
         rows = list(self.scan_history(keys=keys))
         if samples is not None and len(rows) > samples > 0:
@@ -252,7 +299,7 @@ class Replay:
 def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | None) -> dict[str, Any] | None:
     if not want:
         return row
-    out: dict[str, Any] = {"_step": row["_step"]}
+    out: dict[str, Any] = {STEP: row[STEP]}
     for name, path in zip(keys or (), want):
         if not has_path(row, path):
             return None
@@ -262,7 +309,7 @@ def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | 
 
 def _seg_reporter(damage: list[dict[str, Any]], seg: int) -> Any:
     def report(d: Damage) -> None:
-        damage.append({"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()})
+        damage.append({"file": segment_name(seg), "segment": seg, **d.as_dict()})
 
     return report
 
@@ -276,7 +323,8 @@ def _undecodable(damage: list[dict[str, Any]], seg: int, name: str) -> Any:
 
 
 def _numbered(run_dir: Path) -> list[tuple[int, Path]]:
-    return [(int(p.name[7:-4]), p) for p in segments(run_dir)]
+    """The run's segments with their attempt numbers (``segments`` lists only names that have one)."""
+    return [(segment_number(p.name) or 0, p) for p in segments(run_dir)]
 
 
 def _media_wrapper(run_dir: Path) -> Any:
@@ -285,7 +333,7 @@ def _media_wrapper(run_dir: Path) -> Any:
 
     def wrap(v: Any) -> Any:
         if type(v) is dict:
-            if "_type" in v:
+            if TYPE_KEY in v:
                 return wrap_media(v, run_dir)
             if any(type(x) in (dict, list) for x in v.values()):
                 return {k: wrap(x) for k, x in v.items()}

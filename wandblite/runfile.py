@@ -1,8 +1,8 @@
 """The run directory on disk: the writer (append, fsync policy, lock, fork guard) and the event reader.
 
-Layer 3: imports ``format``, ``events``, ``errors``, ``_fsio`` and the standard library.
+Layer 3: imports ``format``, ``events``, ``errors``, ``vocab``, ``_fsio`` and the standard library.
 
-A run directory holds::
+A run directory holds (the names are ``wandblite.vocab``'s)::
 
     <root>/<run id>/
         .lock               flock()ed by the one live writer; holds "pid host" for error messages
@@ -55,9 +55,9 @@ from wandblite.format import (
     RecordReader,
     file_header,
 )
+from wandblite.vocab import FILES_DIR, LOCK_NAME, SEGMENT_RE, segment_name, segment_number
 
 __all__ = [
-    "LOCK_NAME",
     "Event",
     "RunFileWriter",
     "RunLock",
@@ -71,11 +71,9 @@ __all__ = [
     "validate_run_id",
 ]
 
-LOCK_NAME = ".lock"
 _FRAME_PACK = _FRAME.pack
 _crc32 = zlib.crc32
 assert RECORD_MAGIC == 0xD7 and FRAME_HEADER_SIZE == 10  # append() inlines both
-_SEGMENT_RE = re.compile(r"^events-(\d{3,})\.wlr$")
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -104,7 +102,7 @@ def validate_project_name(project: str) -> str:
 
 
 def segment_path(run_dir: str | os.PathLike[str], attempt: int) -> Path:
-    return Path(run_dir) / f"events-{attempt:03d}.wlr"
+    return Path(run_dir) / segment_name(attempt)
 
 
 def segments(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -115,7 +113,7 @@ def segments(run_dir: str | os.PathLike[str]) -> list[Path]:
     except OSError:
         return []
     for name in names:
-        m = _SEGMENT_RE.match(name)
+        m = SEGMENT_RE.match(name)
         if m:
             out.append((int(m.group(1)), Path(run_dir) / name))
     out.sort()
@@ -125,12 +123,12 @@ def segments(run_dir: str | os.PathLike[str]) -> list[Path]:
 def resolve_run_dir(path: str | os.PathLike[str]) -> Path:
     """Accept a run directory, one of its segment files, or its ``files/`` folder (``run.dir``)."""
     p = Path(path)
-    if p.is_file() and _SEGMENT_RE.match(p.name):
+    if p.is_file() and SEGMENT_RE.match(p.name):
         return p.parent
     if p.is_dir():
         if segments(p):
             return p
-        if p.name == "files" and segments(p.parent):
+        if p.name == FILES_DIR and segments(p.parent):
             return p.parent
     raise FileNotFoundError(f"{path}: not a wandblite run directory (no events-NNN.wlr file in it)")
 
@@ -142,7 +140,7 @@ def find_runs(root: str | os.PathLike[str]) -> list[Path]:
         return [resolve_run_dir(root)]
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        if any(_SEGMENT_RE.match(f) for f in filenames):
+        if any(SEGMENT_RE.match(f) for f in filenames):
             found.append(Path(dirpath))
             dirnames[:] = []  # a run directory holds no runs
             continue
@@ -173,7 +171,7 @@ def read_events(
     """
     decode = ev.decode
     for path in segments(run_dir):
-        seg = int(_SEGMENT_RE.match(path.name).group(1))  # type: ignore[union-attr]
+        seg = segment_number(path.name) or 0  # segments() lists only names that have a number
         if start is not None and seg < start[0]:
             continue
         off = start[1] if start is not None and seg == start[0] else None

@@ -1,9 +1,11 @@
 """What the interop targets share: the outcome of one run's sync, the error type, value helpers.
 
-Stdlib and ``wandblite.errors`` only. ``SyncOutcome`` is what ``sync_run`` of every target returns
-and what the CLI prints (one line per run, or one JSON object with ``--json``). ``InteropError``
-(a ``wandblite.Error``) carries a message that is already a complete sentence for the user: it
-names what went wrong and what to do; the CLI prefixes the run id.
+Layer 5. Stdlib, ``wandblite.errors`` and ``wandblite.vocab`` (the reserved keys, the subtree rule,
+what a number is); ``final_row_count`` reads the run with ``wandblite.replay`` when called.
+``SyncOutcome`` is what ``sync_run`` of every target returns and what the CLI prints (one line per
+run, or one JSON object with ``--json``). ``InteropError`` (a ``wandblite.Error``) carries a message
+that is already a complete sentence for the user: it names what went wrong and what to do; the CLI
+prefixes the run id.
 """
 
 from __future__ import annotations
@@ -12,23 +14,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wandblite.errors import Error
+from wandblite.vocab import RESERVED, SUMMARY_BOOKKEEPING, is_number, is_subtree
 
 __all__ = [
-    "FINAL_STATES",
-    "RESERVED_KEYS",
     "InteropError",
     "SyncOutcome",
     "final_row_count",
-    "is_media",
-    "is_number",
     "numeric_leaves",
     "user_summary",
 ]
-
-#: States after which a run's files no longer grow (until a resume starts a new attempt).
-FINAL_STATES = frozenset({"finished", "failed", "crashed"})
-#: History columns wandb sets itself; never sent as user data.
-RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
 
 
 class InteropError(Error):
@@ -104,26 +98,14 @@ def final_row_count(r: Any) -> int:
     return int(Replay(r.path, writer_alive=True, grace=math.inf).rows)
 
 
-def is_number(v: Any) -> bool:
-    """An int or float (bools are flags, not measurements; numpy scalars were unwrapped at log time)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def is_media(v: Any) -> bool:
-    """A stored media value or a histogram: a mapping with a ``_type``."""
-    from collections.abc import Mapping
-
-    return isinstance(v, Mapping) and "_type" in v
-
-
 def numeric_leaves(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
     """Dotted key -> float for every numeric leaf of a (nested) row, reserved columns excluded."""
     out: dict[str, float] = {}
     for k, v in row.items():
         key = f"{prefix}{k}"
-        if not prefix and k in RESERVED_KEYS:
+        if not prefix and k in RESERVED:
             continue
-        if isinstance(v, dict) and "_type" not in v:
+        if is_subtree(v):
             out.update(numeric_leaves(v, key + "."))
         elif is_number(v):
             out[key] = float(v)
@@ -132,7 +114,7 @@ def numeric_leaves(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
 
 def user_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary without wandb's own bookkeeping (``_step``, ``_runtime``, ``_timestamp``, ``_wandb``)."""
-    return {k: v for k, v in summary.items() if k not in RESERVED_KEYS and k != "_wandb"}
+    return {k: v for k, v in summary.items() if k not in SUMMARY_BOOKKEEPING}
 
 
 def probe_http(url: str, what: str, fix: str, shown: str | None = None, timeout: float = 5.0) -> None:

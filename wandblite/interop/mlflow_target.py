@@ -62,17 +62,15 @@ from pathlib import Path
 from typing import Any
 
 from wandblite.interop.common import (
-    FINAL_STATES,
     InteropError,
     SyncOutcome,
     final_row_count,
-    is_media,
-    is_number,
     numeric_leaves,
     probe_http,
     user_summary,
 )
 from wandblite.interop.state import SyncState, run_digest, run_key
+from wandblite.vocab import FINAL_STATES, is_number, is_typed_value
 
 __all__ = ["MAX_ENTITIES", "MAX_METRICS", "MAX_PARAMS_TAGS", "MlflowTarget", "batches", "mlflow_key", "sync_run"]
 
@@ -205,7 +203,7 @@ def _run_tags(r: Any) -> dict[str, str]:
 def _media_refs(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     from wandblite.media import iter_refs
 
-    return list(iter_refs({k: v for k, v in row.items() if is_media(v) or isinstance(v, Mapping)}))
+    return list(iter_refs({k: v for k, v in row.items() if is_typed_value(v) or isinstance(v, Mapping)}))
 
 
 class _Client:
@@ -414,7 +412,7 @@ def _send_summary(r: Any, mc: _Client, run: Any, out: SyncOutcome, sent: _Sent, 
             final_metrics.append(mc.Metric(mk, v, _ms(sent.end_s, sent.created), sent.last_step))
     final_tags = []
     for k, v in flatten(summary).items():
-        if v is None or is_media(v) or is_number(v):
+        if v is None or is_typed_value(v) or is_number(v):
             continue  # numbers went in as metrics above; media are artifacts already
         final_tags.append(mc.RunTag(mlflow_key(f"summary.{k}"), _tag_value(_plain(v))))
     final_tags.append(mc.RunTag("wandblite.state", r.state))

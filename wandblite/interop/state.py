@@ -1,5 +1,8 @@
 """What was sent to an interop target, per run: the memory behind exactly-once re-runs.
 
+Layer 5. Stdlib and ``wandblite.vocab`` (the home directory); ``wandblite.replay`` for the segment
+sizes of ``run_digest``.
+
 One JSON file per target under ``$WANDBLITE_HOME/interop/`` (``~/.wandblite/interop/``), named
 ``<kind>-<sha256(target identity)[:16]>.json``; the identity is e.g. the MLflow tracking URI plus
 the experiment, or the W&B base URL plus entity/project. The file maps a key
@@ -33,13 +36,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from wandblite.vocab import home_dir
+
 __all__ = ["SyncState", "interop_home", "run_digest", "run_key"]
 
 
 def interop_home() -> Path:
     """``$WANDBLITE_HOME/interop`` (``~/.wandblite/interop``)."""
-    home = os.environ.get("WANDBLITE_HOME")
-    return (Path(home) if home else Path.home() / ".wandblite") / "interop"
+    return home_dir() / "interop"
 
 
 def run_key(run_dir: str | os.PathLike[str], run_id: str) -> str:
@@ -48,13 +52,9 @@ def run_key(run_dir: str | os.PathLike[str], run_id: str) -> str:
 
 def run_digest(run_dir: str | os.PathLike[str]) -> dict[str, int]:
     """Segment file name -> size: changes whenever the run's writer appends anything."""
-    out: dict[str, int] = {}
-    for p in sorted(Path(run_dir).glob("events-*.wlr")):
-        try:
-            out[p.name] = p.stat().st_size
-        except OSError:
-            continue
-    return out
+    from wandblite.replay import segment_sizes
+
+    return segment_sizes(run_dir)
 
 
 class SyncState:

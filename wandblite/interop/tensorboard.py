@@ -26,7 +26,8 @@ uint32 masked_crc32c(data)``, little-endian, where ``masked(c) = ((c >> 15) | (c
 protobuf; the first event of a file carries ``file_version = "brain.Event:2"``. The protobuf
 wire encoding is written by hand below (varints, fixed 32/64-bit, length-delimited fields).
 
-Imports: stdlib and numpy; Pillow only to re-encode a non-PNG image.
+Layer 5. Imports: stdlib, numpy and ``wandblite.vocab``; ``wandblite.replay`` when exporting; Pillow
+only to re-encode a non-PNG image.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from wandblite.interop.common import RESERVED_KEYS, is_number
+from wandblite.vocab import RESERVED, STEP, TIMESTAMP, is_number, is_subtree, is_typed_value
 
 __all__ = ["crc32c", "export_tensorboard", "masked_crc32c", "read_records", "tfrecord"]
 
@@ -216,10 +217,10 @@ def _value_text(tag: str, text: str) -> bytes:
 
 def _leaves(row: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     for k, v in row.items():
-        if not prefix and k in RESERVED_KEYS:
+        if not prefix and k in RESERVED:
             continue
         key = f"{prefix}{k}"
-        if isinstance(v, Mapping) and "_type" not in v:
+        if is_subtree(v):
             yield from _leaves(v, key + ".")
         else:
             yield key, v
@@ -304,12 +305,12 @@ def export_tensorboard(run_dir: str | os.PathLike[str], out_dir: str | os.PathLi
                 for tag, v in _leaves(row):
                     if is_number(v):
                         values.append(_value_scalar(tag, float(v)))
-                    elif isinstance(v, Mapping) and "_type" in v:
+                    elif is_typed_value(v):
                         values.extend(_media_values(tag, v, warn))
                 if values:
-                    ts: Any = row.get("_timestamp")
+                    ts: Any = row.get(TIMESTAMP)
                     wall = float(ts) if is_number(ts) else float(created)
-                    f.write(tfrecord(_event(wall, int(row["_step"]), summary=_summary(values))))
+                    f.write(tfrecord(_event(wall, int(row[STEP]), summary=_summary(values))))
 
             for row in r.scan_history():
                 write_row(row)

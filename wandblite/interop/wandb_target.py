@@ -63,16 +63,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from wandblite.interop.common import (
-    FINAL_STATES,
-    RESERVED_KEYS,
     InteropError,
     SyncOutcome,
     final_row_count,
-    is_media,
     probe_http,
     user_summary,
 )
 from wandblite.interop.state import SyncState, run_digest, run_key
+from wandblite.vocab import FINAL_STATES, RESERVED, STEP, TIMESTAMP, TYPE_KEY, is_typed_value
 
 __all__ = ["WandbTarget", "convert_value", "sync_run"]
 
@@ -126,7 +124,7 @@ def convert_value(wandb: Any, v: Any, run_dir: Any) -> Any:
     """A replayed history value with every media leaf turned into the matching wandb object."""
     from wandblite.media import MediaValue, wrap_media
 
-    if isinstance(v, MediaValue) or (isinstance(v, dict) and "_type" in v):
+    if isinstance(v, MediaValue) or (isinstance(v, dict) and TYPE_KEY in v):
         if isinstance(v, dict):
             v = wrap_media(v, run_dir)
         return _convert_media(wandb, v, run_dir)
@@ -273,18 +271,18 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
         pending_step: int | None = None
         for i, row in enumerate(r.scan_history()):
             if i >= final_rows:
-                pending_step = int(row["_step"])  # a crashed run's provisional row: held back (module doc)
+                pending_step = int(row[STEP])  # a crashed run's provisional row: held back (module doc)
                 break
             for k, v in row.items():
-                if is_media(v):
+                if is_typed_value(v):
                     history_keys.add(k)
-            if i < rows_done or (starting_step and row["_step"] < starting_step):
+            if i < rows_done or (starting_step and row[STEP] < starting_step):
                 continue
             payload = {k: convert_value(wandb, v, r.path) for k, v in row.items()
-                       if k not in RESERVED_KEYS or k == "_timestamp"}
-            run.log(payload, step=int(row["_step"]), commit=True)
+                       if k not in RESERVED or k == TIMESTAMP}
+            run.log(payload, step=int(row[STEP]), commit=True)
             sent += 1
-            out.media += sum(1 for v in row.values() if is_media(v))
+            out.media += sum(1 for v in row.values() if is_typed_value(v))
         out.rows = sent
 
         chunks = 0
@@ -297,7 +295,7 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
 
         summary = user_summary(r.summary)
         for k, v in summary.items():
-            if is_media(v) and k in history_keys:
+            if is_typed_value(v) and k in history_keys:
                 continue  # wandb's summary already holds this media value from the history
             run.summary[k] = convert_value(wandb, v, r.path)
         if r.state == "crashed":

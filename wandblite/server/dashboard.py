@@ -1,4 +1,5 @@
-"""The web dashboard: the single-page app at ``/``, its files under ``/static/`` and plotly.js.
+"""The web dashboard: the single-page app at ``/``, its files under ``/static/``, the shared vocabulary
+and plotly.js.
 
 Layer 5. ``dashboard_routes()`` returns the Starlette routes the app adds after its API routes.
 What it promises:
@@ -6,6 +7,9 @@ What it promises:
 * Every asset comes from this server: the files of ``static/`` beside this file (plain JS modules,
   no build step) and ``/static/vendor/plotly.min.js``, the file bundled in the installed ``plotly`` Python
   package (``pip install wandblite[server]``). Nothing is loaded from a CDN: users are air-gapped.
+* ``/static/vocab.js`` is made here from ``wandblite.vocab`` (``vocab_js()``): the reserved history
+  keys, the run states, the default alert wait, the file-name rule. The JS modules import these
+  names from it and never restate them.
 * The page is served with a strict Content-Security-Policy (``CSP`` below): scripts only from this
   origin, no plugins, never framed, images and media only from this origin (or ``data:``/``blob:``
   URLs the page makes itself). Inline styles are allowed because plotly sets them.
@@ -16,6 +20,7 @@ What it promises:
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,9 +29,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from wandblite import vocab
 from wandblite.server.errors import not_found
 
-__all__ = ["CSP", "STATIC_DIR", "dashboard_routes", "plotly_js_path"]
+__all__ = ["CSP", "STATIC_DIR", "dashboard_routes", "plotly_js_path", "vocab_js"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -71,15 +77,27 @@ class _Gzipped:
 
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".html": "text/html; charset=utf-8"}
+_STATIC_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+
+
+def vocab_js() -> str:
+    """``/static/vocab.js``: an ES module exporting ``wandblite.vocab.js_constants()``, one const each."""
+    lines = ["// The shared vocabulary of wandblite (wandblite/vocab.py), made by the server",
+             "// (wandblite/server/dashboard.py, vocab_js). Not a file in static/: never edited by hand.", ""]
+    for name, value in vocab.js_constants().items():
+        lines.append(f"export const {name} = {json.dumps(value)};")
+    return "\n".join(lines) + "\n"
 
 
 def dashboard_routes() -> list[Route]:
-    """The dashboard's routes: ``/`` (the app), ``/static/vendor/plotly.min.js`` and ``/static/<file>``.
+    """The dashboard's routes: ``/`` (the app), ``/static/vendor/plotly.min.js``, ``/static/vocab.js``
+    and ``/static/<file>``.
 
     ``/static/<file>`` serves only the files of ``static/`` listed when the routes are made (no
     directory walking, no path from the request ever reaches the file system)."""
     gz = _Gzipped()
     files = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file() and p.suffix in _STATIC_TYPES}
+    vocab_body = vocab_js()
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
@@ -102,11 +120,14 @@ def dashboard_routes() -> list[Route]:
         path = files.get(request.path_params["name"])
         if path is None:
             raise not_found(f"no dashboard file {request.path_params['name']!r}")
-        return FileResponse(path, media_type=_STATIC_TYPES[path.suffix],
-                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        return FileResponse(path, media_type=_STATIC_TYPES[path.suffix], headers=_STATIC_HEADERS)
+
+    async def vocab_module(_request: Request) -> Response:
+        return Response(vocab_body, media_type=_STATIC_TYPES[".js"], headers=_STATIC_HEADERS)
 
     return [
         Route("/", index, methods=["GET", "HEAD"]),
         Route("/static/vendor/plotly.min.js", plotly_js, methods=["GET", "HEAD"]),
+        Route("/static/vocab.js", vocab_module, methods=["GET", "HEAD"]),
         Route("/static/{name}", static, methods=["GET", "HEAD"]),
     ]

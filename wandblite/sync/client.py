@@ -1,6 +1,7 @@
 """``wandblite sync``: upload runs exactly once, one-shot or tailing live runs (``--watch``).
 
-Layer 5. Imports the core (runfile, fold, replay's grace rule, media) and ``wandblite.sync.transport``;
+Layer 5. Imports the core (runfile, fold, replay's grace rule and run record, media, vocab) and
+``wandblite.sync.transport``;
 nothing from ``wandblite.server`` (the embedded store is reached through ``LocalTransport``).
 
 How a run is synced (``Syncer.sync_tail``; the protocol is ``wandblite/server/PROTOCOL.md``):
@@ -20,7 +21,7 @@ How a run is synced (``Syncer.sync_tail``; the protocol is ``wandblite/server/PR
    copy of the fold so that a later resume still merges into it. The final batch carries the run's
    metadata and its digest; when the server's digest is the same, no metadata is sent.
 
-4. The records of issue 6 (FILES entries, ARTIFACT, USE, ALERT) are numbered per stream by their
+4. The records of saved files, artifacts and alerts (FILES entries, ARTIFACT, USE, ALERT) are numbered per stream by their
    order in the files and sent like console records, in the same batches; the bytes they name
    (saved files, artifact objects) are uploaded first, only those the server lacks.
 
@@ -57,24 +58,24 @@ from typing import IO, Any
 
 from wandblite import events as ev
 from wandblite.fold import Fold
-from wandblite.runfile import find_runs, probe_writer, read_events, segments, validate_run_id
+from wandblite.runfile import find_runs, probe_writer, read_events, validate_run_id
 from wandblite.sync.transport import (
     GapError,
     RejectedError,
     SyncError,
     Transport,
     UnavailableError,
-    embedded_home,
 )
+from wandblite.vocab import FINAL_STATES, home_dir, is_number, segment_name, segment_number
 
 __all__ = ["RunResult", "RunTail", "Syncer", "discover", "run_digest"]
 
 
-_TERMINAL = frozenset({"finished", "failed", "crashed"})
 DEFAULT_BATCH = 1000
 _CHUNK = 1 << 20  # bytes read at a time when hashing a blob
 
-#: The record streams of issue 6, as the batch and the position name them, in the order they are sent.
+#: The record streams of saved files, artifacts, their uses and alerts, as the batch and the position
+#: name them, in the order they are sent.
 RECORD_STREAMS = ("files", "artifacts", "uses", "alerts")
 _RECORD_KINDS = {ev.FILES: "files", ev.ARTIFACT: "artifacts", ev.USE: "uses", ev.ALERT: "alerts"}
 
@@ -90,7 +91,7 @@ def _record_items(stream: str, data: Any) -> list[dict[str, Any]]:
     if not isinstance(data, (list, tuple)) or len(data) < 2:
         return []
     ts, payload = data[0], data[1]
-    ts = ts if isinstance(ts, (int, float)) and not isinstance(ts, bool) and ts == ts else None
+    ts = ts if is_number(ts) and ts == ts else None
     if stream == "files":
         if not isinstance(payload, list):
             return []
@@ -135,7 +136,7 @@ class RunResult:
     console: int = 0
     system: int = 0
     media: int = 0  # media blobs uploaded
-    files: int = 0  # FILES entries sent (issue 6)
+    files: int = 0  # FILES entries sent (saved files)
     artifacts: int = 0  # ARTIFACT records sent
     uses: int = 0  # USE records sent
     alerts: int = 0  # ALERT records sent
@@ -180,13 +181,9 @@ class RunTail:
         return str(self.fold.meta.get("id") or self.path.name)
 
     def stat(self) -> dict[str, int]:
-        out = {}
-        for seg in segments(self.path):
-            try:
-                out[seg.name] = seg.stat().st_size
-            except OSError:
-                continue
-        return out
+        from wandblite.replay import segment_sizes
+
+        return segment_sizes(self.path)
 
     # ------------------------------------------------------------ reading
     def read(self) -> Iterator[tuple[str, int, Any]]:
@@ -201,14 +198,14 @@ class RunTail:
         positions: dict[int, int] = {}
 
         def report(seg: int, d: Any) -> None:
-            info = {"file": f"events-{seg:03d}.wlr", "segment": seg, **d.as_dict()}
+            info = {"file": segment_name(seg), "segment": seg, **d.as_dict()}
             if "torn" not in str(info.get("reason", "")):
                 self.damage.append(info)  # a torn tail of a live file is just its end, for now
 
         CONSOLE, SYSTEM = ev.CONSOLE, ev.SYSTEM  # noqa: N806 - locals for the loop
         seg_base: dict[int, int] = {}  # segment number -> bytes of the segments before it
         total = 0
-        for num, size in sorted((int(name[7:-4]), size) for name, size in sizes.items()):
+        for num, size in sorted((segment_number(name) or 0, size) for name, size in sizes.items()):
             seg_base[num] = total
             total += size
         for e in read_events(self.path, start=self.start, reporter=report, positions=positions):
@@ -260,28 +257,16 @@ class RunTail:
         return state, fold, row
 
     def metadata(self, state: str, fold: Fold) -> dict[str, Any]:
-        meta = fold.meta
-        exit_ = fold.exit or {}
-        ctx: dict[str, Any] = {}
-        for a in reversed(fold.attempts):
-            if a.get("context"):
-                ctx = dict(a["context"])
-                break
-        out: dict[str, Any] = {
-            "name": meta.get("name"), "group": meta.get("group"), "job_type": meta.get("job_type"),
-            "entity": meta.get("entity"), "tags": list(meta.get("tags") or []), "notes": meta.get("notes"),
-            "host": meta.get("host"), "created_at": meta.get("created_at"), "config": fold.config,
-            "summary": fold.summary, "state": state,
-            "exit_code": exit_.get("exit_code") if fold.exit else None, "error": exit_.get("error"),
-            "signal": exit_.get("signal"), "ended_at": exit_.get("ts"), "heartbeat_at": fold.last_alive(),
-            "context": ctx, "metrics": {".".join(p): m.as_dict() for p, m in fold.metrics.items()},
-        }
+        """The run's metadata as a batch carries it: ``wandblite.replay.run_record``, typed for the wire, and its digest."""
+        from wandblite.replay import run_record  # the one projection of a fold, shared with replay
+
+        out = run_record(fold, state)
         # Values the store keeps as typed columns must have those types; a file cannot make them bad.
         for k in ("name", "group", "job_type", "entity", "notes", "host", "signal"):
             if out[k] is not None and not isinstance(out[k], str):
                 out[k] = str(out[k])
         for k in ("created_at", "ended_at", "heartbeat_at"):
-            if not isinstance(out[k], (int, float)) or isinstance(out[k], bool) or out[k] != out[k]:
+            if not is_number(out[k]) or out[k] != out[k]:
                 out[k] = None
         if not isinstance(out["exit_code"], int) or isinstance(out["exit_code"], bool):
             out["exit_code"] = None if out["exit_code"] is None else 1
@@ -328,7 +313,7 @@ class Syncer:
         if self.transport is None:
             return None
         key = hashlib.sha256(f"{self.transport.target}\0{path.resolve()}".encode()).hexdigest()[:40]
-        return embedded_home() / "sync-state" / f"{key}.json"
+        return home_dir() / "sync-state" / f"{key}.json"
 
     def _cache_load(self, path: Path) -> dict[str, Any] | None:
         cp = self._cache_path(path)
@@ -341,7 +326,7 @@ class Syncer:
 
     def _cache_store(self, tail: RunTail) -> None:
         cp = self._cache_path(tail.path)
-        if cp is None or not self.use_cache or tail.server is None or tail.state not in _TERMINAL:
+        if cp is None or not self.use_cache or tail.server is None or tail.state not in FINAL_STATES:
             return
         data = {"sizes": tail.sizes, "project": tail.project, "run_id": tail.run_id, "state": tail.state,
                 "position": {k: tail.server.get(k) for k in ("rows", "pending", "console", "system", "digest",
@@ -356,7 +341,7 @@ class Syncer:
 
     def _unchanged(self, tail: RunTail, res: RunResult) -> bool:
         c = self._cache_load(tail.path)
-        if not c or c.get("state") not in _TERMINAL or c.get("sizes") != tail.stat() or self.transport is None:
+        if not c or c.get("state") not in FINAL_STATES or c.get("sizes") != tail.stat() or self.transport is None:
             return False
         if not set(RECORD_STREAMS) <= set(c.get("position") or ()):
             return False  # written before files/artifacts/alerts were synced: read the run once more
@@ -608,7 +593,7 @@ class Syncer:
                 sizes = tail.stat()
                 if tail.bad is not None and sizes == tail.sizes:
                     continue  # rejected before and unchanged since: do not hammer the server
-                if tail.state in _TERMINAL and sizes == tail.sizes and tail.server is not None:
+                if tail.state in FINAL_STATES and sizes == tail.sizes and tail.server is not None:
                     continue  # nothing new, and nothing that time alone can change
                 res = RunResult(str(p))
                 try:

@@ -3,6 +3,8 @@
 // Requests go to this origin only and carry the session cookie (HttpOnly, SameSite=Strict)
 // set by POST /api/v1/session; the page never sees or stores the API key itself.
 
+import { FILE_NAME_MAX, FILE_NAME_PATTERN } from "./vocab.js";
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message);
@@ -81,11 +83,11 @@ export function parseJson(text) {
 
 const runPath = (p, r) => `/projects/${enc(p)}/runs/${enc(r)}`;
 
-/** A saved file name the server accepts: relative, "/"-separated, no empty, "." or ".." segment. */
+const FILE_NAME = new RegExp(`^(?:${FILE_NAME_PATTERN})$`);
+
+/** A saved file name the server accepts (wandblite/vocab.py's file-name rule, from vocab.js). */
 export function validFileName(name) {
-  if (typeof name !== "string" || !name || name.length > 1024 || name.startsWith("/")) return false;
-  if (/[\\\u0000-\u001f\u007f]/.test(name)) return false;
-  return name.split("/").every((seg) => seg !== "" && seg !== "." && seg !== "..");
+  return typeof name === "string" && name.length > 0 && name.length <= FILE_NAME_MAX && FILE_NAME.test(name);
 }
 
 /** The download URL of a run's saved file (null for a name no link may be built from). */

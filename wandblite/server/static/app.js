@@ -15,6 +15,7 @@ import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, s
 import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
 import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
 import { modelSection } from "./graph.js";
+import { RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
 
 const main = document.getElementById("main");
 const crumbs = document.getElementById("crumbs");
@@ -162,7 +163,7 @@ async function runsView(project) {
 
   const search = h("input", { type: "search", placeholder: "search names, tags, notes", value: st.search, id: "run-search", "aria-label": "search runs" });
   const stateSel = h("select", { id: "state-filter", "aria-label": "state" },
-    ["", "running", "finished", "failed", "crashed"].map((s) => h("option", { value: s }, s || "any state")));
+    ["", ...RUN_STATES].map((s) => h("option", { value: s }, s || "any state")));
   stateSel.value = st.state;
   const filter = h("input", { type: "text", placeholder: "filter: config.lr >= 0.01 and summary.loss < 1", value: st.filter, id: "run-filter",
     "aria-label": "filter runs", size: 40 });
@@ -303,7 +304,7 @@ class Workspace {
   constructor(project, runs) {
     this.project = project;
     this.runs = runs; // [{id, name, state, ...}]
-    this.settings = { xAxis: "_step", smoothing: 0, logY: false, filter: "" };
+    this.settings = { xAxis: STEP, smoothing: 0, logY: false, filter: "" };
     this.panels = new Map(); // key -> panel
     this.kinds = new Map(); // key -> kind
     this.visible = new Set();
@@ -356,9 +357,9 @@ class Workspace {
       }
     }
     // x-axis choices: the three clocks and every numeric key.
-    const numeric = [...this.kinds].filter(([k, kind]) => kind === "number" && !["_step", "_runtime", "_timestamp"].includes(k)).map(([k]) => k).sort();
+    const numeric = [...this.kinds].filter(([k, kind]) => kind === "number" && !RESERVED_KEYS.includes(k)).map(([k]) => k).sort();
     const cur = this.settings.xAxis;
-    clear(this.xSel).append(...["_step", "_runtime", "_timestamp", ...numeric].map((k) => h("option", { value: k }, k)));
+    clear(this.xSel).append(...[...RESERVED_KEYS, ...numeric].map((k) => h("option", { value: k }, k)));
     this.xSel.value = cur;
     if (fresh.length) this.buildSections();
   }

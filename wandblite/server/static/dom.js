@@ -6,6 +6,8 @@
 // and javascript: URLs. `plotText()` escapes text for plotly, which renders a subset of HTML
 // in titles, legends and hover labels.
 
+import { TYPE_KEY } from "./vocab.js";
+
 /** Build an element: h("a", {href: "#/x", class: "c"}, "text", child, [more]). */
 export function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -85,14 +87,14 @@ export function fmtValue(v) {
     return a !== 0 && (a < 1e-3 || a >= 1e6) ? v.toExponential(4) : String(Number(v.toPrecision(5)));
   }
   if (typeof v === "string" || typeof v === "boolean") return String(v);
-  if (typeof v === "object" && !Array.isArray(v) && typeof v._type === "string") return `[${v._type}]`;
+  if (typeof v === "object" && !Array.isArray(v) && typeof v[TYPE_KEY] === "string") return `[${v[TYPE_KEY]}]`;
   const s = JSON.stringify(v);
   return s.length > 200 ? s.slice(0, 200) + "…" : s;
 }
 
-/** {a: {b: 1}} -> [["a.b", 1]] (media values and arrays are leaves). */
+/** {a: {b: 1}} -> [["a.b", 1]] (media values, objects with a TYPE_KEY, and arrays are leaves). */
 export function flatten(obj, prefix = "", out = []) {
-  if (obj === null || typeof obj !== "object" || Array.isArray(obj) || typeof obj._type === "string") {
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj) || typeof obj[TYPE_KEY] === "string") {
     if (prefix) out.push([prefix, obj]);
     return out;
   }

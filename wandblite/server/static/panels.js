@@ -8,6 +8,7 @@
 
 import { api } from "./api.js";
 import { clear, colorOf, fmtValue, h, mediaUrl, plotText } from "./dom.js";
+import { STEP } from "./vocab.js";
 
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud", "lasso2d", "select2d"] };
 
@@ -515,7 +516,7 @@ export class HistogramPanel {
       plot(el, [{ type: "heatmap", x, y, z, colorscale: "Viridis", hovertemplate: "step %{x}<br>value %{y:.4g}<br>count %{z}<extra></extra>",
         colorbar: { thickness: 10 } }], {
         title: { text: plotText(runs.length > 1 ? `${this.key} · ${run.name || run.id}` : this.key), font: { size: 13 } },
-        height: 280, xaxis: { title: { text: "_step" } }, yaxis: { title: { text: "value" } },
+        height: 280, xaxis: { title: { text: STEP } }, yaxis: { title: { text: "value" } },
       });
     }
   }

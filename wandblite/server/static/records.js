@@ -3,12 +3,13 @@
 //
 // Everything here is untrusted text (file names, artifact names and types, aliases, entry paths,
 // alert titles and texts): it reaches the DOM only through dom.js's `h()`. Links go only to this
-// server's API, built from validated pieces: file names checked like the server's
-// validate_file_name and percent-encoded segment by segment, artifact names and versions
+// server's API, built from validated pieces: file names checked by the server's own rule
+// (api.js validFileName) and percent-encoded segment by segment, artifact names and versions
 // percent-encoded, object links only for a 64-hex sha256 (`mediaUrl`).
 
 import { api, fileUrl } from "./api.js";
 import { clear, fmtTime, h, mediaUrl } from "./dom.js";
+import { DEFAULT_ALERT_WAIT } from "./vocab.js";
 
 const enc = encodeURIComponent;
 
@@ -193,8 +194,7 @@ export async function loadAlerts(project, runId, max = 10000) {
 
 // An alert wandb would not have sent (`run.alert`'s wait_duration) comes back with `throttled: true`:
 // the server decides it as it stores the alert (wandblite/server/throttle.py). The wait it was
-// measured against is the alert's own wait_duration, or wandb's default minute when it has none.
-const DEFAULT_ALERT_WAIT = 60;
+// measured against is the alert's own wait_duration, or wandb's default (vocab.js) when it has none.
 
 function suppressedNote(a) {
   const w = typeof a.wait_duration === "number" && a.wait_duration ? a.wait_duration : DEFAULT_ALERT_WAIT;
