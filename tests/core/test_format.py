@@ -97,6 +97,22 @@ def test_torn_tail_is_end_of_file_not_corruption(tmp_path: Path) -> None:
     assert read_all(p)[0] == data
 
 
+def test_every_cut_of_the_last_record_is_reported_as_a_torn_tail(tmp_path: Path) -> None:
+    """A SIGKILL mid-write can leave any prefix of a frame, even 1 byte when the write crossed a page
+    boundary; whatever is left, the reason names it a torn tail (what replay's readers look for)."""
+    p = tmp_path / "f.wlr"
+    offsets = write_file(p, payloads(3, seed=5))
+    full = p.read_bytes()
+    for cut in [*range(offsets[-1] + 1, offsets[-1] + FRAME_HEADER_SIZE + 2), len(full) - 1]:
+        p.write_bytes(full[:cut])
+        _got, r = read_all(p)
+        assert r.tail is not None and "tail" in r.tail.reason, (cut, r.tail)
+    for n in range(1, FILE_HEADER_SIZE):
+        p.write_bytes(file_header()[:n])
+        _got, r = read_all(p)
+        assert r.tail is not None and "tail" in r.tail.reason, (n, r.tail)
+
+
 def test_truncated_file_header_is_an_empty_run(tmp_path: Path) -> None:
     p = tmp_path / "f.wlr"
     for n in range(FILE_HEADER_SIZE):

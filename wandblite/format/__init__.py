@@ -222,7 +222,7 @@ class RecordReader:
         if self.version is None:
             self.end_offset = 0
             if head:
-                self.tail = Damage(0, len(head), "torn file header at end of file")
+                self.tail = Damage(0, len(head), "torn tail: file header cut short at end of file")
             return
         pos = FILE_HEADER_SIZE if self.start is None else max(self.start, FILE_HEADER_SIZE)
         f.seek(pos)
@@ -271,7 +271,7 @@ class RecordReader:
                     continue
                 self.end_offset = pos
                 if n > i:
-                    self.tail = Damage(pos, n - i, "torn frame header at end of file")
+                    self.tail = Damage(pos, n - i, "torn tail: frame header cut short at end of file")
                 return
             magic, kind, length, crc = unpack(buf, i)
             sane = magic == RECORD_MAGIC and 0 < length <= MAX_RECORD_SIZE
