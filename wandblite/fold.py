@@ -394,6 +394,8 @@ class Fold:
         if kind == ev.LOG:
             return self._log(p)
         ts = self._ts(kind, p)
+        if kind == ev.START:
+            self._start(p)  # before last_ts moves: a resume's runtime goes on from the last record
         if ts is not None:
             if self.last_ts is None or ts > self.last_ts:
                 self.last_ts = ts
@@ -405,8 +407,6 @@ class Fold:
             self.console_tail.append((p[0], p[1], p[2]))
         elif kind == ev.SYSTEM:
             self.last_system = (p[0], p[1])
-        elif kind == ev.START:
-            self._start(p)
         elif kind == ev.CONFIG:
             self.config.update(p[1])
         elif kind == ev.SUMMARY:

@@ -587,12 +587,6 @@ def test_a_pending_row_left_by_a_crash_stays_pending_into_the_resumed_attempt() 
     assert [user(r) for r in rows] == [{"a": 1, "_step": 0}, {"p": 1, "q": 2, "_step": 1}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known fold bug, reported to the lead: Fold.apply moves last_ts to the resuming START's ts "
-    "before Fold._start reads it, so the runtime offset counts the time between attempts (here 1000 s "
-    "instead of the 20 s the first attempt ran)",
-)
 def test_resume_runtime_goes_on_from_what_earlier_attempts_ran_not_from_the_wall_clock_gap() -> None:
     _, rows = fold_all(_resumed_run())
     assert rows[1]["_runtime"] == 25.0
