@@ -169,8 +169,9 @@ def _reset_globals() -> None:
     _env.set_active_run(None)
 
 
-# The drop-in opt-in by environment (see wandblite.integrations): only when asked for.
+# The drop-in opt-in by environment (see wandblite.integrations): only when asked for. The package
+# hands itself to the alias machinery, which never imports the package it aliases.
 if _env.is_truthy(__import__("os").environ.get("WANDBLITE_AS_WANDB")):
-    from wandblite.integrations import as_wandb as _as_wandb
+    from wandblite.integrations import _alias
 
-    _as_wandb()
+    _alias.as_wandb(__import__("sys").modules[__name__])

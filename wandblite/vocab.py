@@ -17,6 +17,7 @@ What it holds:
 * the run directory's names: segment files ``events-NNN.wlr``, ``.lock``, ``files/``, ``media/``;
 * the home directory (``$WANDBLITE_HOME``, else ``~/.wandblite``);
 * the default wait between two alerts of one title;
+* the wandb version the drop-in alias reports;
 * the file-name rule: what a saved file's name or an artifact entry's path may be.
 """
 
@@ -47,6 +48,7 @@ __all__ = [
     "TIMESTAMP",
     "TYPE_KEY",
     "WANDB_KEY",
+    "WANDB_VERSION",
     "file_name_problem",
     "home_dir",
     "is_number",
@@ -176,6 +178,12 @@ def home_dir() -> Path:
 #: wandb's wait, in seconds, between two alerts of one title when ``wait_duration`` is not given
 #: (or 0): an alert within it of the last sent alert of that title is not sent.
 DEFAULT_ALERT_WAIT = 60.0
+
+# --------------------------------------------------------------------------- the wandb alias
+
+#: The wandb version whose API wandblite follows: what ``importlib.metadata.version("wandb")``
+#: answers under the drop-in alias (``wandblite.integrations.as_wandb``).
+WANDB_VERSION = "0.31.0"
 
 # --------------------------------------------------------------------------- file names
 

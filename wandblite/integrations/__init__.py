@@ -1,6 +1,8 @@
 """The explicit opt-in that makes ``import wandb`` give wandblite, for frameworks that import wandb.
 
-Layer 4. Stdlib only. Nothing here runs at ``import wandblite`` unless the user asked for it.
+Layer 5: the user's entry point to the alias, above the package it aliases (it hands the
+``wandblite`` package to ``_alias``, which stays at layer 4). Stdlib only. Nothing here runs at
+``import wandblite`` unless the user asked for it.
 
 Three ways to opt in, all in the process that runs the framework:
 
@@ -44,25 +46,25 @@ from __future__ import annotations
 import types
 
 from wandblite.integrations.api import AlertLevel, alert, require, setup
+from wandblite.vocab import WANDB_VERSION
 
 __all__ = ["WANDB_VERSION", "AlertLevel", "alert", "as_wandb", "is_wandb_alias", "require", "restore", "setup"]
-
-WANDB_VERSION = "0.31.0"
-"""The wandb version the alias reports (``importlib.metadata.version("wandb")``): the API it follows."""
 
 
 def as_wandb() -> types.ModuleType:
     """Opt in: make ``import wandb`` (and the submodules frameworks use) give wandblite. Idempotent."""
+    import wandblite
     from wandblite.integrations import _alias
 
-    return _alias.as_wandb()
+    return _alias.as_wandb(wandblite)
 
 
 def restore() -> None:
     """Undo ``as_wandb`` in this process (tests use it): ``import wandb`` is what it was before."""
+    import wandblite
     from wandblite.integrations import _alias
 
-    _alias.restore()
+    _alias.restore(wandblite)
 
 
 def is_wandb_alias() -> bool:

@@ -2,6 +2,9 @@
 
 Layer 4. Stdlib only. Imported only when the user opts in (``importlib.metadata`` is not free to
 import, and ``import wandblite`` stays lean). See ``wandblite.integrations`` for what it promises.
+The module that ``import wandb`` gives (the ``wandblite`` package) is handed in by the caller, so
+this module never imports the package it aliases: the package's own import-time opt-in
+(``WANDBLITE_AS_WANDB=1``) calls it without an import cycle.
 """
 
 
@@ -18,8 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from wandblite.integrations import WANDB_VERSION
 from wandblite.integrations.api import _attach as _api_attach
+from wandblite.term import termwarn
+from wandblite.vocab import WANDB_VERSION
 
 __all__ = ["as_wandb", "is_wandb_alias", "restore"]
 
@@ -39,15 +43,16 @@ def _normalize(name: str) -> str:
 class _WandbDistribution(importlib.metadata.Distribution):
     """Distribution metadata for the alias: ``Name: wandb``, ``Version: WANDB_VERSION``."""
 
+    def __init__(self, sdk_version: str) -> None:
+        self.sdk_version = sdk_version
+
     def read_text(self, filename: str) -> str | None:
         if filename == "METADATA":
-            import wandblite
-
             return (
                 "Metadata-Version: 2.1\n"
                 "Name: wandb\n"
                 f"Version: {WANDB_VERSION}\n"
-                f"Summary: wandblite {wandblite.__version__} standing in for wandb (wandblite.integrations)\n"
+                f"Summary: wandblite {self.sdk_version} standing in for wandb (wandblite.integrations)\n"
             )
         if filename == "top_level.txt":
             return "wandb\n"
@@ -76,6 +81,8 @@ class _AliasLoader(importlib.abc.Loader):
 class _WandbAliasFinder(importlib.abc.MetaPathFinder):
     """Resolves ``wandb`` imports to wandblite and answers ``importlib.metadata`` for ``wandb``."""
 
+    sdk_version = "unknown"  # the aliased package's ``__version__``, set by ``as_wandb``
+
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname != "wandb" and not fullname.startswith("wandb."):
             return None
@@ -93,7 +100,7 @@ class _WandbAliasFinder(importlib.abc.MetaPathFinder):
     def find_distributions(self, context: Any = None) -> Iterator[importlib.metadata.Distribution]:
         name = getattr(context, "name", None)
         if name is None or _normalize(name) == "wandb":
-            yield _WandbDistribution()
+            yield _WandbDistribution(self.sdk_version)
 
 
 _SHIMS: dict[str, types.ModuleType] = {}
@@ -128,25 +135,21 @@ def _build_shims() -> None:
     _module("wandb.wandb_run", "wandb's wandb_run: Run (the class init returns).", Run=Run)
 
 
-def is_wandb_alias() -> bool:
-    """True when ``import wandb`` gives wandblite in this process."""
-    import wandblite
-
+def is_wandb_alias(wandblite: types.ModuleType) -> bool:
+    """True when ``import wandb`` gives ``wandblite`` (the package) in this process."""
     return sys.modules.get("wandb") is wandblite
 
 
-def as_wandb() -> types.ModuleType:
-    """Opt in: make ``import wandb`` (and the submodules frameworks use) give wandblite. Idempotent."""
-    import wandblite
-
+def as_wandb(wandblite: types.ModuleType) -> types.ModuleType:
+    """Opt in: make ``import wandb`` (and the submodules frameworks use) give ``wandblite`` (the
+    package, handed in by the caller). Idempotent."""
     os.environ.setdefault("WANDBLITE_AS_WANDB", "1")
-    if is_wandb_alias() and _FINDER in sys.meta_path:
+    if is_wandb_alias(wandblite) and _FINDER in sys.meta_path:
         return wandblite
     _build_shims()
+    _FINDER.sdk_version = str(getattr(wandblite, "__version__", "unknown"))
     real = sys.modules.get("wandb")
     if real is not None and real is not wandblite:
-        from wandblite.run import termwarn
-
         termwarn("as_wandb(): a real wandb was imported already; `import wandb` gives wandblite from now on, "
                  "modules that imported wandb before keep the real one", repeat=False)
     for name in [n for n in sys.modules if n == "wandb" or n.startswith("wandb.")]:
@@ -163,10 +166,8 @@ def as_wandb() -> types.ModuleType:
     return wandblite
 
 
-def restore() -> None:
+def restore(wandblite: types.ModuleType) -> None:
     """Undo ``as_wandb`` in this process (tests use it): ``import wandb`` is what it was before."""
-    import wandblite
-
     if _FINDER in sys.meta_path:
         sys.meta_path.remove(_FINDER)
     for name in [n for n in sys.modules if n == "wandb" or n.startswith("wandb.")]:

@@ -18,7 +18,7 @@ import datetime
 import enum
 from typing import Any
 
-from wandblite.env import active_run
+from wandblite.env import active_run, current_run
 from wandblite.errors import DataError, Error
 
 __all__ = ["AlertLevel", "alert", "alert_record", "require", "setup"]
@@ -81,8 +81,7 @@ def require(requirement: Any = None, experiment: Any = None) -> None:
 
 def _attach(attach_id: Any = None, run_id: Any = None, run: Any = None) -> Any:
     """wandb's ``_attach`` (Lightning's pickling path): the active run of this process, if any."""
-    import wandblite
-
-    if wandblite.run is None:
+    run = current_run()
+    if run is None:
         raise Error("wandblite cannot attach to a run of another process; init(id=..., resume='allow') instead")
-    return wandblite.run
+    return run
