@@ -162,7 +162,7 @@ def _media_params(q: Any) -> dict[str, Any]:
         raise bad_request("limit must be an integer")
 
 
-async def _health(_request: Request) -> Response:
+async def health(_request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
@@ -284,7 +284,7 @@ def _routes(h: _Handlers) -> list[Route]:
     run = base + "/projects/{project}/runs/{run_id}"
     reader = h.reader
     return [
-        Route(base + "/health", _health, methods=["GET"]),
+        Route(base + "/health", health, methods=["GET"]),
         Route(base + "/session", h.session_get, methods=["GET"]),
         Route(base + "/session", h.session_post, methods=["POST"]),
         Route(base + "/session", h.session_delete, methods=["DELETE"]),

@@ -11,7 +11,10 @@ Layer 5 (the server). What it promises (see ``PROTOCOL.md``):
   row, or a count of the run's records in its table), how its records are written, and its 409
   message. One rule holds for all: records whose index is below the stream's position are skipped
   (so a retried batch changes nothing); the first one left must sit at the position, else a 409
-  ``gap`` carrying the position read so far, and nothing of the batch is stored.
+  ``gap`` and nothing of the batch is stored. Every stream is checked before any is written. The
+  409 carries the position as the transaction had read it: the run row's part (rows, pending,
+  console, system, digest, state), plus the counted streams' positions once one was needed (they
+  are read together).
 * A provisional row (``final: false``, a crashed run's pending row) sits at index ``rows`` and is
   replaced by the next row sent at that index; the read indexes only ever see final rows.
 * Concurrent batches for one run are serialised: SQLite's write transactions are ``BEGIN
@@ -75,14 +78,22 @@ Records = list[tuple[int, Any]]
 
 @dataclass(frozen=True)
 class Stream:
-    """One record stream of a batch: how it is checked, positioned and stored."""
+    """One record stream of a batch: how it is checked, positioned and stored.
+
+    ``held(conn, run_row)`` is the run's position in the stream (0 when there is no run yet): a
+    counter column of the run's row, or the count of the run's records in the stream's table.
+    ``write(conn, run_row, held, records)`` stores the records, which start at ``held``, and returns
+    the values the run's row changes to (an advanced counter column; nothing for a counted stream).
+    ``gap`` is the 409 message, formatted with ``first`` (the first index sent), ``held``,
+    ``project`` and ``run_id``.
+    """
 
     field: str  # the batch's field and the position's key
     limit: int | None  # the most records one batch may carry (None: only the body size limits it)
-    prepare: Callable[[list[Any]], Records]  # validate and encode the field's list (``wire.py``)
-    held: Callable[[Connection, Any], int]  # the run's position in this stream (0 for no run)
-    write: Callable[[Connection, Any, int, Records], dict[str, Any]]  # store records from the position on; returns the run row's new values
-    gap: str  # the 409 message; formatted with first, held, project and run_id
+    prepare: Callable[[list[Any]], Records]  # validate and encode the field's list (wire.py)
+    held: Callable[[Connection, Any], int]
+    write: Callable[[Connection, Any, int, Records], dict[str, Any]]
+    gap: str
     blobs: Callable[[Any], Iterable[str]] = lambda _record: ()  # the sha256s a record needs stored
 
 
