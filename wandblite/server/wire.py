@@ -101,6 +101,15 @@ def _has_control(s: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in s)
 
 
+def _utf8(name: str, what: str) -> str:
+    """``name`` when UTF-8 can encode it (no lone surrogates), else 400 ``invalid_name``."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(f"invalid {what} {name!r}: not encodable as UTF-8", code="invalid_name")
+    return name
+
+
 def validate_file_name(name: Any, what: str = "file name") -> str:
     """A run file's name or an artifact entry's path: a relative ``/``-separated path of 1-1024
     characters whose segments are never empty, ``.`` or ``..``; no backslash or control character.
@@ -114,11 +123,7 @@ def validate_file_name(name: Any, what: str = "file name") -> str:
             or any(seg in ("", ".", "..") for seg in name.split("/"))):
         raise bad_request(f"invalid {what} {name!r}: a relative path without '..', '.', empty segments, "
                           "backslashes or control characters expected", code="invalid_name")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise bad_request(f"invalid {what} {name!r}: not encodable as UTF-8", code="invalid_name")
-    return name
+    return _utf8(name, what)
 
 
 def validate_artifact_name(name: Any, what: str = "artifact name") -> str:
@@ -128,11 +133,7 @@ def validate_artifact_name(name: Any, what: str = "artifact name") -> str:
             or _has_control(name) or name in (".", "..")):
         raise bad_request(f"invalid {what} {name!r}: 1-128 characters without '/', '\\', ':' or control "
                           "characters expected", code="invalid_name")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise bad_request(f"invalid {what} {name!r}: not encodable as UTF-8", code="invalid_name")
-    return name
+    return _utf8(name, what)
 
 
 def artifact_digest(entries: dict[str, dict[str, Any]]) -> str:
