@@ -370,15 +370,15 @@ def apply_batch(engine: Engine, project: str, run_id: str, body: Any,
     _check_blobs(batch, missing_media)
     with engine.begin() as conn:
         r = _get_or_create(conn, project, run_id)
-        held = _Positions(conn, r)
+        positions = _Positions(conn, r)
         todo: list[tuple[Stream, int, Records]] = []
         for s in STREAMS:
             if not batch[s.field]:
                 continue
-            n = held.held(s)
-            recs = [x for x in batch[s.field] if x[0] >= n]
+            n = positions.held(s)
+            recs = [x for x in batch[s.field] if x[0] >= n]  # below the position: stored already (a retry)
             if recs and recs[0][0] != n:
-                raise conflict(s.gap.format(first=recs[0][0], held=n, project=project, run_id=run_id), held.read)
+                raise conflict(s.gap.format(first=recs[0][0], held=n, project=project, run_id=run_id), positions.read)
             if recs:
                 todo.append((s, n, recs))
         upd: dict[str, Any] = dict(meta_values)
