@@ -52,7 +52,9 @@ def build(store: Any, steps: int, nruns: int) -> float:
     """One run ``big`` with ``steps`` rows of ``loss`` and ``epoch``; ``nruns`` small runs beside it."""
     import sqlalchemy as sa
 
-    from wandblite.server.store import backfill_read_indexes, dumps, history, runs, series
+    from wandblite.server.db import dumps
+    from wandblite.server.indexes import backfill_read_indexes
+    from wandblite.server.schema import history, runs, series
 
     store.apply_batch("bench", "big", {"run": {"state": "finished", "created_at": 1.7e9}, "rows": []})
     with store.write_engine.begin() as conn:
@@ -98,7 +100,8 @@ def main() -> None:
     import sqlalchemy as sa
 
     from wandblite.server import query
-    from wandblite.server.store import Store, runs, series
+    from wandblite.server.schema import runs, series
+    from wandblite.server.store import Store
 
     tmp = Path(args.dir or tempfile.mkdtemp(prefix="wl-bench-query-"))
     url = f"sqlite:///{tmp / 'bench.db'}"

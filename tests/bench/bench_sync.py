@@ -68,7 +68,9 @@ def start_server(tmp: Path, db: str) -> tuple[subprocess.Popen[bytes], str, str]
 def floor(run_dir: Path, db: str, batch: int) -> tuple[float, int]:
     """Rows/s of executemany of prepared history + series parameters into the same schema."""
     import wandblite
-    from wandblite.server.store import Store, dumps, history, projects, runs, series
+    from wandblite.server.db import dumps
+    from wandblite.server.schema import history, projects, runs, series
+    from wandblite.server.store import Store
 
     store = Store(db)
     rows = list(wandblite.replay(run_dir).scan_history())

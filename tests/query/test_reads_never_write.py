@@ -22,15 +22,9 @@ import sqlalchemy as sa
 
 from tests.server.conftest import PG_ADMIN, fresh_postgres_database
 from wandblite.server import query, read
-from wandblite.server.store import (
-    Store,
-    backfill_read_indexes,
-    derived_state,
-    media_rows,
-    runs,
-    schema_migrations,
-    series_agg,
-)
+from wandblite.server.indexes import backfill_read_indexes
+from wandblite.server.schema import derived_state, media_rows, runs, schema_migrations, series_agg
+from wandblite.server.store import Store
 
 from .conftest import Dataset, uniq
 

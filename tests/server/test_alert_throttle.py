@@ -19,7 +19,8 @@ import sqlalchemy as sa
 
 import wandblite
 from wandblite.server import records
-from wandblite.server.store import Store, schema_migrations
+from wandblite.server.schema import schema_migrations
+from wandblite.server.store import Store
 from wandblite.server.throttle import throttle
 
 from .conftest import ServerProc, clean_env, cli, fresh_postgres_database, uniq

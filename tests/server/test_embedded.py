@@ -27,7 +27,7 @@ def test_sync_without_a_server_writes_the_embedded_store_once(tmp_path: Path) ->
         rows = read.get_history(store, "emb", "e1", 0, 10_000)["rows"]
         assert canon([r["row"] for r in rows]) == canon(local_rows(runs / "e1"))
         assert read.get_run(store, "emb", "e2")["state"] == "failed"
-        from wandblite.server.store import MIGRATIONS
+        from wandblite.server.migrations import MIGRATIONS
 
         assert store.applied_migrations() == [name for name, _step in MIGRATIONS]  # every one, once, in order
     finally:

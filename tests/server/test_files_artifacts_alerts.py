@@ -186,7 +186,7 @@ NEVER = hashlib.sha256(b"never uploaded").hexdigest()
 
 
 def _artifact(name: str = "m", path: str = "a.txt", digest: str | None = None) -> dict[str, Any]:
-    from wandblite.server.store import artifact_digest
+    from wandblite.server.wire import artifact_digest
 
     entries = {path: {"sha256": SHA, "size": 6}}
     return {"idx": 0, "name": name, "type": "model", "version": 0, "aliases": ["latest"], "entries": entries,

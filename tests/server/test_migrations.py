@@ -33,7 +33,7 @@ def test_concurrent_first_starts_migrate_once(backend: str, tmp_path: Path, requ
     procs = [subprocess.Popen([sys.executable, "-c", MIGRATE, url, str(tmp_path / f"media{i}")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
     outs = [p.communicate(timeout=120) for p in procs]
-    from wandblite.server.store import MIGRATIONS
+    from wandblite.server.migrations import MIGRATIONS
 
     expected = ",".join(name for name, _step in MIGRATIONS)
     for p, (out, err) in zip(procs, outs):

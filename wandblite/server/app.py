@@ -41,8 +41,10 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from wandblite.server import blobs, query, read, records
+from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request, unauthorized
-from wandblite.server.store import Store, dumps, validate_sha256
+from wandblite.server.store import Store
+from wandblite.server.wire import validate_sha256
 
 __all__ = ["MAX_JSON_BYTES", "SESSION_COOKIE", "JSONResponse", "create_app"]
 
@@ -153,103 +155,110 @@ def _pieces(request: Request) -> Iterator[bytes]:
         yield data
 
 
-def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | None = None) -> Starlette:
-    """The ASGI app serving ``store``; blobs up to ``max_blob_bytes`` (default: ``$WANDBLITE_MAX_BLOB_SIZE``)."""
-    blob_limit = blobs.max_blob_bytes() if max_blob_bytes is None else max_blob_bytes
+def _media_params(q: Any) -> dict[str, Any]:
+    try:
+        return {"key": q.get("key") or "", "limit": int(q.get("limit") or 10_000)}
+    except ValueError:
+        raise bad_request("limit must be an integer")
 
-    async def auth(request: Request, write: bool) -> None:
-        if not write and public_read:
+
+async def health(_request: Request) -> Response:
+    return JSONResponse({"ok": True})
+
+
+class _Handlers:
+    """The endpoints of one app: its store, whether reads are public, and its blob size limit."""
+
+    def __init__(self, store: Store, public_read: bool, blob_limit: int) -> None:
+        self.store, self.public_read, self.blob_limit = store, public_read, blob_limit
+
+    async def auth(self, request: Request, write: bool) -> None:
+        if not write and self.public_read:
             return
         key = _bearer(request)
         if key is not None or write:
             # Writes take the Bearer header only: a cookie, which a browser attaches by itself, can
             # never authorise one (no cross-site write, whatever SameSite a browser implements).
-            if not await run_in_threadpool(store.check_key, key):
+            if not await run_in_threadpool(self.store.check_key, key):
                 raise unauthorized()
             return
-        if not await run_in_threadpool(store.check_session, request.cookies.get(SESSION_COOKIE)):
+        if not await run_in_threadpool(self.store.check_session, request.cookies.get(SESSION_COOKIE)):
             raise unauthorized("a valid API key (Authorization: Bearer <key>) or a session cookie is required")
 
-    def reader(fn: Callable[..., Any], paged: bool = False,
+    def reader(self, fn: Callable[..., Any], paged: bool = False,
                params: Callable[[Any], dict[str, Any]] | None = None) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint answering ``fn(store, *path params[, start, limit], **params(query))`` after a read check."""
         async def endpoint(request: Request) -> Response:
-            await auth(request, write=False)
+            await self.auth(request, write=False)
             args = list(request.path_params.values())
             if paged:
                 args.extend(read.page_args(request.query_params.get("start"), request.query_params.get("limit")))
             kwargs = params(request.query_params) if params is not None else {}
-            return JSONResponse(await run_in_threadpool(lambda: fn(store, *args, **kwargs)))
+            return JSONResponse(await run_in_threadpool(lambda: fn(self.store, *args, **kwargs)))
 
         return endpoint
 
-    async def session_get(request: Request) -> Response:
+    # ---------------------------------------------------------------- browser sessions
+    async def session_get(self, request: Request) -> Response:
         key, token = _bearer(request), request.cookies.get(SESSION_COOKIE)
-        ok = (await run_in_threadpool(store.check_key, key)) if key else (
-            await run_in_threadpool(store.check_session, token))
-        return JSONResponse({"authenticated": bool(ok), "public_read": public_read})
+        ok = (await run_in_threadpool(self.store.check_key, key)) if key else (
+            await run_in_threadpool(self.store.check_session, token))
+        return JSONResponse({"authenticated": bool(ok), "public_read": self.public_read})
 
-    async def session_post(request: Request) -> Response:
+    async def session_post(self, request: Request) -> Response:
         body = await _read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("api_key"), str):
             raise bad_request('expected {"api_key": "..."}')
-        token = await run_in_threadpool(store.create_session, body["api_key"])
+        token = await run_in_threadpool(self.store.create_session, body["api_key"])
         if token is None:
             raise unauthorized("that API key is not valid (wrong or revoked)")
-        resp = JSONResponse({"authenticated": True, "public_read": public_read})
-        resp.set_cookie(SESSION_COOKIE, token, max_age=int(store.SESSION_SECONDS), path="/", httponly=True,
+        resp = JSONResponse({"authenticated": True, "public_read": self.public_read})
+        resp.set_cookie(SESSION_COOKIE, token, max_age=int(self.store.SESSION_SECONDS), path="/", httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")
         return resp
 
-    async def session_delete(request: Request) -> Response:
-        await run_in_threadpool(store.end_session, request.cookies.get(SESSION_COOKIE))
-        resp = JSONResponse({"authenticated": False, "public_read": public_read})
+    async def session_delete(self, request: Request) -> Response:
+        await run_in_threadpool(self.store.end_session, request.cookies.get(SESSION_COOKIE))
+        resp = JSONResponse({"authenticated": False, "public_read": self.public_read})
         resp.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
                            secure=request.url.scheme == "https")
         return resp
 
-    def _media_params(q: Any) -> dict[str, Any]:
-        try:
-            return {"key": q.get("key") or "", "limit": int(q.get("limit") or 10_000)}
-        except ValueError:
-            raise bad_request("limit must be an integer")
-
-    async def health(_request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    async def position(request: Request) -> Response:
-        await auth(request, write=False)
+    # ---------------------------------------------------------------- sync: positions, batches, media
+    async def position(self, request: Request) -> Response:
+        await self.auth(request, write=False)
         p = request.path_params
-        return JSONResponse(await run_in_threadpool(store.position, p["project"], p["run_id"]))
+        return JSONResponse(await run_in_threadpool(self.store.position, p["project"], p["run_id"]))
 
-    async def batch(request: Request) -> Response:
-        await auth(request, write=True)
+    async def batch(self, request: Request) -> Response:
+        await self.auth(request, write=True)
         body = await _read_json(request)
         p = request.path_params
-        return JSONResponse(await run_in_threadpool(store.apply_batch, p["project"], p["run_id"], body))
+        return JSONResponse(await run_in_threadpool(self.store.apply_batch, p["project"], p["run_id"], body))
 
-    async def media_missing(request: Request) -> Response:
-        await auth(request, write=True)
+    async def media_missing(self, request: Request) -> Response:
+        await self.auth(request, write=True)
         body = await _read_json(request)
         if not isinstance(body, dict):
             raise bad_request("expected {\"sha256\": [...]}")
-        missing = await run_in_threadpool(store.missing_media, body.get("sha256"))
-        return JSONResponse({"missing": missing, "max_size": blob_limit})
+        missing = await run_in_threadpool(self.store.missing_media, body.get("sha256"))
+        return JSONResponse({"missing": missing, "max_size": self.blob_limit})
 
-    async def media_put(request: Request) -> Response:
-        await auth(request, write=True)
+    async def media_put(self, request: Request) -> Response:
+        await self.auth(request, write=True)
         sha = validate_sha256(request.path_params["sha256"])
-        _check_declared_length(request, blob_limit, blob=True)
+        _check_declared_length(request, self.blob_limit, blob=True)
         ext = request.query_params.get("ext")
         try:
-            size = await run_in_threadpool(store.put_media, sha, _pieces(request), ext, blob_limit)
+            size = await run_in_threadpool(self.store.put_media, sha, _pieces(request), ext, self.blob_limit)
         except ClientDisconnect:
             # Nobody is left to read an answer; the error shape keeps the log quiet (no traceback).
             raise bad_request("the client closed the connection before the whole body arrived; nothing was stored")
         return JSONResponse({"sha256": sha, "size": size})
 
-    async def media_get(request: Request) -> Response:
-        await auth(request, write=False)
-        path, ext = await run_in_threadpool(store.media_path, request.path_params["sha256"])
+    async def media_get(self, request: Request) -> Response:
+        await self.auth(request, write=False)
+        path, ext = await run_in_threadpool(self.store.media_path, request.path_params["sha256"])
         ctype = _PASSIVE_TYPES.get((ext or "").lower())
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                    "Cache-Control": "private, max-age=31536000, immutable"}
@@ -258,47 +267,58 @@ def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | No
             headers["Content-Disposition"] = f'attachment; filename="{path.name}.{(ext or "bin").replace(chr(34), "")}"'
         return FileResponse(path, media_type=ctype, headers=headers)
 
-    async def run_file(request: Request) -> Response:
-        # A run's saved file (issue 6): always an attachment, never rendered in the server's origin.
-        await auth(request, write=False)
+    async def run_file(self, request: Request) -> Response:
+        # A file the run saved (wandblite.save): always an attachment, never rendered in the server's origin.
+        await self.auth(request, write=False)
         p = request.path_params
-        path, filename = await run_in_threadpool(records.run_file, store, p["project"], p["run_id"], p["name"])
+        path, filename = await run_in_threadpool(records.run_file, self.store, p["project"], p["run_id"], p["name"])
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                    "Cache-Control": "private, no-cache"}
         return FileResponse(path, media_type="application/octet-stream", headers=headers, filename=filename,
                             content_disposition_type="attachment")
 
+
+def _routes(h: _Handlers) -> list[Route]:
+    """The API's routes under ``/api/v1`` (see ``PROTOCOL.md``)."""
     base = "/api/v1"
     run = base + "/projects/{project}/runs/{run_id}"
-    routes = [
+    reader = h.reader
+    return [
         Route(base + "/health", health, methods=["GET"]),
-        Route(base + "/session", session_get, methods=["GET"]),
-        Route(base + "/session", session_post, methods=["POST"]),
-        Route(base + "/session", session_delete, methods=["DELETE"]),
+        Route(base + "/session", h.session_get, methods=["GET"]),
+        Route(base + "/session", h.session_post, methods=["POST"]),
+        Route(base + "/session", h.session_delete, methods=["DELETE"]),
         Route(base + "/projects", reader(read.list_projects), methods=["GET"]),
         Route(base + "/projects/{project}/runs", reader(query.list_runs, params=query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
         Route(run + "/keys", reader(query.run_keys), methods=["GET"]),
         Route(run + "/series", reader(query.get_series, params=query.series_args), methods=["GET"]),
         Route(run + "/media", reader(query.list_media, params=_media_params), methods=["GET"]),
-        Route(run + "/position", position, methods=["GET"]),
-        Route(run + "/batch", batch, methods=["POST"]),
+        Route(run + "/position", h.position, methods=["GET"]),
+        Route(run + "/batch", h.batch, methods=["POST"]),
         Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
         Route(run + "/console", reader(read.get_console, paged=True), methods=["GET"]),
         Route(run + "/system", reader(read.get_system, paged=True), methods=["GET"]),
-        Route(base + "/media/missing", media_missing, methods=["POST"]),
-        Route(base + "/media/{sha256}", media_put, methods=["PUT"]),
-        Route(base + "/media/{sha256}", media_get, methods=["GET"]),
+        Route(base + "/media/missing", h.media_missing, methods=["POST"]),
+        Route(base + "/media/{sha256}", h.media_put, methods=["PUT"]),
+        Route(base + "/media/{sha256}", h.media_get, methods=["GET"]),
         Route(base + "/media/{sha256}/mesh", reader(query.mesh), methods=["GET"]),
-        # Files, artifacts and alerts (issue 6; written through the batch, read here).
+        # Saved files, artifacts and alerts: written through the batch, read here.
         Route(run + "/files", reader(records.list_files), methods=["GET"]),
-        Route(run + "/files/{name:path}", run_file, methods=["GET"]),
+        Route(run + "/files/{name:path}", h.run_file, methods=["GET"]),
         Route(run + "/alerts", reader(records.list_alerts, paged=True), methods=["GET"]),
         Route(run + "/artifacts", reader(records.run_artifacts_of), methods=["GET"]),
         Route(base + "/projects/{project}/artifacts", reader(records.list_artifacts), methods=["GET"]),
         Route(base + "/projects/{project}/artifacts/{name}/{ref}", reader(records.get_artifact), methods=["GET"]),
     ]
-    from wandblite.server.dashboard import dashboard_routes  # the web dashboard (issue 5): /, /static
+
+
+def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | None = None) -> Starlette:
+    """The ASGI app serving ``store``; blobs up to ``max_blob_bytes`` (default: ``$WANDBLITE_MAX_BLOB_SIZE``)."""
+    blob_limit = blobs.max_blob_bytes() if max_blob_bytes is None else max_blob_bytes
+    routes = _routes(_Handlers(store, public_read, blob_limit))
+    from wandblite.server.dashboard import dashboard_routes  # the web dashboard: /, /static
+
     routes += dashboard_routes()
     app = Starlette(
         routes=routes,

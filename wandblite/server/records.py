@@ -2,8 +2,8 @@
 
 Layer 5. Plain functions over a ``Store`` returning JSON-able dicts, exposed by the HTTP app under
 ``/api/v1`` (see ``PROTOCOL.md``): a run's files (latest version per name) and their bytes, a run's
-alerts (paged by index, each marked ``throttled`` as stored), a run's logged and used artifacts, a project's artifacts with their
-versions and aliases, and one version's manifest. Bytes are served from the content-addressed
+alerts (paged by index, each marked ``throttled`` as stored), a run's logged and used artifacts, a
+project's artifacts with their versions and aliases, and one version's manifest. Bytes are served from the content-addressed
 media store (``GET /api/v1/media/{sha256}``). Names are validated and reach SQL as parameters only;
 unknown projects, runs, files and artifacts raise a 404 ``ApiError``.
 """
@@ -15,20 +15,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from wandblite.server.db import loads
 from wandblite.server.errors import not_found
 from wandblite.server.read import project_id, run_row
-from wandblite.server.store import (
-    Store,
+from wandblite.server.schema import (
     alerts,
     artifact_aliases,
     artifact_uses,
     artifacts,
-    loads,
     run_artifacts,
     run_files,
-    validate_artifact_name,
-    validate_file_name,
 )
+from wandblite.server.store import Store
+from wandblite.server.wire import validate_artifact_name, validate_file_name
 
 __all__ = ["get_artifact", "list_alerts", "list_artifacts", "list_files", "run_artifacts_of", "run_file"]
 

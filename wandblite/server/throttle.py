@@ -1,7 +1,7 @@
 """Which of a run's alerts wandb would not have sent: ``run.alert``'s ``wait_duration``, applied in order.
 
 Layer 5, but stdlib only and importing nothing else from the server, so ``wandblite show`` marks a
-run file's alerts with the very rule the server stores (``store.py``, migration
+run file's alerts with the very rule the server stores (``ingest.py``, migration
 ``0005_alert_throttle``) without loading SQLAlchemy.
 
 The rule (wandb's ``run.alert``): an alert is *throttled* (suppressed, not notified) when the most

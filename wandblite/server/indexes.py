@@ -1,0 +1,213 @@
+"""What a history row adds to the store beyond its JSON: its series values and the read indexes.
+
+Layer 5 (the server). What it promises:
+
+* ``numeric_leaves(row)``: the row's numbers as (dotted key, value), the values ``series`` holds:
+  reserved keys (``_step``, ``_runtime``, ``_timestamp``) left out, a dict with ``_type`` (media)
+  is not a number, a dict without it is a subtree; NaN becomes None (NULL: SQLite cannot store a
+  NaN REAL), +-Infinity stay, an int beyond a double's range has no chart value (the row keeps it).
+* ``typed_leaves``/``media_leaves``: the row's ``_type`` values (media, tables, charts), the keys
+  ``media_rows`` holds.
+* The read indexes, ``series_agg`` (the min/max pyramid charts are downsampled from) and
+  ``media_rows``, cover exactly the run's final rows ``[0, rows_final)``. ``extend_read_indexes``
+  adds the final rows a batch stores, in the batch's transaction, so a reader sees rows and their
+  indexes together and never writes (reads work on a read-only replica or role). A provisional row
+  (``final: false``) enters neither: the read side reads the one row at ``rows_final`` raw, and when
+  a later batch replaces it only the row itself is deleted; its replacement, once final, is
+  aggregated like any new row. So no bucket ever holds a value that was replaced.
+* ``backfill_read_indexes`` builds them for rows stored another way (migration
+  ``0004_read_indexes_at_ingest``, benchmarks).
+* Pyramid level L buckets ``16 ** (L + 1)`` history indexes (``PYRAMID_SHIFT``, ``PYRAMID_LEVELS``):
+  widths 16 .. 1048576; ``min_v``/``max_v`` are over finite values only.
+
+numpy is imported when first needed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from wandblite.server.schema import history, media_rows, series, series_agg
+
+__all__ = [
+    "PYRAMID_LEVELS", "PYRAMID_SHIFT", "RESERVED_KEYS", "backfill_read_indexes", "extend_read_indexes",
+    "media_leaves", "numeric_leaves", "typed_leaves",
+]
+
+#: Each pyramid level buckets 16x more history indexes than the one below: widths 16 .. 1048576.
+PYRAMID_SHIFT = 4
+PYRAMID_LEVELS = 5
+#: The keys every history row carries besides what was logged; neither series nor media.
+RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
+
+
+def numeric_leaves(row: dict[str, Any]) -> list[tuple[str, float | None]]:
+    """The numeric leaves of a history row as (dotted key, value), reserved keys left out."""
+    out: list[tuple[str, float | None]] = []
+    _numeric({k: v for k, v in row.items() if k not in RESERVED_KEYS}, "", out)
+    return out
+
+
+def _numeric(row: dict[str, Any], prefix: str, out: list[tuple[str, float | None]]) -> None:
+    """Numeric leaves of a row as (dotted key, value); media dicts (with ``_type``) are not numbers."""
+    for k, v in row.items():
+        t = type(v)
+        if t is float:
+            out.append((prefix + k, None if v != v else v))  # NaN -> NULL (SQLite cannot store it)
+        elif t is int:
+            try:
+                out.append((prefix + k, float(v)))
+            except OverflowError:
+                continue  # an int beyond a double's range has no chart value; the row keeps it
+        elif t is dict and "_type" not in v:
+            _numeric(v, f"{prefix}{k}.", out)
+
+
+def typed_leaves(row: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -> None:
+    """The ``_type`` values (media, tables, charts, ...) of a row as (dotted key, value)."""
+    for k, v in row.items():
+        if type(v) is dict:
+            if "_type" in v:
+                out.append((prefix + k, v))
+            else:
+                typed_leaves(v, f"{prefix}{k}.", out)
+
+
+def media_leaves(row: dict[str, Any], text: str) -> list[tuple[str, str]]:
+    """(dotted key, ``_type``) of each typed value of a row (``text``: its JSON), reserved keys left out."""
+    if '"_type"' not in text:
+        return []
+    leaves: list[tuple[str, Any]] = []
+    typed_leaves({k: v for k, v in row.items() if k not in RESERVED_KEYS}, "", leaves)
+    return [(k, str(v.get("_type"))[:64]) for k, v in leaves]
+
+
+def _aggregate(pk: int, key: str, idx: Any, val: Any) -> list[dict[str, Any]]:
+    """Pyramid rows for sorted indexes ``idx`` and values ``val`` (NaN for NULL): every level at once."""
+    import numpy as np
+
+    out: list[dict[str, Any]] = []
+    finite = np.isfinite(val)
+    vmin = np.where(finite, val, np.inf)
+    vmax = np.where(finite, val, -np.inf)
+    pos = np.arange(len(idx))
+    big = len(idx)
+    for level in range(PYRAMID_LEVELS):
+        b = idx >> (PYRAMID_SHIFT * (level + 1))
+        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+        ends = np.r_[starts[1:], len(idx)]
+        mins = np.minimum.reduceat(vmin, starts)
+        maxs = np.maximum.reduceat(vmax, starts)
+        counts = ends - starts
+        min_pos = np.minimum.reduceat(np.where(vmin == np.repeat(mins, counts), pos, big), starts)
+        max_pos = np.minimum.reduceat(np.where(vmax == np.repeat(maxs, counts), pos, big), starts)
+        # Whole columns to Python at once (a bucket with no finite value has min_pos == big: clamped, unused).
+        cols = zip(np.isfinite(mins).tolist(), b[starts].tolist(), counts.tolist(), idx[starts].tolist(),
+                   idx[ends - 1].tolist(), mins.tolist(), idx[np.minimum(min_pos, big - 1)].tolist(), maxs.tolist(),
+                   idx[np.minimum(max_pos, big - 1)].tolist())
+        out.extend({"run": pk, "key": key, "level": level, "bucket": bucket, "n": n, "first_idx": first,
+                    "last_idx": last, "min_v": mn if ok else None, "min_idx": mn_i if ok else None,
+                    "max_v": mx if ok else None, "max_idx": mx_i if ok else None}
+                   for ok, bucket, n, first, last, mn, mn_i, mx, mx_i in cols)
+    return out
+
+
+def _write_agg(conn: Connection, params: list[dict[str, Any]], covered: int) -> None:
+    """Add pyramid rows for points at or above ``covered`` (the pyramid holds the key's points below
+    it): a bucket starting at or after ``covered`` is new and inserted; the one bucket per level that
+    straddles ``covered`` may exist and is merged into (n added, min/max compared)."""
+    new = [p for p in params if p["bucket"] << (PYRAMID_SHIFT * (p["level"] + 1)) >= covered]
+    merge = [p for p in params if p["bucket"] << (PYRAMID_SHIFT * (p["level"] + 1)) < covered]
+    for i in range(0, len(new), 5000):
+        conn.execute(series_agg.insert(), new[i:i + 5000])
+    if not merge:
+        return
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    ins = insert(series_agg)
+    ex, cur = ins.excluded, series_agg.c
+    lower = sa.and_(ex.min_v.is_not(None), sa.or_(cur.min_v.is_(None), ex.min_v < cur.min_v))
+    higher = sa.and_(ex.max_v.is_not(None), sa.or_(cur.max_v.is_(None), ex.max_v > cur.max_v))
+    stmt = ins.on_conflict_do_update(
+        index_elements=[cur.run, cur.key, cur.level, cur.bucket],
+        set_={
+            "n": cur.n + ex.n,
+            "last_idx": sa.func.max(cur.last_idx, ex.last_idx) if sqlite else sa.func.greatest(cur.last_idx, ex.last_idx),
+            "min_v": sa.case((lower, ex.min_v), else_=cur.min_v),
+            "min_idx": sa.case((lower, ex.min_idx), else_=cur.min_idx),
+            "max_v": sa.case((higher, ex.max_v), else_=cur.max_v),
+            "max_idx": sa.case((higher, ex.max_idx), else_=cur.max_idx),
+        },
+    )
+    conn.execute(stmt, merge)
+
+
+def extend_read_indexes(conn: Connection, pk: int, covered: int,
+                         rows: list[tuple[int, int | None, list[tuple[str, float | None]], list[tuple[str, str]]]],
+                         ) -> None:
+    """Add final rows ``(idx, step, numeric leaves, media leaves)``, all at or above ``covered`` and
+    in index order, to the run's pyramid and media index (in the caller's transaction)."""
+    import numpy as np
+
+    by_key: dict[str, tuple[list[int], list[float]]] = {}
+    media_params: list[dict[str, Any]] = []
+    nan = math.nan
+    for idx, step, leaves, media_leaves in rows:
+        for key, value in leaves:
+            ent = by_key.get(key)
+            if ent is None:
+                ent = by_key[key] = ([], [])
+            ent[0].append(idx)
+            ent[1].append(nan if value is None else value)
+        media_params.extend({"run": pk, "key": k, "idx": idx, "step": step, "type": t} for k, t in media_leaves)
+    params: list[dict[str, Any]] = []
+    for key, (idxs, vals) in by_key.items():
+        params.extend(_aggregate(pk, key, np.asarray(idxs, dtype=np.int64), np.asarray(vals, dtype=np.float64)))
+    _write_agg(conn, params, covered)
+    for i in range(0, len(media_params), 5000):
+        conn.execute(media_rows.insert(), media_params[i:i + 5000])
+
+
+def backfill_read_indexes(conn: Connection, pk: int, final: int, built: dict[tuple[int, str], int] | None = None,
+                          ) -> None:
+    """Build a run's pyramid and media index over its final rows ``[0, final)`` from ``series`` and
+    ``history``, continuing where ``built`` (``(run, "agg:<key>" | "media") -> upto``, what an
+    older read side had built) says each stands. For rows stored without ``apply_batch`` (migration
+    0004, benchmarks); ``apply_batch`` keeps them current after that (``extend_read_indexes``)."""
+    import numpy as np
+
+    built = built or {}
+    keys = [k for (k,) in conn.execute(sa.select(series.c.key).where(series.c.run == pk).distinct())]
+    for key in keys:
+        start = built.get((pk, "agg:" + key), 0)
+        if start >= final:
+            continue
+        res = conn.execute(sa.select(series.c.idx, series.c.value).where(
+            series.c.run == pk, series.c.key == key, series.c.idx >= start, series.c.idx < final,
+        ).order_by(series.c.idx).execution_options(yield_per=200_000))
+        covered = start
+        for part in res.partitions():  # a bucket split between partitions is merged by the second
+            idx = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
+            val = np.fromiter((math.nan if r[1] is None else r[1] for r in part), dtype=np.float64, count=len(part))
+            _write_agg(conn, _aggregate(pk, key, idx, val), covered)
+            covered = int(idx[-1]) + 1
+        res.close()
+    start = built.get((pk, "media"), 0)
+    if start < final:
+        params: list[dict[str, Any]] = []
+        q = (sa.select(history.c.idx, history.c.step, history.c.row)
+             .where(history.c.run == pk, history.c.idx >= start, history.c.idx < final,
+                    history.c.row.like('%"\\_type"%', escape="\\")))
+        for idx, step, text in conn.execute(q):
+            params.extend({"run": pk, "key": k, "idx": idx, "step": step, "type": t}
+                          for k, t in media_leaves(json.loads(text), text))
+        for i in range(0, len(params), 5000):
+            conn.execute(media_rows.insert(), params[i:i + 5000])

@@ -1,0 +1,265 @@
+"""The database's tables: SQLAlchemy Core metadata for SQLite and PostgreSQL alike, nothing else.
+
+Layer 5 (the server). What it promises: one ``metadata`` holding every table the store has ever had,
+each column commented where its meaning is not its name. It creates nothing and runs no query:
+``migrations.py`` creates and alters these tables, one named step at a time, and the other server
+modules read and write them. A table is never edited here without a migration that makes a stored
+database agree (the step that added each table is named beside it).
+
+Conventions: ``run`` columns are the ``runs.id`` surrogate key; ``idx`` is a record's index in its
+run's stream (history rows, console and system records, files, artifacts, uses, alerts); JSON
+columns are TEXT written by ``db.dumps`` (NaN and Infinity kept as tokens).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "alerts", "api_keys", "artifact_aliases", "artifact_uses", "artifacts", "console", "derived_state", "history",
+    "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files", "runs", "schema_migrations",
+    "series", "series_agg", "sessions", "system",
+]
+
+metadata = sa.MetaData()
+
+# The migrations' own ledger: one row per applied step.
+schema_migrations = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+# The first schema (migration 0001): keys, projects, runs, their streams and the media index.
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text),
+    sa.Column("prefix", sa.String(32), nullable=False),  # shown in `keys list` to tell keys apart
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex of the key
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float),
+)
+
+projects = sa.Table(
+    "projects", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.Text),
+    sa.Column("group", sa.Text),
+    sa.Column("job_type", sa.Text),
+    sa.Column("entity", sa.Text),
+    sa.Column("tags", sa.Text),
+    sa.Column("notes", sa.Text),
+    sa.Column("config", sa.Text),
+    sa.Column("summary", sa.Text),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("exit_code", sa.BigInteger),
+    sa.Column("error", sa.Text),
+    sa.Column("signal", sa.Text),
+    sa.Column("created_at", sa.Float),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float),  # the last moment the writer was known alive
+    sa.Column("ended_at", sa.Float),
+    sa.Column("host", sa.Text),
+    sa.Column("context", sa.Text),
+    sa.Column("metrics", sa.Text),  # define_metric definitions
+    sa.Column("rows_final", sa.BigInteger, nullable=False),
+    sa.Column("pending", sa.Boolean, nullable=False),  # a provisional row sits at idx rows_final
+    sa.Column("console_count", sa.BigInteger, nullable=False),
+    sa.Column("system_count", sa.BigInteger, nullable=False),
+    sa.Column("digest", sa.Text),  # the client's digest of the metadata it last sent
+    sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
+)
+
+history = sa.Table(
+    "history", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("runtime", sa.Float),
+    sa.Column("timestamp", sa.Float),
+    sa.Column("row", sa.Text, nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False),
+)
+
+series = sa.Table(
+    "series", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("runtime", sa.Float),
+    sa.Column("timestamp", sa.Float),
+    sa.Column("value", sa.Float),
+)
+
+console = sa.Table(
+    "console", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("stream", sa.String(16)),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+system = sa.Table(
+    "system", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("metrics", sa.Text, nullable=False),
+)
+
+media = sa.Table(
+    "media", metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("ext", sa.String(64)),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Browser sessions (migration 0002). A session is a random token in an HttpOnly cookie; only its
+# sha256 is stored, tied to the API key that opened it, so revoking the key ends its sessions (the
+# check joins ``api_keys``).
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# Min/max pyramid of a numeric series for chart downsampling: level L aggregates the points of
+# ``(run, key)`` whose history idx falls in ``[bucket * 16**(L+1), (bucket+1) * 16**(L+1))``.
+# Derived from ``series``, final rows only: extended by ``apply_batch`` in the batch's transaction
+# (``indexes.py``; since migration 0004, before it by the first read). ``min_v``/``max_v`` are over
+# finite values only (NULL when the bucket has none).
+series_agg = sa.Table(
+    "series_agg", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("bucket", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("first_idx", sa.BigInteger, nullable=False),
+    sa.Column("last_idx", sa.BigInteger, nullable=False),
+    sa.Column("min_v", sa.Float),
+    sa.Column("min_idx", sa.BigInteger),
+    sa.Column("max_v", sa.Float),
+    sa.Column("max_idx", sa.BigInteger),
+)
+
+# Which history rows hold a media (or other ``_type``) value under which dotted key (final rows
+# only; written with the rows since migration 0004).
+media_rows = sa.Table(
+    "media_rows", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("type", sa.String(64)),
+)
+
+# What ``wandblite.save``, ``log_artifact``/``use_artifact`` and ``run.alert`` record (migration
+# 0003). Each run's FILES entries, ARTIFACT, USE and ALERT records are numbered by their order in the
+# run's files (like console records) and keyed (run, idx): a retried batch is skipped below the
+# stored count, so every record is stored exactly once. Bytes live in the content-addressed media
+# store.
+run_files = sa.Table(
+    "run_files", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),  # validated relative path (``validate_file_name``)
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("policy", sa.String(16)),
+    sa.Column("ts", sa.Float),
+    sa.Column("lost", sa.Boolean, nullable=False),  # a superseded version whose bytes the client no longer had
+    sa.Index("ix_run_files_name", "run", "name"),
+)
+
+# One row per (project, name, digest): the server's versions of an artifact.
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("type", sa.Text),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("metadata", sa.Text),  # JSON object
+    sa.Column("manifest", sa.Text, nullable=False),  # JSON: path -> {sha256, size} | {ref[, sha256, size]}
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(128)),  # the run that logged this version first
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project_id", "name", "digest", name="uq_artifacts_digest"),
+    sa.UniqueConstraint("project_id", "name", "version", name="uq_artifacts_version"),
+)
+
+# Which version an alias names now: the one whose log record carrying the alias is the most recent.
+artifact_aliases = sa.Table(
+    "artifact_aliases", metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("artifact", sa.Integer, sa.ForeignKey("artifacts.id"), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+
+# A run's ARTIFACT records (log_artifact calls), pointing at the version they logged.
+run_artifacts = sa.Table(
+    "run_artifacts", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("artifact", sa.Integer, sa.ForeignKey("artifacts.id"), nullable=False),
+    sa.Column("aliases", sa.Text, nullable=False),  # JSON list: the aliases this record gave
+    sa.Column("ts", sa.Float),
+)
+
+# A run's USE records (use_artifact calls); ``artifact`` is set when the server holds that digest.
+artifact_uses = sa.Table(
+    "artifact_uses", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer),  # as the using client saw it
+    sa.Column("digest", sa.String(64)),
+    sa.Column("type", sa.Text),
+    sa.Column("source_run", sa.String(128)),
+    sa.Column("artifact", sa.Integer, sa.ForeignKey("artifacts.id")),
+    sa.Column("ts", sa.Float),
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("wait_duration", sa.Float),
+    # Since migration 0005: wandb would not have sent this alert (``wait_duration``; throttle.py).
+    # Decided at ingest from the run's earlier stored alerts, so no read depends on a page.
+    sa.Column("throttled", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# Retired: how far (exclusive history idx) each derived index of a run was built by the read side,
+# name "media" or "agg:<key>". Created by migration 0002, read once by migration 0004 (to finish
+# those indexes) and dropped by it; no current store has it.
+derived_state = sa.Table(
+    "derived_state", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("upto", sa.BigInteger, nullable=False),
+)
