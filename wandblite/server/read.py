@@ -1,15 +1,20 @@
-"""The read side of the store: projects, runs, history pages, console and system records.
+"""The simple reads of the store: projects, one run, history pages, console and system records.
 
-Layer 5. Plain functions over a ``Store`` returning JSON-able dicts; the HTTP app exposes them
-under ``/api/v1``. The runs table, chart series, keys and media listings are in ``query``. Reads use
-the store's read engine, so on SQLite (WAL) they never wait for a sync batch being written.
-Paging is by index: ``start`` is the first index wanted, ``next`` the one to ask for next (or
-None at the end). Unknown projects and runs raise a 404 ``ApiError``.
+Layer 5 (server). Plain functions over a ``Store`` returning JSON-able dicts; the HTTP app exposes
+them under ``/api/v1``. Also the lookups the rest of the read side builds on: ``project_id``,
+``run_row``, ``run_dict`` (the runs-table item shape) and ``tail_rows`` (a run's provisional
+history rows, which the chart and media indexes do not hold). The runs table is in ``runs_query``,
+keys and chart series in ``series_query``, media listings and meshes in ``media_query``. Reads use the
+store's read engine, so on SQLite (WAL) they never wait for a sync batch being written. Paging is
+by index: ``start`` is the first index wanted, ``next`` the one to ask for next (or None at the
+end). Unknown projects and runs raise a 404 ``ApiError``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -29,7 +34,7 @@ from wandblite.server.store import (
 )
 
 __all__ = ["get_console", "get_history", "get_run", "get_system", "list_projects", "page_args", "project_id",
-           "run_dict", "run_row"]
+           "run_dict", "run_row", "tail_rows"]
 
 MAX_PAGE = 10_000
 
@@ -76,6 +81,13 @@ def run_row(conn: Connection, project: str, run_id: str) -> Any:
     if r is None:
         raise not_found(f"no run {run_id!r} in project {project!r}")
     return r
+
+
+def tail_rows(conn: Connection, pk: int, final: int) -> Iterable[tuple[int, Any, dict[str, Any]]]:
+    """``(idx, step, row)`` of the run's history rows from index ``final`` on (the provisional ones)."""
+    q = sa.select(history.c.idx, history.c.step, history.c.row).where(history.c.run == pk, history.c.idx >= final)
+    for idx, step, text in conn.execute(q.order_by(history.c.idx)):
+        yield idx, step, json.loads(text)
 
 
 def _runtime(summary: dict[str, Any], r: Any) -> float | None:
