@@ -40,7 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from wandblite.server import blobs, query, read, records
+from wandblite.server import blobs, media_query, read, records, runs_query, series_query
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.store import Store, dumps, validate_sha256
 
@@ -276,11 +276,11 @@ def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | No
         Route(base + "/session", session_post, methods=["POST"]),
         Route(base + "/session", session_delete, methods=["DELETE"]),
         Route(base + "/projects", reader(read.list_projects), methods=["GET"]),
-        Route(base + "/projects/{project}/runs", reader(query.list_runs, params=query.runs_args), methods=["GET"]),
+        Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
-        Route(run + "/keys", reader(query.run_keys), methods=["GET"]),
-        Route(run + "/series", reader(query.get_series, params=query.series_args), methods=["GET"]),
-        Route(run + "/media", reader(query.list_media, params=_media_params), methods=["GET"]),
+        Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),
+        Route(run + "/series", reader(series_query.get_series, params=series_query.series_args), methods=["GET"]),
+        Route(run + "/media", reader(media_query.list_media, params=_media_params), methods=["GET"]),
         Route(run + "/position", position, methods=["GET"]),
         Route(run + "/batch", batch, methods=["POST"]),
         Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
@@ -289,7 +289,7 @@ def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | No
         Route(base + "/media/missing", media_missing, methods=["POST"]),
         Route(base + "/media/{sha256}", media_put, methods=["PUT"]),
         Route(base + "/media/{sha256}", media_get, methods=["GET"]),
-        Route(base + "/media/{sha256}/mesh", reader(query.mesh), methods=["GET"]),
+        Route(base + "/media/{sha256}/mesh", reader(media_query.mesh), methods=["GET"]),
         # Files, artifacts and alerts (issue 6; written through the batch, read here).
         Route(run + "/files", reader(records.list_files), methods=["GET"]),
         Route(run + "/files/{name:path}", run_file, methods=["GET"]),
