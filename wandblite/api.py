@@ -129,7 +129,7 @@ class _LocalBackend:
 
     def __init__(self, home: str | os.PathLike[str] | None) -> None:
         try:
-            from wandblite.server import query, read, records
+            from wandblite.server import media_query, read, records, runs_query, series_query
             from wandblite.server.errors import ApiError
             from wandblite.server.store import Store
         except ImportError as exc:
@@ -140,7 +140,8 @@ class _LocalBackend:
             raise Error(f"no server configured (pass server=, set $WANDBLITE_SERVER or wandblite.login(host=...)) "
                         f"and no embedded store at {h / 'store.db'}: run `wandblite sync <runs>` first")
         self.store = Store.embedded(h)
-        self.read, self.query, self.records, self._api_error = read, query, records, ApiError
+        self.read, self.records, self._api_error = read, records, ApiError
+        self.runs_query, self.series_query, self.media_query = runs_query, series_query, media_query
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -152,23 +153,23 @@ class _LocalBackend:
         return self._call(self.read.list_projects)
 
     def runs(self, project: str, filters: Any, order: str, search: str | None, limit: int, offset: int) -> Any:
-        return self._call(self.query.list_runs, project, filters=filters, order=order, search=search, limit=limit,
+        return self._call(self.runs_query.list_runs, project, filters=filters, order=order, search=search, limit=limit,
                           offset=offset)
 
     def run(self, project: str, run_id: str) -> Any:
         return self._call(self.read.get_run, project, run_id)
 
     def keys(self, project: str, run_id: str) -> Any:
-        return self._call(self.query.run_keys, project, run_id)
+        return self._call(self.series_query.run_keys, project, run_id)
 
     def series(self, project: str, run_id: str, keys: list[str], x_axis: str, samples: int) -> Any:
-        return self._call(self.query.get_series, project, run_id, keys, x_axis=x_axis, samples=samples)
+        return self._call(self.series_query.get_series, project, run_id, keys, x_axis=x_axis, samples=samples)
 
     def history(self, project: str, run_id: str, start: int, limit: int) -> Any:
         return self._call(self.read.get_history, project, run_id, start, limit)
 
     def media(self, project: str, run_id: str, key: str, limit: int) -> Any:
-        return self._call(self.query.list_media, project, run_id, key, limit=limit)
+        return self._call(self.media_query.list_media, project, run_id, key, limit=limit)
 
     def alerts(self, project: str, run_id: str, start: int, limit: int) -> Any:
         return self._call(self.records.list_alerts, project, run_id, start, limit)

@@ -5,13 +5,13 @@ test: nothing here asserts a time. The data goes straight into the store's table
 rows through HTTP is ``bench_sync.py``'s job). Printed, as medians, each beside a floor measured
 in the same run on the same database:
 
-  (a) ``query.get_series`` of the 1M-point key, ``samples=1500`` (at most 1,500 points, each
+  (a) ``series_query.get_series`` of the 1M-point key, ``samples=1500`` (at most 1,500 points, each
       bucket's min and max), called directly and over HTTP from a ``wandblite server`` process
       on 127.0.0.1                                                             target <= 100 ms
       floor: reading the key's 1M raw values with one SELECT (what a naive server would do);
       also shown: the first call (reads only: the pyramid is built as rows are stored), a
       zoomed call, and what building the two keys' pyramids over the 1M rows cost at ingest
-  (b) ``query.list_runs`` of 1,000 runs with 20 config and 20 summary values each, ordered by a
+  (b) ``runs_query.list_runs`` of 1,000 runs with 20 config and 20 summary values each, ordered by a
       summary value, directly and over HTTP                                   target <= 300 ms
       floor: the one SELECT of those 1,000 rows
 """
@@ -99,7 +99,7 @@ def main() -> None:
     import requests
     import sqlalchemy as sa
 
-    from wandblite.server import query
+    from wandblite.server import runs_query, series_query
     from wandblite.server.schema import runs, series
     from wandblite.server.store import Store
 
@@ -119,25 +119,25 @@ def main() -> None:
             return len(conn.execute(sa.select(series.c.value).where(series.c.run == pk, series.c.key == "loss")).all())
 
     def chart() -> Any:
-        return query.get_series(store, "bench", "big", ["loss"], samples=1500)
+        return series_query.get_series(store, "bench", "big", ["loss"], samples=1500)
 
     t = time.perf_counter()
     first = chart()["series"]["loss"]
     build_s = time.perf_counter() - t
     assert len(first["x"]) <= 1500 and first["count"] == args.steps
     direct = _median_ms(chart, args.repeat)
-    zoom = _median_ms(lambda: query.get_series(store, "bench", "big", ["loss"], samples=1500, min_x=args.steps * 0.3,
+    zoom = _median_ms(lambda: series_query.get_series(store, "bench", "big", ["loss"], samples=1500, min_x=args.steps * 0.3,
                                                max_x=args.steps * 0.7), args.repeat)
-    epoch = _median_ms(lambda: query.get_series(store, "bench", "big", ["loss"], samples=1500, x_axis="epoch"),
+    epoch = _median_ms(lambda: series_query.get_series(store, "bench", "big", ["loss"], samples=1500, x_axis="epoch"),
                        args.repeat)
     floor = _median_ms(raw_floor, max(3, args.repeat // 4))
 
     def table() -> Any:
-        return query.list_runs(store, "bench", order="-summary.s3", limit=1000)
+        return runs_query.list_runs(store, "bench", order="-summary.s3", limit=1000)
 
     assert len(table()["runs"]) == min(1000, args.runs + 1)
     tbl = _median_ms(table, args.repeat)
-    tbl_filtered = _median_ms(lambda: query.list_runs(store, "bench", filters={"config.c3": {"$gt": 10},
+    tbl_filtered = _median_ms(lambda: runs_query.list_runs(store, "bench", filters={"config.c3": {"$gt": 10},
                                                                                 "tags": {"$in": ["g1", "g2"]}},
                                                      order="name", search="run", limit=1000), args.repeat)
 
@@ -180,7 +180,7 @@ def main() -> None:
 
     print(f"\n(a) chart data, {args.steps:,}-point series -> {len(first['x'])} points (samples=1500), median of "
           f"{args.repeat}:")
-    print(f"    query.get_series direct      {direct:8.1f} ms   target <= 100 ms   "
+    print(f"    series_query.get_series direct      {direct:8.1f} ms   target <= 100 ms   "
           f"({floor / direct:.0f}x faster than the floor)")
     print(f"    over HTTP (client-observed)  {hchart:8.1f} ms")
     print(f"    zoomed to 40% of the x range {zoom:8.1f} ms;  x_axis=epoch {epoch:8.1f} ms")
@@ -188,7 +188,7 @@ def main() -> None:
     print(f"    first call: {build_s * 1000:.0f} ms (reads only; the min/max pyramid is built as rows are stored: "
           f"{pyramid_s:.1f} s for the 2 keys x {args.steps:,} rows here, in one go)")
     print(f"\n(b) runs table, {args.runs + 1:,} runs (20 config + 20 summary values each), median of {args.repeat}:")
-    print(f"    query.list_runs direct, ordered by summary.s3   {tbl:8.1f} ms   target <= 300 ms")
+    print(f"    runs_query.list_runs direct, ordered by summary.s3   {tbl:8.1f} ms   target <= 300 ms")
     print(f"    with a filter, a search and ordered by name      {tbl_filtered:8.1f} ms")
     print(f"    over HTTP (client-observed)                      {htable:8.1f} ms")
     print(f"    floor: the SELECT of those rows                  {tfloor:8.1f} ms  ({tbl / tfloor:.1f}x the floor)")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wandblite.server import query
+from wandblite.server import series_query
 from wandblite.server.store import Store
 
 from .conftest import uniq
@@ -57,7 +57,7 @@ def test_pyramid_keeps_every_buckets_extremes_and_grows_with_the_run(store: Stor
     _put(store, project, 0, vals)
     pts = _finite(vals)
     for samples in (100, 1500):
-        s = query.get_series(store, project, "r", ["v"], samples=samples)["series"]["v"]
+        s = series_query.get_series(store, project, "r", ["v"], samples=samples)["series"]["v"]
         assert s["count"] == N and len(s["x"]) <= samples
         assert max(s["y"]) == max(v for _, v in pts) and min(s["y"]) == min(v for _, v in pts)
         assert all(vals[x] == y for x, y in zip(s["x"], s["y"]))  # real points at their own steps
@@ -68,7 +68,7 @@ def test_pyramid_keeps_every_buckets_extremes_and_grows_with_the_run(store: Stor
     more = _values(30_000, 2)
     more[12_345] = 1e6
     _put(store, project, N, more, pending_last=True)
-    s = query.get_series(store, project, "r", ["v"], samples=500)["series"]["v"]
+    s = series_query.get_series(store, project, "r", ["v"], samples=500)["series"]["v"]
     assert s["count"] == N + 30_000 and max(s["y"]) == 1e6 and s["x"][s["y"].index(1e6)] == N + 12_345
     assert s["x"][-1] == N + 30_000 - 1  # the provisional last row is read raw
 
@@ -78,14 +78,14 @@ def test_zoom_and_metric_axis_in_the_pyramid_path(store: Store) -> None:
     vals = _values(N, 3)
     _put(store, project, 0, vals)
     lo, hi = 10_000, 60_000
-    s = query.get_series(store, project, "r", ["v"], samples=300, min_x=lo, max_x=hi)["series"]["v"]
+    s = series_query.get_series(store, project, "r", ["v"], samples=300, min_x=lo, max_x=hi)["series"]["v"]
     inside = [v for i, v in _finite(vals) if lo <= i <= hi]
     assert min(s["x"]) >= lo and max(s["x"]) <= hi and len(s["x"]) <= 300
     assert max(s["y"]) == max(inside) and min(s["y"]) == min(inside)
-    r = query.get_series(store, project, "r", ["v"], samples=200, x_axis="_runtime")["series"]["v"]
-    assert all(math.isclose(x, 0.5 * i) for x, i in zip(r["x"], query.get_series(
+    r = series_query.get_series(store, project, "r", ["v"], samples=200, x_axis="_runtime")["series"]["v"]
+    assert all(math.isclose(x, 0.5 * i) for x, i in zip(r["x"], series_query.get_series(
         store, project, "r", ["v"], samples=200)["series"]["v"]["x"]))
-    e = query.get_series(store, project, "r", ["v"], samples=200, x_axis="epoch")["series"]["v"]
+    e = series_query.get_series(store, project, "r", ["v"], samples=200, x_axis="epoch")["series"]["v"]
     by_epoch: dict[int, set[float]] = {}
     for i, v in _finite(vals):
         by_epoch.setdefault(i // 1000, set()).add(v)

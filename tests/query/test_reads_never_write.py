@@ -21,14 +21,14 @@ import pytest
 import sqlalchemy as sa
 
 from tests.server.conftest import PG_ADMIN, fresh_postgres_database
-from wandblite.server import query, read
+from wandblite.server import media_query, read, runs_query, series_query
 from wandblite.server.indexes import backfill_read_indexes
 from wandblite.server.schema import derived_state, media_rows, runs, schema_migrations, series_agg
 from wandblite.server.store import Store
 
 from .conftest import Dataset, uniq
 
-N = 30_000  # over query._RAW_MAX: whole-run charts are answered from the pyramid
+N = 30_000  # over series_query._RAW_MAX: whole-run charts are answered from the pyramid
 IMG = {"_type": "image-file", "path": "media/images/x.png", "sha256": "0" * 64, "width": 8, "height": 8}
 WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "REPLACE", "TRUNCATE")
 
@@ -76,7 +76,7 @@ def _make_runs(store: Store, project: str) -> dict[str, np.ndarray]:
     bad = vals.copy()
     bad[cut] = 1e9
     _send(store, project, "replaced", 0, bad[:cut + 1], 1000, pending_last=True)
-    assert max(query.get_series(store, project, "replaced", ["v"], samples=200)["series"]["v"]["y"]) == 1e9
+    assert max(series_query.get_series(store, project, "replaced", ["v"], samples=200)["series"]["v"]["y"]) == 1e9
     img_row = _row(cut, 0.0)
     img_row["img"] = IMG
     store.apply_batch(project, "replaced", {"rows": [{"idx": cut, "final": False, "row": img_row}]})
@@ -89,12 +89,12 @@ def _make_runs(store: Store, project: str) -> dict[str, np.ndarray]:
 def _reads(store: Store, project: str, run: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for samples in (100, 1500):
-        out[f"s{samples}"] = query.get_series(store, project, run, ["v", "epoch", "nested.w"], samples=samples)
-    out["zoom"] = query.get_series(store, project, run, ["v"], samples=300, min_x=5000, max_x=27_000)
-    out["epoch"] = query.get_series(store, project, run, ["v"], samples=300, x_axis="epoch")
-    out["keys"] = query.run_keys(store, project, run)
-    out["media"] = query.list_media(store, project, run, "img")
-    out["runs"] = query.list_runs(store, project)
+        out[f"s{samples}"] = series_query.get_series(store, project, run, ["v", "epoch", "nested.w"], samples=samples)
+    out["zoom"] = series_query.get_series(store, project, run, ["v"], samples=300, min_x=5000, max_x=27_000)
+    out["epoch"] = series_query.get_series(store, project, run, ["v"], samples=300, x_axis="epoch")
+    out["keys"] = series_query.run_keys(store, project, run)
+    out["media"] = media_query.list_media(store, project, run, "img")
+    out["runs"] = runs_query.list_runs(store, project)
     out["run"] = read.get_run(store, project, run)
     out["history"] = read.get_history(store, project, run, start=N - 3)
     return out
@@ -178,7 +178,7 @@ def test_a_store_from_before_migration_0004_gets_its_indexes_from_the_migration(
     project = uniq("mg")
     _make_runs(store, project)
     grown = _indexes(store)
-    charts = {run: query.get_series(store, project, run, ["v", "nested.w"], samples=700)
+    charts = {run: series_query.get_series(store, project, run, ["v", "nested.w"], samples=700)
               for run in ("plain", "resumed", "replaced")}
     # Roll back to the 0003 state: no indexes, except what an old first read of "plain" had built
     # (its v pyramid and media index up to 12,345, recorded in derived_state), 0004 not applied.
@@ -198,7 +198,7 @@ def test_a_store_from_before_migration_0004_gets_its_indexes_from_the_migration(
     with store.read_engine.connect() as conn:
         assert not sa.inspect(conn).has_table("derived_state")
     for run, chart in charts.items():
-        assert query.get_series(store, project, run, ["v", "nested.w"], samples=700) == chart
+        assert series_query.get_series(store, project, run, ["v", "nested.w"], samples=700) == chart
     store.close()
 
 
@@ -269,11 +269,11 @@ def test_after_a_real_sync_a_read_only_connection_gives_the_servers_answers(data
             for keys, x_axis in (("loss,acc,noisy,train.inner", "_step"), ("loss", "epoch")):
                 params = {"keys": keys, "samples": "300", "x_axis": x_axis}
                 want = data.get(f"/runs/{run}/series", params=params)
-                got = query.get_series(ro, data.project, run, keys.split(","), samples=300, x_axis=x_axis)
+                got = series_query.get_series(ro, data.project, run, keys.split(","), samples=300, x_axis=x_axis)
                 assert json.loads(json.dumps(got)) == want, (run, keys)
-            assert json.loads(json.dumps(query.run_keys(ro, data.project, run))) == data.get(f"/runs/{run}/keys")
+            assert json.loads(json.dumps(series_query.run_keys(ro, data.project, run))) == data.get(f"/runs/{run}/keys")
             want_media = data.get(f"/runs/{run}/media", params={"key": "img"})
-            assert json.loads(json.dumps(query.list_media(ro, data.project, run, "img"))) == want_media
+            assert json.loads(json.dumps(media_query.list_media(ro, data.project, run, "img"))) == want_media
         assert data.get("/runs/a/media", params={"key": "img"})["count"] == 6
     finally:
         ro.close()

@@ -1,7 +1,7 @@
 """``$regex`` in run filters cannot pin a server worker: slow patterns are refused, the rest still match.
 
 Python's ``re`` backtracks, and a match in progress cannot be interrupted, so the server checks a
-pattern's parse tree before it runs it (``wandblite.server.query.check_regex``), matches each value
+pattern's parse tree before it runs it (``wandblite.server.regex_guard.check_regex``), matches each value
 on its first ``REGEX_SUBJECT`` characters only and gives a request ``REGEX_SECONDS`` of matching.
 The HTTP tests run against a real server (SQLite and PostgreSQL) holding runs whose notes are
 thousands of characters long, the input that makes ``(a+)+$`` run for longer than the universe has
@@ -21,7 +21,7 @@ import pytest
 import requests
 
 import wandblite
-from wandblite.server import query
+from wandblite.server import regex_guard, runs_query
 from wandblite.server.errors import ApiError
 
 from .conftest import Dataset, cli, uniq
@@ -99,7 +99,7 @@ def test_ordinary_regexes_still_match(data: Dataset, project: str, filters: dict
 
 
 def test_a_value_is_searched_in_its_first_1000_characters(data: Dataset, project: str) -> None:
-    assert query.REGEX_SUBJECT == 1000
+    assert regex_guard.REGEX_SUBJECT == 1000
     assert [x["id"] for x in _get_runs(data, project, {"notes": {"$regex": "^a{1000}"}}).json()["runs"]] == ["long"]
     assert _get_runs(data, project, {"notes": {"$regex": "a{1001}"}}).json()["runs"] == []
     assert _get_runs(data, project, {"notes": {"$regex": "!"}}).json()["runs"] == []  # at character 5,001
@@ -139,8 +139,8 @@ def test_the_slowest_accepted_pattern_on_long_values_finishes(data: Dataset, pro
     "^(?:[a-z]+-)*[a-z]+$",
 ])
 def test_check_regex_accepts_everyday_patterns(pattern: str) -> None:
-    query.check_regex("name", pattern)
-    query.check_regex("name", pattern, "i")
+    regex_guard.check_regex("name", pattern)
+    regex_guard.check_regex("name", pattern, "i")
 
 
 @pytest.mark.parametrize(("pattern", "says"), [
@@ -157,18 +157,18 @@ def test_check_regex_accepts_everyday_patterns(pattern: str) -> None:
 ])
 def test_check_regex_refuses_traps_and_says_why(pattern: str, says: str) -> None:
     with pytest.raises(ApiError) as exc:
-        query.check_regex("config.name", pattern)
+        regex_guard.check_regex("config.name", pattern)
     assert exc.value.status == 400 and exc.value.code == "unsafe_regex"
     assert says in exc.value.message and "'config.name'" in exc.value.message
 
 
 def test_check_regex_keeps_the_length_and_syntax_errors() -> None:
     with pytest.raises(ApiError, match="at most 500 characters"):
-        query.check_regex("name", "a" * 501)
+        regex_guard.check_regex("name", "a" * 501)
     with pytest.raises(ApiError, match="bad \\$regex for 'name'"):
-        query.check_regex("name", "(")
+        regex_guard.check_regex("name", "(")
     with pytest.raises(ApiError, match="at most 500"):
-        query.check_regex("name", 42)
+        regex_guard.check_regex("name", 42)
 
 
 def test_accepted_patterns_match_long_values_in_bounded_time_fuzz() -> None:
@@ -185,7 +185,7 @@ def test_accepted_patterns_match_long_values_in_bounded_time_fuzz() -> None:
     for _ in range(400):
         p = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
         try:
-            query.check_regex("k", p)
+            regex_guard.check_regex("k", p)
         except ApiError:
             continue
         accepted.append(p)
@@ -211,10 +211,10 @@ def test_a_request_gets_a_bounded_time_for_regex_matching(tmp_path: Path, monkey
     r = cli("sync", str(tmp_path / "runs"), home=tmp_path / "home")  # no server: the embedded store
     assert r.returncode == 0, r.stderr
     store = Store.embedded(tmp_path / "home")
-    assert query.list_runs(store, name, filters={"name": {"$regex": "^run"}})["total"] == 2
-    monkeypatch.setattr(query, "REGEX_SECONDS", -1.0)
+    assert runs_query.list_runs(store, name, filters={"name": {"$regex": "^run"}})["total"] == 2
+    monkeypatch.setattr(runs_query, "REGEX_SECONDS", -1.0)
     with pytest.raises(ApiError) as exc:
-        query.list_runs(store, name, filters={"$and": [{"state": "finished"}, {"name": {"$regex": "^run"}}]})
+        runs_query.list_runs(store, name, filters={"$and": [{"state": "finished"}, {"name": {"$regex": "^run"}}]})
     assert exc.value.status == 400 and exc.value.code == "filter_too_slow"
     assert f"project {name!r}" in exc.value.message and "0 of the 4 runs" in exc.value.message
-    assert query.list_runs(store, name, filters={"state": "finished"})["total"] == 4  # no $regex: no budget
+    assert runs_query.list_runs(store, name, filters={"state": "finished"})["total"] == 4  # no $regex: no budget

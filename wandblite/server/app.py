@@ -40,7 +40,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from wandblite.server import blobs, query, read, records
+from wandblite.server import blobs, media_query, read, records, runs_query, series_query
 from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.store import Store
@@ -289,11 +289,11 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/session", h.session_post, methods=["POST"]),
         Route(base + "/session", h.session_delete, methods=["DELETE"]),
         Route(base + "/projects", reader(read.list_projects), methods=["GET"]),
-        Route(base + "/projects/{project}/runs", reader(query.list_runs, params=query.runs_args), methods=["GET"]),
+        Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
-        Route(run + "/keys", reader(query.run_keys), methods=["GET"]),
-        Route(run + "/series", reader(query.get_series, params=query.series_args), methods=["GET"]),
-        Route(run + "/media", reader(query.list_media, params=_media_params), methods=["GET"]),
+        Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),
+        Route(run + "/series", reader(series_query.get_series, params=series_query.series_args), methods=["GET"]),
+        Route(run + "/media", reader(media_query.list_media, params=_media_params), methods=["GET"]),
         Route(run + "/position", h.position, methods=["GET"]),
         Route(run + "/batch", h.batch, methods=["POST"]),
         Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
@@ -302,7 +302,7 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/media/missing", h.media_missing, methods=["POST"]),
         Route(base + "/media/{sha256}", h.media_put, methods=["PUT"]),
         Route(base + "/media/{sha256}", h.media_get, methods=["GET"]),
-        Route(base + "/media/{sha256}/mesh", reader(query.mesh), methods=["GET"]),
+        Route(base + "/media/{sha256}/mesh", reader(media_query.mesh), methods=["GET"]),
         # Saved files, artifacts and alerts: written through the batch, read here.
         Route(run + "/files", reader(records.list_files), methods=["GET"]),
         Route(run + "/files/{name:path}", h.run_file, methods=["GET"]),

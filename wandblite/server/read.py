@@ -1,35 +1,34 @@
-"""The read side of the store: projects, runs, history pages, console and system records.
+"""The simple reads of the store: projects, one run, history pages, console and system records.
 
-Layer 5. Plain functions over a ``Store`` returning JSON-able dicts; the HTTP app exposes them
-under ``/api/v1``. The runs table, chart series, keys and media listings are in ``query``. Reads use
-the store's read engine, so on SQLite (WAL) they never wait for a sync batch being written.
-Paging is by index: ``start`` is the first index wanted, ``next`` the one to ask for next (or
-None at the end). Unknown projects and runs raise a 404 ``ApiError``.
+Layer 5 (server). Plain functions over a ``Store`` returning JSON-able dicts; the HTTP app exposes
+them under ``/api/v1``. Also the lookups the rest of the read side builds on: ``project_id``,
+``run_row``, ``run_dict`` (the runs-table item shape) and ``tail_rows`` (a run's provisional
+history rows, which the chart and media indexes do not hold). The runs table is in ``runs_query``,
+keys and chart series in ``series_query``, media listings and meshes in ``media_query``. Reads use the
+store's read engine, so on SQLite (WAL) they never wait for a sync batch being written. Paging is
+by index: ``start`` is the first index wanted, ``next`` the one to ask for next (or None at the
+end). Unknown projects and runs raise a 404 ``ApiError``.
 """
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
-from wandblite.server.store import (
-    Store,
-    console,
-    history,
-    loads,
-    projects,
-    runs,
-    system,
-    validate_project,
-    validate_run,
-)
+from wandblite.server.ingest import run_position
+from wandblite.server.schema import console, history, projects, runs, system
+from wandblite.server.store import Store
+from wandblite.server.wire import validate_project, validate_run
 
 __all__ = ["get_console", "get_history", "get_run", "get_system", "list_projects", "page_args", "project_id",
-           "run_dict", "run_row"]
+           "run_dict", "run_row", "tail_rows"]
 
 MAX_PAGE = 10_000
 
@@ -78,6 +77,13 @@ def run_row(conn: Connection, project: str, run_id: str) -> Any:
     return r
 
 
+def tail_rows(conn: Connection, pk: int, final: int) -> Iterable[tuple[int, Any, dict[str, Any]]]:
+    """``(idx, step, row)`` of the run's history rows from index ``final`` on (the provisional ones)."""
+    q = sa.select(history.c.idx, history.c.step, history.c.row).where(history.c.run == pk, history.c.idx >= final)
+    for idx, step, text in conn.execute(q.order_by(history.c.idx)):
+        yield idx, step, json.loads(text)
+
+
 def _runtime(summary: dict[str, Any], r: Any) -> float | None:
     rt = summary.get("_runtime")
     if isinstance(rt, (int, float)) and not isinstance(rt, bool) and math.isfinite(rt):
@@ -108,7 +114,7 @@ def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
     d.update({
         "project": project, "entity": r.entity, "ended_at": r.ended_at, "metrics": loads(r.metrics) or {},
         "context": loads(r.context), "error": loads(r.error), "signal": r.signal, "pending": bool(r.pending),
-        "console": int(r.console_count), "system": int(r.system_count), "position": store._position(r),
+        "console": int(r.console_count), "system": int(r.system_count), "position": run_position(r),
     })
     return d
 

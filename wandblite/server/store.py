@@ -111,8 +111,6 @@ class Store:
         auth.end_session(self.write_engine, token)
 
     # ---------------------------------------------------------------- runs and batches
-    _position = staticmethod(ingest.run_position)  # re-export for query/read until the merge
-
     def position(self, project: str, run_id: str) -> dict[str, Any]:
         """Where the store stands for a run (zeros for an unknown run)."""
         return ingest.position(self.read_engine, project, run_id)
@@ -137,21 +135,3 @@ class Store:
     def media_path(self, sha: str) -> tuple[Path, str | None]:
         """The blob file of a stored sha256 and its extension (404 when absent)."""
         return media_index.path(self.read_engine, self.media_dir, sha)
-
-
-# re-export for query/read until the merge: they import these names from here today; their homes are
-# db.py (loads), indexes.py (PYRAMID_*, typed_leaves), schema.py (the tables) and wire.py (validate_*).
-from wandblite.server.db import loads as loads  # noqa: E402
-from wandblite.server.indexes import PYRAMID_LEVELS as PYRAMID_LEVELS  # noqa: E402
-from wandblite.server.indexes import PYRAMID_SHIFT as PYRAMID_SHIFT  # noqa: E402
-from wandblite.server.indexes import typed_leaves as typed_leaves  # noqa: E402
-from wandblite.server.schema import console as console  # noqa: E402
-from wandblite.server.schema import history as history  # noqa: E402
-from wandblite.server.schema import media_rows as media_rows  # noqa: E402
-from wandblite.server.schema import projects as projects  # noqa: E402
-from wandblite.server.schema import runs as runs  # noqa: E402
-from wandblite.server.schema import series as series  # noqa: E402
-from wandblite.server.schema import series_agg as series_agg  # noqa: E402
-from wandblite.server.schema import system as system  # noqa: E402
-from wandblite.server.wire import validate_project as validate_project  # noqa: E402
-from wandblite.server.wire import validate_run as validate_run  # noqa: E402

@@ -1,0 +1,145 @@
+"""A run's media, key by key, and 3D files as JSON for a viewer.
+
+Layer 5 (server). ``list_media`` reads ``store.media_rows`` (which final rows hold a ``_type``
+value under which key, written by the store with the final rows) and the history rows it points
+to, plus a crashed run's provisional rows read raw; it writes nothing and reads one snapshot.
+``mesh`` reads a stored media file by sha256: point clouds (``.pts.json``) as JSON, meshes
+(``MESH_FORMATS``) with trimesh, imported only when a mesh is asked for. Both thin what they send
+(``MAX_MEDIA_STEPS`` steps, ``MAX_POINTS`` points, ``MAX_MESH_FACES`` faces) and say so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from wandblite.server.errors import bad_request
+from wandblite.server.read import run_row, tail_rows
+from wandblite.server.schema import history, media_rows
+from wandblite.server.store import Store
+
+__all__ = ["MAX_MEDIA_STEPS", "MAX_MESH_FACES", "MAX_POINTS", "MESH_FORMATS", "list_media", "mesh"]
+
+MAX_MEDIA_STEPS = 100_000
+MAX_POINTS = 200_000  # point clouds beyond this are thinned with an even stride
+MAX_MESH_FACES = 300_000  # meshes beyond this keep an evenly spaced subset of their faces
+MESH_FORMATS = ("obj", "stl", "glb", "gltf", "ply", "off")  # file extensions trimesh reads for ``mesh``
+
+
+def _leaf(row: Any, key: str) -> tuple[bool, Any]:
+    """The value at a dotted key path (a key with dots of its own is found too)."""
+    if not isinstance(row, dict):
+        return False, None
+    if key in row:
+        return True, row[key]
+    i = key.find(".")
+    while i >= 0:
+        head = key[:i]
+        if head in row:
+            found, v = _leaf(row[head], key[i + 1:])
+            if found:
+                return True, v
+        i = key.find(".", i + 1)
+    return False, None
+
+
+def list_media(store: Store, project: str, run_id: str, key: str, limit: int = 10_000) -> dict[str, Any]:
+    """``{"key", "count", "steps": [{"step", "idx", "value"}]}``: each row where ``key`` holds a
+    ``_type`` value (images, videos, audio, histograms, tables, charts, 3D, html), in index order.
+
+    ``count`` is the number of such rows; beyond ``limit`` of them, ``steps`` keeps ``limit``
+    evenly spaced ones, always including the first and the last.
+    """
+    if not key:
+        raise bad_request("key is required")
+    if not 1 <= limit <= MAX_MEDIA_STEPS:
+        raise bad_request(f"limit must be between 1 and {MAX_MEDIA_STEPS}")
+    with store.snapshot() as conn:
+        r = run_row(conn, project, run_id)
+        pk, final = r.id, int(r.rows_final)
+        m = media_rows.c
+        idxs = [i for (i,) in conn.execute(sa.select(m.idx).where(m.run == pk, m.key == key).order_by(m.idx))]
+        total = len(idxs)
+        if total > limit:
+            idxs = sorted({idxs[round(j * (total - 1) / (limit - 1))] for j in range(limit)}) if limit > 1 else [idxs[-1]]
+        steps = []
+        for i in range(0, len(idxs), 500):
+            chunk = idxs[i:i + 500]
+            q = (sa.select(history.c.idx, history.c.step, history.c.row)
+                 .where(history.c.run == pk, history.c.idx.in_(chunk)).order_by(history.c.idx))
+            for idx, step, text in conn.execute(q):
+                found, v = _leaf(json.loads(text), key)
+                if found:
+                    steps.append({"step": step, "idx": idx, "value": v})
+        for idx, step, row in tail_rows(conn, pk, final):
+            found, v = _leaf(row, key)
+            if found and isinstance(v, dict) and "_type" in v:
+                steps.append({"step": step, "idx": idx, "value": v})
+                total += 1
+    return {"key": key, "count": total, "steps": steps}
+
+
+def mesh(store: Store, sha: str) -> dict[str, Any]:
+    """A stored 3D file as JSON for a viewer.
+
+    Meshes (obj, stl, glb, gltf, ply, off; read with trimesh): ``{"vertices": [[x, y, z], ...],
+    "faces": [[i, j, k], ...]}``; beyond ``MAX_MESH_FACES`` faces an evenly spaced subset is kept.
+    Point clouds (``.pts.json``): ``{"points": [[x, y, z(, c | r, g, b)], ...]}`` plus ``boxes`` and
+    ``vectors`` of a scene; beyond ``MAX_POINTS`` points an even stride is kept. Either way
+    ``truncated`` says whether something was dropped, ``total`` how many there were.
+    """
+    path, ext = store.media_path(sha)
+    ext = (ext or "").lower()
+    if ext.endswith("json"):
+        return _point_cloud(path, sha)
+    if ext not in MESH_FORMATS:
+        raise bad_request(f"media {sha} ({ext or 'no extension'}) is not a mesh or point cloud", code="bad_media")
+    return _mesh_file(path, sha, ext)
+
+
+def _point_cloud(path: Path, sha: str) -> dict[str, Any]:
+    """A ``.pts.json`` scene: its points (an even stride beyond ``MAX_POINTS``), boxes and vectors."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(f"media {sha} is not a JSON point cloud: {exc}")
+    scene = data if isinstance(data, dict) else {"points": data}
+    pts = scene.get("points")
+    if not isinstance(pts, list):
+        raise bad_request(f"media {sha} has no point list")
+    total = len(pts)
+    stride = -(-total // MAX_POINTS) if total > MAX_POINTS else 1
+    out: dict[str, Any] = {"points": pts[::stride], "total": total, "truncated": stride > 1}
+    for extra in ("boxes", "vectors", "type"):
+        if extra in scene:
+            out[extra] = scene[extra]
+    return out
+
+
+def _mesh_file(path: Path, sha: str, ext: str) -> dict[str, Any]:
+    """A mesh read with trimesh: vertices and faces (an evenly spaced subset beyond ``MAX_MESH_FACES``)."""
+    try:
+        import trimesh
+    except ImportError:
+        raise bad_request("this server cannot read meshes: pip install trimesh", code="unsupported")
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            m = trimesh.load(f, file_type=ext, force="mesh", process=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the file's, not the server's
+        raise bad_request(f"media {sha} could not be read as {ext}: {exc}", code="bad_media")
+    vertices = np.asarray(getattr(m, "vertices", np.zeros((0, 3))), dtype=np.float64)
+    faces = np.asarray(getattr(m, "faces", np.zeros((0, 3))), dtype=np.int64)
+    total = len(faces)
+    truncated = total > MAX_MESH_FACES
+    if truncated:
+        faces = faces[np.linspace(0, total - 1, MAX_MESH_FACES).astype(np.int64)]
+        used, inverse = np.unique(faces, return_inverse=True)
+        vertices, faces = vertices[used], inverse.reshape(faces.shape)
+    if not np.all(np.isfinite(vertices)):
+        vertices = np.nan_to_num(vertices, nan=0.0, posinf=0.0, neginf=0.0)
+    return {"vertices": vertices.tolist(), "faces": faces.tolist(), "total": total, "truncated": bool(truncated)}
