@@ -42,19 +42,6 @@ _OUTSIDE = re.compile("|".join([re.escape("../" + "shared"), re.escape("shared" 
 #: Our own issue tracker's numbers ("issue 6", "(issue 5)", "issue #3", "issues 2"): a comment says
 #: what it means instead, since a reader of the code does not have the tracker.
 _ISSUE_NUMBER = re.compile(r"\bissues?\s*#?\d+", re.IGNORECASE)
-#: Files other helpers of the same refactor own and were still changing when these checks were
-#: written. Remove each one once its branch is merged; the checks then hold for every file.
-_PENDING_ELSEWHERE = frozenset(
-    {
-        "wandblite/errors.py",
-        "wandblite/fold.py",
-        "wandblite/server/app.py",
-        "wandblite/server/store.py",
-        "wandblite/sync/client.py",
-    }
-)
-
-
 def _tracked_text_files() -> dict[str, str]:
     """Every text file git tracks or would track, by its path relative to the repository root."""
     try:
@@ -92,11 +79,8 @@ def _offenders(pattern: re.Pattern[str]) -> dict[str, list[str]]:
     return found
 
 
-def _assert_none_but_pending(found: dict[str, list[str]], what: str) -> None:
-    unexpected = {name: hits for name, hits in found.items() if name not in _PENDING_ELSEWHERE}
-    assert not unexpected, f"{what}: {unexpected}"
-    if found:
-        pytest.xfail(f"{what}, in files whose branches are not merged yet: {sorted(found)}")
+def _assert_none(found: dict[str, list[str]], what: str) -> None:
+    assert not found, f"{what}: {found}"
 
 
 @pytest.mark.parametrize("doc", sorted(_PINNED_DOCS))
@@ -112,10 +96,10 @@ def test_a_document_names_only_tests_that_exist(doc: str) -> None:
 
 
 def test_no_file_refers_outside_the_repository() -> None:
-    _assert_none_but_pending(_offenders(_OUTSIDE), "files that point outside the repository")
+    _assert_none(_offenders(_OUTSIDE), "files that point outside the repository")
 
 
 def test_no_file_cites_our_issue_numbers() -> None:
-    _assert_none_but_pending(
+    _assert_none(
         _offenders(_ISSUE_NUMBER), "files that cite an issue number instead of saying what they mean"
     )

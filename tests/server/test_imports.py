@@ -1,5 +1,6 @@
-"""Import layers: the server never imports sync or requests; sync reaches the server only for the
-embedded store; `wandblite --help` loads neither."""
+"""Import layers at run time: the server never imports sync or requests; sync never loads the server
+(the embedded store is joined to sync by ``wandblite.embedded``, above both); `wandblite --help` loads
+neither. The static twin of these checks, over every import in the source, is ``tests/test_layers.py``."""
 
 from __future__ import annotations
 
@@ -29,3 +30,8 @@ def test_sync_over_http_does_not_load_the_server_or_sqlalchemy() -> None:
 def test_cli_help_loads_neither() -> None:
     mods = _modules_after("from wandblite_cli.main import cli\ncli.main(['--help'], standalone_mode=False)")
     assert not {m for m in mods if m.startswith(("wandblite.server", "wandblite.sync", "requests", "sqlalchemy"))}
+
+
+def test_all_of_sync_loads_no_server() -> None:
+    mods = _modules_after("import wandblite.sync, wandblite.sync.client, wandblite.sync.transport")
+    assert not {m for m in mods if m.startswith(("wandblite.server", "sqlalchemy", "starlette"))}

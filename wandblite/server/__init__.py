@@ -1,17 +1,37 @@
 """wandblite's server: an HTTP API over a SQL store (SQLite or PostgreSQL) and a media directory.
 
 Layer 5 (``pip install wandblite[server]``): Starlette, uvicorn, SQLAlchemy, psycopg. Never
-imported by the SDK and imports nothing from ``wandblite.sync``. Modules:
+imported by the SDK and imports nothing from ``wandblite.sync``. One concern a module:
 
-* ``store``  the tables, migrations, the exactly-once batch apply, API keys, the media index
-* ``blobs``  media bytes on disk by sha256 (temp file, hash check, rename)
-* ``read``   the read side (projects, runs, history, console, system)
-* ``query``  run filters, order and search; downsampled series; media per key; meshes
-* ``records`` saved files, artifacts, uses and alerts (read side)
-* ``throttle`` which alerts wandb would not have sent (``wait_duration``); stdlib only, shared with ``wandblite show``
-* ``app``    the Starlette app: auth (keys, read-only session cookies), body limits, one JSON error shape
-* ``dashboard`` the web UI's routes; its files are in ``static/``
-* ``serve``  ``wandblite server``: open the store, print the first admin key, run uvicorn
+The write side (the store, split the way sqlite-utils splits a database from its tables):
+
+* ``store``       the ``Store`` facade: opens a database and its media directory, delegates below
+* ``schema``      the tables (SQLAlchemy Core), nothing else
+* ``migrations``  the named, ordered schema steps and the runner (one writer at a time)
+* ``db``          engines (SQLite pragmas, ``BEGIN IMMEDIATE``; PostgreSQL pool) and the JSON column codec
+* ``wire``        the wire contract's validation: names, hashes, and each batch record's preparation
+* ``ingest``      ``apply_batch``: one table of streams (rows, console, system, files, artifacts,
+                  uses, alerts), each with its preparation, position and writer; exactly-once
+* ``indexes``     the read indexes built at ingest: the min/max pyramid and the media index
+* ``auth``        API keys and browser sessions
+* ``media_index`` the media table over ``blobs``
+* ``blobs``       media bytes on disk by sha256 (temp file, hash check, rename)
+
+The read side:
+
+* ``read``         projects, one run, history / console / system pages, joined console lines
+* ``runs_query``   the runs table: the filter language, order and search
+* ``regex_guard``  the ``$regex`` cost check (catastrophic backtracking refused before it runs)
+* ``series_query`` metric keys and downsampled series from the pyramid
+* ``media_query``  media per key, meshes and point clouds
+* ``records``      saved files, artifacts, uses and alerts
+
+The edge:
+
+* ``errors``     ``ApiError`` (a ``wandblite.Error``) and the one JSON error shape
+* ``app``        the Starlette app: auth (keys, read-only session cookies), body limits, routes
+* ``dashboard``  the web UI's routes (and ``/static/vocab.js`` from ``wandblite.vocab``); files in ``static/``
+* ``serve``      ``wandblite server``: open the store, print the first admin key, run uvicorn
 
 The wire protocol and the exactly-once argument are in ``PROTOCOL.md`` beside this file.
 """

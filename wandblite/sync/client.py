@@ -1,8 +1,8 @@
 """``wandblite sync``: upload runs exactly once, one-shot or tailing live runs (``--watch``).
 
 Layer 5. Imports the core (runfile, fold, replay's grace rule and run record, media, vocab) and
-``wandblite.sync.transport``;
-nothing from ``wandblite.server`` (the embedded store is reached through ``LocalTransport``).
+``wandblite.sync.transport``; nothing from ``wandblite.server`` (the embedded store is reached
+through ``wandblite.embedded.LocalTransport``, which the CLI passes in).
 
 How a run is synced (``Syncer.sync_tail``; the protocol is ``wandblite/server/PROTOCOL.md``):
 
