@@ -96,6 +96,9 @@ JSON_READS: dict[str, str] = {
     "history_last_page": R + "/history?start=30&limit=10",
     "console": R + "/console",
     "console_page": R + "/console?start=1&limit=2",
+    "console_lines": R + "/console/lines",
+    "console_lines_tail": R + "/console/lines?tail=3",
+    "console_lines_search": R + "/console/lines?search=EPOCH&tail=2",
     "system": R + "/system",
     "system_page": R + "/system?start=1&limit=1",
     "files": R + "/files",
@@ -118,6 +121,7 @@ JSON_READS: dict[str, str] = {
     "error_bad_filters": P + "/runs?filters=%7Bnot-json",
     "error_unknown_route": "/api/v1/nothing",
     "error_bad_sha": "/api/v1/media/xyz",
+    "error_bad_console_tail": R + "/console/lines?tail=0",
 }
 
 #: Reads whose answer is bytes: recorded as status, the headers that matter, size and sha256.

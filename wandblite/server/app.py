@@ -298,6 +298,7 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(run + "/batch", h.batch, methods=["POST"]),
         Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
         Route(run + "/console", reader(read.get_console, paged=True), methods=["GET"]),
+        Route(run + "/console/lines", reader(read.get_console_lines, params=read.console_lines_args), methods=["GET"]),
         Route(run + "/system", reader(read.get_system, paged=True), methods=["GET"]),
         Route(base + "/media/missing", h.media_missing, methods=["POST"]),
         Route(base + "/media/{sha256}", h.media_put, methods=["PUT"]),

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from wandblite.console import join_records
 from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
 from wandblite.server.ingest import run_position
@@ -27,8 +29,8 @@ from wandblite.server.schema import console, history, projects, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
 
-__all__ = ["get_console", "get_history", "get_run", "get_system", "list_projects", "page_args", "project_id",
-           "run_dict", "run_row", "tail_rows"]
+__all__ = ["console_lines_args", "get_console", "get_console_lines", "get_history", "get_run", "get_system",
+           "list_projects", "page_args", "project_id", "run_dict", "run_row", "tail_rows"]
 
 MAX_PAGE = 10_000
 
@@ -136,6 +138,67 @@ def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: 
              .where(console.c.run == pk, console.c.idx >= start).order_by(console.c.idx).limit(limit))
         recs = [dict(r) for r in conn.execute(q).mappings()]
     return {"console": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
+
+
+#: ``GET .../console/lines``: the lines kept when ``tail`` is not given, and the most one request may ask for.
+DEFAULT_TAIL = 1000
+MAX_TAIL = 100_000
+#: The longest ``search`` text accepted (characters).
+MAX_SEARCH = 1000
+
+
+def console_lines_args(params: Any) -> dict[str, Any]:
+    """Validate the query parameters of ``GET .../console/lines`` into ``get_console_lines`` kwargs."""
+    raw = params.get("tail")
+    try:
+        tail = int(raw) if raw not in (None, "") else DEFAULT_TAIL
+    except ValueError:
+        raise bad_request(f"tail must be an integer between 1 and {MAX_TAIL}")
+    return {"tail": tail, "search": params.get("search") or None}
+
+
+def get_console_lines(store: Store, project: str, run_id: str, tail: int = DEFAULT_TAIL,
+                      search: str | None = None) -> dict[str, Any]:
+    """The run's console output as whole lines, joined as ``wandblite logs`` joins them.
+
+    The records are read in index order (``get_console``'s pages) and joined by
+    ``wandblite.console.join_records``: a line recorded in pieces (a partial line recorded early and
+    completed later, or replaced by a record starting with ``"\r"``) comes out once, whole, with the
+    time and position of the record that completed it; lines still open at the end come last. Each
+    joined text is cut at its newlines into lines.
+
+    Answer: ``{"lines": [{"ts", "stream", "text", "open"}], "total", "matched", "records"}``:
+    ``lines`` are the last ``tail`` lines (1 to ``MAX_TAIL``) that contain ``search`` (case
+    insensitive; every line when it is empty or None), oldest first; ``text`` has no newline;
+    ``open`` is true for a line not ended yet (no newline recorded: a partial line of a running or
+    crashed run). ``total`` counts all the run's lines, ``matched`` those containing ``search``,
+    ``records`` the console records read. Memory is bounded by ``tail`` (and one open line per stream).
+    """
+    if isinstance(tail, bool) or not isinstance(tail, int) or not 1 <= tail <= MAX_TAIL:
+        raise bad_request(f"tail must be an integer between 1 and {MAX_TAIL}")
+    if search is not None and (not isinstance(search, str) or len(search) > MAX_SEARCH):
+        raise bad_request(f"search must be a text of at most {MAX_SEARCH} characters")
+    needle = search.lower() if search else None
+    read = [0]
+
+    def records() -> Iterator[tuple[float, str, str]]:
+        start: int | None = 0
+        while start is not None:
+            page = get_console(store, project, run_id, start, MAX_PAGE)
+            read[0] += len(page["console"])
+            yield from ((r["ts"], r["stream"], r["text"]) for r in page["console"])
+            start = page["next"]
+
+    kept: deque[dict[str, Any]] = deque(maxlen=tail)
+    total = matched = 0
+    for ts, stream, text in join_records(records()):
+        ended = text.endswith("\n")
+        for line in (text[:-1] if ended else text).split("\n"):
+            total += 1
+            if needle is None or needle in line.lower():
+                matched += 1
+                kept.append({"ts": ts, "stream": stream, "text": line, "open": not ended})
+    return {"lines": list(kept), "total": total, "matched": matched, "records": read[0]}
 
 
 def get_system(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:

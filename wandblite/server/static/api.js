@@ -115,7 +115,13 @@ export const api = {
   series: (p, r, keys, xAxis, samples = 1500) =>
     request("GET", runPath(p, r) + `/series?${new URLSearchParams({ keys: keys.join(","), x_axis: xAxis, samples: String(samples) })}`),
   media: (p, r, key) => request("GET", runPath(p, r) + `/media?${new URLSearchParams({ key })}`),
-  console: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/console?start=${start}&limit=${limit}`),
+  /** The console as whole lines, joined by the server: the last `tail` lines containing `search`. */
+  consoleLines: (p, r, { tail, search } = {}) => {
+    const q = new URLSearchParams();
+    if (tail) q.set("tail", String(tail));
+    if (search) q.set("search", search);
+    return request("GET", runPath(p, r) + `/console/lines?${q}`);
+  },
   system: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/system?start=${start}&limit=${limit}`),
   mesh: (sha) => request("GET", `/media/${sha}/mesh`),
   // Saved files, alerts and artifacts (PROTOCOL.md: "Files, artifacts, uses and alerts").

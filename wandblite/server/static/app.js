@@ -539,70 +539,36 @@ function overview(project, runs, previous) {
   return h("div", { class: "overview" }, rows);
 }
 
-// Console records are pieces of lines (wandblite/console.py, join_records): a record that does
-// not end with a newline leaves its stream's line open (a partial line is recorded early, so a
-// crash cannot lose it); the stream's next record continues it, appended, or replacing it when it
-// starts with "\r" (a progress bar moved on). Lines come out whole, where they are completed;
-// lines still open at the end come last.
-function joinConsole(recs) {
-  const out = [];
-  const held = new Map();
-  for (const r of recs) {
-    let text = String(r.text);
-    if (text.startsWith("\r")) {
-      held.delete(r.stream);
-      text = text.slice(1);
-    } else if (held.has(r.stream)) {
-      text = held.get(r.stream).text + text;
-      held.delete(r.stream);
-    }
-    if (text.endsWith("\n")) {
-      out.push({ stream: r.stream, ts: r.ts, text });
-      continue;
-    }
-    const nl = text.lastIndexOf("\n");
-    if (nl >= 0) {
-      out.push({ stream: r.stream, ts: r.ts, text: text.slice(0, nl + 1) });
-      text = text.slice(nl + 1);
-    }
-    if (text) held.set(r.stream, { stream: r.stream, ts: r.ts, text });
-  }
-  return out.concat([...held.values()].sort((a, b) => a.ts - b.ts));
-}
+// The console as whole lines, joined by the server (GET .../console/lines, the rule `wandblite logs`
+// uses); the filter is applied there too, over every line of the run. This view only draws.
+const CONSOLE_SHOWN = 20000; // the most lines drawn
 
 async function consoleView(project, run, into) {
   const filter = h("input", { type: "search", placeholder: "filter lines", "aria-label": "filter console" });
   const pre = h("pre", { class: "console", id: "console" });
   const info = h("p", { class: "muted small" });
   into.append(h("div", { class: "toolbar" }, filter), info, pre);
-  const records = [];
-  let cursor = 0; // the index of the next console record wanted
   const gen = generation;
-  const draw = () => {
-    const f = filter.value.toLowerCase();
-    const lines = joinConsole(records);
-    clear(pre);
-    const shown = f ? lines.filter((l) => String(l.text).toLowerCase().includes(f)) : lines;
-    for (const l of shown.slice(-20000)) {
-      const text = String(l.text);
-      pre.append(h("span", { class: l.stream === "stderr" ? "stderr" : "stdout" }, text.endsWith("\n") ? text : text + "\n"));
-    }
-    info.textContent = `${lines.length} lines${shown.length > 20000 ? " (showing the last 20000)" : ""}`;
-  };
-  filter.addEventListener("input", draw);
+  let asked = 0; // the latest request: an older answer arriving late is dropped
+  let records = -1; // the console records the lines drawn were joined from
   const load = async () => {
-    while (gen === generation) {
-      const page = await api.console(project, run.id, cursor, 5000);
-      const recs = page.console || [];
-      records.push(...recs);
-      if (recs.length) cursor = recs[recs.length - 1].idx + 1;
-      if (page.next === null || page.next === undefined) break;
-      cursor = page.next;
-    }
-    draw();
+    const mine = ++asked;
+    const page = await api.consoleLines(project, run.id, { tail: CONSOLE_SHOWN, search: filter.value });
+    if (gen !== generation || mine !== asked) return;
+    records = page.records;
+    clear(pre);
+    for (const l of page.lines) pre.append(h("span", { class: l.stream === "stderr" ? "stderr" : "stdout" }, l.text + "\n"));
+    info.textContent = `${page.total} lines${page.matched > CONSOLE_SHOWN ? ` (showing the last ${CONSOLE_SHOWN})` : ""}`;
   };
+  let debounce = null;
+  filter.addEventListener("input", () => {
+    clearTimeout(debounce);
+    debounce = setTimeout(() => load().catch((e) => setStatus(e.message, true)), 250);
+  });
+  onLeave(() => clearTimeout(debounce));
   await load();
-  return load;
+  // A refresh asks again only when the run has console records the lines drawn did not include.
+  return async (rs) => { if (!rs || rs[0].console !== records) await load(); };
 }
 
 async function systemView(project, run, into) {
