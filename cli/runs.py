@@ -19,6 +19,7 @@ import click
 from wandblite import report
 from wandblite.replay import Replay, flatten
 from wandblite.runfile import find_runs, resolve_run_dir
+from wandblite.vocab import FILES_DIR, MEDIA_DIR, RESERVED, RESERVED_KEYS
 
 
 def _fail(message: str) -> None:
@@ -132,7 +133,7 @@ def _repair(run_dir: Path) -> Path:
                 out.write(frame(kind, payload))
             out.flush()
             os.fsync(out.fileno())
-    for sub in ("files", "media"):
+    for sub in (FILES_DIR, MEDIA_DIR):
         if (run_dir / sub).is_dir():
             shutil.copytree(run_dir / sub, tmp / sub)
     os.rename(tmp, dest)
@@ -167,7 +168,7 @@ def export(path: str, fmt: str, out_path: str | None, media_dir: str | None) -> 
             for row in r.scan_history():  # first pass: the union of columns, in first-seen order
                 for k in flatten(dict(row)):
                     columns.setdefault(k, None)
-            names = ["_step", "_runtime", "_timestamp"] + [c for c in columns if c not in ("_step", "_runtime", "_timestamp")]
+            names = [*RESERVED_KEYS, *(c for c in columns if c not in RESERVED)]
             w = csv.DictWriter(out, fieldnames=names, extrasaction="ignore")
             w.writeheader()
             for row in r.scan_history():

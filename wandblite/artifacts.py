@@ -1,7 +1,7 @@
 """Artifacts offline: ``Artifact``, ``run.log_artifact``, ``run.use_artifact``, ``artifact.download``.
 
-Layer 4. Stdlib, ``events``, ``env``, ``term`` and ``runfile``'s reader (to find artifacts among
-runs); ``login`` and requests only on the server path. It works with a run through its
+Layer 4. Stdlib, ``events``, ``env``, ``term``, ``vocab`` and ``runfile``'s reader (to find
+artifacts among runs); ``login`` and requests only on the server path. It works with a run through its
 ``RunSurface`` (``wandblite.surface``) and never imports ``run``.
 
 Storage. ``log_artifact`` copies every file of the artifact into the logging run's content-addressed
@@ -32,8 +32,9 @@ Server. When ``use_artifact`` finds no such artifact under the root and a server
 it asks the server for the manifest (``GET /api/v1/projects/{project}/artifacts/{name}/{alias}``,
 the project from an ``entity/project/name`` prefix, else the run's) and ``download`` fetches each
 object from ``/api/v1/media/{sha256}``, verified against its sha256 before it is renamed into
-place. ``requests`` is imported only on that path. Entry paths that would leave the download
-directory (absolute, ``..``) are refused, wherever the manifest came from.
+place. ``requests`` is imported only on that path. Entry paths that break the file-name rule
+(``vocab.file_name_problem``: absolute, ``..``, a backslash or a control character, ...), so
+could leave the download directory, are refused, wherever the manifest came from.
 
 References (``add_reference``) are recorded, not copied; a ``file://`` reference to an existing
 file records its sha256 and size, and ``download`` copies it; other schemes are listed only.
@@ -54,6 +55,7 @@ from wandblite.env import active_run
 from wandblite.errors import Error
 from wandblite.surface import RunSurface
 from wandblite.term import termwarn
+from wandblite.vocab import file_name_problem
 
 if TYPE_CHECKING:
     import tempfile
@@ -117,9 +119,6 @@ def artifact_digest(entries: dict[str, dict[str, Any]]) -> str:
         e = entries[path]
         h.update(f"{path}\0{e.get('sha256') or e.get('ref')}\n".encode())
     return h.hexdigest()
-
-
-_digest = artifact_digest  # the old private name, still imported by wandblite/server/store.py
 
 
 def _split_name(spec: str) -> tuple[str, str]:
@@ -279,7 +278,7 @@ class Artifact:
         for path, entry in sorted(self._entries.items()):
             if path_prefix and not path.startswith(path_prefix):
                 continue
-            if path.startswith("/") or "\\" in path or any(seg in ("", ".", "..") for seg in path.split("/")):
+            if file_name_problem(path) is not None:
                 raise Error(f"artifact {self.name}: entry path {path!r} would leave the download directory")
             target = dest / path
             if self._remote is not None and "ref" not in entry:

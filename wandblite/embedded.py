@@ -26,7 +26,8 @@ from typing import IO, Any, TypeVar
 from wandblite.server.blobs import max_blob_bytes
 from wandblite.server.errors import ApiError
 from wandblite.server.store import Store
-from wandblite.sync.transport import GapError, RejectedError, Transport, embedded_home
+from wandblite.sync.transport import GapError, RejectedError, Transport
+from wandblite.vocab import home_dir
 
 __all__ = ["LocalTransport"]
 
@@ -43,7 +44,7 @@ class LocalTransport(Transport):
     """Straight into the embedded store at ``home`` (``$WANDBLITE_HOME`` or ``~/.wandblite``)."""
 
     def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        h = Path(home) if home is not None else embedded_home()
+        h = Path(home) if home is not None else home_dir()
         self.store = Store.embedded(h)
         self.target = f"embedded:{h.resolve()}"
 

@@ -1,6 +1,6 @@
 """``wandblite.save`` / ``run.save``: files kept with the run, listed by replay.
 
-Layer 4. Stdlib, ``events``, ``env`` and ``term``; it works with a run through its ``RunSurface``
+Layer 4. Stdlib, ``events``, ``env``, ``term`` and ``vocab``; it works with a run through its ``RunSurface``
 (``wandblite.surface``) and never imports ``run``.
 
 A saved file is copied, under its name, into the run's ``files/`` directory (``run.dir``), the
@@ -38,6 +38,7 @@ from wandblite import events as ev
 from wandblite.env import active_run
 from wandblite.surface import RunSurface
 from wandblite.term import termwarn
+from wandblite.vocab import FILES_DIR
 
 __all__ = ["POLICIES", "save", "save_run"]
 
@@ -123,7 +124,7 @@ def _keep(run: RunSurface, pattern: str, base: str, policy: str, only_changed: b
         if only_changed and st.recorded.get(name) == sha:
             continue
         st.recorded[name] = sha
-        entries.append({"name": name, "path": f"files/{name}", "size": size, "sha256": sha, "policy": policy})
+        entries.append({"name": name, "path": f"{FILES_DIR}/{name}", "size": size, "sha256": sha, "policy": policy})
     if entries:
         run.append_event(ev.FILES, [time.time(), entries], call="save")
     return kept

@@ -2,9 +2,9 @@
 
 Layer 2: pure. No I/O, no clock, no randomness; imports only ``wandblite.errors``,
 ``wandblite.events`` (for the kind numbers) and ``wandblite.vocab`` (the reserved keys, the
-subtree rule, what a number is). The live ``Run`` (for ``run.step``, ``run.summary``
-and its warnings), ``wandblite.replay``, ``wandblite show``, ``sync`` and the server all get their
-numbers from this module, so they cannot drift apart.
+subtree rule, what a number is, which keys are wandb's own). The live ``Run`` (for ``run.step``,
+``run.summary`` and its warnings), ``wandblite.replay``, ``wandblite show``, ``sync`` and the server
+all get their numbers from this module, so they cannot drift apart.
 
 The contract is docs/semantics.md (wandb 0.31 with wandblite's deliberate differences). In short:
 
@@ -28,7 +28,16 @@ from typing import Any
 
 from wandblite import events as ev
 from wandblite.errors import Error
-from wandblite.vocab import RUNTIME, STEP, TIMESTAMP, TYPE_KEY, WANDB_KEY, is_plain_number
+from wandblite.vocab import (
+    INTERNAL_PREFIX,
+    RUNTIME,
+    STEP,
+    TIMESTAMP,
+    TYPE_KEY,
+    WANDB_KEY,
+    is_internal_key,
+    is_plain_number,
+)
 
 __all__ = [
     "SUMMARY_OPS",
@@ -436,7 +445,7 @@ class Fold:
             t = p[0]
         else:
             return None
-        return t if type(t) is float or type(t) is int else None
+        return t if is_plain_number(t) else None
 
     # ---------------------------------------------------------------- lifecycle
     def _start(self, p: dict[str, Any]) -> None:
@@ -656,7 +665,8 @@ class Fold:
         for path, v in leaves:
             if v is None:
                 continue  # metricsummary.go: nil latest -> no update
-            m = self._resolve(path) if self._has_metrics and path[0][:1] != "_" else None
+            # A key of wandb's own (``vocab.is_internal_key``, inlined: once per leaf) has no metric.
+            m = self._resolve(path) if self._has_metrics and path[0][:1] != INTERNAL_PREFIX else None
             if m is None or not m.ops or m.ops == {"copy"}:
                 if len(path) == 1:
                     summary[path[0]] = v
@@ -700,7 +710,7 @@ class Fold:
         if path in self._resolved:
             return self._resolved[path]
         found: MetricDef | None = None
-        if self.globs and not path[0].startswith("_"):
+        if self.globs and not is_internal_key(path[0]):
             joined = ".".join(path)
             best = -1
             for prefix, g in self.globs.items():

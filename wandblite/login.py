@@ -1,6 +1,6 @@
 """``wandblite.login``: remember a server and API key for ``wandblite sync``; offline it always succeeds.
 
-Layer 4. Stdlib (``configparser``), ``env`` and ``disabled``; never ``run`` or the package.
+Layer 4. Stdlib (``configparser``), ``env``, ``disabled`` and ``vocab``; never ``run`` or the package.
 
 The settings file is ``$WANDBLITE_HOME/settings``, else ``~/.wandblite/settings``: an INI file
 written with mode 0600 (its directory 0700), replaced atomically. Its ``[default]`` section holds::
@@ -24,6 +24,7 @@ from typing import Any
 
 from wandblite.disabled import DisabledRun
 from wandblite.env import current_run, env_first
+from wandblite.vocab import home_dir
 
 __all__ = ["credentials", "login", "read_settings", "settings_path", "write_settings"]
 
@@ -31,10 +32,8 @@ SECTION = "default"
 
 
 def settings_path() -> Path:
-    """``$WANDBLITE_HOME/settings``, else ``~/.wandblite/settings``."""
-    home = os.environ.get("WANDBLITE_HOME")
-    base = Path(home) if home else Path.home() / ".wandblite"
-    return base / "settings"
+    """``$WANDBLITE_HOME/settings``, else ``~/.wandblite/settings`` (``vocab.home_dir``)."""
+    return home_dir() / "settings"
 
 
 def read_settings() -> dict[str, str]:

@@ -53,6 +53,7 @@ from typing import Any
 
 from wandblite._fsio import write_all
 from wandblite.errors import DataError, Error
+from wandblite.vocab import MEDIA_DIR, TYPE_KEY
 
 __all__ = [
     "MediaStore",
@@ -74,7 +75,6 @@ HEADER = struct.Struct("<4sHHQ32sI")
 HEADER_SIZE = HEADER.size  # 52
 PACK_ROLLOVER_BYTES = 256 * 1024 * 1024
 STANDALONE_MIN_BYTES = 4 * 1024 * 1024
-MEDIA_DIR = "media"
 PACK_GLOB = "pack-*.wlpack"
 
 #: ``_type`` values whose dict refers to stored bytes (the ``path``/``sha256`` of one blob).
@@ -477,7 +477,7 @@ def refs_with_children(run_dir: Path, refs: Iterable[Mapping[str, Any]]) -> Iter
             continue
         seen.add(k)
         yield ref
-        if ref.get("_type") == "table-file":
+        if ref.get(TYPE_KEY) == "table-file":
             try:
                 table = json.loads(read_blob(run_dir, ref))
             except (Error, OSError, ValueError):
@@ -601,7 +601,7 @@ def _ext_of(path: str) -> str:
 
 def describe(value: Mapping[str, Any]) -> str:
     """A one-line summary of a media JSON value, e.g. ``<image 64x64 png>`` (for ``show``)."""
-    t = value.get("_type")
+    t = value.get(TYPE_KEY)
     path = str(value.get("path", ""))
     if t == "image-file":
         return f"<image {value.get('width')}x{value.get('height')} {value.get('format') or _ext_of(path)}>"
@@ -692,7 +692,7 @@ class MediaValue(MediaMapping):
         return describe(self._value)
 
     def _ref(self) -> Mapping[str, Any]:
-        if self._value.get("_type") == "chart":
+        if self._value.get(TYPE_KEY) == "chart":
             return self._value["table"]  # type: ignore[no-any-return]
         if "sha256" not in self._value:
             raise DataError(f"{describe(self._value)} is a collection: use .media() for its items")
@@ -700,7 +700,7 @@ class MediaValue(MediaMapping):
 
     def media(self) -> list[MediaValue]:
         key = {"images/separated": "images", "videos": "videos", "audio": "audio", "object3D": "objects"}
-        items = self._value.get(key.get(str(self._value.get("_type")), ""), [])
+        items = self._value.get(key.get(str(self._value.get(TYPE_KEY)), ""), [])
         return [MediaValue(v, self._run_dir) for v in items]
 
     def bytes(self) -> bytes:
@@ -728,7 +728,7 @@ class MediaValue(MediaMapping):
     def open(self) -> Any:
         import io
 
-        t = self._value.get("_type")
+        t = self._value.get(TYPE_KEY)
         ext = _ext_of(str(self._ref().get("path", "")))
         data = self.bytes()
         if t in ("image-file", "mask") or (t == "video-file" and ext == "gif"):
@@ -750,7 +750,7 @@ class MediaValue(MediaMapping):
 def wrap_media(value: Any, run_dir: str | os.PathLike[str]) -> Any:
     """``MediaValue`` for a dict whose ``_type`` names stored media; anything else unchanged."""
     if isinstance(value, dict):
-        t = value.get("_type")
+        t = value.get(TYPE_KEY)
         if t in MEDIA_FILE_TYPES or t in MEDIA_LIST_TYPES:
             return MediaValue(value, run_dir)
     return value

@@ -7,9 +7,9 @@ plain dict) and returns values or lines of text; nothing here prints or exits. T
 ("2026-01-31 12:00:00") and ages relative to ``now`` (default: the clock). JSON is extended JSON:
 NaN and Infinity stay tokens, as in wandb's history; values JSON cannot hold become strings.
 
-Layer 5: reads runs through ``wandblite.replay`` and ``wandblite.media``; marks alerts with the
-server's throttle rule (``wandblite.server.throttle``, stdlib only, imported only for a run that has
-alerts, so no database driver is loaded). Imports nothing from ``wandblite.sync``.
+Layer 4: reads runs through ``wandblite.replay`` and ``wandblite.media``; marks alerts with the rule
+the server stores (``wandblite.throttle``). Imports nothing from ``wandblite.sync`` or
+``wandblite.server``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from wandblite.replay import Replay, flatten
+from wandblite.throttle import effective_wait, throttle
+from wandblite.vocab import TYPE_KEY, WANDB_KEY
 
 __all__ = [
     "age",
@@ -82,13 +84,13 @@ def describe(v: Any) -> str:
     """A short human text for one value: media as ``<image 4x4 png>``, floats to 6 digits, long lists cut."""
     if isinstance(v, dict) or (hasattr(v, "keys") and hasattr(v, "__getitem__")):
         d = dict(v)
-        if "_type" in d:
+        if TYPE_KEY in d:  # a typed value (``vocab.is_typed_value``), not a subtree
             try:
                 from wandblite.media import describe as describe_media
 
                 return str(describe_media(d))
             except Exception:  # noqa: BLE001
-                return f"<{d['_type']}>"
+                return f"<{d[TYPE_KEY]}>"
         return "{" + ", ".join(f"{k}: {describe(x)}" for k, x in d.items()) + "}"
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
@@ -108,8 +110,6 @@ def marked_alerts(r: Replay) -> list[dict[str, Any]]:
     sent alert of the same title within its ``wait_duration``), the rule the server stores."""
     if not r.alerts:
         return []
-    from wandblite.server.throttle import throttle
-
     timed = [{**d[1], "ts": d[0]} for kind, d in r.events()
              if kind == "alert" and isinstance(d, (list, tuple)) and len(d) >= 2 and isinstance(d[1], dict)]
     if len(timed) != len(r.alerts):  # a record replay kept but its timing cannot be read: mark none
@@ -139,6 +139,10 @@ def listing_table(runs: Iterable[Replay], now: float | None = None) -> list[str]
 
 
 # ---------------------------------------------------------------------------- show
+
+#: The states of a run that ended badly: ``show`` gives them a crash report (in place of the last
+#: system sample, which the crash report's memory line repeats).
+_ENDED_BADLY = frozenset({"crashed", "failed"})
 
 
 def _last_rows(r: Replay, n: int) -> list[dict[str, Any]]:
@@ -171,7 +175,7 @@ def show_lines(r: Replay, nrows: int = 5, path: str | Path | None = None,
     last = _last_rows(r, nrows)
     alerts = marked_alerts(r)
     yield from _identity(r)
-    if r.state in ("crashed", "failed"):
+    if r.state in _ENDED_BADLY:
         yield ""
         yield from crash_report(r, now)
     if r.damage:
@@ -179,8 +183,8 @@ def show_lines(r: Replay, nrows: int = 5, path: str | Path | None = None,
         yield f"damage   {len(r.damage)} damaged range(s); run `wandblite verify {r.path if path is None else path}`"
     yield ""
     yield from _mapping("config", r.config, skip=())
-    yield from _mapping("summary", r.summary, skip=("_wandb",))
-    if r.last_system and r.state not in ("crashed", "failed"):
+    yield from _mapping("summary", r.summary, skip=(WANDB_KEY,))
+    if r.last_system and r.state not in _ENDED_BADLY:
         ts, m = r.last_system
         yield f"system (last sample {when(ts)})"
         for k, v in list(m.items())[:12]:
@@ -258,8 +262,6 @@ def _mapping(title: str, values: Mapping[str, Any], skip: tuple[str, ...]) -> It
 def _alert_lines(alerts: list[dict[str, Any]]) -> Iterator[str]:
     if not alerts:
         return
-    from wandblite.server.throttle import effective_wait
-
     yield "alerts"
     for a in alerts[-10:]:
         note = (f"  (suppressed: same title within {effective_wait(a.get('wait_duration')):g} s)"

@@ -50,6 +50,7 @@ from wandblite.runfile import (
 )
 from wandblite.surface import RunSurface
 from wandblite.term import termwarn
+from wandblite.vocab import FILES_DIR
 
 __all__ = ["Config", "Run", "Summary", "init"]
 
@@ -300,7 +301,7 @@ class Run:
         self.config = Config(self)
         self.config._items.update(self._fold.config)
         self.summary = Summary(self)
-        self.dir = str(self._path / "files")  # created by _open_run_file, while the lock is held
+        self.dir = str(self._path / FILES_DIR)  # created by _open_run_file, while the lock is held
         self._write(ev.START, self._start_record())
         if config:
             self.config.update(config, allow_val_change=allow_val_change)
@@ -349,7 +350,7 @@ class Run:
             self._append = self._writer.append  # bound once: log() is the hottest path we have
             self._append_framed = self._writer.append_framed
             self._pack = self._packer.pack
-            os.makedirs(self._path / "files", exist_ok=True)
+            os.makedirs(self._path / FILES_DIR, exist_ok=True)
         except BaseException:
             if getattr(self, "_writer", None) is not None:
                 self._writer.close()

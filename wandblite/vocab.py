@@ -10,7 +10,8 @@ a copy written by hand.
 What it holds:
 
 * history keys: ``_step``, ``_runtime``, ``_timestamp`` (set by the fold on every row, never user
-  data), and ``_wandb`` (the summary's bookkeeping);
+  data), and ``_wandb`` (the summary's bookkeeping); a top-level key starting with ``_`` is
+  wandb's own, never a user metric;
 * values: what a subtree is (a dict without ``_type``), what a typed value is (a mapping with
   ``_type``: media, histograms, tables, charts), what counts as a number;
 * run states, and the ones after which a run's files no longer grow;
@@ -36,6 +37,7 @@ __all__ = [
     "FILE_NAME_PATTERN",
     "FINAL_STATES",
     "HOME_ENV",
+    "INTERNAL_PREFIX",
     "LOCK_NAME",
     "MEDIA_DIR",
     "RESERVED",
@@ -51,6 +53,7 @@ __all__ = [
     "WANDB_VERSION",
     "file_name_problem",
     "home_dir",
+    "is_internal_key",
     "is_number",
     "is_plain_number",
     "is_subtree",
@@ -78,6 +81,21 @@ RESERVED: frozenset[str] = frozenset(RESERVED_KEYS)
 WANDB_KEY = "_wandb"
 #: Summary keys that are bookkeeping rather than the user's values.
 SUMMARY_BOOKKEEPING: frozenset[str] = RESERVED | {WANDB_KEY}
+#: A top-level history or summary key that starts with this is wandb's own (the reserved keys,
+#: ``_wandb``), not a user metric, and so is any key a user logs under such a name:
+#: ``define_metric`` never applies to it (no glob matches it; its summary stays its last value),
+#: as wandb's run metric handler skips it, and the dashboard neither charts it nor makes it a
+#: runs-table column.
+INTERNAL_PREFIX = "_"
+
+
+def is_internal_key(key: str) -> bool:
+    """Whether a top-level key is wandb's own (starts with ``INTERNAL_PREFIX``), not a user metric.
+
+    The fold inlines this test (``key[:1] == "_"``) on its per-leaf path.
+    """
+    return key[:1] == INTERNAL_PREFIX
+
 
 # --------------------------------------------------------------------------- values
 
@@ -225,6 +243,7 @@ def js_constants() -> dict[str, Any]:
     return {
         "STEP": STEP,
         "RESERVED_KEYS": list(RESERVED_KEYS),
+        "INTERNAL_PREFIX": INTERNAL_PREFIX,
         "RUN_STATES": list(RUN_STATES),
         "TYPE_KEY": TYPE_KEY,
         "DEFAULT_ALERT_WAIT": DEFAULT_ALERT_WAIT,

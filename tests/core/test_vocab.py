@@ -16,7 +16,7 @@ import pytest
 
 import wandblite
 from wandblite import vocab
-from wandblite.fold import Fold
+from wandblite.fold import Fold, parse_metric
 from wandblite.media import MediaValue
 from wandblite.replay import run_record, segment_sizes
 from wandblite.runfile import segment_path, segments
@@ -118,3 +118,14 @@ def test_js_constants_are_json() -> None:
     assert json.loads(json.dumps(consts)) == consts
     assert consts["RESERVED_KEYS"] == list(vocab.RESERVED_KEYS)
     assert consts["DEFAULT_ALERT_WAIT"] == vocab.DEFAULT_ALERT_WAIT == 60
+
+
+def test_keys_of_wandbs_own_are_out_of_define_metric() -> None:
+    assert all(vocab.is_internal_key(k) for k in vocab.SUMMARY_BOOKKEEPING)
+    assert not any(vocab.is_internal_key(k) for k in ("", "loss", "a_b", "x._y"))
+    fold = Fold()
+    fold.apply(5, [1.0, parse_metric("*", summary="max")])  # METRIC: define_metric("*", summary="max")
+    fold.apply(2, [11.0, {"_mine": 3.0, "loss": 3.0}, None, True])
+    fold.apply(2, [12.0, {"_mine": 1.0, "loss": 1.0}, None, True])
+    assert fold.summary["_mine"] == 1.0  # the last value: no glob reaches a key of wandb's own
+    assert fold.summary["loss"] == {"max": 3.0}

@@ -21,7 +21,7 @@ import wandblite
 from wandblite.server import records
 from wandblite.server.schema import schema_migrations
 from wandblite.server.store import Store
-from wandblite.server.throttle import throttle
+from wandblite.throttle import throttle
 
 from .conftest import ServerProc, clean_env, cli, fresh_postgres_database, uniq
 

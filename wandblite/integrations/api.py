@@ -7,9 +7,9 @@ An alert is recorded as an ALERT record ``[ts, {"title", "text", "level", "wait_
 ``level`` is ``"INFO"``, ``"WARN"`` or ``"ERROR"``; ``wait_duration`` is in seconds (a
 ``timedelta`` is converted) or nil. wandb's server uses it to throttle repeated alerts of the
 same title; offline every alert is kept, and the wandblite server applies it when the run is synced:
-an alert within its ``wait_duration`` (default 60 s) of the last sent alert of the same title is
-marked ``throttled`` (``wandblite/server/throttle.py``; the dashboard, ``wandblite.Api`` and
-``wandblite show`` show it as suppressed).
+an alert within its ``wait_duration`` (default ``vocab.DEFAULT_ALERT_WAIT``, 60 s) of the last sent
+alert of the same title is marked ``throttled`` (``wandblite.throttle``; the dashboard,
+``wandblite.Api`` and ``wandblite show`` show it as suppressed).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 from wandblite.env import active_run, current_run
 from wandblite.errors import DataError, Error
+from wandblite.vocab import is_number
 
 __all__ = ["AlertLevel", "alert", "alert_record", "require", "setup"]
 
@@ -48,7 +49,7 @@ def alert_record(title: str, text: str, level: Any = None, wait_duration: Any = 
         wait = None
     elif isinstance(wait_duration, datetime.timedelta):
         wait = wait_duration.total_seconds()
-    elif isinstance(wait_duration, (int, float)) and not isinstance(wait_duration, bool):
+    elif is_number(wait_duration):
         wait = float(wait_duration)
     else:
         raise DataError("alert wait_duration must be seconds (int or float) or a datetime.timedelta")

@@ -70,7 +70,7 @@ from wandblite.interop.common import (
     user_summary,
 )
 from wandblite.interop.state import SyncState, run_digest, run_key
-from wandblite.vocab import FINAL_STATES, is_number, is_typed_value
+from wandblite.vocab import FINAL_STATES, STEP, TIMESTAMP, WANDB_KEY, is_number, is_typed_value
 
 __all__ = ["MAX_ENTITIES", "MAX_METRICS", "MAX_PARAMS_TAGS", "MlflowTarget", "batches", "mlflow_key", "sync_run"]
 
@@ -147,7 +147,7 @@ def _tag_value(v: Any) -> str:
 
 
 def _ms(ts: Any, default: float) -> int:
-    t = float(ts) if isinstance(ts, (int, float)) and not isinstance(ts, bool) else default
+    t = float(ts) if is_number(ts) else default
     return round(t * 1000)
 
 
@@ -176,7 +176,7 @@ def _explain(exc: BaseException, target: MlflowTarget) -> InteropError:
 def _flat_params(config: Mapping[str, Any]) -> dict[str, str]:
     from wandblite.replay import flatten
 
-    flat = flatten({k: v for k, v in config.items() if not str(k).startswith("_wandb")})
+    flat = flatten({k: v for k, v in config.items() if not str(k).startswith(WANDB_KEY)})
     return {mlflow_key(k): _param_value(v) for k, v in flat.items() if v is not None}
 
 
@@ -369,7 +369,7 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
 
     final_rows = final_row_count(r)
     for i, row in enumerate(r.scan_history()):
-        step = int(row["_step"])
+        step = int(row[STEP])
         values = numeric_leaves(row)
         for k, v in values.items():
             sent.last_value[mlflow_key(k)] = v  # the pending row's too: its tag shows them, not a summary metric
@@ -379,7 +379,7 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
         sent.last_step = step
         if i < position:
             continue  # MLflow has this row already
-        ts = _ms(row.get("_timestamp"), created)
+        ts = _ms(row.get(TIMESTAMP), created)
         pending.extend(mc.Metric(mlflow_key(k), v, ts, step) for k, v in values.items())
         pending_refs.extend(_media_refs(row))
         pending_rows += 1

@@ -33,28 +33,35 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from wandblite.server.schema import history, media_rows, series, series_agg
+from wandblite.vocab import RESERVED, TYPE_KEY
 
 __all__ = [
-    "PYRAMID_LEVELS", "PYRAMID_SHIFT", "RESERVED_KEYS", "backfill_read_indexes", "extend_read_indexes",
+    "PYRAMID_LEVELS", "PYRAMID_SHIFT", "backfill_read_indexes", "extend_read_indexes",
     "media_leaves", "numeric_leaves", "typed_leaves",
 ]
 
 #: Each pyramid level buckets 16x more history indexes than the one below: widths 16 .. 1048576.
 PYRAMID_SHIFT = 4
 PYRAMID_LEVELS = 5
-#: The keys every history row carries besides what was logged; neither series nor media.
-RESERVED_KEYS = frozenset({"_step", "_runtime", "_timestamp"})
+#: ``"_type"`` as it appears in a row's JSON text: a row without it holds no typed value.
+_TYPE_KEY_JSON = f'"{TYPE_KEY}"'
+#: The same as a LIKE pattern (its ``_`` escaped by a backslash), for rows still to index in SQL.
+_TYPE_KEY_LIKE = "%" + _TYPE_KEY_JSON.replace("_", "\\_") + "%"
 
 
 def numeric_leaves(row: dict[str, Any]) -> list[tuple[str, float | None]]:
-    """The numeric leaves of a history row as (dotted key, value), reserved keys left out."""
+    """The numeric leaves of a history row as (dotted key, value), reserved keys left out (the
+    keys every row carries besides what was logged: ``wandblite.vocab.RESERVED``)."""
     out: list[tuple[str, float | None]] = []
-    _numeric({k: v for k, v in row.items() if k not in RESERVED_KEYS}, "", out)
+    _numeric({k: v for k, v in row.items() if k not in RESERVED}, "", out)
     return out
 
 
 def _numeric(row: dict[str, Any], prefix: str, out: list[tuple[str, float | None]]) -> None:
-    """Numeric leaves of a row as (dotted key, value); media dicts (with ``_type``) are not numbers."""
+    """Numeric leaves of a row as (dotted key, value); media dicts (with ``_type``) are not numbers.
+
+    Hot path: the number test (``vocab.is_plain_number``) and the subtree test (``vocab.is_subtree``)
+    are inlined."""
     for k, v in row.items():
         t = type(v)
         if t is float:
@@ -64,7 +71,7 @@ def _numeric(row: dict[str, Any], prefix: str, out: list[tuple[str, float | None
                 out.append((prefix + k, float(v)))
             except OverflowError:
                 continue  # an int beyond a double's range has no chart value; the row keeps it
-        elif t is dict and "_type" not in v:
+        elif t is dict and TYPE_KEY not in v:  # a subtree (``vocab.is_subtree``)
             _numeric(v, f"{prefix}{k}.", out)
 
 
@@ -72,7 +79,7 @@ def typed_leaves(row: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -
     """The ``_type`` values (media, tables, charts, ...) of a row as (dotted key, value)."""
     for k, v in row.items():
         if type(v) is dict:
-            if "_type" in v:
+            if TYPE_KEY in v:  # a typed value; without the key, a subtree (``vocab.is_subtree``)
                 out.append((prefix + k, v))
             else:
                 typed_leaves(v, f"{prefix}{k}.", out)
@@ -80,11 +87,11 @@ def typed_leaves(row: dict[str, Any], prefix: str, out: list[tuple[str, Any]]) -
 
 def media_leaves(row: dict[str, Any], text: str) -> list[tuple[str, str]]:
     """(dotted key, ``_type``) of each typed value of a row (``text``: its JSON), reserved keys left out."""
-    if '"_type"' not in text:
+    if _TYPE_KEY_JSON not in text:
         return []
     leaves: list[tuple[str, Any]] = []
-    typed_leaves({k: v for k, v in row.items() if k not in RESERVED_KEYS}, "", leaves)
-    return [(k, str(v.get("_type"))[:64]) for k, v in leaves]
+    typed_leaves({k: v for k, v in row.items() if k not in RESERVED}, "", leaves)
+    return [(k, str(v.get(TYPE_KEY))[:64]) for k, v in leaves]
 
 
 def _aggregate(pk: int, key: str, idx: Any, val: Any) -> list[dict[str, Any]]:
@@ -205,7 +212,7 @@ def backfill_read_indexes(conn: Connection, pk: int, final: int, built: dict[tup
         params: list[dict[str, Any]] = []
         q = (sa.select(history.c.idx, history.c.step, history.c.row)
              .where(history.c.run == pk, history.c.idx >= start, history.c.idx < final,
-                    history.c.row.like('%"\\_type"%', escape="\\")))
+                    history.c.row.like(_TYPE_KEY_LIKE, escape="\\")))
         for idx, step, text in conn.execute(q):
             params.extend({"run": pk, "key": k, "idx": idx, "step": step, "type": t}
                           for k, t in media_leaves(json.loads(text), text))

@@ -22,8 +22,8 @@ Layer 5 (the server). What it promises (see ``PROTOCOL.md``):
 * A file or artifact record names bytes that must already be in the media store (400
   ``missing_blob`` otherwise). Artifact versions are keyed (project, name, digest); an alias moves
   to the version whose log record carrying it is the most recent. An alert's ``throttled`` flag is
-  decided as it is stored, from the run's earlier alerts in index order (``throttle.py``), so it is
-  the same however the alerts were batched.
+  decided as it is stored, from the run's earlier alerts in index order (``wandblite.throttle``), so
+  it is the same however the alerts were batched.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ from wandblite.server.schema import (
     series,
     system,
 )
-from wandblite.server.throttle import throttle
 from wandblite.server.wire import (
     Row,
     numbered,
@@ -69,6 +68,7 @@ from wandblite.server.wire import (
     validate_project,
     validate_run,
 )
+from wandblite.throttle import throttle
 
 __all__ = ["STREAMS", "Stream", "apply_batch", "position", "position_of", "run_position"]
 

@@ -20,6 +20,7 @@ from wandblite.server.errors import bad_request
 from wandblite.server.read import run_row, tail_rows
 from wandblite.server.schema import history, media_rows
 from wandblite.server.store import Store
+from wandblite.vocab import is_typed_value
 
 __all__ = ["MAX_MEDIA_STEPS", "MAX_MESH_FACES", "MAX_POINTS", "MESH_FORMATS", "list_media", "mesh"]
 
@@ -76,7 +77,7 @@ def list_media(store: Store, project: str, run_id: str, key: str, limit: int = 1
                     steps.append({"step": step, "idx": idx, "value": v})
         for idx, step, row in tail_rows(conn, pk, final):
             found, v = _leaf(row, key)
-            if found and isinstance(v, dict) and "_type" in v:
+            if found and is_typed_value(v):
                 steps.append({"step": step, "idx": idx, "value": v})
                 total += 1
     return {"key": key, "count": total, "steps": steps}

@@ -44,7 +44,7 @@ from wandblite.server.schema import (
     sessions,
     system,
 )
-from wandblite.server.throttle import throttle
+from wandblite.throttle import throttle
 
 __all__ = ["MIGRATIONS", "applied", "migrate"]
 

@@ -28,6 +28,7 @@ from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, history, projects, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
+from wandblite.vocab import RUNTIME, is_number
 
 __all__ = ["console_lines_args", "get_console", "get_console_lines", "get_history", "get_run", "get_system",
            "list_projects", "page_args", "project_id", "run_dict", "run_row", "tail_rows"]
@@ -87,8 +88,8 @@ def tail_rows(conn: Connection, pk: int, final: int) -> Iterable[tuple[int, Any,
 
 
 def _runtime(summary: dict[str, Any], r: Any) -> float | None:
-    rt = summary.get("_runtime")
-    if isinstance(rt, (int, float)) and not isinstance(rt, bool) and math.isfinite(rt):
+    rt: Any = summary.get(RUNTIME)
+    if is_number(rt) and math.isfinite(rt):
         return float(rt)
     end = r.ended_at or r.heartbeat_at
     return max(0.0, end - r.created_at) if end is not None and r.created_at is not None else None

@@ -39,6 +39,7 @@ from wandblite.server.read import project_id, run_dict
 from wandblite.server.regex_guard import REGEX_SUBJECT, check_regex
 from wandblite.server.schema import runs
 from wandblite.server.store import Store
+from wandblite.vocab import is_number
 
 __all__ = ["MAX_RUNS_PAGE", "ORDER_COLUMNS", "REGEX_SECONDS", "check_filter", "list_runs", "match_filter",
            "order_key", "runs_args"]
@@ -152,7 +153,7 @@ def _rank(v: Any) -> tuple[int, Any]:
     """A total order over scalar JSON values: booleans, numbers, then strings (case-insensitively)."""
     if isinstance(v, bool):
         return (0, int(v))
-    if isinstance(v, (int, float)):
+    if is_number(v):
         return (1, v)
     return (2, str(v).lower())
 
@@ -247,9 +248,7 @@ def _eq1(a: Any, b: Any) -> bool:
 def _cmp(value: Any, want: Any, op: str) -> bool:
     vals = value if isinstance(value, list) else [value]
     for v in vals:
-        num = (isinstance(v, (int, float)) and not isinstance(v, bool)
-               and isinstance(want, (int, float)) and not isinstance(want, bool))
-        if not num and not (isinstance(v, str) and isinstance(want, str)):
+        if not (is_number(v) and is_number(want)) and not (isinstance(v, str) and isinstance(want, str)):
             continue
         if ((op == "$gt" and v > want) or (op == "$gte" and v >= want) or (op == "$lt" and v < want)
                 or (op == "$lte" and v <= want)):

@@ -39,6 +39,7 @@ from wandblite.server.indexes import PYRAMID_LEVELS, PYRAMID_SHIFT, typed_leaves
 from wandblite.server.read import run_row, tail_rows
 from wandblite.server.schema import history, media_rows, series, series_agg
 from wandblite.server.store import Store
+from wandblite.vocab import RESERVED, RUNTIME, STEP, TIMESTAMP, TYPE_KEY
 
 __all__ = ["KINDS", "MAX_SAMPLES", "get_series", "run_keys", "series_args"]
 
@@ -49,8 +50,9 @@ MAX_SAMPLES = 100_000
 _SHIFT = PYRAMID_SHIFT  # each pyramid level buckets 16x more indexes than the one below
 _LEVELS = PYRAMID_LEVELS  # bucket widths 16, 256, 4096, 65536, 1048576
 _RAW_MAX = 20_000  # index spans up to this are read point by point
-_X_COLUMNS = {"_step": "step", "_runtime": "runtime", "_timestamp": "timestamp"}
-_RESERVED = frozenset(_X_COLUMNS)
+#: The reserved keys (``vocab.RESERVED_KEYS``), each with the column of ``history`` and ``series``
+#: that holds it: an x-axis read from a column rather than from another metric's series.
+_X_COLUMNS = {STEP: "step", RUNTIME: "runtime", TIMESTAMP: "timestamp"}
 
 
 # --------------------------------------------------------------------------- keys
@@ -86,9 +88,9 @@ def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
             _merge_media_key(media, k, t, int(n), lo, hi)
         for _idx, step, row in tail_rows(conn, pk, final):  # a provisional row is not indexed
             leaves: list[tuple[str, Any]] = []
-            typed_leaves({k: v for k, v in row.items() if k not in _RESERVED}, "", leaves)
+            typed_leaves({k: v for k, v in row.items() if k not in RESERVED}, "", leaves)
             for k, v in leaves:
-                _merge_media_key(media, k, str(v.get("_type")), 1, step, step)
+                _merge_media_key(media, k, str(v.get(TYPE_KEY)), 1, step, step)
     out.extend(sorted(media.values(), key=lambda d: d["key"]))
     for d in out:
         d.pop("_n", None)
@@ -127,7 +129,7 @@ def series_args(params: Any) -> dict[str, Any]:
         raise bad_request("keys is required: a comma-separated list of metric keys")
     if len(keys) > 100:
         raise bad_request("at most 100 keys per request")
-    out: dict[str, Any] = {"keys": keys, "x_axis": params.get("x_axis") or "_step"}
+    out: dict[str, Any] = {"keys": keys, "x_axis": params.get("x_axis") or STEP}
     try:
         out["samples"] = int(params.get("samples") or 1500)
         for name in ("min_x", "max_x"):
@@ -138,7 +140,7 @@ def series_args(params: Any) -> dict[str, Any]:
     return out
 
 
-def get_series(store: Store, project: str, run_id: str, keys: list[str], x_axis: str = "_step",
+def get_series(store: Store, project: str, run_id: str, keys: list[str], x_axis: str = STEP,
                samples: int = 1500, min_x: float | None = None, max_x: float | None = None) -> dict[str, Any]:
     """``{"x_axis", "series": {key: {"x", "y", "y_min", "y_max", "count"}}}``, downsampled.
 

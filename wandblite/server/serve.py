@@ -10,14 +10,15 @@ import os
 import sys
 from pathlib import Path
 
-from wandblite.server.store import Store, default_home
+from wandblite.server.store import Store
+from wandblite.vocab import home_dir
 
 __all__ = ["open_store", "serve"]
 
 
 def open_store(db: str | None = None, media: str | os.PathLike[str] | None = None) -> Store:
     """The store named by ``db`` (a SQLAlchemy URL), or the embedded one; media beside it by default."""
-    home = default_home()
+    home = home_dir()
     if db is None:
         db = f"sqlite:///{home / 'store.db'}"
     if media is None:

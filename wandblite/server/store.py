@@ -34,13 +34,9 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from wandblite.server import auth, db, ingest, media_index, migrations
+from wandblite.vocab import home_dir
 
-__all__ = ["Store", "default_home"]
-
-
-def default_home() -> Path:
-    """``$WANDBLITE_HOME`` or ``~/.wandblite``: the embedded store's home."""
-    return Path(os.environ.get("WANDBLITE_HOME") or Path.home() / ".wandblite")
+__all__ = ["Store"]
 
 
 class Store:
@@ -59,8 +55,9 @@ class Store:
 
     @classmethod
     def embedded(cls, home: str | os.PathLike[str] | None = None) -> Store:
-        """The embedded local store: ``<home>/store.db`` and ``<home>/media``."""
-        h = Path(home) if home is not None else default_home()
+        """The embedded local store: ``<home>/store.db`` and ``<home>/media`` (``home``: by default
+        wandblite's home directory, ``vocab.home_dir()``)."""
+        h = Path(home) if home is not None else home_dir()
         return cls(f"sqlite:///{h / 'store.db'}", media_dir=h / "media")
 
     def snapshot(self) -> Connection:

@@ -32,6 +32,7 @@ from wandblite.runfile import validate_project_name, validate_run_id
 from wandblite.server.db import dumps
 from wandblite.server.errors import bad_request
 from wandblite.server.indexes import media_leaves, numeric_leaves
+from wandblite.vocab import RUN_STATES, RUNTIME, STEP, TIMESTAMP, file_name_problem, is_plain_number
 
 __all__ = [
     "Row", "artifact_digest", "clean_text", "finite_number", "int64", "numbered", "prep_alert", "prep_artifact",
@@ -44,7 +45,6 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _RUN_TEXT = ("name", "group", "job_type", "notes", "state", "signal", "host", "entity", "digest")
 _RUN_FLOAT = ("created_at", "heartbeat_at", "ended_at")
 _RUN_JSON = ("tags", "config", "summary", "error", "context", "metrics")
-_STATES = frozenset({"running", "finished", "failed", "crashed"})
 
 
 class Row(NamedTuple):
@@ -111,19 +111,17 @@ def _utf8(name: str, what: str) -> str:
 
 
 def validate_file_name(name: Any, what: str = "file name") -> str:
-    """A run file's name or an artifact entry's path: a relative ``/``-separated path of 1-1024
-    characters whose segments are never empty, ``.`` or ``..``; no backslash or control character.
+    """A run file's name or an artifact entry's path, by the one file-name rule
+    (``wandblite.vocab.file_name_problem``): a relative ``/``-separated path of 1-1024 characters
+    whose segments are never empty, ``.`` or ``..``; no backslash or control character; UTF-8.
 
     Such a name can be joined under a directory without leaving it; the server never does (names
     are SQL parameters), but the clients that download do.
     """
-    if not isinstance(name, str) or not 0 < len(name) <= 1024:
-        raise bad_request(f"invalid {what} {name!r}: a string of 1-1024 characters expected", code="invalid_name")
-    if (name.startswith("/") or "\\" in name or _has_control(name)
-            or any(seg in ("", ".", "..") for seg in name.split("/"))):
-        raise bad_request(f"invalid {what} {name!r}: a relative path without '..', '.', empty segments, "
-                          "backslashes or control characters expected", code="invalid_name")
-    return _utf8(name, what)
+    why = file_name_problem(name)
+    if why:
+        raise bad_request(f"invalid {what} {name!r}: {why}", code="invalid_name")
+    return name
 
 
 def validate_artifact_name(name: Any, what: str = "artifact name") -> str:
@@ -138,14 +136,14 @@ def validate_artifact_name(name: Any, what: str = "artifact name") -> str:
 
 def artifact_digest(entries: dict[str, dict[str, Any]]) -> str:
     """An artifact's digest, by the one rule of ``wandblite.artifacts`` (the SDK computes it offline)."""
-    from wandblite.artifacts import _digest
+    from wandblite.artifacts import artifact_digest as sdk_digest
 
-    return _digest(entries)
+    return sdk_digest(entries)
 
 
 def finite_number(v: Any) -> float | None:
     """``v`` as a float when it is a finite int or float (not a bool), else None."""
-    if (type(v) is float or type(v) is int) and v is not True and v is not False:
+    if is_plain_number(v):
         try:
             f = float(v)
         except OverflowError:
@@ -197,8 +195,8 @@ def prep_run(meta: dict[str, Any]) -> dict[str, Any]:
         if v is not None and int64(v) is None:
             raise bad_request("run.exit_code must be an integer or null")
         out["exit_code"] = v
-    if "state" in out and out["state"] not in _STATES:
-        raise bad_request(f"run.state must be one of {sorted(_STATES)}")
+    if "state" in out and out["state"] not in RUN_STATES:
+        raise bad_request(f"run.state must be one of {sorted(RUN_STATES)}")
     if "state" in out and out["state"] is None:
         del out["state"]
     return out
@@ -224,8 +222,8 @@ def prep_rows(items: list[Any]) -> list[tuple[int, Row]]:
         if not isinstance(row, dict):
             raise bad_request(f"rows[{i}].row must be an object")
         text = dumps(row)
-        out.append((idx, Row(final, text, int64(row.get("_step")), finite_number(row.get("_runtime")),
-                             finite_number(row.get("_timestamp")), numeric_leaves(row), media_leaves(row, text))))
+        out.append((idx, Row(final, text, int64(row.get(STEP)), finite_number(row.get(RUNTIME)),
+                             finite_number(row.get(TIMESTAMP)), numeric_leaves(row), media_leaves(row, text))))
     return out
 
 

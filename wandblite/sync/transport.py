@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import IO, Any
 
 from wandblite.errors import Error
@@ -42,7 +41,6 @@ __all__ = [
     "Transport",
     "UnavailableError",
     "dumps",
-    "embedded_home",
 ]
 
 
@@ -70,12 +68,6 @@ class UnavailableError(SyncError):
 def dumps(obj: Any) -> str:
     """The wire's JSON: NaN/Infinity as tokens, as the server's store writes and reads them."""
     return json.dumps(obj, allow_nan=True, separators=(",", ":"))
-
-
-def embedded_home() -> Path:
-    # The same rule as wandblite.server.store.default_home, repeated because sync never imports the
-    # server package (the shared vocabulary module is to give this rule its one home).
-    return Path(os.environ.get("WANDBLITE_HOME") or Path.home() / ".wandblite")
 
 
 class Transport:

@@ -15,7 +15,7 @@ import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, s
 import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
 import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
 import { modelSection } from "./graph.js";
-import { RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
+import { INTERNAL_PREFIX, RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
 
 const main = document.getElementById("main");
 const crumbs = document.getElementById("crumbs");
@@ -210,7 +210,7 @@ async function runsView(project) {
     const count = (objs) => {
       const c = new Map();
       for (const o of objs) for (const [k, v] of flatten(o || {})) {
-        if (k.startsWith("_") || (v && typeof v === "object")) continue;
+        if (k.startsWith(INTERNAL_PREFIX) || (v && typeof v === "object")) continue;
         c.set(k, (c.get(k) || 0) + 1);
       }
       return [...c].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 8).map((x) => x[0]);
@@ -367,7 +367,7 @@ class Workspace {
   buildSections() {
     const bySection = new Map();
     for (const [key, kind] of [...this.kinds].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
-      if (key.startsWith("_")) continue;
+      if (key.startsWith(INTERNAL_PREFIX)) continue;
       const sec = sectionOf(key);
       if (!bySection.has(sec)) bySection.set(sec, []);
       bySection.get(sec).push([key, kind]);
@@ -419,7 +419,7 @@ class Workspace {
   }
 
   numberKeys() {
-    return [...this.kinds].filter(([k, kind]) => kind === "number" && !k.startsWith("_")).map(([k]) => k);
+    return [...this.kinds].filter(([k, kind]) => kind === "number" && !k.startsWith(INTERNAL_PREFIX)).map(([k]) => k);
   }
 
   async loadSeries() {

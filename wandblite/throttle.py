@@ -1,15 +1,15 @@
 """Which of a run's alerts wandb would not have sent: ``run.alert``'s ``wait_duration``, applied in order.
 
-Layer 5, but stdlib only and importing nothing else from the server, so ``wandblite show`` marks a
-run file's alerts with the very rule the server stores (``ingest.py``, migration
-``0005_alert_throttle``) without loading SQLAlchemy.
+Layer 2: a pure rule over plain values, importing only the standard library and ``wandblite.vocab``,
+so the server (``server/ingest.py``, migration ``0005_alert_throttle``) stores and ``wandblite show``
+(``wandblite.report``) marks a run file's alerts by the very same rule, and neither needs the other.
 
 The rule (wandb's ``run.alert``): an alert is *throttled* (suppressed, not notified) when the most
 recent earlier alert of the same title that was *sent* (not throttled itself) was sent less than
 ``wait`` seconds before it, i.e. ``0 <= ts - sent_ts < wait``. ``wait`` is the NEW alert's own
 ``wait_duration``, the one passed with the call being decided, as wandb does; ``None`` or ``0``
-means wandb's default, ``DEFAULT_WAIT_SECONDS`` (one minute). A throttled alert does not restart the
-window. Never throttled: the first alert of a title; an alert without a ``ts``, or whose sent
+means wandb's default, ``vocab.DEFAULT_ALERT_WAIT`` (one minute). A throttled alert does not
+restart the window. Never throttled: the first alert of a title; an alert without a ``ts``, or whose sent
 predecessor has none; an alert timed before that predecessor (a clock step back: an alert is not
 hidden on an elapsed time that cannot be trusted); a negative ``wait``.
 
@@ -22,22 +22,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_WAIT_SECONDS", "effective_wait", "throttle"]
+from wandblite.vocab import DEFAULT_ALERT_WAIT, is_number
 
-#: wandb's wait between two alerts of one title when ``wait_duration`` is not given (or 0).
-DEFAULT_WAIT_SECONDS = 60.0
+__all__ = ["effective_wait", "throttle"]
 
 
 def _num(v: Any) -> float | None:
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+    """``v`` as a float when it is a number (``vocab.is_number``) other than NaN, else None."""
+    if is_number(v) and v == v:
         return float(v)
     return None
 
 
 def effective_wait(wait_duration: Any) -> float:
-    """The seconds an alert's ``wait_duration`` stands for (``None``, ``0`` or not a number: the
-    default minute)."""
-    return _num(wait_duration) or DEFAULT_WAIT_SECONDS
+    """The seconds an alert's ``wait_duration`` stands for (``None``, ``0``, NaN or not a number:
+    the default minute, ``vocab.DEFAULT_ALERT_WAIT``)."""
+    return _num(wait_duration) or DEFAULT_ALERT_WAIT
 
 
 def throttle(alerts: Iterable[Mapping[str, Any]], last_sent: dict[str, float | None] | None = None) -> list[bool]:
