@@ -41,8 +41,6 @@ from wandblite.vocab import STEP, TYPE_KEY, home_dir
 
 __all__ = ["Api", "ApiRequestError", "Project", "RemoteMedia", "Run"]
 
-_COLLECTIONS = {"images/separated": "images", "videos": "videos", "audio": "audio", "object3D": "objects"}
-
 
 class ApiRequestError(Error):
     """A read failed: ``status`` (HTTP status, 0 when the server could not be reached), ``code``, message."""
@@ -204,10 +202,10 @@ class RemoteMedia(MediaMapping):
         self._api = api
 
     def __repr__(self) -> str:
-        return f"<RemoteMedia {self._value.get('_type')} {self._value.get('path', '')}>"
+        return f"<RemoteMedia {self._value.get(TYPE_KEY)} {self._value.get('path', '')}>"
 
     def _sha(self) -> str:
-        ref = self._value.get("table") if self._value.get("_type") == "chart" else self._value
+        ref = self._value.get("table") if self._value.get(TYPE_KEY) == "chart" else self._value
         if not isinstance(ref, Mapping) or "sha256" not in ref:
             raise Error(f"{self!r} is a collection or has no bytes: use .media() for its items")
         return str(ref["sha256"])
@@ -216,11 +214,10 @@ class RemoteMedia(MediaMapping):
         return self._api.media_bytes(self._sha())
 
     def media(self) -> list[RemoteMedia]:
-        items = self._value.get(_COLLECTIONS.get(str(self._value.get("_type")), ""), [])
-        return [RemoteMedia(v, self._api) for v in items]
+        return [RemoteMedia(v, self._api) for v in self._items()]
 
     def open(self) -> Any:
-        t = str(self._value.get("_type"))
+        t = str(self._value.get(TYPE_KEY))
         data = self.bytes()
         if t == "image-file" or (t == "video-file" and str(self._value.get("path", "")).endswith(".gif")):
             from PIL import Image
@@ -387,7 +384,7 @@ class Run:
         """The run's ``run.alert`` calls in order: ``[{"idx", "ts", "title", "text", "level",
         "wait_duration", "throttled"}]``. ``throttled`` is true for an alert wandb would not have sent
         (an earlier sent alert of the same title less than its ``wait_duration``, default 60 s, before;
-        the rule is in ``wandblite/server/throttle.py``). ``include_throttled=False`` leaves them out."""
+        the rule is in ``wandblite/throttle.py``). ``include_throttled=False`` leaves them out."""
         out: list[dict[str, Any]] = []
         start: int | None = 0
         while start is not None:

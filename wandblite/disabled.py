@@ -85,6 +85,14 @@ class DisabledRun:
         self.summary = _DictNS()
         self._pid = os.getpid()
 
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def owner_pid(self) -> int:
+        return self._pid
+
     def log(self, data: Any = None, step: Any = None, commit: Any = None, sync: Any = None) -> None:
         return None
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from wandblite.errors import DataError
+from wandblite.vocab import key_text
 
 __all__ = ["encode_value"]
 
@@ -146,14 +147,10 @@ def _naming(path: tuple[str, ...]) -> Iterator[None]:
 
 
 def _json_key(k: Any, path: tuple[str, ...]) -> str:
-    if k is True:
-        return "true"
-    if k is False:
-        return "false"
-    if k is None:
-        return "null"
-    if isinstance(k, (int, float)):
-        return str(k)
+    """A non-str map key as text (``vocab.key_text``), numpy scalars as their Python value; other
+    types are refused."""
+    if k is None or isinstance(k, (bool, int, float)):
+        return key_text(k)
     if _is_numpy(k):
         return str(k.item())
     raise DataError(

@@ -37,6 +37,7 @@ from wandblite.vocab import (
     WANDB_KEY,
     is_internal_key,
     is_plain_number,
+    key_text,
 )
 
 __all__ = [
@@ -78,19 +79,6 @@ def plan_log(cur: int, has_pending: bool, step: int | None, commit: bool | None)
     if step > cur:
         return False, has_pending, step, commit is True
     return False, False, cur, commit is True
-
-
-def _key(k: Any) -> str:
-    """A nested key as the JSON encoder would write it."""
-    if type(k) is str:
-        return k
-    if k is True:
-        return "true"
-    if k is False:
-        return "false"
-    if k is None:
-        return "null"
-    return str(k)
 
 
 def split_name(name: str) -> tuple[str, ...]:
@@ -227,7 +215,7 @@ def _copy_tree(d: dict[Any, Any]) -> dict[str, Any]:
     """A normalised copy of a nested user dict: str keys, empty keys dropped."""
     out: dict[str, Any] = {}
     for k, v in d.items():
-        k = _key(k)
+        k = key_text(k)
         if not k:
             continue  # wandb: "empty history item key", dropped
         if type(v) is dict and TYPE_KEY not in v:
@@ -242,7 +230,7 @@ def _copy_tree(d: dict[Any, Any]) -> dict[str, Any]:
 def _merge_tree(dst: dict[str, Any], src: dict[Any, Any]) -> None:
     """Merge ``src`` into ``dst`` per leaf (runhistory.go: nested dicts are path trees)."""
     for k, v in src.items():
-        k = _key(k)
+        k = key_text(k)
         if not k:
             continue
         if type(v) is dict and TYPE_KEY not in v:
@@ -727,7 +715,7 @@ class Fold:
         updates: dict[str, Any] = p[1] or {}
         removed: list[str] = p[2] if len(p) > 2 and p[2] else []
         for k, v in updates.items():
-            k = _key(k)
+            k = key_text(k)
             self.summary[k] = v
             # SetExplicit: the define_metric summary types of the key are reset.
             path = (k,)
@@ -736,7 +724,7 @@ class Fold:
                 m.ops = set()
             self._stats.pop(path, None)
         for k in removed:
-            self.summary.pop(_key(k), None)
+            self.summary.pop(key_text(k), None)
 
     # ---------------------------------------------------------------- state
     def state(self, now: float, writer_alive: bool | None, grace: float) -> str:

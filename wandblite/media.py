@@ -665,6 +665,14 @@ class MediaMapping(Mapping[str, Any]):
         """A plain (JSON-able) copy of the value."""
         return json.loads(json.dumps(self._value))
 
+    def _items(self) -> list[Any]:
+        """A collection's member values (a list of images, videos, audio or 3D objects; [] for a leaf)."""
+        return list(self._value.get(_COLLECTION_ITEMS.get(str(self._value.get(TYPE_KEY)), ""), []))
+
+
+#: The key under which each collection ``_type`` (what ``log({"k": [img, img]})`` writes) lists its members.
+_COLLECTION_ITEMS = {"images/separated": "images", "videos": "videos", "audio": "audio", "object3D": "objects"}
+
 
 class MediaValue(MediaMapping):
     """A media leaf of replayed history: a read-only mapping of its JSON plus its bytes.
@@ -699,9 +707,7 @@ class MediaValue(MediaMapping):
         return self._value
 
     def media(self) -> list[MediaValue]:
-        key = {"images/separated": "images", "videos": "videos", "audio": "audio", "object3D": "objects"}
-        items = self._value.get(key.get(str(self._value.get(TYPE_KEY)), ""), [])
-        return [MediaValue(v, self._run_dir) for v in items]
+        return [MediaValue(v, self._run_dir) for v in self._items()]
 
     def bytes(self) -> bytes:
         return read_blob(self._run_dir, self._ref())

@@ -425,6 +425,16 @@ class Run:
         self._write(ev.RUN, [time.time(), {"notes": self._notes}])
 
     @property
+    def finished(self) -> bool:
+        """True once ``finish`` ran in this process (logging to the run is then an error)."""
+        return self._finished
+
+    @property
+    def owner_pid(self) -> int:
+        """The process that started the run: a forked child that sees it does not own it."""
+        return self._pid
+
+    @property
     def path(self) -> str:
         """The run directory (wandb's ``run.path`` is entity/project/id; ours is where the files are)."""
         return str(self._path)
@@ -926,9 +936,9 @@ def init(
     if mode == "disabled":
         return _start_disabled(config_dict(config, config_include_keys, config_exclude_keys))
     _check_mode(mode, kwargs)
-    current: Any = current_run()
-    if current is not None and not getattr(current, "_finished", True):
-        if reinit in (None, False, "return_previous") and os.getpid() == getattr(current, "_pid", -1):
+    current = current_run()
+    if current is not None and not current.finished:
+        if reinit in (None, False, "return_previous") and os.getpid() == current.owner_pid:
             # wandb returns the active run when init is called again without reinit.
             return current
         current.finish()

@@ -54,6 +54,7 @@ __all__ = [
     "file_name_problem",
     "home_dir",
     "is_internal_key",
+    "key_text",
     "is_number",
     "is_plain_number",
     "is_subtree",
@@ -87,6 +88,21 @@ SUMMARY_BOOKKEEPING: frozenset[str] = RESERVED | {WANDB_KEY}
 #: as wandb's run metric handler skips it, and the dashboard neither charts it nor makes it a
 #: runs-table column.
 INTERNAL_PREFIX = "_"
+
+
+def key_text(key: Any) -> str:
+    """A map key as JSON text writes it: a ``str`` as it is; ``True``, ``False``, ``None`` as
+    ``true``, ``false``, ``null``; anything else (an int or float) by ``str()``. Nested history keys
+    are these texts in the run file, the fold and every reader."""
+    if type(key) is str:
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    return str(key)
 
 
 def is_internal_key(key: str) -> bool:

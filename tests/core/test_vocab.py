@@ -129,3 +129,11 @@ def test_keys_of_wandbs_own_are_out_of_define_metric() -> None:
     fold.apply(2, [12.0, {"_mine": 1.0, "loss": 1.0}, None, True])
     assert fold.summary["_mine"] == 1.0  # the last value: no glob reaches a key of wandb's own
     assert fold.summary["loss"] == {"max": 3.0}
+
+
+def test_a_map_key_is_its_json_text() -> None:
+    from wandblite.vocab import key_text
+
+    assert [key_text(k) for k in ("a", True, False, None, 3, 2.5)] == ["a", "true", "false", "null", "3", "2.5"]
+    assert json.loads(json.dumps({True: 1, None: 2, 3: 3, 2.5: 4})) == {key_text(k): v for k, v in
+                                                                       {True: 1, None: 2, 3: 3, 2.5: 4}.items()}

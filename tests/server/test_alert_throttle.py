@@ -1,6 +1,6 @@
 """``run.alert``'s ``wait_duration``: which alerts wandb would not have sent (``throttled``).
 
-The rule (``wandblite/server/throttle.py``) on its own; then through a real server on SQLite and
+The rule (``wandblite/throttle.py``) on its own; then through a real server on SQLite and
 PostgreSQL with the alerts split over several batches (and a retried one) and read through pages
 of every size, through ``wandblite.Api``; a store from before migration 0005 gets the flags from
 the migration; and ``wandblite show`` marks a run file's alerts as the server does after a sync.

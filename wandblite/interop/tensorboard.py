@@ -45,7 +45,16 @@ from typing import Any
 
 import numpy as np
 
-from wandblite.vocab import RESERVED, STEP, TIMESTAMP, is_number, is_subtree, is_typed_value
+from wandblite.vocab import (
+    RESERVED,
+    STEP,
+    TIMESTAMP,
+    TYPE_KEY,
+    WANDB_KEY,
+    is_number,
+    is_subtree,
+    is_typed_value,
+)
 
 __all__ = ["crc32c", "export_tensorboard", "masked_crc32c", "read_records", "tfrecord"]
 
@@ -241,7 +250,7 @@ def _png(data: bytes) -> tuple[bytes, int, int, int]:
 
 
 def _media_values(tag: str, v: Any, warn: list[str]) -> list[bytes]:
-    t = v.get("_type")
+    t = v.get(TYPE_KEY)
     try:
         if t == "histogram":
             return [_value_histogram(tag, list(v["values"]), list(v["bins"]))]
@@ -268,7 +277,7 @@ def _media_values(tag: str, v: Any, warn: list[str]) -> list[bytes]:
 def _config_markdown(config: Mapping[str, Any]) -> str:
     from wandblite.replay import flatten
 
-    flat = flatten({k: v for k, v in config.items() if not str(k).startswith("_wandb")})
+    flat = flatten({k: v for k, v in config.items() if not str(k).startswith(WANDB_KEY)})
     lines = ["| key | value |", "|---|---|"]
     for k in sorted(flat):
         val = json.dumps(flat[k], default=str) if not isinstance(flat[k], str) else flat[k]

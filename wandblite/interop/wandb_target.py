@@ -70,7 +70,7 @@ from wandblite.interop.common import (
     user_summary,
 )
 from wandblite.interop.state import SyncState, run_digest, run_key
-from wandblite.vocab import FINAL_STATES, RESERVED, STEP, TIMESTAMP, TYPE_KEY, is_typed_value
+from wandblite.vocab import FINAL_STATES, RESERVED, STEP, TIMESTAMP, TYPE_KEY, WANDB_KEY, is_typed_value
 
 __all__ = ["WandbTarget", "convert_value", "sync_run"]
 
@@ -138,7 +138,7 @@ def convert_value(wandb: Any, v: Any, run_dir: Any) -> Any:
 def _convert_media(wandb: Any, v: Any, run_dir: Any) -> Any:
     from wandblite.media import MediaValue
 
-    t = v.get("_type")
+    t = v.get(TYPE_KEY)
     caption = v.get("caption")
     if t == "histogram":
         return wandb.Histogram(np_histogram=(list(v["values"]), list(v["bins"])))
@@ -245,7 +245,7 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
 
     settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, disable_git=True,
                               save_code=False, x_save_requirements=False, silent=True)
-    config = {k: v for k, v in r.config.items() if not str(k).startswith("_wandb")}
+    config = {k: v for k, v in r.config.items() if not str(k).startswith(WANDB_KEY)}
     try:
         with _quiet_stdout():
             run = wandb.init(

@@ -67,7 +67,7 @@ def run_file(store: Store, project: str, run_id: str, name: str) -> tuple[Path, 
 def list_alerts(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
     """A run's alerts from idx ``start``: ``{"alerts": [{"idx", "ts", "title", "text", "level",
     "wait_duration", "throttled"}], "next", "sent"}``. ``throttled``: wandb would not have sent the
-    alert (``wait_duration``, ``throttle.py``), decided when it was stored, so it is the same on
+    alert (``wait_duration``, ``wandblite/throttle.py``), decided when it was stored, so it is the same on
     every page; ``sent``: how many of all the run's alerts are not throttled (what a badge counts)."""
     with store.read_engine.connect() as conn:
         pk = run_row(conn, project, run_id).id

@@ -8,6 +8,7 @@
 
 import { api } from "./api.js";
 import { h } from "./dom.js";
+import { TYPE_KEY } from "./vocab.js";
 
 const GRAPH_KEY = /^graph_(\d+)$/;
 const cache = new Map(); // sha256 -> Promise of the parsed graph (a blob never changes)
@@ -15,7 +16,7 @@ const cache = new Map(); // sha256 -> Promise of the parsed graph (a blob never 
 /** The summary's graph values, in index order: [[key, value], ...]. */
 export function graphsOf(summary) {
   return Object.entries(summary || {})
-    .filter(([k, v]) => GRAPH_KEY.test(k) && v && typeof v === "object" && v._type === "graph-file" && typeof v.sha256 === "string" && /^[0-9a-f]{64}$/.test(v.sha256))
+    .filter(([k, v]) => GRAPH_KEY.test(k) && v && typeof v === "object" && v[TYPE_KEY] === "graph-file" && typeof v.sha256 === "string" && /^[0-9a-f]{64}$/.test(v.sha256))
     .sort((a, b) => Number(a[0].match(GRAPH_KEY)[1]) - Number(b[0].match(GRAPH_KEY)[1]));
 }
 

@@ -8,7 +8,7 @@
 
 import { api } from "./api.js";
 import { clear, colorOf, fmtValue, h, mediaUrl, plotText } from "./dom.js";
-import { STEP } from "./vocab.js";
+import { STEP, TYPE_KEY } from "./vocab.js";
 
 const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["sendDataToCloud", "lasso2d", "select2d"] };
 
@@ -278,17 +278,17 @@ function renderTable(v, pageSize = 10) {
 }
 
 function renderCell(c) {
-  if (c && typeof c === "object" && !Array.isArray(c) && typeof c._type === "string") {
+  if (c && typeof c === "object" && !Array.isArray(c) && typeof c[TYPE_KEY] === "string") {
     try {
-      if (c._type === "image-file") return renderImage(c, { thumb: true });
-      if (c._type === "audio-file") return renderAudio(c);
-      if (c._type === "video-file") return renderVideo(c);
+      if (c[TYPE_KEY] === "image-file") return renderImage(c, { thumb: true });
+      if (c[TYPE_KEY] === "audio-file") return renderAudio(c);
+      if (c[TYPE_KEY] === "video-file") return renderVideo(c);
     } catch {
       // an unusable reference: fall through to its type name
     }
-    return `[${c._type}]`;
+    return `[${c[TYPE_KEY]}]`;
   }
-  if (Array.isArray(c) && c.length && c[0] && typeof c[0] === "object" && typeof c[0]._type === "string") {
+  if (Array.isArray(c) && c.length && c[0] && typeof c[0] === "object" && typeof c[0][TYPE_KEY] === "string") {
     return h("span", null, c.map(renderCell));
   }
   return fmtValue(c);
@@ -405,7 +405,7 @@ function renderOther(v) {
 export function renderValue(v) {
   try {
     if (v === null || typeof v !== "object") return h("span", null, fmtValue(v));
-    switch (v._type) {
+    switch (v[TYPE_KEY]) {
       case "image-file": return renderImage(v);
       case "images/separated":
         return h("div", { class: "image-grid" }, (v.images || []).map((im, i) =>

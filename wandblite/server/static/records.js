@@ -193,7 +193,7 @@ export async function loadAlerts(project, runId, max = 10000) {
 }
 
 // An alert wandb would not have sent (`run.alert`'s wait_duration) comes back with `throttled: true`:
-// the server decides it as it stores the alert (wandblite/server/throttle.py). The wait it was
+// the server decides it as it stores the alert (wandblite/throttle.py). The wait it was
 // measured against is the alert's own wait_duration, or wandb's default (vocab.js) when it has none.
 
 function suppressedNote(a) {
