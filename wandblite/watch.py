@@ -6,11 +6,13 @@ loads it); numpy is used through ``wandblite.Histogram``. It works with a run th
 
 What it records, as wandb does:
 
-* ``log="gradients"`` (the default): a hook on every parameter that requires grad; every
-  ``log_freq``-th time a parameter's gradient is computed (its 0th, ``log_freq``-th, ... backward),
-  a 64-bin histogram of that gradient becomes ``gradients/<prefix><name>``.
-* ``log="parameters"``: a forward hook on the model; every ``log_freq``-th training-mode forward
-  call, a histogram of every parameter becomes ``parameters/<prefix><name>``.
+* ``log="gradients"`` (the default): a hook on every parameter that requires grad; each hook counts
+  the times its parameter's gradient is computed and, when the count reaches ``log_freq`` (the
+  ``log_freq``-th backward, then the ``2*log_freq``-th, ...; never the first unless ``log_freq`` is
+  1 or less), a 64-bin histogram of that gradient becomes ``gradients/<prefix><name>``.
+* ``log="parameters"``: a forward hook on the model counts its forward calls the same way (eval
+  and ``no_grad`` calls count too, as in wandb); at every ``log_freq``-th, a histogram of every
+  parameter becomes ``parameters/<prefix><name>``.
 * ``log="all"``: both. ``log=None``: no histograms (only the graph, with ``log_graph=True``).
 
 ``<prefix>`` is empty for the first watched model of a run and ``graph_<idx>`` for the next ones
@@ -19,7 +21,9 @@ next ``run.log`` row (user keys win on a clash), like wandb's ``commit=False`` l
 
 Cost between samples: one Python call and an integer increment per hook call; the histogram work
 (``torch.histc`` on the tensor's device, one copy of 64 counts) happens only on sampled steps.
-NaN and inf are left out of a histogram rather than failing the training step.
+NaN and inf are left out of a histogram rather than failing the training step; a tensor with no
+finite value logs nothing. A constant tensor is one bin ``[numel]`` over ``[v, v]``, and a sparse
+tensor's implicit zeros are counted in the bin holding 0 (its range widened to take 0), as wandb does.
 
 ``log_graph=True`` (Lightning's ``WandbLogger.watch`` passes it by default): forward pre/post
 hooks on every module of the model record the module tree on the model's first forward pass, as
@@ -80,12 +84,11 @@ class _Watched:
         freq = self.log_freq
 
         def hook(module: Any, inputs: Any, output: Any) -> None:
-            if not module.training:
+            n = count[0] + 1
+            if n < freq:
+                count[0] = n
                 return
-            n = count[0]
-            count[0] = n + 1
-            if n % freq:
-                return
+            count[0] = 0
             for name, param in module.named_parameters():
                 self._add(f"parameters/{self.prefix}{name}", param)
 
@@ -97,10 +100,12 @@ class _Watched:
         key = f"gradients/{self.prefix}{name}"
 
         def hook(grad: Any) -> None:
-            n = count[0]
-            count[0] = n + 1
-            if n % freq == 0:
-                self._add(key, grad)
+            n = count[0] + 1
+            if n < freq:
+                count[0] = n
+                return
+            count[0] = 0
+            self._add(key, grad)
 
         return hook
 
@@ -258,14 +263,17 @@ class _GraphCapture:
 
 
 def _histogram(tensor: Any) -> Any:
-    """A 64-bin ``Histogram`` of a tensor's finite values, or None when it has none."""
+    """A 64-bin ``Histogram`` of a tensor's finite values (wandb's rules above), or None when it has none."""
     import torch
 
     from wandblite.data_types import Histogram
 
     t = tensor.detach()
+    implicit_zeros = 0
     if t.is_sparse:
-        t = t.coalesce().values()
+        t = t.coalesce()
+        implicit_zeros = int(t.numel()) - int(t.values().numel())
+        t = t.values()
     t = t.reshape(-1)
     if not t.is_floating_point():
         t = t.float()
@@ -277,10 +285,16 @@ def _histogram(tensor: Any) -> Any:
     if t.numel() == 0:
         return None
     lo, hi = float(t.min()), float(t.max())
-    if lo == hi:  # numpy's convention for a constant tensor
-        lo, hi = lo - 0.5, hi + 0.5
+    if implicit_zeros:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if lo == hi:
+        return Histogram(np_histogram=([int(t.numel()) + implicit_zeros], [lo, hi]))
     counts = torch.histc(t, bins=NUM_BINS, min=lo, max=hi).cpu().to(torch.int64).numpy()
     edges = torch.linspace(lo, hi, NUM_BINS + 1, dtype=torch.float64).numpy()
+    if implicit_zeros:
+        # the first bin whose range holds 0 (or the last, when 0 is its upper edge)
+        at = next((i for i in range(NUM_BINS) if edges[i] <= 0 < edges[i + 1]), NUM_BINS - 1)
+        counts[at] += implicit_zeros
     return Histogram(np_histogram=(counts, edges))
 
 

@@ -119,7 +119,10 @@ def test_transformers_trainer_report_to_wandb_logs_into_wandblite(tmp_path: Path
     assert [row["train/global_step"] for row in train] == [2, 4, 6]
     lrs = [row["train/learning_rate"] for row in train]
     assert lrs[0] < 1e-3 and lrs == sorted(lrs, reverse=True)  # linear decay
-    assert any(k.startswith("gradients/") for row in rows for k in row)  # WANDB_WATCH -> wandb.watch
+    # WANDB_WATCH -> wandb.watch(model, log_freq=max(100, logging_steps)): 6 backward passes never reach
+    # the 100th, so wandb writes no gradient histograms, and neither does wandblite
+    assert not any(k.startswith("gradients/") for row in rows for k in row)
+    assert not any(k.startswith("gradients/") for k in r.summary)
     for key in ("train_runtime", "train_loss", "total_flos", "train/loss", "train/learning_rate"):
         assert key in r.summary
     # WANDB_LOG_MODEL=end: the architecture at setup, the model at the end (Artifact.new_file + log_artifact)

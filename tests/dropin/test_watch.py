@@ -1,4 +1,5 @@
-"""``wandblite.watch``: 64-bin gradient/parameter histograms every ``log_freq`` steps, on the next row."""
+"""``wandblite.watch``: 64-bin gradient/parameter histograms at every ``log_freq``-th backward/forward
+(the first at the ``log_freq``-th, as wandb counts), on the next row."""
 
 from __future__ import annotations
 
@@ -37,14 +38,110 @@ def test_gradient_histograms_every_log_freq_steps_on_the_next_row(runs_dir: Path
     rows = list(wandblite.replay(runs_dir / "w1").scan_history())
     grads = ["gradients/0.bias", "gradients/0.weight", "gradients/2.bias", "gradients/2.weight"]
     with_hist = [r["_step"] for r in rows if "gradients/0.weight" in r]
-    assert with_hist == [0, 2, 4]  # backward 0, 2, 4
-    row = rows[0]
+    assert with_hist == [1, 3]  # the 2nd and 4th backward (wandb's count), not the 1st
+    row = rows[1]
     assert sorted(k for k in row if k.startswith("gradients/")) == grads
     assert not any(k.startswith("parameters/") for r in rows for k in r)
     h = row["gradients/0.weight"]
     assert h["_type"] == "histogram" and len(h["values"]) == 64 and len(h["bins"]) == 65
     assert sum(h["values"]) == 12  # every element of the 3x4 gradient is counted once
     assert "loss" in row
+
+
+def _fired(log_freq: int, calls: int, runs_dir: Path) -> list[int]:
+    """The 1-based backward counts at which a watched model's gradient histogram is recorded."""
+    run = wandblite.init(mode="offline", dir=str(runs_dir), reinit=True)
+    model = torch.nn.Linear(2, 1, bias=False)
+    run.watch(model, log_freq=log_freq)
+    fired = []
+    for i in range(1, calls + 1):
+        model(torch.ones(1, 2)).sum().backward()
+        if run._pending_hist:
+            fired.append(i)
+            run.clear_next_row()
+    run.finish()
+    return fired
+
+
+@pytest.mark.parametrize("log_freq", [-1, 0, 1, 2, 3, 7])
+def test_histograms_fire_when_the_backward_count_reaches_log_freq_as_wandb_counts(log_freq: int,
+                                                                                 runs_dir: Path) -> None:
+    # wandb's own counter (wandb/integration/torch/wandb_torch.py): count up, fire and reset at log_freq
+    track = [0, log_freq]
+    expected = []
+    for i in range(1, 16):
+        track[0] += 1
+        if track[0] >= track[1]:
+            track[0] = 0
+            expected.append(i)
+    assert _fired(log_freq, 15, runs_dir) == expected
+    if log_freq == 3:
+        assert expected == [3, 6, 9, 12, 15]  # not the first backward
+
+
+def test_the_counting_rule_is_the_installed_wandbs(runs_dir: Path) -> None:
+    wandb_torch = pytest.importorskip("wandb.integration.torch.wandb_torch")
+    for log_freq in (1, 4, 5):
+        track = wandb_torch.log_track_init(log_freq)
+        expected = [i for i in range(1, 13) if wandb_torch.log_track_update(track)]
+        assert _fired(log_freq, 12, runs_dir) == expected
+
+
+def test_a_short_run_below_log_freq_logs_no_histograms(runs_dir: Path) -> None:
+    run = wandblite.init(dir=str(runs_dir), id="w5")
+    model = _model()
+    run.watch(model, log="all", log_freq=1000)  # wandb's default; HF Trainer passes max(100, logging_steps)
+    _train(model, 5)
+    run.finish()
+    r = wandblite.replay(runs_dir / "w5")
+    assert all(set(row) <= {"loss", "_step", "_runtime", "_timestamp"} for row in r.scan_history())
+    assert not [k for k in r.summary if k.startswith(("gradients/", "parameters/"))]
+
+
+def test_parameter_histograms_count_every_forward_call_eval_included(runs_dir: Path) -> None:
+    run = wandblite.init(dir=str(runs_dir), id="w6")
+    model = _model()
+    run.watch(model, log="parameters", log_freq=3)
+    model.eval()
+    with torch.no_grad():
+        model(torch.randn(2, 4))
+        model(torch.randn(2, 4))
+    model.train()
+    run.log({"a": 1})  # two forwards: nothing yet
+    model(torch.randn(2, 4))  # the third
+    run.log({"a": 2})
+    run.finish()
+    rows = list(wandblite.replay(runs_dir / "w6").scan_history())
+    assert "parameters/0.weight" not in rows[0]
+    assert sum(rows[1]["parameters/0.weight"]["values"]) == 12 and "gradients/0.weight" not in rows[1]
+
+
+def test_log_none_records_no_histograms(runs_dir: Path) -> None:
+    run = wandblite.init(dir=str(runs_dir), id="w7")
+    model = _model()
+    run.watch(model, log=None, log_freq=1)
+    _train(model, 2)
+    run.finish()
+    rows = list(wandblite.replay(runs_dir / "w7").scan_history())
+    assert [sorted(r) for r in rows] == [["_runtime", "_step", "_timestamp", "loss"]] * 2
+
+
+def test_constant_and_sparse_tensors_are_binned_as_wandb_bins_them() -> None:
+    from wandblite.watch import _histogram
+
+    const = _histogram(torch.full((3, 4), 0.25))
+    assert (const.histogram, const.bins) == ([12], [0.25, 0.25])  # one bin, as wandb
+    assert _histogram(torch.tensor([float("nan"), float("inf")])) is None  # nothing finite: nothing logged
+    dense = torch.zeros(10)
+    dense[2], dense[7] = 1.0, 3.0
+    sparse = _histogram(dense.to_sparse())
+    assert sum(sparse.histogram) == 10 and sparse.bins[0] == 0.0 and sparse.bins[-1] == 3.0
+    assert sparse.histogram[0] == 8 and sparse.histogram[21] == 1 and sparse.histogram[-1] == 1  # zeros in 0's bin
+    far = torch.zeros(10)
+    far[2], far[7] = 2.0, 5.0
+    positive = _histogram(far.to_sparse())  # 2.0 and 5.0 stored: the range widens to take 0
+    assert positive.bins[0] == 0.0 and positive.bins[-1] == 5.0
+    assert positive.histogram[0] == 8 and sum(positive.histogram) == 10
 
 
 def test_log_all_adds_parameter_histograms_and_prefixes_a_second_model(runs_dir: Path) -> None:
