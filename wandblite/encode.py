@@ -91,8 +91,10 @@ def encode_value(
     if _is_numpy(v):
         return _encode_numpy(v, path, mode, ctx, step)
     if _is_torch(v):
+        from wandblite.data_types._base import tensor_to_numpy
+
         try:
-            arr = v.detach().cpu().numpy()
+            arr = tensor_to_numpy(v)
         except Exception as exc:  # noqa: BLE001
             raise DataError(f"cannot convert torch tensor{_where(path)}: {exc}") from exc
         return _encode_numpy(arr, path, mode, ctx, step)

@@ -89,16 +89,48 @@ def to_uint8(data: np.ndarray, what: str = "image") -> np.ndarray:
     return np.clip(f, 0, 255).astype(np.uint8)
 
 
+def is_torch_tensor(value: Any) -> bool:
+    """True for a torch tensor (``Tensor``, ``Parameter``, subclasses), told by its class's module:
+    torch is never imported here, so only a caller that already holds a tensor has torch loaded."""
+    return type(value).__module__.startswith("torch") and hasattr(value, "detach") and hasattr(value, "cpu")
+
+
+def tensor_to_numpy(tensor: Any) -> np.ndarray:
+    """A torch tensor's values as numpy, as wandb takes them: detached from autograd (``requires_grad``),
+    copied to the CPU from any device, sparse made dense; a dtype numpy has no match for (bfloat16,
+    float8) becomes float32 (wandb raises there)."""
+    t = tensor.detach().cpu()
+    if getattr(t, "is_sparse", False):
+        t = t.to_dense()
+    if getattr(t, "is_conj", None) is not None and t.is_conj():
+        t = t.resolve_conj()
+    try:
+        return np.asarray(t.numpy())
+    except TypeError:  # "Got unsupported ScalarType BFloat16"
+        return np.asarray(t.float().numpy())
+
+
 def as_array(data: Any) -> np.ndarray | None:
-    """``data`` as a numpy array if it is one (or a tensor with ``.numpy()``), else None."""
+    """``data`` as a numpy array if it is one (or a tensor: ``tensor_to_numpy``), else None."""
     if isinstance(data, np.ndarray):
         return data
+    if is_torch_tensor(data):
+        return tensor_to_numpy(data)
     mod = type(data).__module__
-    if mod.startswith("torch") and hasattr(data, "detach"):
-        return np.asarray(data.detach().cpu().numpy())
     if (mod.startswith("tensorflow") or mod.startswith("jax")) and hasattr(data, "__array__"):
         return np.asarray(data)
     return None
+
+
+def tensor_cell(tensor: Any) -> Any:
+    """A tensor in a table cell or a chart field, as wandb's JSON encoder writes it: a 0-d or
+    one-element tensor is its number, any other its (nested) list. (wandb refuses a tensor of more
+    than 32 elements there with "Circular reference detected"; wandblite writes the list, as it does
+    for a numpy array.)"""
+    arr = tensor_to_numpy(tensor)
+    if arr.size == 1:
+        return arr.reshape(-1)[0].item()
+    return arr.tolist()
 
 
 def jsonable(value: Any, what: str) -> Any:
@@ -109,6 +141,8 @@ def jsonable(value: Any, what: str) -> Any:
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if is_torch_tensor(value):
+        return tensor_cell(value)
     if isinstance(value, (list, tuple)):
         return [jsonable(v, what) for v in value]
     if isinstance(value, dict):

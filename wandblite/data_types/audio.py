@@ -1,6 +1,7 @@
 """``Audio`` (wandb.Audio): numpy samples written as 16-bit PCM WAV with the stdlib ``wave``.
 
-numpy input is (samples,) or (samples, channels) with ``sample_rate`` required. Floats are
+numpy input (or a torch tensor, read through ``tensor_to_numpy``) is (samples,) or (samples,
+channels), as wandb hands it to soundfile, with ``sample_rate`` required. Floats are
 taken as -1..1 (clipped); int16 is kept; uint8 (centred at 128), int8 and int32 are rescaled to
 16 bits. Files are kept as given (any extension); WAV files have their rate and duration read.
 
@@ -86,7 +87,10 @@ class Audio(Media):
         pcm = _to_int16(arr)
         channels = 1 if pcm.ndim == 1 else pcm.shape[1]
         if not 1 <= channels <= 64:
-            raise DataError(f"Audio data must be (samples, channels) with 1..64 channels, got shape {list(arr.shape)}")
+            hint = " (a torchaudio waveform is (channels, samples): pass waveform.T)" if arr.shape[0] <= 64 else ""
+            raise DataError(
+                f"Audio data must be (samples, channels) with 1..64 channels, got shape {list(arr.shape)}{hint}"
+            )
         buf = io.BytesIO()
         with wave.open(buf, "wb") as w:
             w.setnchannels(channels)

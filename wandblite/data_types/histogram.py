@@ -2,7 +2,9 @@
 
 The core calls ``histogram_json(array, 32)`` for numpy arrays of more than 32 elements
 (docs/semantics.md section 5); ``Histogram`` uses the same function. A histogram has no file: its JSON is
-``{"_type": "histogram", "values": [...], "bins": [...]}``. NaN or inf in the data raise
+``{"_type": "histogram", "values": [...], "bins": [...]}``. A torch tensor (the sequence, or either
+half of ``np_histogram``, e.g. ``torch.histogram``'s result) is read through ``tensor_to_numpy``:
+any device, ``requires_grad`` allowed. NaN or inf in the data raise
 ``DataError`` (numpy's own message would not name the problem). Cost: one min/max pass plus
 ``numpy.histogram`` with that range, so the data is not scanned twice for its range.
 """
@@ -44,10 +46,14 @@ def _counts(arr: np.ndarray, num_bins: int) -> tuple[np.ndarray, np.ndarray]:
             f"Histogram data must be finite: it contains {nan} NaN and {inf} inf values; "
             "drop or replace them before logging"
         )
-    lo_f, hi_f = float(lo), float(hi)
-    if lo_f == hi_f:  # numpy's convention for a constant array
-        lo_f, hi_f = lo_f - 0.5, hi_f + 0.5
-    return np.histogram(flat, bins=num_bins, range=(lo_f, hi_f))
+    # the range as numpy scalars of the data's type, exactly what numpy.histogram would compute
+    # itself (wandb calls it without a range): float32 data gets the same float32 edges
+    return np.histogram(flat, bins=num_bins, range=(lo, hi))
+
+
+def _numbers(part: Any) -> np.ndarray:
+    arr = as_array(part)
+    return np.asarray(part) if arr is None else arr
 
 
 def histogram_json(array: Any, num_bins: int = 32) -> dict[str, Any]:
@@ -74,8 +80,8 @@ class Histogram(Media):
                 raise DataError(
                     "Expected np_histogram to be a tuple of (values, bin_edges) or sequence to be specified"
                 )
-            values = np.asarray(np_histogram[0])
-            bins = np.asarray(np_histogram[1])
+            # tensors (torch.histogram's result too) are read as wandb reads them, by their values
+            values, bins = _numbers(np_histogram[0]), _numbers(np_histogram[1])
             for name, a in (("values", values), ("bin_edges", bins)):
                 if a.ndim != 1 or not (np.issubdtype(a.dtype, np.number)):
                     raise DataError(f"np_histogram {name} must be a 1-D sequence of numbers")

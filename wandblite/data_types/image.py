@@ -1,7 +1,8 @@
 """``Image`` (wandb.Image) and matplotlib figure handling.
 
-An ``Image`` is built from a numpy array (H,W), (H,W,1), (H,W,3) or (H,W,4) (uint8, or floats in
-0..1 scaled by 255: docs/semantics.md section 11), a PIL image, a file path (bytes kept as given, in their own
+An ``Image`` is built from a numpy array (H,W), (H,W,1), (H,W,3) or (H,W,4) (size-1 axes squeezed
+first, as wandb does; uint8, or floats in 0..1 scaled by 255: docs/semantics.md section 11), a torch
+tensor (``_tensor_pixels``: channels first (C,H,W) as wandb takes it, or channels last), a PIL image, a file path (bytes kept as given, in their own
 format), another ``Image``, or a matplotlib figure (rendered to PNG). Its history JSON is wandb's
 ``{"_type": "image-file", "path", "sha256", "size", "format", "width", "height"[, "caption"]}``
 plus wandblite's ``blob``/``offset`` (where the bytes are), ``grouping``, ``classes``, and
@@ -27,8 +28,10 @@ from wandblite.data_types._base import (
     Media,
     as_array,
     is_path,
+    is_torch_tensor,
     read_path,
     store_bytes,
+    tensor_to_numpy,
     to_uint8,
 )
 from wandblite.errors import DataError
@@ -77,6 +80,20 @@ def _render_figure(value: Any) -> bytes:
 def figure_to_image(value: Any) -> Image:
     """A matplotlib figure (or Axes, or ``pyplot``) as a PNG ``Image`` (docs/semantics.md section 11)."""
     return Image._from_encoded(_render_figure(value), "png")
+
+
+def _tensor_pixels(tensor: Any) -> np.ndarray:
+    """A torch image tensor as numpy pixels (H,W) or (H,W,C), by wandb's rule: the tensor is taken
+    from autograd and its device (``tensor_to_numpy``); a 3-D tensor whose first axis is 1, 3 or 4 is
+    channels first (C,H,W) and is moved to channels last (so a (3,H,3) tensor is CHW, as in wandb).
+    Beyond wandb, which raises for them: a (H,W) tensor is grey, a 3-D tensor whose first axis is not
+    a channel count is channels last (H,W,C), and leading size-1 axes (a batch of one) are dropped."""
+    arr = tensor_to_numpy(tensor)
+    while arr.ndim > 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4):
+        arr = arr.transpose(1, 2, 0)
+    return arr
 
 
 def _channels_mode(arr: np.ndarray) -> tuple[np.ndarray, str]:
@@ -273,15 +290,21 @@ class Image(Media):
         elif type(data_or_path).__module__.startswith("PIL.") and hasattr(data_or_path, "mode"):
             self._set_pil(data_or_path.convert(mode) if mode and mode != data_or_path.mode else data_or_path)
         else:
-            arr = as_array(data_or_path)
-            if arr is None:
-                if isinstance(data_or_path, (list, tuple)):
+            if is_torch_tensor(data_or_path):
+                arr = _tensor_pixels(data_or_path)
+            else:
+                maybe = as_array(data_or_path)
+                if maybe is not None:
+                    arr = maybe
+                elif isinstance(data_or_path, (list, tuple)):
                     arr = np.asarray(data_or_path)
                 else:
                     raise DataError(
-                        "Image data must be a numpy array, a PIL image, a matplotlib figure or a "
-                        f"file path, got {type(data_or_path).__name__}"
+                        "Image data must be a numpy array, a torch tensor, a PIL image, a matplotlib "
+                        f"figure or a file path, got {type(data_or_path).__name__}"
                     )
+                if arr.ndim > 2 and 1 in arr.shape and arr.squeeze().ndim >= 2:
+                    arr = arr.squeeze()  # wandb drops trivial axes: (1, H, W) is a grey image
             arr, guessed = _channels_mode(arr)
             from PIL import Image as PILImage
 

@@ -2,7 +2,8 @@
 
 The blob is ``{"columns": [...], "data": [[...], ...]}`` (NaN/inf written as JSON's extended
 ``NaN``/``Infinity``, as wandb does). A cell may hold media (``Image``, ``Audio``, ...): its bytes
-are stored and the cell holds its history JSON. The history value is
+are stored and the cell holds its history JSON. A torch tensor cell is written as wandb writes it
+(``_base.tensor_cell``: a one-element tensor is its number, any other its nested list). The history value is
 ``{"_type": "table-file", "path", "sha256", "size", "ncols", "nrows", "log_mode": "IMMUTABLE"}``
 plus ``blob``/``offset``. More than ``MAX_ROWS`` rows are truncated with a warning when logged.
 
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from wandblite.data_types._base import Media, jsonable, log, store_bytes
+from wandblite.data_types._base import Media, is_torch_tensor, jsonable, log, store_bytes, tensor_to_numpy
 from wandblite.errors import DataError
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class Table(Media):
                 raise DataError(f"dataframe must be a pandas DataFrame, got {type(dataframe).__name__}")
             columns = [str(c) for c in dataframe.columns]
             data = dataframe.to_numpy(dtype=object).tolist()
+        if is_torch_tensor(data):  # wandb walks its rows; their cells become numbers (tensor_cell)
+            data = tensor_to_numpy(data)
         if isinstance(data, np.ndarray):
             if data.ndim != 2:
                 raise DataError(f"Table data from a numpy array must be 2-D, got shape {list(data.shape)}")
@@ -81,6 +84,8 @@ class Table(Media):
 
     @staticmethod
     def _row(row: Any) -> Sequence[Any]:
+        if is_torch_tensor(row):
+            row = tensor_to_numpy(row)
         if isinstance(row, np.ndarray):
             return row.tolist()
         if not isinstance(row, (list, tuple)):
