@@ -290,7 +290,7 @@ def _histogram(tensor: Any) -> Any:
     if lo == hi:
         return Histogram(np_histogram=([int(t.numel()) + implicit_zeros], [lo, hi]))
     counts = torch.histc(t, bins=NUM_BINS, min=lo, max=hi).cpu().to(torch.int64).numpy()
-    edges = torch.linspace(lo, hi, NUM_BINS + 1, dtype=torch.float64).numpy()
+    edges = torch.linspace(lo, hi, NUM_BINS + 1).numpy()  # torch's default dtype (float32), as wandb
     if implicit_zeros:
         # the first bin whose range holds 0 (or the last, when 0 is its upper edge)
         at = next((i for i in range(NUM_BINS) if edges[i] <= 0 < edges[i + 1]), NUM_BINS - 1)
