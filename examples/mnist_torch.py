@@ -17,9 +17,8 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 import wandb
+from torch import nn
 
 
 class Net(nn.Module):
