@@ -212,3 +212,22 @@ def test_tensors_in_history_any_dtype(runs_dir: Path) -> None:
     run.finish()
     (row,) = wandblite.replay(runs_dir / "th").scan_history()
     assert (row["bf16"], row["loss"]) == (1.5, 0.5)
+
+
+def test_a_tensor_is_brought_to_the_cpu_before_it_is_read() -> None:
+    # No GPU here: a tensor subclass records the device moves (its class claims torch's module, as a
+    # device tensor's class does; wandblite tells tensors by their class's module).
+    moves: list[str] = []
+
+    class Tracked(torch.Tensor):
+        def cpu(self, *args: Any, **kwargs: Any) -> Any:
+            moves.append("cpu")
+            return super().cpu(*args, **kwargs)
+
+    Tracked.__module__ = "torch.tracked_for_test"
+    t = torch.randint(0, 256, (1, 6, 5), dtype=torch.uint8, generator=_gen()).as_subclass(Tracked)
+    assert np.array_equal(_pixels(Image(t)), t.as_subclass(torch.Tensor)[0].numpy())
+    assert moves == ["cpu"]
+    Histogram(t.float())
+    Video(t.float().reshape(1, 1, 6, 5))
+    assert moves == ["cpu"] * 3
