@@ -34,11 +34,6 @@ def _is_numpy(v: Any) -> bool:
     return type(v).__module__ == "numpy"
 
 
-def _is_torch(v: Any) -> bool:
-    mod = type(v).__module__
-    return mod.startswith("torch") and type(v).__name__ in ("Tensor", "Parameter")
-
-
 def _path_str(path: tuple[str, ...]) -> str:
     return ".".join(path)
 
@@ -90,14 +85,15 @@ def encode_value(
         return encode_value(int(v), path, mode, ctx, step)
     if _is_numpy(v):
         return _encode_numpy(v, path, mode, ctx, step)
-    if _is_torch(v):
-        from wandblite.data_types._base import tensor_to_numpy
+    if t.__module__.startswith("torch"):  # cheap first look; the rule is data_types._base's
+        from wandblite.data_types._base import is_torch_tensor, tensor_to_numpy
 
-        try:
-            arr = tensor_to_numpy(v)
-        except Exception as exc:  # noqa: BLE001
-            raise DataError(f"cannot convert torch tensor{_where(path)}: {exc}") from exc
-        return _encode_numpy(arr, path, mode, ctx, step)
+        if is_torch_tensor(v):
+            try:
+                arr = tensor_to_numpy(v)
+            except Exception as exc:  # noqa: BLE001
+                raise DataError(f"cannot convert torch tensor{_where(path)}: {exc}") from exc
+            return _encode_numpy(arr, path, mode, ctx, step)
     if isinstance(v, (_dt.datetime, _dt.date)):
         return _iso(v)
     if isinstance(v, _dt.time):
