@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -29,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple, cast
 
 from wandblite import events as ev
@@ -49,7 +51,7 @@ from wandblite.runfile import (
     validate_run_id,
 )
 from wandblite.surface import RunSurface
-from wandblite.term import termwarn
+from wandblite.term import summary_lines, termlog, termwarn
 from wandblite.vocab import FILES_DIR
 
 __all__ = ["Config", "Run", "Summary", "init"]
@@ -273,6 +275,7 @@ class Run:
         console: str = "off",
         console_cap: int = 64 << 20,
         stats_interval: float = 0.0,
+        quiet: bool = False,
     ) -> None:
         self._lock = threading.RLock()  # re-entrant: a console sink may fire while this thread prints
         self._finished = False
@@ -309,6 +312,9 @@ class Run:
         self._ticker.start()
         self._capture: Any = None
         self._sampler: Any = None
+        self._quiet = quiet
+        if not quiet:  # before console capture starts: the banner is not the run's console output
+            termlog(self._init_banner())
         self._start_samplers(console, console_cap, stats_interval)
 
     def _check_resume(self, resume: str | None) -> bool:
@@ -377,6 +383,22 @@ class Run:
             "heartbeat": self.heartbeat,
             "context": _job_context(),
         }
+
+    def _init_banner(self) -> list[str]:
+        """What wandb users look for at ``init``: the run's name, id, project and directory."""
+        verb = "resuming" if self.resumed else "tracking"
+        return [
+            f"{verb} run {self._name} (id {self.id}) in project {self.project}, offline",
+            f"run data is saved locally in {self._path}",
+        ]
+
+    def _finish_banner(self) -> list[str]:
+        """What wandb prints at ``finish``: the summary, where the files are, how to sync them."""
+        return [
+            *summary_lines(self._fold.summary),
+            f"run {self._name} (id {self.id}) finished; its files are in {self._path}",
+            f"sync it with: wandblite sync {shlex.quote(str(self._path))}",
+        ]
 
     def _start_samplers(self, console: str, console_cap: int, stats_interval: float) -> None:
         """Start console capture (unless ``console`` is "off") and the system sampler (interval > 0)."""
@@ -730,8 +752,10 @@ class Run:
                 except Exception as exc:  # noqa: BLE001
                     termwarn(f"closing the media store failed: {exc}")
             self._writer.close()
-            self._lockfile.release()
+            self._lockfile.release(remove=True)  # a clean finish leaves no .lock behind
         _on_finish(self)
+        if not (quiet or self._quiet):  # after console capture stopped: not recorded as output
+            termlog(self._finish_banner())
 
     def __enter__(self) -> Run:
         return self
@@ -964,6 +988,7 @@ def init(
             allow_val_change=bool(allow_val_change),
             console=io.console,
             stats_interval=io.stats_interval,
+            quiet=io.quiet,
         )
     except OSError as exc:
         # A logging failure never kills training: no run directory (permissions, read-only or full
@@ -1007,6 +1032,7 @@ class _IOSettings(NamedTuple):
     heartbeat: float
     console: str
     stats_interval: float
+    quiet: bool  # no init/finish banner: settings.quiet or .silent, $WANDBLITE_QUIET/$WANDB_QUIET
 
 
 def _io_settings(settings: Any) -> _IOSettings:
@@ -1017,7 +1043,11 @@ def _io_settings(settings: Any) -> _IOSettings:
     stats_interval = _env_float(("WANDBLITE_STATS_INTERVAL",), 15.0)
     if _env("WANDBLITE_DISABLE_STATS", "WANDB_DISABLE_STATS") in ("1", "true", "True"):
         stats_interval = 0.0
+    quiet = (_env("WANDBLITE_QUIET", "WANDB_QUIET") or "").lower() in ("1", "true")
+    if isinstance(settings, Mapping):  # wandb also takes settings as a dict
+        settings = SimpleNamespace(**settings)
     if settings is not None:
+        quiet = quiet or bool(getattr(settings, "quiet", None) or getattr(settings, "silent", None))
         fsync_interval = getattr(settings, "fsync_interval", None) or fsync_interval
         heartbeat = getattr(settings, "heartbeat_interval", None) or heartbeat
         console = getattr(settings, "console", None) or console
@@ -1029,4 +1059,4 @@ def _io_settings(settings: Any) -> _IOSettings:
         console = "wrap"
     if console not in ("wrap", "redirect", "off"):
         raise Error(f"settings.console must be 'wrap', 'redirect' or 'off', not {console!r}")
-    return _IOSettings(fsync_interval, heartbeat, console, stats_interval)
+    return _IOSettings(fsync_interval, heartbeat, console, stats_interval, quiet)

@@ -207,6 +207,12 @@ class RunLock:
     (even by SIGKILL), and opening and closing the run's other files never drops them. On Linux
     NFS clients flock is carried over the NFS lock protocol, so it also holds across hosts where
     the cluster's NFS supports locking; heartbeats cover the rest.
+
+    A clean release (``remove=True``, at ``finish``) unlinks ``.lock`` while still holding it, then
+    unlocks. A writer that opened the old file just before the unlink may win its flock on a file no
+    longer in the directory; so ``acquire`` checks, after its flock, that the path still names the
+    file it locked, and starts again when it does not. A crash leaves ``.lock`` behind, unlocked:
+    readers judge it by its flock (``probe_writer``), never by its presence.
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
@@ -214,6 +220,27 @@ class RunLock:
         self.fd: int | None = None
 
     def acquire(self) -> None:
+        while True:
+            fd = self._lock_once()
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False  # removed by a clean finish between our open and our flock
+            except OSError:
+                same = True  # cannot tell: keep the lock we hold
+            if same:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} host {socket.gethostname()}\n".encode(), 0)
+        except OSError:
+            pass  # the note is only for error messages
+        self.fd = fd
+        _register_fork_close(self)
+
+    def _lock_once(self) -> int:
+        """Open (creating) ``.lock`` and take its flock; ``RunLockedError`` if a live writer holds it."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -230,18 +257,18 @@ class RunLock:
                     f"{f' ({holder})' if holder else ''}; wait for it to finish, or use another run id"
                 ) from None
             raise
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()} host {socket.gethostname()}\n".encode(), 0)
-        except OSError:
-            pass  # the note is only for error messages
-        self.fd = fd
-        _register_fork_close(self)
+        return fd
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Unlock; ``remove`` (a clean finish) first unlinks ``.lock``, while it is still ours."""
         fd, self.fd = self.fd, None
         if fd is not None:
             try:
+                if remove:
+                    try:
+                        self.path.unlink()
+                    except OSError:
+                        pass  # a .lock left behind is judged by its flock; nothing to fix
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)

@@ -17,7 +17,8 @@ KNOWN = {
     "x_stats_sampling_interval": "seconds between system-metrics samples (default 15)",
     "_stats_sampling_interval": "alias of x_stats_sampling_interval",
     "disable_stats": "turn the system-metrics sampler off",
-    "silent": "no wandblite: messages on stderr",
+    "silent": "no banner at init and finish (the environment's $WANDBLITE_SILENT also hides warnings)",
+    "quiet": "no banner at init and finish",
 }
 
 
