@@ -130,3 +130,29 @@ def test_summary_lines_show_at_most_ten_scalar_keys_then_the_rest_counted() -> N
     assert lines[1:11] == [f"  k{i:02d} {float(i):.6g}" for i in range(10)]
     assert lines[11] == "   +3 ..."
     assert summary_lines({"_runtime": 1.0, "img": {"_type": "image-file"}}) == []
+
+
+def test_a_writer_that_locked_a_removed_lock_file_starts_over_on_a_fresh_one(runs_dir: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from wandblite.runfile import RunLock, probe_writer
+
+    lock = RunLock(runs_dir)
+    real_lock_once = RunLock._lock_once
+    calls: list[int] = []
+
+    def lock_then_lose_the_file(self: RunLock) -> int:
+        fd = real_lock_once(self)
+        if not calls:  # a clean finish unlinked .lock between our open and our flock
+            self.path.unlink()
+        calls.append(fd)
+        return fd
+
+    monkeypatch.setattr(RunLock, "_lock_once", lock_then_lose_the_file)
+    lock.acquire()
+    assert len(calls) == 2
+    assert lock.fd is not None and os.path.samestat(os.fstat(lock.fd), os.stat(lock.path))
+    assert probe_writer(runs_dir) is True
+    lock.release(remove=True)
+    assert not lock.path.exists() and probe_writer(runs_dir) is False
