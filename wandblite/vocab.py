@@ -24,6 +24,7 @@ What it holds:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -54,6 +55,7 @@ __all__ = [
     "file_name_problem",
     "home_dir",
     "is_internal_key",
+    "json_text",
     "key_text",
     "is_number",
     "is_plain_number",
@@ -88,6 +90,13 @@ SUMMARY_BOOKKEEPING: frozenset[str] = RESERVED | {WANDB_KEY}
 #: as wandb's run metric handler skips it, and the dashboard neither charts it nor makes it a
 #: runs-table column.
 INTERNAL_PREFIX = "_"
+
+
+def json_text(obj: Any) -> str:
+    """The JSON text sync sends and the store keeps: compact, ASCII only, NaN and +-Infinity as the
+    tokens ``NaN``/``Infinity``/``-Infinity`` (the extended JSON Python's json module and wandb's
+    history use), so a NUL or a lone surrogate never reaches a database's text encoding."""
+    return json.dumps(obj, allow_nan=True, ensure_ascii=True, separators=(",", ":"))
 
 
 def key_text(key: Any) -> str:

@@ -25,6 +25,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from wandblite.vocab import json_text
+
 __all__ = ["dumps", "engines", "loads", "normalize_url", "snapshot"]
 
 
@@ -37,8 +39,8 @@ def normalize_url(url: str) -> str:
 
 
 def dumps(obj: Any) -> str:
-    """JSON text for a column: NaN/Infinity kept as tokens, ASCII only (see the module docstring)."""
-    return json.dumps(obj, allow_nan=True, ensure_ascii=True, separators=(",", ":"))
+    """JSON text for a column: the wire's text (``vocab.json_text``), so a row is stored as sent."""
+    return json_text(obj)
 
 
 def loads(text: str | None) -> Any:

@@ -32,6 +32,7 @@ import time
 from typing import IO, Any
 
 from wandblite.errors import Error
+from wandblite.vocab import json_text
 
 __all__ = [
     "GapError",
@@ -66,8 +67,8 @@ class UnavailableError(SyncError):
 
 
 def dumps(obj: Any) -> str:
-    """The wire's JSON: NaN/Infinity as tokens, as the server's store writes and reads them."""
-    return json.dumps(obj, allow_nan=True, separators=(",", ":"))
+    """The wire's JSON (``vocab.json_text``): NaN/Infinity as tokens, as the store writes and reads them."""
+    return json_text(obj)
 
 
 class Transport:
