@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from wandblite import env as _env
-from wandblite import plot
+from wandblite import plot, tensorboard
 from wandblite.artifacts import Artifact, log_artifact, use_artifact
 from wandblite.data_types import Audio, Graph, Histogram, Html, Image, Object3D, Table, Video
 from wandblite.errors import ConfigError, DataError, Error, UsageError
@@ -68,6 +68,7 @@ __all__ = [
     "save",
     "setup",
     "summary",
+    "tensorboard",
     "termwarn",
     "unwatch",
     "use_artifact",

@@ -1001,6 +1001,11 @@ def init(
     _active.append(run)
     _install_hooks()
     set_active_run(run)
+    if kwargs.get("sync_tensorboard") or getattr(settings, "sync_tensorboard", None) or (
+            isinstance(settings, Mapping) and settings.get("sync_tensorboard")):
+        from wandblite.tensorboard import sync_from_init  # TensorBoard events into history (wandb's)
+
+        sync_from_init(run, settings)
     return run
 
 

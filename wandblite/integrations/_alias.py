@@ -33,6 +33,7 @@ _SUBMODULES = {
     "wandb.env": "wandblite.env",
     "wandb.data_types": "wandblite.data_types",
     "wandb.plot": "wandblite.plot",
+    "wandb.tensorboard": "wandblite.tensorboard",
 }
 
 
