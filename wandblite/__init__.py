@@ -18,17 +18,20 @@ from __future__ import annotations
 from typing import Any
 
 from wandblite import env as _env
-from wandblite import plot, tensorboard
+from wandblite import errors, plot, tensorboard, util
 from wandblite.artifacts import Artifact, log_artifact, use_artifact
 from wandblite.data_types import Audio, Graph, Histogram, Html, Image, Object3D, Table, Video
-from wandblite.errors import ConfigError, DataError, Error, UsageError
+from wandblite.errors import CommError, ConfigError, DataError, Error, UsageError
 from wandblite.files import save
 from wandblite.integrations.api import AlertLevel, alert, require, setup
 from wandblite.login import login
+from wandblite.plot import plot_table
+from wandblite.preempt import mark_preempting
 from wandblite.replay import Replay, replay
 from wandblite.run import Run, init
+from wandblite.run_artifacts import link_model, log_model, use_model
 from wandblite.settings import Settings
-from wandblite.term import termwarn
+from wandblite.term import termerror, termlog, termwarn
 from wandblite.watch import unwatch, watch
 
 __version__ = "0.1.0"
@@ -38,6 +41,7 @@ __all__ = [
     "Api",
     "Artifact",
     "Audio",
+    "CommError",
     "ConfigError",
     "DataError",
     "Error",
@@ -55,13 +59,18 @@ __all__ = [
     "__version__",
     "config",
     "define_metric",
+    "errors",
     "finish",
     "alert",
     "init",
+    "link_model",
     "log",
     "log_artifact",
+    "log_model",
     "login",
+    "mark_preempting",
     "plot",
+    "plot_table",
     "replay",
     "require",
     "run",
@@ -69,9 +78,13 @@ __all__ = [
     "setup",
     "summary",
     "tensorboard",
+    "termerror",
+    "termlog",
     "termwarn",
     "unwatch",
     "use_artifact",
+    "use_model",
+    "util",
     "watch",
 ]
 

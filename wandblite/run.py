@@ -807,6 +807,39 @@ class Run:
 
         self._write(ev.ALERT, [time.time(), alert_record(title, text, level, wait_duration)], call="alert")
 
+    def mark_preempting(self) -> None:
+        """Record that this run is about to be preempted (``wandblite.preempt``; ``show`` prints it)."""
+        from wandblite.preempt import mark_preempting_run
+
+        mark_preempting_run(self)
+
+    def log_code(self, root: str | None = ".", name: str | None = None, include_fn: Any = None,
+                 exclude_fn: Any = None) -> Any:
+        """Keep the source files below ``root`` with the run as a ``code`` artifact (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import log_code_run
+
+        fns = {k: v for k, v in (("include_fn", include_fn), ("exclude_fn", exclude_fn)) if v is not None}
+        return log_code_run(self, root, name, **fns)
+
+    def log_model(self, path: Any, name: str | None = None, aliases: list[str] | None = None) -> None:
+        """Log ``path`` as a ``model`` artifact (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import log_model_run
+
+        log_model_run(self, path, name=name, aliases=aliases)
+
+    def use_model(self, name: str) -> str:
+        """Download the model artifact ``name`` and return its path (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import use_model_run
+
+        return use_model_run(self, name)
+
+    def link_model(self, path: Any, registered_model_name: str, name: str | None = None,
+                   aliases: list[str] | None = None) -> Any:
+        """Log the model and, offline, the registered model's stand-in artifact (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import link_model_run
+
+        return link_model_run(self, path, registered_model_name, name=name, aliases=aliases)
+
 
 def _same(a: Any, b: Any) -> bool:
     """Config equality where NaN equals NaN (a resumed run re-sets its config; NaN != NaN)."""

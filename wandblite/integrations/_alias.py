@@ -34,6 +34,7 @@ _SUBMODULES = {
     "wandb.data_types": "wandblite.data_types",
     "wandb.plot": "wandblite.plot",
     "wandb.tensorboard": "wandblite.tensorboard",
+    "wandb.util": "wandblite.util",
 }
 
 
