@@ -36,6 +36,9 @@ from wandblite.watch import unwatch, watch
 
 __version__ = "0.1.0"
 
+# wandb.patched: what wandb's patches have wrapped (scripts check patched["tensorboard"] before patching)
+patched: dict[str, list[Any]] = {"tensorboard": tensorboard.patched, "keras": [], "gym": []}
+
 __all__ = [
     "AlertLevel",
     "Api",
@@ -69,6 +72,7 @@ __all__ = [
     "log_model",
     "login",
     "mark_preempting",
+    "patched",
     "plot",
     "plot_table",
     "replay",

@@ -1034,12 +1034,32 @@ def init(
     _active.append(run)
     _install_hooks()
     set_active_run(run)
-    if kwargs.get("sync_tensorboard") or getattr(settings, "sync_tensorboard", None) or (
-            isinstance(settings, Mapping) and settings.get("sync_tensorboard")):
-        from wandblite.tensorboard import sync_from_init  # TensorBoard events into history (wandb's)
+    _init_extras(run, kwargs, settings)
+    return run
+
+
+def _init_extras(run: Run, kwargs: dict[str, Any], settings: Any) -> None:
+    """init's keywords (or settings) wandb scripts pass that act once the run exists:
+    sync_tensorboard, save_code, monitor_gym."""
+    def given(name: str) -> Any:
+        if isinstance(settings, Mapping):
+            return kwargs.get(name) or settings.get(name)
+        return kwargs.get(name) or getattr(settings, name, None)
+
+    if given("sync_tensorboard"):
+        from wandblite.tensorboard import sync_from_init  # TensorBoard events into history, as wandb
 
         sync_from_init(run, settings)
-    return run
+    if given("save_code"):
+        from wandblite.run_artifacts import save_program  # the script kept as files/code/<path>, as wandb
+
+        try:
+            save_program(run)
+        except OSError as exc:  # a logging failure never kills training
+            termwarn(f"save_code=True: the program could not be kept with the run: {exc}", repeat=False)
+    if given("monitor_gym"):
+        termwarn("monitor_gym=True is not offered by wandblite: gym's videos stay where the recorder writes "
+                 "them; log them with wandblite.Video", repeat=False)
 
 
 def _start_disabled(config: dict[str, Any]) -> Any:

@@ -32,7 +32,7 @@ from wandblite.term import termwarn
 from wandblite.util import make_artifact_name_safe
 
 __all__ = ["default_code_file", "link_model", "link_model_run", "log_code_run", "log_model", "log_model_run",
-           "use_model", "use_model_run"]
+           "save_program", "use_model", "use_model_run"]
 
 _WANDB_DIRS = ("wandb", ".wandb")
 
@@ -58,11 +58,33 @@ def _call(fn: Callable[..., bool], path: str, root: str) -> bool:
 
 
 def _program_relpath() -> str | None:
+    program = _program_path()
+    return None if program is None else os.path.relpath(os.path.abspath(program))
+
+
+def save_program(run: RunSurface) -> str | None:
+    """``init(save_code=True)``: copy the main script into ``<run.dir>/code/...`` and record it.
+    No script (an interactive session): one warning, None."""
+    import shutil
+
+    rel = _program_relpath()
+    if rel is None:
+        termwarn("save_code=True: no program file to save (an interactive session?)", repeat=False)
+        return None
+    rel = rel.replace(os.sep, "/")
+    while rel.startswith("../"):
+        rel = rel[3:]  # a script outside the working directory is kept under its remaining path
+    dest = os.path.join(run.dir, "code", rel)
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.copyfile(os.path.abspath(_program_path() or ""), dest)
+    run.save(dest, policy="now")
+    return dest
+
+
+def _program_path() -> str | None:
     main = sys.modules.get("__main__")
     program = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else None)
-    if not program or not os.path.isfile(program):
-        return None
-    return os.path.relpath(os.path.abspath(program))
+    return program if program and os.path.isfile(program) else None
 
 
 def log_code_run(run: RunSurface, root: str | os.PathLike[str] | None = ".", name: str | None = None,

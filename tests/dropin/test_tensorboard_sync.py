@@ -5,6 +5,9 @@ sync does (wandb/integration/tensorboard). The event files are still written, an
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,6 @@ import numpy as np
 import pytest
 
 import wandblite
-from tests.conftest import run_script
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("tensorboard")
@@ -33,7 +35,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 runs, tb = sys.argv[1], sys.argv[2]
 wandb.init(project="cleanrl", sync_tensorboard=True, config={"lr": 2.5e-4}, name="ppo", id="rl1", dir=runs,
-           save_code=True)
+           save_code=True, monitor_gym=True)
 writer = SummaryWriter(tb)
 writer.add_text("hyperparameters", "|param|value|\\n|-|-|\\n|lr|0.00025|")
 rng = np.random.default_rng(0)
@@ -58,7 +60,11 @@ print(json.dumps(written))
 
 def test_cleanrl_style_script_history_equals_what_the_summary_writer_wrote(tmp_path: Path) -> None:
     runs, tb = tmp_path / "runs", tmp_path / "tb" / "ppo"
-    proc = run_script(CLEANRL, str(runs), str(tb), env={"WANDBLITE_CONSOLE": "off"}, timeout=120)
+    script = tmp_path / "ppo_cleanrl.py"
+    script.write_text(CLEANRL)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "WANDBLITE_"))}
+    proc = subprocess.run([sys.executable, str(script), str(runs), str(tb)], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path, env={**env, "WANDBLITE_CONSOLE": "off"})
     assert proc.returncode == 0, proc.stderr
     written = json.loads(proc.stdout.strip().splitlines()[-1])
     expected: dict[int, dict[str, float]] = {}
@@ -72,8 +78,12 @@ def test_cleanrl_style_script_history_equals_what_the_summary_writer_wrote(tmp_p
     assert [r["_step"] for r in rows] == list(range(len(rows)))
     # the text summary stays in the event file, and says so once
     assert proc.stderr.count("text summaries stay in the event file") == 1
+    assert proc.stderr.count("monitor_gym=True is not offered") == 1
     # the event files are kept with the run (wandb uploads them with save=True)
     assert list((runs / "rl1" / "files" / "ppo").glob("events.out.tfevents.*"))
+    # save_code=True (cleanrl passes it): the script is kept as files/code/<path>, as wandb keeps it
+    assert (runs / "rl1" / "files" / "code" / "ppo_cleanrl.py").read_text() == CLEANRL
+    assert "code/ppo_cleanrl.py" in wandblite.replay(runs / "rl1").files
 
 
 def test_patch_syncs_images_and_histograms_as_wandb_types(runs_dir: Path, tmp_path: Path) -> None:
@@ -112,10 +122,11 @@ def test_patch_twice_raises_as_wandb_and_unpatch_restores_the_writer() -> None:
     original = tw.EventFileWriter
     wandblite.tensorboard.patch()
     assert tw.EventFileWriter is not original
+    assert ["torch.utils.tensorboard.writer", "EventFileWriter"] in wandblite.patched["tensorboard"]
     with pytest.raises(ValueError, match="already patched"):
         wandblite.tensorboard.patch()
     wandblite.tensorboard.unpatch()
-    assert tw.EventFileWriter is original
+    assert tw.EventFileWriter is original and wandblite.patched["tensorboard"] == []
 
 
 def test_events_written_before_init_are_not_synced_and_say_so(runs_dir: Path, tmp_path: Path,

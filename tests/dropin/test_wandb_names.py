@@ -1,4 +1,4 @@
-"""The wandb names public training code calls besides init/log (issue 14, item 2): ``wandb.util``,
+"""The wandb names public training code calls besides init/log: ``wandb.util``,
 ``wandb.errors.*``, ``termlog``/``termwarn``/``termerror``, ``mark_preempting``, ``log_code``,
 ``log_model``/``use_model``/``link_model``, ``Table.get_dataframe``, ``log({"chart": plt})``,
 ``Artifact.add`` and ``manifest.entries``, ``plot_table``. One test per pattern, each as a script
