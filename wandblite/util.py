@@ -6,28 +6,29 @@ then ``get_module``, ``make_artifact_name_safe``, ``json_friendly``/``json_frien
 ``downsample``, ``random_string`` and ``make_tarfile``. Each behaves as wandb 0.31's does;
 none needs a server.
 
-Layer 4. Stdlib, ``errors`` and ``term``; numpy only when a value is a numpy value (it is then
+Layer 4. Stdlib (the heavier modules imported by the helper that needs them), ``errors`` and
+``term``; numpy only when a value is a numpy value (it is then
 imported already). Nothing here touches a run.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import enum
 import importlib
 import math
 import os
 import re
-import secrets
 import string
 import sys
-import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from wandblite.errors import Error, UsageError
 from wandblite.term import termwarn
+
+if TYPE_CHECKING:
+    import tarfile
 
 __all__ = [
     "POW_10_BYTES",
@@ -67,6 +68,8 @@ _not_importable: set[str] = set()
 def generate_id(length: int = 8) -> str:
     """A random base-36 string of ``length`` characters (a run id), from the OS's random source,
     never from the ``random`` module that seeded training scripts reset."""
+    import secrets  # not at import: it loads random, hmac and base64, and `import wandblite` stays lean
+
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
@@ -164,6 +167,8 @@ def json_friendly_val(val: Any) -> Any:
         return {k: json_friendly_val(v) for k, v in val.items()}
     if isinstance(val, slice):
         return {"slice_start": val.start, "slice_step": val.step, "slice_stop": val.stop}
+    import dataclasses
+
     val, _ = json_friendly(val)
     if isinstance(val, Sequence) and not isinstance(val, (str, bytes)):
         return [json_friendly_val(v) for v in val]
@@ -247,6 +252,7 @@ def make_tarfile(output_filename: str, source_dir: str, archive_name: str,
         return info if custom_filter is None else custom_filter(info)
 
     import gzip
+    import tarfile
 
     with open(output_filename, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w:") as tar:
