@@ -38,7 +38,7 @@ KERAS = """
 import numpy as np
 import keras
 import wandb
-from wandb.integration.keras import WandbMetricsLogger, WandbModelCheckpoint, WandbCallback
+from wandb.integration.keras import WandbCallback, WandbEvalCallback, WandbMetricsLogger, WandbModelCheckpoint
 
 rng = np.random.default_rng(0)
 x, y = rng.random((48, 4)).astype("float32"), rng.random((48, 1)).astype("float32")
@@ -58,6 +58,20 @@ print(json.dumps(hist.history))
 
 run = wandb.init(project="keras", id="k-batch")
 model().fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[WandbMetricsLogger(log_freq=2)])
+run.finish()
+
+class Eval(WandbEvalCallback):
+    def add_ground_truth(self, logs=None):
+        for i in range(3):
+            self.data_table.add_data(i, float(y[i, 0]))
+
+    def add_model_predictions(self, epoch, logs=None):
+        preds = self.model.predict(x[:3], verbose=0)
+        for i in range(3):
+            self.pred_table.add_data(epoch, self.data_table_ref.data[i][0], float(preds[i, 0]))
+
+run = wandb.init(project="keras", id="k-eval")
+model().fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[Eval(["idx", "y"], ["epoch", "idx", "pred"])])
 run.finish()
 
 run = wandb.init(project="keras", id="k-legacy")
@@ -96,6 +110,13 @@ def test_keras_metrics_logger_checkpoint_and_legacy_callback(tmp_path: Path) -> 
     assert [r["batch/batch_step"] for r in batch_rows] == [0, 2, 4, 6]
     assert [r["epoch/epoch"] for r in all_rows if "epoch/epoch" in r] == [0, 1]
     assert all("batch/loss" in r and "batch/learning_rate" in r for r in batch_rows)
+
+    # WandbEvalCallback: the ground-truth table used as artifact "val", one prediction table per epoch
+    ev = wandblite.replay(tmp_path / "runs" / "k-eval")
+    assert [(a["name"], a["type"]) for a in ev.artifacts] == [("val", "dataset"), ("run_k-eval_pred", "evaluation"),
+                                                              ("run_k-eval_pred", "evaluation")]
+    assert [u["name"] for u in ev.uses] == ["val"]
+    assert set(ev.artifacts[1]["entries"]) == {"eval_data.table.json"}
 
     # legacy WandbCallback: epoch + logs per row, best_val_loss / best_epoch, weights histograms
     legacy = _rows(tmp_path, "k-legacy")

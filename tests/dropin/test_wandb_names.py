@@ -251,3 +251,19 @@ def test_plot_table_builtin_spec_and_custom_spec(runs_dir: Path, capsys: pytest.
     assert row["line"]["title"] == "Loss"
     assert row["fancy"]["kind"] == "custom" and row["fancy"]["string_fields"] == {"vega_spec": "my-team/fancy/v3"}
     assert row["fancy"].open() == {"columns": ["step", "v"], "data": [[0, 1.0], [1, 0.5]]}
+
+
+def test_artifact_add_an_image_keeps_its_json_and_its_png(runs_dir: Path, tmp_path: Path) -> None:
+    art = wandblite.Artifact("samples", type="dataset")
+    art.add(wandblite.Image(np.full((5, 7, 3), 200, np.uint8), caption="grey"), "first")
+    paths = sorted(art.manifest.entries)
+    assert paths[0] == "first.image-file.json" and paths[1].startswith("media/") and paths[1].endswith(".png")
+    run = wandblite.init(dir=str(runs_dir), id="art2")
+    run.log_artifact(art)
+    run.finish()
+    doc = art.get("first")
+    assert doc["_type"] == "image-file" and doc["caption"] == "grey" and doc["path"] == paths[1]
+    out = Path(art.download(tmp_path / "dl"))
+    from PIL import Image as PILImage
+
+    assert PILImage.open(out / paths[1]).size == (7, 5)

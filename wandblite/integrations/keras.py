@@ -14,6 +14,11 @@ module-level names follow the active run as wandb's do. Under the drop-in alias 
   each save point the checkpoint (file or directory) is logged as the artifact
   ``run_<id>_model`` (type ``model``) with aliases ``latest`` and ``epoch_<n>`` (or
   ``epoch_<n>_batch_<b>`` when saving every few batches).
+* ``WandbEvalCallback(data_table_columns, pred_table_columns)``: the abstract base of evaluation
+  tables. At training start ``add_ground_truth`` fills ``self.data_table``, kept as the table
+  ``val_data`` of the ``dataset`` artifact ``val`` the run uses (``self.data_table_ref`` reads it
+  back); at each epoch end ``add_model_predictions`` fills ``self.pred_table``, logged as the table
+  ``eval_data`` of the ``evaluation`` artifact ``run_<id>_pred``.
 * ``WandbCallback`` (wandb's legacy callback, removed from wandb 0.31's Keras module, still in
   scripts): each epoch a row of Keras' ``logs`` with ``epoch``; every ``log_batch_frequency``-th
   batch a row of the batch logs; when ``monitor`` improves, ``summary["best_<monitor>"]`` and
@@ -28,6 +33,7 @@ module-level names follow the active run as wandb's do. Under the drop-in alias 
 
 from __future__ import annotations
 
+import abc
 import operator
 import os
 from typing import Any
@@ -38,7 +44,7 @@ import numpy as np
 import wandblite
 from wandblite.term import termerror, termwarn
 
-__all__ = ["WandbCallback", "WandbMetricsLogger", "WandbModelCheckpoint"]
+__all__ = ["WandbCallback", "WandbEvalCallback", "WandbMetricsLogger", "WandbModelCheckpoint"]
 
 
 def _require_run(what: str) -> Any:
@@ -155,6 +161,53 @@ class WandbModelCheckpoint(keras.callbacks.ModelCheckpoint):
         super().on_epoch_end(epoch, logs)
         if self.save_freq == "epoch":
             _log_checkpoint(self._get_file_path(epoch=epoch, batch=None, logs=logs), ["latest", f"epoch_{epoch}"])
+
+
+class WandbEvalCallback(keras.callbacks.Callback, abc.ABC):
+    """Build evaluation tables: subclass it and fill ``data_table`` / ``pred_table``."""
+
+    def __init__(self, data_table_columns: list[str], pred_table_columns: list[str], *args: Any,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _require_run("this callback (call `wandb.init()` first)")
+        self.data_table_columns = data_table_columns
+        self.pred_table_columns = pred_table_columns
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.init_data_table(column_names=self.data_table_columns)
+        self.add_ground_truth(logs)
+        self.log_data_table()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.init_pred_table(column_names=self.pred_table_columns)
+        self.add_model_predictions(epoch, logs)
+        self.log_pred_table()
+
+    @abc.abstractmethod
+    def add_ground_truth(self, logs: dict[str, Any] | None = None) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__}.add_ground_truth")
+
+    @abc.abstractmethod
+    def add_model_predictions(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        raise NotImplementedError(f"{self.__class__.__name__}.add_model_predictions")
+
+    def init_data_table(self, column_names: list[str]) -> None:
+        self.data_table = wandblite.Table(columns=column_names, allow_mixed_types=True)
+
+    def init_pred_table(self, column_names: list[str]) -> None:
+        self.pred_table = wandblite.Table(columns=column_names)
+
+    def log_data_table(self, name: str = "val", type: str = "dataset", table_name: str = "val_data") -> None:  # noqa: A002
+        art = wandblite.Artifact(name, type=type)
+        art.add(self.data_table, table_name)
+        wandblite.run.use_artifact(art)
+        self.data_table_ref = art.get(table_name)
+
+    def log_pred_table(self, type: str = "evaluation", table_name: str = "eval_data",  # noqa: A002
+                       aliases: list[str] | None = None) -> None:
+        art = wandblite.Artifact(f"run_{wandblite.run.id}_pred", type=type)
+        art.add(self.pred_table, table_name)
+        wandblite.run.log_artifact(art, aliases=aliases or ["latest"])
 
 
 _NOT_OFFERED = ("log_gradients", "training_data", "validation_data", "generator", "compute_flops",
