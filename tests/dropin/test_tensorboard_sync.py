@@ -190,3 +190,18 @@ def test_tensorboardx_summary_writer_is_synced_too(runs_dir: Path, tmp_path: Pat
     rows = list(wandblite.replay(runs_dir / "tbx1").scan_history())
     assert [(r["global_step"], r["reward"]) for r in rows] == [(0, 0.0), (1, 10.0), (2, 20.0)]
     assert sum(rows[2]["actions"]["values"]) == 6
+
+
+def test_add_scalars_and_new_style_scalars(runs_dir: Path, tmp_path: Path) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = wandblite.init(dir=str(runs_dir), id="tb7", sync_tensorboard=True)
+    writer = SummaryWriter(str(tmp_path / "tb"))
+    writer.add_scalar("lr", 0.125, 1, new_style=True)  # a tensor of the scalars plugin, not a simple_value
+    writer.add_scalars("loss", {"train": 1.0, "val": 2.0}, 1)  # one sub-writer per curve, below the logdir
+    writer.close()
+    run.finish()
+    rows = list(wandblite.replay(runs_dir / "tb7").scan_history())
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
+    assert clean == [{"lr": 0.125, "global_step": 1, "loss_train/loss": 1.0, "loss_train/global_step": 1,
+                      "loss_val/loss": 2.0, "loss_val/global_step": 1}]
