@@ -260,3 +260,18 @@ def test_integration_modules_are_importable_under_the_alias_only_with_wandb_name
         print(a.__name__, WandbCallback is a.WandbCallback, wandb.integration.xgboost is a)
     """, tmp_path)
     assert res.stdout.split() == ["wandblite.integrations.xgboost", "True", "True"]
+
+
+def test_keras_module_picks_an_installed_backend_when_tensorflow_is_missing(tmp_path: Path) -> None:
+    if importlib.util.find_spec("keras") is None or importlib.util.find_spec("tensorflow") is not None:
+        pytest.skip("needs keras without tensorflow")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["KERAS_HOME"] = str(tmp_path / "keras-home")  # no keras.json: Keras' default would be TensorFlow
+    code = "import wandblite.integrations.keras, keras; print(keras.backend.backend())"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "torch"
+    assert res.stderr.count("Keras runs on torch") == 1
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**env, "KERAS_BACKEND": "torch"})
+    assert res.stdout.strip() == "torch" and "Keras runs on" not in res.stderr  # a chosen backend: no word

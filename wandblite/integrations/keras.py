@@ -1,7 +1,8 @@
 """``wandb.integration.keras``: Keras callbacks that log through the active run, with wandb's keys.
 
 Layer 5 (an integration): imports ``keras`` (Keras 3, any backend; wandb 0.31's own module needs
-TensorFlow, this one runs on the torch backend too) and the ``wandblite`` package, whose
+TensorFlow, this one runs on the torch backend too; with no backend chosen and no TensorFlow it
+picks torch, see ``_pick_a_usable_backend``) and the ``wandblite`` package, whose
 module-level names follow the active run as wandb's do. Under the drop-in alias this module is
 ``wandb.integration.keras``.
 
@@ -34,15 +35,44 @@ module-level names follow the active run as wandb's do. Under the drop-in alias 
 from __future__ import annotations
 
 import abc
+import importlib.util
+import json
 import operator
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
-import keras
-import numpy as np
-
-import wandblite
 from wandblite.term import termerror, termwarn
+
+
+def _pick_a_usable_backend() -> None:
+    """Keras 3 defaults to TensorFlow and cannot be imported without it. When Keras is not imported
+    yet, no backend is chosen (neither ``$KERAS_BACKEND`` nor a ``keras.json`` naming another backend
+    than the ``tensorflow`` Keras writes there by default) and TensorFlow is not installed, choose
+    torch (else jax) if installed, and say so once: the import would fail otherwise."""
+    if "keras" in sys.modules or os.environ.get("KERAS_BACKEND") or importlib.util.find_spec("tensorflow"):
+        return
+    cfg = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
+    try:
+        if json.loads(cfg.read_text()).get("backend") not in (None, "tensorflow"):
+            return  # the user's own choice
+    except (OSError, ValueError, AttributeError):
+        pass
+    for name in ("torch", "jax"):
+        if importlib.util.find_spec(name) is not None:
+            os.environ["KERAS_BACKEND"] = name
+            termwarn(f"TensorFlow is not installed and no Keras backend is set: Keras runs on {name} "
+                     "(set KERAS_BACKEND to choose)", repeat=False)
+            return
+
+
+_pick_a_usable_backend()
+
+import keras  # noqa: E402 - after the backend is settled
+import numpy as np  # noqa: E402
+
+import wandblite  # noqa: E402
 
 __all__ = ["WandbCallback", "WandbEvalCallback", "WandbMetricsLogger", "WandbModelCheckpoint"]
 
