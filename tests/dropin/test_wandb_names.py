@@ -65,8 +65,8 @@ def test_get_module_required_raises_wandb_error() -> None:
         wandblite.util.get_module("no_such_module_xyz", required="please install it")
 
 
-def test_wandb_errors_names_catch_as_in_wandb() -> None:
-    out, _ = _alias_script("""
+def test_wandb_errors_names_catch_as_in_wandb(tmp_path: Path) -> None:
+    out, _ = _alias_script(cwd=tmp_path, body="""
         import wandb
         from wandb.errors import AuthenticationError, CommError, Error, UnsupportedError, UsageError
         caught = []
@@ -157,14 +157,16 @@ def test_log_code_with_nothing_to_keep_warns_and_returns_none(runs_dir: Path, tm
     assert "No relevant files were detected" in capsys.readouterr().err
 
 
-def test_log_model_use_model_and_link_model(runs_dir: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_log_model_use_model_and_link_model(runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # use_model downloads under ./artifacts, as wandb does
     weights = tmp_path / "model.pt"
     weights.write_bytes(b"\x00weights\x01")
     run = wandblite.init(dir=str(runs_dir), id="m1")
     assert run.log_model(str(weights), name="my-model", aliases=["best"]) is None
     path = run.use_model("my-model:best")
     assert Path(path).name == "model.pt" and Path(path).read_bytes() == b"\x00weights\x01"
+    assert Path(path).resolve() == (tmp_path / "artifacts" / "my-model:v0" / "model.pt").resolve()
     linked = run.link_model(str(weights), "registered-model", aliases=["staging"])
     assert linked.name == "registered-model:v0" and "staging" in linked.aliases
     assert capsys.readouterr().err.count("model registry is in its cloud") == 1
