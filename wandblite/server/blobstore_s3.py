@@ -65,6 +65,7 @@ PRESIGN_SECONDS = 900
 #: How many existence checks (HEAD) run at once when a batch asks about many blobs.
 _HEAD_WORKERS = 16
 _MAX_PARTS = 10_000
+_HEAD_CODES = {"403": "AccessDenied", "404": "NotFound", "400": "BadRequest", "301": "PermanentRedirect"}
 _BLOB_KEY = re.compile(r"(?:^|/)[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}$")
 
 
@@ -125,7 +126,9 @@ class S3BlobStore(BlobStore):
 
     # ---------------------------------------------------------------- faults
     def _code(self, exc: Exception) -> str:
-        return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        # A HEAD's error has no body, so only its status: name the usual ones as S3 would.
+        return _HEAD_CODES.get(code, code)
 
     @contextlib.contextmanager
     def _faults(self, what: str) -> Iterator[None]:
@@ -148,9 +151,11 @@ class S3BlobStore(BlobStore):
             try:
                 return cast(dict[str, Any], self.client.head_object(Bucket=self.bucket, Key=self.key(sha)))
             except self._client_error as exc:
-                if self._missing(exc):
-                    return None
-                raise
+                if not self._missing(exc):
+                    raise
+        # A HEAD cannot tell a missing object from a missing bucket: a gone bucket is a fault, not "absent".
+        self.check()
+        return None
 
     def exists(self, sha: str) -> bool:
         return self._head(sha) is not None
@@ -187,7 +192,13 @@ class S3BlobStore(BlobStore):
 
     def check(self) -> None:
         with self._faults("reach the bucket"):
-            self.client.head_bucket(Bucket=self.bucket)
+            try:
+                self.client.head_bucket(Bucket=self.bucket)
+            except self._client_error as exc:
+                if self._missing(exc):
+                    raise ApiError(502, "storage_error", f"the object store has no bucket {self.bucket!r} "
+                                                         f"({self.location}): NoSuchBucket") from exc
+                raise
 
     # ---------------------------------------------------------------- writes
     def delete(self, sha: str) -> bool:
