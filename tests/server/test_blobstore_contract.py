@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 import requests
 
-from wandblite.server.blobs import BlobStore, DiskBlobStore, open_blob_store
+from wandblite.server.blobs import BlobStore, DiskBlobStore
 from wandblite.server.blobstore_s3 import S3BlobStore
 from wandblite.server.errors import ApiError
+from wandblite.server.serve import open_blob_store
 
 from .conftest import S3_THRESHOLD, S3Server, free_port
 

@@ -1,7 +1,7 @@
 """Blob storage by sha256: the one ``BlobStore`` interface, the local-disk backend, and its settings.
 
-Layer 5; standard library only (the S3 backend, ``blobstore_s3``, is imported only for an
-``s3://`` location). Media blobs, saved files and artifact objects are all content-addressed blobs.
+Layer 5; standard library only (the S3 backend lives in ``blobstore_s3``; ``serve.open_blob_store``
+picks one for a location). Media blobs, saved files and artifact objects are all content-addressed blobs.
 
 What every backend promises (``tests/server/test_blobstore_contract.py`` runs one test class
 against each):
@@ -49,7 +49,7 @@ from typing import IO
 from wandblite.server.errors import ApiError, bad_request, not_found
 
 __all__ = ["DEFAULT_MAX_BLOB_BYTES", "STALE_TMP_SECONDS", "S3_SCHEME", "BlobStore", "DiskBlobStore", "checked_chunks",
-           "max_blob_bytes", "open_blob_store", "parse_size", "verify_sha256"]
+           "max_blob_bytes", "parse_size", "verify_sha256"]
 
 #: The largest blob a store accepts unless ``$WANDBLITE_MAX_BLOB_SIZE`` says otherwise: 16 GiB.
 DEFAULT_MAX_BLOB_BYTES = 16 << 30
@@ -257,22 +257,3 @@ class DiskBlobStore(BlobStore):
             except OSError:
                 pass  # gone already, or another server's: never a reason to fail an upload
         return removed
-
-
-def open_blob_store(location: str | os.PathLike[str], *, stale_seconds: float = STALE_TMP_SECONDS,
-                    s3_endpoint_url: str | None = None, s3_presign: bool = False,
-                    s3_multipart_threshold: int | None = None) -> BlobStore:
-    """The blob store at ``location``: ``s3://bucket/prefix`` (``blobstore_s3``, boto3) or a directory.
-
-    The ``s3_*`` settings apply to a bucket only; given with a directory they are a ``ValueError``.
-    """
-    text = os.fspath(location)
-    if text.startswith(S3_SCHEME):
-        from wandblite.server.blobstore_s3 import S3BlobStore
-
-        return S3BlobStore(text, endpoint_url=s3_endpoint_url, presign=s3_presign,
-                           multipart_threshold=s3_multipart_threshold, stale_seconds=stale_seconds)
-    if s3_endpoint_url or s3_presign or s3_multipart_threshold is not None:
-        raise ValueError(f"the S3 settings (--s3-endpoint-url, --s3-presign, --s3-multipart-threshold) need "
-                         f"--media s3://bucket/prefix, not the directory {text!r}")
-    return DiskBlobStore(text, stale_seconds=stale_seconds)

@@ -14,11 +14,30 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from wandblite.server.blobs import S3_SCHEME, STALE_TMP_SECONDS, BlobStore, open_blob_store
+from wandblite.server.blobs import S3_SCHEME, STALE_TMP_SECONDS, BlobStore, DiskBlobStore
 from wandblite.server.store import Store
 from wandblite.vocab import home_dir
 
-__all__ = ["BlobSettings", "open_store", "prepare_blobs", "serve"]
+__all__ = ["BlobSettings", "open_blob_store", "open_store", "prepare_blobs", "serve"]
+
+
+def open_blob_store(location: str | os.PathLike[str], *, stale_seconds: float = STALE_TMP_SECONDS,
+                    s3_endpoint_url: str | None = None, s3_presign: bool = False,
+                    s3_multipart_threshold: int | None = None) -> BlobStore:
+    """The blob store at ``location``: ``s3://bucket/prefix`` (``blobstore_s3``, boto3) or a directory.
+
+    The ``s3_*`` settings apply to a bucket only; given with a directory they are a ``ValueError``.
+    """
+    text = os.fspath(location)
+    if text.startswith(S3_SCHEME):
+        from wandblite.server.blobstore_s3 import S3BlobStore  # boto3 only for a bucket
+
+        return S3BlobStore(text, endpoint_url=s3_endpoint_url, presign=s3_presign,
+                           multipart_threshold=s3_multipart_threshold, stale_seconds=stale_seconds)
+    if s3_endpoint_url or s3_presign or s3_multipart_threshold is not None:
+        raise ValueError(f"the S3 settings (--s3-endpoint-url, --s3-presign, --s3-multipart-threshold) need "
+                         f"--media s3://bucket/prefix, not the directory {text!r}")
+    return DiskBlobStore(text, stale_seconds=stale_seconds)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ __all__ = ["Store"]
 class Store:
     """One database and its blob store. Thread-safe: every method uses its own connection.
 
-    The blobs live in ``blobs`` when given (a bucket: ``blobs.open_blob_store``), else in the
+    The blobs live in ``blobs`` when given (a bucket: ``serve.open_blob_store``), else in the
     directory ``media_dir`` (None and None: a store that keeps no bytes, 503 wherever they are needed).
     """
 
