@@ -130,6 +130,16 @@ class TestBlobStoreContract:
         assert sorted(visible(blobs, s3_or_none)) == sorted(names)
         assert blobs.stored([*names, "f" * 64]) == set(names)
 
+    def test_a_window_of_a_blob_is_read_from_its_start(self, blobs: BlobStore) -> None:
+        data = payload(S3_THRESHOLD + 99)
+        name = sha(data)
+        blobs.put(name, pieces(data), LIMIT)
+        for start, length in ((0, 1), (5, 100), (S3_THRESHOLD, 99), (S3_THRESHOLD + 98, 1), (7, None), (0, len(data))):
+            with blobs.open(name, start, length) as f:
+                got = f.read()
+                assert f.read() == b""  # nothing past the window
+            assert got == data[start:None if length is None else start + length], (start, length)
+
     def test_a_hash_mismatch_is_refused_and_nothing_is_visible(self, blobs: BlobStore, s3_or_none: S3Server | None) -> None:
         for size in (10, 2 * S3_THRESHOLD + 1):
             data = payload(size)

@@ -175,6 +175,10 @@ def test_presigned_downloads_redirect_to_the_bucket(s3: S3Server, tmp_path: Path
         srv.stop()
 
 
+def ranged(srv: ServerProc, sha: str, header: str) -> requests.Response:
+    return requests.get(f"{srv.url}/api/v1/media/{sha}", headers={**srv.h(), "Range": header}, timeout=30)
+
+
 def test_the_dashboards_media_endpoints_stream_from_the_bucket(s3: S3Server, tmp_path: Path) -> None:
     srv, bucket = s3_server(s3, tmp_path)
     srv.start()
@@ -196,6 +200,18 @@ def test_the_dashboards_media_endpoints_stream_from_the_bucket(s3: S3Server, tmp
                 assert got.headers["content-disposition"] == f'attachment; filename="{sha}.html"'
             if ext == "png":
                 assert got.headers["content-type"] == "image/png"
+                # One byte range at a time, as a video player seeks.
+                for header, start, stop in (("bytes=10-19", 10, 20), ("bytes=-5", len(data) - 5, len(data)),
+                                            (f"bytes={S3_THRESHOLD}-", S3_THRESHOLD, len(data)),
+                                            ("bytes=3-999999999", 3, len(data))):
+                    part = ranged(srv, sha, header)
+                    assert part.status_code == 206 and part.content == data[start:stop], header
+                    assert part.headers["content-range"] == f"bytes {start}-{stop - 1}/{len(data)}"
+                beyond = ranged(srv, sha, f"bytes={len(data)}-")
+                assert beyond.status_code == 416 and beyond.json()["error"]["code"] == "range_not_satisfiable"
+                assert beyond.headers["content-range"] == f"bytes */{len(data)}"
+                whole = ranged(srv, sha, "bytes=0-1,5-6")  # several: all of it
+                assert whole.status_code == 200 and whole.content == data
         mesh = srv.get(f"/api/v1/media/{hashlib.sha256(cloud).hexdigest()}/mesh")
         assert mesh.status_code == 200 and mesh.json()["points"] == [[0, 0, 0], [1, 2, 3]]
         assert len(s3.keys(bucket, "wl/")) == 4 and s3.uploads(bucket) == []

@@ -166,13 +166,33 @@ def _stream(f: IO[bytes]) -> Iterator[bytes]:
             yield chunk
 
 
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, stop)`` of a single ``Range: bytes=...`` request header within ``size`` bytes;
+    None to send the whole blob (no header, several ranges, or one this server does not read);
+    ``(size, size)`` when the range starts past the end (416)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[len("bytes="):].strip().partition("-")
+    if not sep or not (first or last) or not (first or "0").isdigit() or not (last or "0").isdigit():
+        return None
+    if not first:  # the last N bytes
+        n = int(last)
+        return (max(size - n, 0), size) if n else (size, size)
+    start = int(first)
+    if start >= size:
+        return size, size
+    stop = min(int(last) + 1, size) if last else size
+    return (start, stop) if stop > start else None
+
+
 async def _blob_response(blob: MediaBlob, media_type: str, headers: dict[str, str],
-                         filename: str | None = None) -> Response:
+                         filename: str | None = None, range_header: str | None = None) -> Response:
     """A stored blob as a response: a 302 to a presigned URL (``--s3-presign``), a local file, or a stream.
 
     ``filename`` makes it an attachment of that name. Headers the bucket cannot be told to send
     (the CSP, nosniff) do not follow a redirect, but neither does the server's origin: the client
-    reads the bytes from the bucket's.
+    reads the bytes from the bucket's. A stream answers one byte range (206) as a file does, so a
+    video can seek.
     """
     disposition = None
     if filename is not None:
@@ -184,11 +204,23 @@ async def _blob_response(blob: MediaBlob, media_type: str, headers: dict[str, st
     if path is not None:
         return FileResponse(path, media_type=media_type, headers=headers, filename=filename,
                             content_disposition_type="attachment")
-    f = await run_in_threadpool(blob.open)  # a fault or a vanished blob is an error before any byte is sent
-    out = {**headers, "Content-Length": str(blob.size)}
+    out = {**headers, "Accept-Ranges": "bytes"}
     if disposition is not None:
         out["Content-Disposition"] = disposition
-    return StreamingResponse(_stream(f), media_type=media_type, headers=out)
+    span = _byte_range(range_header, blob.size)
+    if span is not None and span[0] >= blob.size:
+        resp = _error(416, "range_not_satisfiable", f"the blob has {blob.size} bytes; the range {range_header!r} "
+                                                    "starts past its end")
+        resp.headers["Content-Range"] = f"bytes */{blob.size}"
+        return resp
+    if span is None or span == (0, blob.size):
+        # A fault or a vanished blob is an error before any byte is sent.
+        f = await run_in_threadpool(blob.open)
+        return StreamingResponse(_stream(f), media_type=media_type, headers={**out, "Content-Length": str(blob.size)})
+    start, stop = span
+    f = await run_in_threadpool(blob.open, start, stop - start)
+    out.update({"Content-Length": str(stop - start), "Content-Range": f"bytes {start}-{stop - 1}/{blob.size}"})
+    return StreamingResponse(_stream(f), status_code=206, media_type=media_type, headers=out)
 
 
 def _media_params(q: Any) -> dict[str, Any]:
@@ -299,9 +331,9 @@ class _Handlers:
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                    "Cache-Control": "private, max-age=31536000, immutable"}
         if ctype is not None:
-            return await _blob_response(blob, ctype, headers)
+            return await _blob_response(blob, ctype, headers, range_header=request.headers.get("range"))
         return await _blob_response(blob, "application/octet-stream", headers,
-                                    filename=f"{blob.sha256}.{blob.ext or 'bin'}")
+                                    filename=f"{blob.sha256}.{blob.ext or 'bin'}", range_header=request.headers.get("range"))
 
     async def run_file(self, request: Request) -> Response:
         # A file the run saved (wandblite.save): always an attachment, never rendered in the server's origin.
@@ -310,7 +342,8 @@ class _Handlers:
         blob, filename = await run_in_threadpool(records.run_file, self.store, p["project"], p["run_id"], p["name"])
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                    "Cache-Control": "private, no-cache"}
-        return await _blob_response(blob, "application/octet-stream", headers, filename=filename)
+        return await _blob_response(blob, "application/octet-stream", headers, filename=filename,
+                                    range_header=request.headers.get("range"))
 
 
 def _routes(h: _Handlers) -> list[Route]:

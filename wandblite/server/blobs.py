@@ -14,7 +14,7 @@ against each):
   attempt wrote before the error leaves ``put``.
 * Putting a blob that is already stored is a no-op: the chunks are hashed (and checked, so a wrong
   body is still 400 ``hash_mismatch``) but not written.
-* ``open`` streams a stored blob (404 when absent); ``exists``, ``size`` and ``delete`` do what they
+* ``open`` streams a stored blob, or ``length`` bytes of it from byte ``start`` (404 when absent); ``exists``, ``size`` and ``delete`` do what they
   say; ``presign`` gives a URL a client may fetch the bytes from directly, or None (the disk, or an
   object store not configured for it); ``local_path`` gives a file to serve, or None.
 * A process killed mid-``put`` leaves debris nobody can see (a temporary file, an unfinished
@@ -38,13 +38,14 @@ from __future__ import annotations
 import abc
 import errno
 import hashlib
+import io
 import os
 import re
 import secrets
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 from wandblite.server.errors import ApiError, bad_request, not_found
 
@@ -132,8 +133,9 @@ class BlobStore(abc.ABC):
         """The blob's size in bytes, or None when it is not stored."""
 
     @abc.abstractmethod
-    def open(self, sha: str) -> IO[bytes]:
-        """A binary stream of the blob's bytes (close it when done); 404 ``not_found`` when absent."""
+    def open(self, sha: str, start: int = 0, length: int | None = None) -> IO[bytes]:
+        """A binary stream of the blob's bytes (close it when done): all of them, or ``length`` (> 0)
+        bytes from byte ``start`` (both within the blob); 404 ``not_found`` when absent."""
 
     @abc.abstractmethod
     def delete(self, sha: str) -> bool:
@@ -160,6 +162,29 @@ class BlobStore(abc.ABC):
             return f.read()
 
 
+class _Window(io.RawIOBase):
+    """At most ``length`` bytes of an open file, from where it stands; closing it closes the file."""
+
+    def __init__(self, f: IO[bytes], length: int) -> None:
+        super().__init__()
+        self._f, self._left = f, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self._left)
+        if n <= 0:
+            return 0
+        got = self._f.readinto(memoryview(b)[:n])  # type: ignore[attr-defined]
+        self._left -= got
+        return int(got)
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
 class DiskBlobStore(BlobStore):
     """Blobs as files ``<root>/ab/cd/<sha256>`` (see the module docstring)."""
 
@@ -181,11 +206,13 @@ class DiskBlobStore(BlobStore):
         except FileNotFoundError:
             return None
 
-    def open(self, sha: str) -> IO[bytes]:
+    def open(self, sha: str, start: int = 0, length: int | None = None) -> IO[bytes]:
         try:
-            return open(self.path(sha), "rb")
+            f = open(self.path(sha), "rb")
         except FileNotFoundError:
             raise not_found(f"no media blob {sha}")
+        f.seek(start)
+        return f if length is None else cast(IO[bytes], _Window(f, length))
 
     def local_path(self, sha: str) -> Path | None:
         p = self.path(sha)

@@ -171,10 +171,13 @@ class S3BlobStore(BlobStore):
         head = self._head(sha)
         return None if head is None else int(head["ContentLength"])
 
-    def open(self, sha: str) -> IO[bytes]:
+    def open(self, sha: str, start: int = 0, length: int | None = None) -> IO[bytes]:
+        extra = {}
+        if start or length is not None:
+            extra["Range"] = f"bytes={start}-{'' if length is None else start + length - 1}"
         with self._faults(f"read the blob {sha}"):
             try:
-                answer = self.client.get_object(Bucket=self.bucket, Key=self.key(sha))
+                answer = self.client.get_object(Bucket=self.bucket, Key=self.key(sha), **extra)
             except self._client_error as exc:
                 if self._missing(exc):
                     raise not_found(f"no media blob {sha}")

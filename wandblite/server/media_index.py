@@ -40,9 +40,10 @@ class MediaBlob:
     ext: str | None
     store: BlobStore
 
-    def open(self) -> IO[bytes]:
-        """The bytes as a stream (close it); 404 when they vanished since the lookup."""
-        return self.store.open(self.sha256)
+    def open(self, start: int = 0, length: int | None = None) -> IO[bytes]:
+        """The bytes (or ``length`` of them from ``start``) as a stream (close it); 404 when they
+        vanished since the lookup."""
+        return self.store.open(self.sha256, start, length)
 
     def read_bytes(self) -> bytes:
         return self.store.read_bytes(self.sha256)
