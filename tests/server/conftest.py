@@ -246,21 +246,24 @@ class S3Server:
 
 
 @pytest.fixture(scope="session")
-def s3() -> Iterator[S3Server]:
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """The S3-compatible server: ``$WANDBLITE_TEST_S3_ENDPOINT`` if CI started one, else moto's own
     standalone server as a subprocess on a free port (``moto[server]``, the test extra). Never skips."""
     if S3_ENDPOINT:
         yield S3Server(S3_ENDPOINT)
         return
     port = free_port()
+    # Its log goes to a file: a pipe nobody reads fills up and stops the server mid-request.
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - open for the session, closed below
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"moto's server exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"moto's server exited {proc.returncode}: {log_path.read_text()[-2000:]}")
             try:
                 if requests.get(endpoint + "/moto-api/", timeout=1).status_code < 500:
                     break
@@ -277,8 +280,7 @@ def s3() -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        log.close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

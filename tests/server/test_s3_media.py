@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -212,6 +213,15 @@ def test_the_dashboards_media_endpoints_stream_from_the_bucket(s3: S3Server, tmp
                 assert beyond.headers["content-range"] == f"bytes */{len(data)}"
                 whole = ranged(srv, sha, "bytes=0-1,5-6")  # several: all of it
                 assert whole.status_code == 200 and whole.content == data
+        # A saved file whose name is not ASCII: the header says it as RFC 5987 does (headers are latin-1).
+        name = "数据 v1.txt"
+        project = uniq("nm")
+        sha = hashlib.sha256(html).hexdigest()
+        batch = {"files": [{"idx": 0, "name": name, "sha256": sha, "size": len(html)}]}
+        assert srv.post(f"/api/v1/projects/{project}/runs/r/batch", batch).status_code == 200
+        saved = srv.get(f"/api/v1/projects/{project}/runs/r/files/{quote(name)}")
+        assert saved.status_code == 200 and saved.content == html
+        assert saved.headers["content-disposition"] == f"attachment; filename*=utf-8''{quote(name)}"
         mesh = srv.get(f"/api/v1/media/{hashlib.sha256(cloud).hexdigest()}/mesh")
         assert mesh.status_code == 200 and mesh.json()["points"] == [[0, 0, 0], [1, 2, 3]]
         assert len(s3.keys(bucket, "wl/")) == 4 and s3.uploads(bucket) == []

@@ -18,8 +18,8 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 * A media blob is never held in memory: ``PUT /api/v1/media/{sha256}`` streams the body, a piece of
   at most ``_PIECE`` bytes at a time, into ``BlobStore.put`` (a worker thread hashing and writing a
   temporary file, or a multipart upload to a bucket, that becomes visible only when the hash
-  matches). A client that goes away mid-body leaves nothing behind. An upload holds one worker of Starlette's thread pool (anyio's
-  default: 40) until its body has arrived.
+  matches). A client that goes away mid-body leaves nothing behind. An upload holds one worker of
+  Starlette's thread pool (anyio's default: 40) until its body has arrived.
 * Blocking database work runs in Starlette's thread pool, never on the event loop.
 * Blobs (media, saved files, artifact objects) are served as a file from a media directory, as a
   stream from a bucket, or, with ``--s3-presign``, as a 302 to a presigned URL of the bucket
@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import IO, Any
+from urllib.parse import quote
 
 import anyio.from_thread
 from starlette.applications import Starlette
@@ -196,7 +197,10 @@ async def _blob_response(blob: MediaBlob, media_type: str, headers: dict[str, st
     """
     disposition = None
     if filename is not None:
-        disposition = f'attachment; filename="{filename.replace(chr(34), "")}"'
+        # The form FileResponse writes: plain when the name is URL-safe, else RFC 5987 (a header is latin-1).
+        quoted = quote(filename)
+        disposition = (f'attachment; filename="{filename}"' if quoted == filename
+                       else f"attachment; filename*=utf-8''{quoted}")
     url = await run_in_threadpool(blob.presign, media_type, disposition)
     if url is not None:
         return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
