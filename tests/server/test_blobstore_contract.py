@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +28,7 @@ from wandblite.server.blobstore_s3 import S3BlobStore
 from wandblite.server.errors import ApiError
 from wandblite.server.serve import open_blob_store
 
-from .conftest import S3_THRESHOLD, S3Server, free_port
+from .conftest import S3_THRESHOLD, S3Server, clean_env, free_port
 
 LIMIT = 64 << 20
 #: From nothing to past two multipart parts; the threshold itself stays one PutObject.
@@ -263,3 +265,13 @@ def test_s3_settings_need_an_s3_location(tmp_path: Path) -> None:
         S3BlobStore("s3://b/p", multipart_threshold=1 << 20, client=object())
     with pytest.raises(ValueError, match="names no bucket"):
         S3BlobStore("s3:///p", client=object())
+
+
+def test_a_server_on_a_media_directory_never_imports_boto3(tmp_path: Path) -> None:
+    code = ("import sys; from wandblite.server.app import create_app; from wandblite.server.serve import open_store; "
+            f"s = open_store('sqlite:///{tmp_path / 'db'}', {str(tmp_path / 'media')!r}); create_app(s); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=clean_env(WANDBLITE_HOME=str(tmp_path / "home")))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -30,10 +30,13 @@ def open_blob_store(location: str | os.PathLike[str], *, stale_seconds: float = 
     """
     text = os.fspath(location)
     if text.startswith(S3_SCHEME):
-        from wandblite.server.blobstore_s3 import S3BlobStore  # boto3 only for a bucket
+        from wandblite.server.blobstore_s3 import S3BlobStore
 
-        return S3BlobStore(text, endpoint_url=s3_endpoint_url, presign=s3_presign,
-                           multipart_threshold=s3_multipart_threshold, stale_seconds=stale_seconds)
+        try:  # boto3 is imported by the bucket's store only
+            return S3BlobStore(text, endpoint_url=s3_endpoint_url, presign=s3_presign,
+                               multipart_threshold=s3_multipart_threshold, stale_seconds=stale_seconds)
+        except ImportError as exc:
+            raise ValueError(f"--media {text} needs boto3: pip install 'wandblite[server]' ({exc})") from exc
     if s3_endpoint_url or s3_presign or s3_multipart_threshold is not None:
         raise ValueError(f"the S3 settings (--s3-endpoint-url, --s3-presign, --s3-multipart-threshold) need "
                          f"--media s3://bucket/prefix, not the directory {text!r}")
