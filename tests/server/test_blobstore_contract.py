@@ -275,3 +275,16 @@ def test_a_server_on_a_media_directory_never_imports_boto3(tmp_path: Path) -> No
                          env=clean_env(WANDBLITE_HOME=str(tmp_path / "home")))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_boto3s_endpoint_variable_names_the_store_without_the_flag(s3: S3Server,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in s3.env.items():
+        monkeypatch.setenv(k, v)
+    bucket = s3.bucket()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint.replace("127.0.0.1", "localhost"))
+    store = S3BlobStore(f"s3://{bucket}/p")
+    store.check()
+    data = b"through the variable"
+    store.put(sha(data), [data], LIMIT)
+    assert store.read_bytes(sha(data)) == data and s3.keys(bucket) == [store.key(sha(data))]

@@ -7,8 +7,8 @@ Layer 5 (the server; boto3 is the ``server`` extra's). It keeps every promise of
   layout, so a media directory copied into a bucket (``aws s3 sync``) is a valid store.
 * Credentials, region and profile come from boto3's standard chain (``AWS_ACCESS_KEY_ID``,
   ``AWS_PROFILE``, ``~/.aws/credentials``, ``AWS_REGION``, instance roles, ...); ``endpoint_url``
-  (``--s3-endpoint-url``, or ``AWS_ENDPOINT_URL_S3``) names an on-site store, which is then
-  addressed path-style.
+  (``--s3-endpoint-url``, or boto3's ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL``) names an
+  on-site store, which is then addressed path-style.
 * ``put``: a blob of at most ``multipart_threshold`` bytes is held in memory, hashed, and sent with
   one ``PutObject`` only after its sha256 matched. A larger one streams as a multipart upload under
   its final key, in parts of ``multipart_threshold`` bytes (larger when the size limit would need more than
@@ -39,6 +39,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -65,6 +66,8 @@ PRESIGN_SECONDS = 900
 #: How many existence checks (HEAD) run at once when a batch asks about many blobs.
 _HEAD_WORKERS = 16
 _MAX_PARTS = 10_000
+#: The variables by which boto3 itself names an endpoint other than AWS.
+_ENDPOINT_VARS = {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}
 _HEAD_CODES = {"403": "AccessDenied", "404": "NotFound", "400": "BadRequest", "301": "PermanentRedirect"}
 _BLOB_KEY = re.compile(r"(?:^|/)[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}$")
 
@@ -115,7 +118,9 @@ class S3BlobStore(BlobStore):
             # On-site stores differ in which flexible checksums they take; Content-MD5 (sent by
             # put) is the one they all check.
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
-            s3={"addressing_style": "path"} if endpoint_url else {},
+            # An on-site store is addressed path-style (http://minio:9000/bucket/key), as MinIO and
+            # Ceph expect: their buckets rarely have DNS names. AWS itself keeps boto3's choice.
+            s3={"addressing_style": "path"} if endpoint_url or _ENDPOINT_VARS & os.environ.keys() else {},
         )
         return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
 
