@@ -174,10 +174,9 @@ class _LocalBackend:
 
     def media_bytes(self, sha256: str) -> bytes:
         try:
-            path, _ext = self.store.media_path(sha256)
+            return bytes(self.store.media_blob(sha256).read_bytes())
         except self._api_error as exc:
             raise ApiRequestError(exc.status, exc.code, exc.message) from exc
-        return path.read_bytes()
 
     def close(self) -> None:
         self.store.close()

@@ -7,6 +7,10 @@
 * ``ServerProc`` runs ``wandblite server`` (plus any ``extra_args``) as a subprocess on a free
   port and can SIGKILL and restart it on the same port and database.
 * ``cli`` runs ``wandblite ...`` in a fresh interpreter, as a user would.
+* ``s3`` is a real S3-compatible server on 127.0.0.1: moto's standalone server started as a
+  subprocess for the session, or the one at ``$WANDBLITE_TEST_S3_ENDPOINT`` when CI started it.
+  Never skipped. ``media_kind`` (``disk`` or ``s3``) says where a ``server``'s blobs live; a test
+  module that sets ``MEDIA_KINDS = ("disk", "s3")`` runs its tests against both.
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ import pytest
 import requests
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+#: An S3-compatible endpoint CI started (read at import: the autouse fixture clears WANDBLITE_* in tests).
+S3_ENDPOINT = os.environ.get("WANDBLITE_TEST_S3_ENDPOINT", "").strip()
+#: Credentials moto accepts (any); a real endpoint from CI brings its own through the AWS variables.
+S3_ENV = {"AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+          "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+          "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+#: The smallest multipart threshold S3 allows: blobs above it test the multipart path.
+S3_THRESHOLD = 5 << 20
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "import sys; from wandblite_cli.main import main; main(sys.argv[1:])"]
 
@@ -60,7 +72,7 @@ def uniq(prefix: str = "p") -> str:
 class ServerProc:
     """``wandblite server`` in a subprocess; ``key`` is a valid API key for it; ``env``: extra settings."""
 
-    def __init__(self, db: str | None, media: Path | None, home: Path, public_read: bool = False,
+    def __init__(self, db: str | None, media: Path | str | None, home: Path, public_read: bool = False,
                  port: int | None = None, env: dict[str, str] | None = None,
                  extra_args: list[str] | None = None) -> None:
         self.db, self.media, self.home, self.public_read = db, media, home, public_read
@@ -198,18 +210,104 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     return f"sqlite:///{tmp_path_factory.mktemp('db') / 'store.db'}"
 
 
-_SERVERS: dict[str, ServerProc] = {}
+# --------------------------------------------------------------------------- an S3-compatible server
+
+
+class S3Server:
+    """An S3-compatible endpoint on 127.0.0.1 (moto's server, or CI's); ``client()`` talks to it."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.env = dict(S3_ENV)
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"], region_name=self.env["AWS_DEFAULT_REGION"])
+
+    def bucket(self) -> str:
+        """A new, empty bucket of this test's own."""
+        name = f"wl-{uuid.uuid4().hex[:16]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def uploads(self, bucket: str) -> list[dict[str, Any]]:
+        """The bucket's unfinished multipart uploads."""
+        return list(self.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+    def server_args(self, threshold: int = S3_THRESHOLD) -> list[str]:
+        return ["--s3-endpoint-url", self.endpoint, "--s3-multipart-threshold", str(threshold)]
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The S3-compatible server: ``$WANDBLITE_TEST_S3_ENDPOINT`` if CI started one, else moto's own
+    standalone server as a subprocess on a free port (``moto[server]``, the test extra). Never skips."""
+    if S3_ENDPOINT:
+        yield S3Server(S3_ENDPOINT)
+        return
+    port = free_port()
+    # Its log goes to a file: a pipe nobody reads fills up and stops the server mid-request.
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - open for the session, closed below
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto's server exited {proc.returncode}: {log_path.read_text()[-2000:]}")
+            try:
+                if requests.get(endpoint + "/moto-api/", timeout=1).status_code < 500:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("moto's server did not start within 60 s")
+            time.sleep(0.1)
+        yield S3Server(endpoint)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a module's ``server`` tests against each of its ``MEDIA_KINDS`` (default: the disk only)."""
+    if "media_kind" in metafunc.fixturenames:
+        metafunc.parametrize("media_kind", getattr(metafunc.module, "MEDIA_KINDS", ("disk",)))
+
+
+_SERVERS: dict[tuple[str, str], ServerProc] = {}
 
 
 @pytest.fixture
-def server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
-    """A running server on ``backend`` (shared by the tests of a backend: every test uses its own projects)."""
+def server(backend: str, media_kind: str, request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc]:
+    """A running server on ``backend`` with its blobs on ``media_kind`` (shared by the tests of a
+    backend and media kind: every test uses its own projects)."""
     kind = "postgres" if backend.startswith("postgres") else "sqlite"
-    srv = _SERVERS.get(kind)
+    srv = _SERVERS.get((kind, media_kind))
     if srv is None or srv.proc is None or srv.proc.poll() is not None:
-        tmp = tmp_path_factory.mktemp(f"srv-{kind}")
-        srv = ServerProc(backend, tmp / "media", tmp / "home").start()
-        _SERVERS[kind] = srv
+        tmp = tmp_path_factory.mktemp(f"srv-{kind}-{media_kind}")
+        if media_kind == "s3":
+            s3: S3Server = request.getfixturevalue("s3")
+            srv = ServerProc(backend, f"s3://{s3.bucket()}/blobs", tmp / "home", env=s3.env,
+                             extra_args=s3.server_args()).start()
+        else:
+            srv = ServerProc(backend, tmp / "media", tmp / "home").start()
+        _SERVERS[(kind, media_kind)] = srv
     yield srv
 
 

@@ -13,6 +13,9 @@ import wandblite
 
 from .conftest import ServerProc, assert_same_history, canon, cli, local_rows, uniq, write_run
 
+#: Every test here runs with the blobs on disk and in an S3-compatible bucket (``--media s3://...``).
+MEDIA_KINDS = ("disk", "s3")
+
 
 def _sync(srv: ServerProc, *paths: Path, extra: tuple[str, ...] = (), home: Path | None = None) -> list[dict]:
     r = cli("sync", *map(str, paths), "--server", srv.url, "--api-key", srv.key, "--json", *extra, home=home)

@@ -17,6 +17,9 @@ import requests
 
 from .conftest import ServerProc, clean_env, cli, uniq
 
+#: Every test here runs with the blobs on disk and in an S3-compatible bucket (``--media s3://...``).
+MEDIA_KINDS = ("disk", "s3")
+
 WRITER = r"""
 import os, sys, wandblite
 project, root = sys.argv[1], sys.argv[2]

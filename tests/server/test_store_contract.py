@@ -182,14 +182,14 @@ class TestStoreContract:
         assert _put(store, data, "png") == sha
         assert _put(store, data, "png") == sha  # a blob already stored is a no-op
         assert store.missing_media([sha, absent]) == [absent]
-        path, ext = store.media_path(sha)
-        assert path.read_bytes() == data and ext == "png"
+        blob = store.media_blob(sha)
+        assert blob.read_bytes() == data and (blob.ext, blob.size) == ("png", len(data))
         with pytest.raises(ApiError) as mismatch:
             store.put_media(absent, [b"other bytes"], None, LIMIT)
         assert mismatch.value.status == 400 and mismatch.value.code == "hash_mismatch"
         assert store.missing_media([absent]) == [absent]
         with pytest.raises(ApiError) as unknown:
-            store.media_path(absent)
+            store.media_blob(absent)
         assert unknown.value.status == 404
         with pytest.raises(ApiError) as bad:
             store.missing_media(["not-a-sha"])

@@ -17,10 +17,13 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
   off at the limit.
 * A media blob is never held in memory: ``PUT /api/v1/media/{sha256}`` streams the body, a piece of
   at most ``_PIECE`` bytes at a time, into ``BlobStore.put`` (a worker thread hashing and writing a
-  temporary file that is renamed into place only when the hash matches). A client that goes away
-  mid-body leaves nothing behind. An upload holds one worker of Starlette's thread pool (anyio's
-  default: 40) until its body has arrived.
+  temporary file, or a multipart upload to a bucket, that becomes visible only when the hash
+  matches). A client that goes away mid-body leaves nothing behind. An upload holds one worker of
+  Starlette's thread pool (anyio's default: 40) until its body has arrived.
 * Blocking database work runs in Starlette's thread pool, never on the event loop.
+* Blobs (media, saved files, artifact objects) are served as a file from a media directory, as a
+  stream from a bucket, or, with ``--s3-presign``, as a 302 to a presigned URL of the bucket
+  (``_blob_response``); a storage fault is a 502/503 in the one error shape.
 * Media is served with a content type from a short list of passive types; anything else (HTML,
   SVG, unknown) goes out as ``application/octet-stream`` attachment with ``nosniff`` and a
   ``sandbox`` CSP, so a logged HTML blob cannot run script in the server's origin.
@@ -30,19 +33,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import IO, Any
+from urllib.parse import quote
 
 import anyio.from_thread
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from wandblite.server import blobs, media_query, read, records, runs_query, series_query
 from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request, unauthorized
+from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_sha256
 
@@ -102,7 +107,7 @@ def _bearer(request: Request) -> str | None:
 
 def _check_declared_length(request: Request, limit: int, blob: bool = False) -> None:
     """413 before the body is read when its declared ``Content-Length`` is over ``limit``; for a media
-    blob the message says how to raise the limit, as the streamed cut-off's does (``blobs._checked``)."""
+    blob the message says how to raise the limit, as the streamed cut-off's does (``blobs.checked_chunks``)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         if blob:
@@ -153,6 +158,73 @@ def _pieces(request: Request) -> Iterator[bytes]:
         if not data:
             return
         yield data
+
+
+def _stream(f: IO[bytes]) -> Iterator[bytes]:
+    """A blob's bytes, ``_PIECE`` at a time (Starlette iterates it in a worker thread); closes ``f``."""
+    with f:
+        while chunk := f.read(_PIECE):
+            yield chunk
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, stop)`` of a single ``Range: bytes=...`` request header within ``size`` bytes;
+    None to send the whole blob (no header, several ranges, or one this server does not read);
+    ``(size, size)`` when the range starts past the end (416)."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, sep, last = header[len("bytes="):].strip().partition("-")
+    if not sep or not (first or last) or not (first or "0").isdigit() or not (last or "0").isdigit():
+        return None
+    if not first:  # the last N bytes
+        n = int(last)
+        return (max(size - n, 0), size) if n else (size, size)
+    start = int(first)
+    if start >= size:
+        return size, size
+    stop = min(int(last) + 1, size) if last else size
+    return (start, stop) if stop > start else None
+
+
+async def _blob_response(blob: MediaBlob, media_type: str, headers: dict[str, str],
+                         filename: str | None = None, range_header: str | None = None) -> Response:
+    """A stored blob as a response: a 302 to a presigned URL (``--s3-presign``), a local file, or a stream.
+
+    ``filename`` makes it an attachment of that name. Headers the bucket cannot be told to send
+    (the CSP, nosniff) do not follow a redirect, but neither does the server's origin: the client
+    reads the bytes from the bucket's. A stream answers one byte range (206) as a file does, so a
+    video can seek.
+    """
+    disposition = None
+    if filename is not None:
+        # The form FileResponse writes: plain when the name is URL-safe, else RFC 5987 (a header is latin-1).
+        quoted = quote(filename)
+        disposition = (f'attachment; filename="{filename}"' if quoted == filename
+                       else f"attachment; filename*=utf-8''{quoted}")
+    url = await run_in_threadpool(blob.presign, media_type, disposition)
+    if url is not None:
+        return RedirectResponse(url, status_code=302, headers={"Cache-Control": "private, no-store"})
+    path = blob.local_path()
+    if path is not None:
+        return FileResponse(path, media_type=media_type, headers=headers, filename=filename,
+                            content_disposition_type="attachment")
+    out = {**headers, "Accept-Ranges": "bytes"}
+    if disposition is not None:
+        out["Content-Disposition"] = disposition
+    span = _byte_range(range_header, blob.size)
+    if span is not None and span[0] >= blob.size:
+        resp = _error(416, "range_not_satisfiable", f"the blob has {blob.size} bytes; the range {range_header!r} "
+                                                    "starts past its end")
+        resp.headers["Content-Range"] = f"bytes */{blob.size}"
+        return resp
+    if span is None or span == (0, blob.size):
+        # A fault or a vanished blob is an error before any byte is sent.
+        f = await run_in_threadpool(blob.open)
+        return StreamingResponse(_stream(f), media_type=media_type, headers={**out, "Content-Length": str(blob.size)})
+    start, stop = span
+    f = await run_in_threadpool(blob.open, start, stop - start)
+    out.update({"Content-Length": str(stop - start), "Content-Range": f"bytes {start}-{stop - 1}/{blob.size}"})
+    return StreamingResponse(_stream(f), status_code=206, media_type=media_type, headers=out)
 
 
 def _media_params(q: Any) -> dict[str, Any]:
@@ -258,24 +330,24 @@ class _Handlers:
 
     async def media_get(self, request: Request) -> Response:
         await self.auth(request, write=False)
-        path, ext = await run_in_threadpool(self.store.media_path, request.path_params["sha256"])
-        ctype = _PASSIVE_TYPES.get((ext or "").lower())
+        blob = await run_in_threadpool(self.store.media_blob, request.path_params["sha256"])
+        ctype = _PASSIVE_TYPES.get((blob.ext or "").lower())
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                    "Cache-Control": "private, max-age=31536000, immutable"}
-        if ctype is None:
-            ctype = "application/octet-stream"
-            headers["Content-Disposition"] = f'attachment; filename="{path.name}.{(ext or "bin").replace(chr(34), "")}"'
-        return FileResponse(path, media_type=ctype, headers=headers)
+        if ctype is not None:
+            return await _blob_response(blob, ctype, headers, range_header=request.headers.get("range"))
+        return await _blob_response(blob, "application/octet-stream", headers,
+                                    filename=f"{blob.sha256}.{blob.ext or 'bin'}", range_header=request.headers.get("range"))
 
     async def run_file(self, request: Request) -> Response:
         # A file the run saved (wandblite.save): always an attachment, never rendered in the server's origin.
         await self.auth(request, write=False)
         p = request.path_params
-        path, filename = await run_in_threadpool(records.run_file, self.store, p["project"], p["run_id"], p["name"])
+        blob, filename = await run_in_threadpool(records.run_file, self.store, p["project"], p["run_id"], p["name"])
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                    "Cache-Control": "private, no-cache"}
-        return FileResponse(path, media_type="application/octet-stream", headers=headers, filename=filename,
-                            content_disposition_type="attachment")
+        return await _blob_response(blob, "application/octet-stream", headers, filename=filename,
+                                    range_header=request.headers.get("range"))
 
 
 def _routes(h: _Handlers) -> list[Route]:

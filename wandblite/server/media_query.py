@@ -10,13 +10,14 @@ to, plus a crashed run's provisional rows read raw; it writes nothing and reads 
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from wandblite.server.errors import bad_request
+from wandblite.server.media_index import MediaBlob
 from wandblite.server.read import run_row, tail_rows
 from wandblite.server.schema import history, media_rows
 from wandblite.server.store import Store
@@ -92,19 +93,19 @@ def mesh(store: Store, sha: str) -> dict[str, Any]:
     ``vectors`` of a scene; beyond ``MAX_POINTS`` points an even stride is kept. Either way
     ``truncated`` says whether something was dropped, ``total`` how many there were.
     """
-    path, ext = store.media_path(sha)
-    ext = (ext or "").lower()
+    blob = store.media_blob(sha)
+    ext = (blob.ext or "").lower()
     if ext.endswith("json"):
-        return _point_cloud(path, sha)
+        return _point_cloud(blob, sha)
     if ext not in MESH_FORMATS:
         raise bad_request(f"media {sha} ({ext or 'no extension'}) is not a mesh or point cloud", code="bad_media")
-    return _mesh_file(path, sha, ext)
+    return _mesh_file(blob, sha, ext)
 
 
-def _point_cloud(path: Path, sha: str) -> dict[str, Any]:
+def _point_cloud(blob: MediaBlob, sha: str) -> dict[str, Any]:
     """A ``.pts.json`` scene: its points (an even stride beyond ``MAX_POINTS``), boxes and vectors."""
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(blob.read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"media {sha} is not a JSON point cloud: {exc}")
     scene = data if isinstance(data, dict) else {"points": data}
@@ -120,7 +121,7 @@ def _point_cloud(path: Path, sha: str) -> dict[str, Any]:
     return out
 
 
-def _mesh_file(path: Path, sha: str, ext: str) -> dict[str, Any]:
+def _mesh_file(blob: MediaBlob, sha: str, ext: str) -> dict[str, Any]:
     """A mesh read with trimesh: vertices and faces (an evenly spaced subset beyond ``MAX_MESH_FACES``)."""
     try:
         import trimesh
@@ -128,8 +129,12 @@ def _mesh_file(path: Path, sha: str, ext: str) -> dict[str, Any]:
         raise bad_request("this server cannot read meshes: pip install trimesh", code="unsupported")
     import numpy as np
 
+    # trimesh seeks: a local file is opened, a bucket's object is read whole (as trimesh would); a
+    # storage fault while reading is the store's error, not a bad mesh.
+    path = blob.local_path()
+    source = open(path, "rb") if path is not None else io.BytesIO(blob.read_bytes())
     try:
-        with open(path, "rb") as f:
+        with source as f:
             m = trimesh.load(f, file_type=ext, force="mesh", process=False)
     except Exception as exc:  # noqa: BLE001 - any parse failure is the file's, not the server's
         raise bad_request(f"media {sha} could not be read as {ext}: {exc}", code="bad_media")

@@ -10,13 +10,13 @@ unknown projects, runs, files and artifacts raise a 404 ``ApiError``.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from wandblite.server.db import loads
 from wandblite.server.errors import not_found
+from wandblite.server.media_index import MediaBlob
 from wandblite.server.read import project_id, run_row
 from wandblite.server.schema import (
     alerts,
@@ -47,7 +47,7 @@ def list_files(store: Store, project: str, run_id: str) -> dict[str, Any]:
     return {"files": [{**latest[n], "versions": versions[n]} for n in sorted(latest)]}
 
 
-def run_file(store: Store, project: str, run_id: str, name: str) -> tuple[Path, str]:
+def run_file(store: Store, project: str, run_id: str, name: str) -> tuple[MediaBlob, str]:
     """The blob of the latest version of a run's file and the name to offer a browser (404 if absent)."""
     validate_file_name(name)
     with store.read_engine.connect() as conn:
@@ -60,8 +60,7 @@ def run_file(store: Store, project: str, run_id: str, name: str) -> tuple[Path, 
     if r.lost:
         raise not_found(f"the latest version of {name!r} of run {project}/{run_id} was not uploaded "
                         "(its bytes had changed in the run directory before it was synced)")
-    path, _ext = store.media_path(r.sha256)
-    return path, name.rsplit("/", 1)[-1]
+    return store.media_blob(r.sha256), name.rsplit("/", 1)[-1]
 
 
 def list_alerts(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The store: one database (SQLite or PostgreSQL) and its media directory, behind one object.
+"""The store: one database (SQLite or PostgreSQL) and its blob store (a media directory or a bucket), behind one object.
 
 Layer 5 (the server). SQLAlchemy Core 2.x, one code path for SQLite (the default and the embedded
 local store) and PostgreSQL (``postgresql+psycopg://``). Imports nothing from ``wandblite.sync``.
@@ -14,7 +14,8 @@ the rule, so callers keep calling ``Store(url).apply_batch(...)``:
 ``ingest.py``       ``apply_batch`` and ``position``: every batch stream by one mechanism
 ``indexes.py``      series values and the read indexes (the min/max pyramid, the media index)
 ``auth.py``         API keys and browser sessions
-``media_index.py``  which media blobs are stored (``missing_media``, ``put_media``, ``media_path``)
+``media_index.py``  which media blobs are stored (``missing_media``, ``put_media``, ``media_blob``)
+``blobs.py``        the blob store: a directory, or a bucket (``blobstore_s3.py``)
 ==================  ==============================================================================
 
 What it promises: every method is thread-safe (each uses its own connection); ``Store(url)``
@@ -34,22 +35,29 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from wandblite.server import auth, db, ingest, media_index, migrations
+from wandblite.server.blobs import BlobStore, DiskBlobStore
 from wandblite.vocab import home_dir
 
 __all__ = ["Store"]
 
 
 class Store:
-    """One database (and its media directory). Thread-safe: every method uses its own connection."""
+    """One database and its blob store. Thread-safe: every method uses its own connection.
+
+    The blobs live in ``blobs`` when given (a bucket: ``serve.open_blob_store``), else in the
+    directory ``media_dir`` (None and None: a store that keeps no bytes, 503 wherever they are needed).
+    """
 
     #: How long a browser session lasts (``auth.SESSION_SECONDS``).
     SESSION_SECONDS = auth.SESSION_SECONDS
 
-    def __init__(self, url: str, media_dir: str | os.PathLike[str] | None = None, migrate: bool = True) -> None:
+    def __init__(self, url: str, media_dir: str | os.PathLike[str] | None = None, migrate: bool = True,
+                 blobs: BlobStore | None = None) -> None:
         self.url = db.normalize_url(url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.write_engine, self.read_engine = db.engines(self.url)
         self.media_dir = Path(media_dir) if media_dir is not None else None
+        self.blobs = blobs if blobs is not None else DiskBlobStore(self.media_dir) if self.media_dir is not None else None
         if migrate:
             self.migrate()
 
@@ -118,8 +126,8 @@ class Store:
 
     # ---------------------------------------------------------------- media
     def missing_media(self, shas: Any) -> list[str]:
-        """Which of the sha256s ``shas`` the media store lacks (a row without its file counts as missing)."""
-        return media_index.missing(self.read_engine, self.media_dir, shas)
+        """Which of the sha256s ``shas`` the blob store lacks (a row without its bytes counts as missing)."""
+        return media_index.missing(self.read_engine, self.blobs, shas)
 
     def put_media(self, sha: str, chunks: Iterable[bytes], ext: str | None, limit: int) -> int:
         """Store a blob from byte chunks after checking its sha256; return its size.
@@ -127,8 +135,8 @@ class Store:
         ``limit`` is the caller's blob size limit in bytes (the server's ``--max-blob-size`` or
         ``blobs.max_blob_bytes()``): the store has no default of its own.
         """
-        return media_index.put(self.write_engine, self.media_dir, sha, chunks, ext, limit)
+        return media_index.put(self.write_engine, self.blobs, sha, chunks, ext, limit)
 
-    def media_path(self, sha: str) -> tuple[Path, str | None]:
-        """The blob file of a stored sha256 and its extension (404 when absent)."""
-        return media_index.path(self.read_engine, self.media_dir, sha)
+    def media_blob(self, sha: str) -> media_index.MediaBlob:
+        """A stored blob: its size, extension and the ways to serve it (404 when absent)."""
+        return media_index.blob(self.read_engine, self.blobs, sha)
