@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from wandblite.console import join_records
+from wandblite.replay import flatten
 from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
 from wandblite.server.ingest import run_position
@@ -30,8 +31,9 @@ from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
 from wandblite.vocab import RUNTIME, is_number
 
-__all__ = ["console_lines_args", "get_console", "get_console_lines", "get_history", "get_run", "get_system",
-           "list_projects", "page_args", "project_id", "run_dict", "run_row", "tail_rows"]
+__all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history", "get_run",
+           "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "sample_history",
+           "sampled_args", "tail_rows"]
 
 MAX_PAGE = 10_000
 
@@ -139,6 +141,71 @@ def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: 
              .where(console.c.run == pk, console.c.idx >= start).order_by(console.c.idx).limit(limit))
         recs = [dict(r) for r in conn.execute(q).mappings()]
     return {"console": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
+
+
+#: ``GET .../history/sampled``: the most rows one request may ask for.
+MAX_SAMPLED_ROWS = 100_000
+
+
+def sampled_args(params: Any) -> dict[str, Any]:
+    """Validate the query parameters of ``GET .../history/sampled`` (``samples``, ``key`` repeated)."""
+    try:
+        samples = int(params.get("samples") or 500)
+    except ValueError:
+        raise bad_request(f"samples must be an integer between 1 and {MAX_SAMPLED_ROWS}")
+    return {"samples": samples, "keys": list(params.getlist("key")) or None}
+
+
+def _spread(n: int, k: int) -> list[int]:
+    """``k`` of the positions ``0 .. n-1``, evenly spaced, the first and the last among them (all when n <= k)."""
+    if n <= k:
+        return list(range(n))
+    if k == 1:
+        return [0]
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
+                   keys: list[str] | None = None) -> dict[str, Any]:
+    """At most ``samples`` history rows, evenly spaced over the run (the first and the last kept), flat.
+
+    Rows are flattened as ``wandblite.replay.flatten`` does (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``;
+    media values stay whole). Without ``keys``: whole rows, spaced over all the run's rows. With
+    ``keys`` (flat names): only the rows holding every one of them, each reduced to those keys, spaced
+    over the rows that hold them (wandb's sampled history). Answer: ``{"rows": [row], "matched": n}``,
+    ``matched`` counting the rows sampled from. Rows are read by index: a whole run is scanned only
+    when ``keys`` are given (a row whose JSON text cannot hold a key's last segment is skipped undecoded).
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLED_ROWS:
+        raise bad_request(f"samples must be an integer between 1 and {MAX_SAMPLED_ROWS}")
+    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys)):
+        raise bad_request("keys must be a list of non-empty names")
+    with store.read_engine.connect() as conn:
+        pk = run_row(conn, project, run_id).id
+        where = history.c.run == pk
+        if not keys:
+            lo, n = conn.execute(sa.select(sa.func.min(history.c.idx), sa.func.count()).where(where)).one()
+            chosen = [int(lo) + i for i in _spread(int(n), samples)] if n else []
+        else:
+            # A key is present only if the text holds its last dotted segment as JSON writes it (less its
+            # opening quote, so that a literal "a.b" key matches too); most other rows are never decoded.
+            needles = [json.dumps(k.rsplit(".", 1)[-1])[1:] for k in keys]
+            held: list[int] = []
+            q = sa.select(history.c.idx, history.c.row).where(where).order_by(history.c.idx)
+            for idx, text in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
+                if all(s in text for s in needles):
+                    flat = flatten(loads(text))
+                    if all(k in flat for k in keys):
+                        held.append(int(idx))
+            n, chosen = len(held), [held[i] for i in _spread(len(held), samples)]
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(chosen), 1000):
+            pick = (sa.select(history.c.row).where(where, history.c.idx.in_(chosen[i:i + 1000]))
+                    .order_by(history.c.idx))
+            rows.extend(flatten(loads(text)) for (text,) in conn.execute(pick))
+    if keys:
+        rows = [{k: r[k] for k in keys} for r in rows]
+    return {"rows": rows, "matched": int(n)}
 
 
 #: ``GET .../console/lines``: the lines kept when ``tail`` is not given, and the most one request may ask for.

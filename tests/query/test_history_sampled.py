@@ -1,0 +1,78 @@
+"""``GET .../history/sampled``: wandb's sampled history (whole rows, or the rows holding given keys), over REST.
+
+The data set (``conftest.write_dataset``) is synced once per backend (SQLite, PostgreSQL); what comes
+back is compared with ``wandblite.replay`` of the same files, flattened as the endpoint promises.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+import wandblite
+from wandblite.replay import flatten
+
+from .conftest import STEPS_A, Dataset, canon, plain
+
+
+def _sampled(data: Dataset, run_id: str, samples: int | None = None, keys: list[str] | None = None) -> Any:
+    params: dict[str, Any] = {"key": keys or []}
+    if samples is not None:
+        params["samples"] = samples
+    return data.get(f"/runs/{run_id}/history/sampled", params=params)
+
+
+def _local(data: Dataset, run_id: str) -> list[dict[str, Any]]:
+    return [flatten(r) for r in plain(list(wandblite.replay(data.runs / run_id).scan_history()))]
+
+
+def test_whole_rows_are_spread_evenly_with_the_first_and_last_kept(data: Dataset) -> None:
+    body = _sampled(data, "a", samples=500)
+    local = _local(data, "a")
+    assert body["matched"] == STEPS_A and len(body["rows"]) == 500
+    steps = [r["_step"] for r in body["rows"]]
+    assert steps[0] == 0 and steps[-1] == STEPS_A - 1 and steps == sorted(set(steps))
+    gaps = {b - a for a, b in itertools.pairwise(steps)}
+    assert gaps <= {6, 7}  # 2999 / 499 = 6.01: evenly spaced
+    assert canon([local[s] for s in steps]) == canon(body["rows"])  # flat: "train.inner", media whole
+    assert "train.inner" in body["rows"][1] and body["rows"][0]["img"]["_type"] == "image-file"
+
+
+def test_default_is_500_rows_and_a_short_run_comes_back_whole(data: Dataset) -> None:
+    assert len(_sampled(data, "a")["rows"]) == 500
+    body = _sampled(data, "b", samples=500)
+    assert body["matched"] == 200 and canon(body["rows"]) == canon(_local(data, "b"))
+
+
+def test_keys_keep_only_rows_holding_every_key_reduced_to_them(data: Dataset) -> None:
+    local = [r for r in _local(data, "a") if "noisy" in r]
+    body = _sampled(data, "a", samples=100, keys=["_step", "noisy", "train.inner"])
+    assert body["matched"] == len(local) == STEPS_A // 3 and len(body["rows"]) == 100
+    assert all(set(r) == {"_step", "noisy", "train.inner"} for r in body["rows"])
+    by_step = {r["_step"]: r for r in local}
+    for r in body["rows"]:
+        assert canon(r) == canon({k: by_step[r["_step"]][k] for k in ("_step", "noisy", "train.inner")})
+    assert body["rows"][0]["_step"] == 0 and body["rows"][-1]["_step"] == local[-1]["_step"]
+    media = _sampled(data, "a", keys=["_step", "img", "hist"])
+    assert [r["_step"] for r in media["rows"]] == [0, 1000, 2000] and media["rows"][1]["hist"]["_type"] == "histogram"
+    assert _sampled(data, "a", keys=["img", "nope"]) == {"rows": [], "matched": 0}
+
+
+def test_a_literal_dotted_key_and_a_nested_one_are_both_found(data: Dataset) -> None:
+    # "train/loss" is a plain key; "train.inner" is {"train": {"inner": ...}}: flat, both are one name
+    body = _sampled(data, "a", samples=3, keys=["train/loss", "train.inner"])
+    assert [sorted(r) for r in body["rows"]] == [["train.inner", "train/loss"]] * 3
+
+
+def test_a_crashed_runs_provisional_row_is_sampled_too(data: Dataset) -> None:
+    body = _sampled(data, "crash", samples=1000, keys=["pending_only"])
+    assert body == {"rows": [{"pending_only": 42.0}], "matched": 1}
+
+
+@pytest.mark.parametrize("params", [{"samples": "0"}, {"samples": "x"}, {"samples": "100001"}, {"key": ""}])
+def test_bad_sampled_queries_are_400(data: Dataset, params: dict[str, str]) -> None:
+    r = data.srv.get(f"/api/v1/projects/{data.project}/runs/a/history/sampled", params=params)
+    assert r.status_code == 400 and set(r.json()["error"]) >= {"code", "message"}
+    assert data.srv.get(f"/api/v1/projects/{data.project}/runs/nope/history/sampled").status_code == 404
