@@ -33,6 +33,8 @@ _SUBMODULES = {
     "wandb.env": "wandblite.env",
     "wandb.data_types": "wandblite.data_types",
     "wandb.plot": "wandblite.plot",
+    # wandb.Api's module (a query client, layer 5): loaded when the user's code imports it, never by the alias
+    "wandb.apis.public": "wandblite.api_compat",
 }
 
 
@@ -133,6 +135,17 @@ def _build_shims() -> None:
     _module("wandb.sdk", "wandb's sdk package, as far as frameworks import it.", lib=lib, wandb_run=wandb_run,
             wandb_settings=settings, Settings=Settings, Error=Error, UsageError=UsageError)
     _module("wandb.wandb_run", "wandb's wandb_run: Run (the class init returns).", Run=Run)
+    apis = _module("wandb.apis", "wandb's apis package: public (wandb.Api) and PublicApi, loaded on first use.",
+                   __path__=[], __getattr__=_apis_attr)
+    apis.__spec__.submodule_search_locations = []  # type: ignore[union-attr]  # a package: wandb.apis.public
+
+
+def _apis_attr(name: str) -> Any:
+    """``wandb.apis.public`` / ``wandb.apis.PublicApi``: imported through the alias when first named."""
+    if name in ("public", "PublicApi"):
+        public = importlib.import_module("wandb.apis.public")
+        return public if name == "public" else public.Api
+    raise AttributeError(f"module 'wandb.apis' has no attribute {name!r}")
 
 
 def is_wandb_alias(wandblite: types.ModuleType) -> bool:
@@ -156,7 +169,7 @@ def as_wandb(wandblite: types.ModuleType) -> types.ModuleType:
         _saved.setdefault(name, sys.modules.pop(name))
     sys.modules["wandb"] = wandblite
     sys.modules.update(_SHIMS)
-    for short in ("sdk", "wandb_run"):
+    for short in ("sdk", "wandb_run", "apis"):
         _saved.setdefault(f"attr:{short}", getattr(wandblite, short, None))
         setattr(wandblite, short, _SHIMS[f"wandb.{short}"])
     wandblite._attach = _api_attach  # type: ignore[attr-defined]
