@@ -252,3 +252,148 @@ def test_a_wandb_api_notebook_answers_what_was_logged(where: str, logged: tuple[
     assert got["used_b"] == [["dataset:v0", "data"]]
     assert got["artifact"] == {"name": "dataset:v0", "type": "data", "version": "v0", "metadata": {"rows": 1},
                                "dir": os.path.join("artifacts", "dataset:v0"), "files": DATA_FILES}
+
+
+# --------------------------------------------------------------------------- the plain install
+
+#: The modules of the server extra (and pandas, a test extra): the plain install has none of them.
+BLOCKER = r'''
+import sys
+
+REFUSED = {"sqlalchemy", "starlette", "uvicorn", "psycopg", "psycopg2", "anyio", "pandas", "plotly", "trimesh",
+           "httpx"}
+
+
+class RefuseServerExtra:
+    """Import nothing of the server extra: the interpreter looks like ``pip install wandblite``."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in REFUSED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, RefuseServerExtra())
+'''
+
+PLAIN = r'''
+import json, sys
+try:
+    import sqlalchemy  # noqa: F401
+    sys.exit("the blocker did not work")
+except ImportError:
+    pass
+import wandblite
+
+url, key, project, out, home = sys.argv[1:6]
+api = wandblite.Api(server=url, api_key=key)
+R = {"runs": [r.id for r in api.runs(project)]}
+run = api.run(f"team/{project}/a")
+rows = run.history(keys=["loss"], samples=50)
+R["history_type"], R["history_len"] = type(rows).__name__, len(rows)
+R["scan"] = list(run.scan_history(keys=["loss"], max_step=3))
+R["notes"] = run.file("notes.txt").download(root=out).read()
+R["art"] = sorted(api.artifact(f"{project}/dataset:v0").files())
+api.close()
+import wandblite.integrations
+wandblite.integrations.as_wandb()
+import wandb
+wapi = wandb.Api(overrides={"base_url": url}, api_key=key)
+R["wandb_history"] = wapi.run(f"team/{project}/c").history(keys=["loss"], samples=3, pandas=False)
+try:
+    wandblite.api.Api(home=home)
+    R["embedded"] = "opened"
+except wandblite.Error as exc:
+    R["embedded"] = str(exc)
+R["loaded"] = sorted({m.split(".")[0] for m in sys.modules} & {"sqlalchemy", "starlette", "pandas", "anyio"})
+print(json.dumps(R))
+'''
+
+
+def test_api_over_http_needs_only_the_plain_install(server: ServerProc, store: Path, logged: tuple[str, Path],
+                                                    tmp_path: Path) -> None:
+    project, _runs = logged
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    (tmp_path / "out").mkdir()
+    proc = subprocess.run([sys.executable, "-c", PLAIN, server.url, server.key, project, str(tmp_path / "out"),
+                           str(store)], capture_output=True, text=True, timeout=120, cwd=str(tmp_path),
+                          env=clean_env(PYTHONPATH=str(site), WANDBLITE_SILENT="0"))
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["runs"] == ["c", "b", "a"]  # wandblite.Api: newest first
+    assert got["history_type"] == "list" and 0 < got["history_len"] <= 50  # no pandas: the rows, and a warning
+    assert "needs pandas" in proc.stderr and proc.stderr.count("needs pandas") == 1
+    assert got["scan"] == [{"_step": s, "loss": loss_at(s)} for s in range(3)]
+    assert got["notes"] == NOTES and got["art"] == sorted(DATA_FILES)
+    assert got["wandb_history"] == [{"_step": s, "loss": 1.0 if s < 9 else FINAL_LOSS["c"]} for s in (0, 4, 9)]
+    # the embedded store needs the server extra, and says so in one line
+    assert "\n" not in got["embedded"] and "pip install 'wandblite[server]'" in got["embedded"]
+    assert "sqlalchemy" in got["embedded"] and "server=" in got["embedded"]
+    assert got["loaded"] == []
+
+
+# --------------------------------------------------------------------------- wandblite.Api, in process
+
+
+def test_wandblite_api_lists_files_and_artifacts_and_pages_runs_lazily(server: ServerProc, store: Path,
+                                                                      logged: tuple[str, Path],
+                                                                      tmp_path: Path) -> None:
+    project, runs = logged
+    for api in (wandblite.Api(server=server.url, api_key=server.key), wandblite.Api(home=store)):
+        with api:
+            lazy = api.runs(f"team/{project}", per_page=2, order="+created_at")
+            assert lazy.total == 3 and len(lazy._runs) == 2  # one page read so far
+            assert [r.id for r in lazy] == ["a", "b", "c"] and lazy[2].id == "c" and [r.id for r in lazy[1:]] == ["b", "c"]
+            assert [r.id for r in api.runs(project, filters={"name": "gamma"})] == ["c"]  # ours: the run's name
+            a = api.run(f"{project}/a")
+            assert a.created_at == pytest.approx(wandblite.replay(runs / "a").created_at)
+            assert a.path == f"{project}/a" and a.entity is None  # no entity logged, none in the path
+            assert api.run(f"team/{project}/a").entity == "team"
+            files = a.files()
+            assert [(f.name, f.size, f.mimetype) for f in files] == [
+                ("ckpt/model.bin", len(MODEL), "application/octet-stream"), ("notes.txt", len(NOTES), "text/plain")]
+            assert [f.name for f in a.files(pattern="%.txt")] == ["notes.txt"]
+            assert [f.name for f in a.files(names=["ckpt/model.bin"])] == ["ckpt/model.bin"]
+            with pytest.raises(wandblite.Error) as err:
+                a.file("nope.txt")
+            assert err.value.status == 404  # type: ignore[attr-defined]
+            dest = tmp_path / api.__repr__().replace("/", "_")
+            with a.file("ckpt/model.bin").download(root=dest) as f:
+                assert Path(f.name).read_bytes() == MODEL
+            with a.file("ckpt/model.bin").download(root=dest, exist_ok=True) as f:
+                assert Path(f.name) == dest / "ckpt" / "model.bin"
+            art = api.artifact(f"{project}/dataset:best", type="data")
+            assert (art.name, art.version, art.aliases, art.source_run) == ("dataset:v0", "v0", ["best", "latest"], "a")
+            assert sorted(art.manifest.entries) == sorted(DATA_FILES) and art.logged_by().id == "a"  # type: ignore[union-attr]
+            one = art.get_entry("sub/labels.txt").download(root=dest / "one")
+            assert Path(one).read_text() == DATA_FILES["sub/labels.txt"] and not (dest / "one" / "train.csv").exists()
+            with pytest.raises(ValueError):
+                api.artifact(f"{project}/dataset:v0", type="model")
+            assert [x.name for x in api.run(f"{project}/b").used_artifacts()] == ["dataset:v0"]
+            sysrows = a.history(stream="system", pandas=False)
+            assert isinstance(sysrows, list)  # the runs were logged with disable_stats: no system records
+
+
+def test_wandb_filter_and_order_names_map_onto_the_servers() -> None:
+    from wandblite.api import _run_path, wandb_filters, wandb_order
+
+    t = "2026-01-02T03:04:05Z"
+    ts = 1767323045.0
+    assert wandb_filters({"$or": [{"createdAt": {"$gte": t}}, {"duration": {"$lt": 5}}],
+                          "summary_metrics.loss": {"$lt": 1}, "config.lr.value": 0.1, "name": "x",
+                          "display_name": {"$regex": "^a"}, "tags": {"$in": ["a"]}}, name_is_id=True) == {
+        "$or": [{"created_at": {"$gte": ts}}, {"runtime": {"$lt": 5}}], "summary.loss": {"$lt": 1},
+        "config.lr": 0.1, "id": "x", "name": {"$regex": "^a"}, "tags": {"$in": ["a"]}}
+    assert wandb_filters({"name": "x", "heartbeatAt": "2026-01-02T03:04:05"}) == {"name": "x", "heartbeat_at": ts}
+    with pytest.raises(wandblite.Error, match="ISO 8601"):
+        wandb_filters({"createdAt": {"$gt": "yesterday"}})
+    assert [wandb_order(o, True) for o in ("+created_at", "-summary_metrics.loss", "config.lr.value", "name",
+                                           "-heartbeatAt")] == [
+        "created_at", "-summary.loss", "config.lr", "id", "-heartbeat_at"]
+    assert wandb_order("display_name") == wandb_order("name") == "name"
+    assert [_run_path(p, "dp") for p in ("e/p/runs/r", "e/p/r", "e/p:r", "p/r", "p:r", "r")] == [
+        ("e", "p", "r"), ("e", "p", "r"), ("e", "p", "r"), (None, "p", "r"), (None, "p", "r"), (None, "dp", "r")]
+    with pytest.raises(wandblite.Error):
+        _run_path("r", None)
