@@ -76,3 +76,21 @@ def test_bad_sampled_queries_are_400(data: Dataset, params: dict[str, str]) -> N
     r = data.srv.get(f"/api/v1/projects/{data.project}/runs/a/history/sampled", params=params)
     assert r.status_code == 400 and set(r.json()["error"]) >= {"code", "message"}
     assert data.srv.get(f"/api/v1/projects/{data.project}/runs/nope/history/sampled").status_code == 404
+
+
+def test_rows_without_nesting_are_held_by_their_text_and_still_exact(data: Dataset) -> None:
+    local = _local(data, "b")  # flat rows of loss and acc: held without decoding
+    body = _sampled(data, "b", samples=1000, keys=["acc", "_step"])
+    assert body["matched"] == 200 and body["rows"] == [{"acc": r["acc"], "_step": r["_step"]} for r in local]
+    assert _sampled(data, "b", keys=["acc", "los"]) == {"rows": [], "matched": 0}  # a prefix is not the key
+
+
+def test_a_flat_name_is_found_as_a_literal_key_or_below_a_subtree() -> None:
+    from wandblite.server.read import _flat_get
+
+    row = {"a.b": 1, "c": {"d": {"e": 2}, "f.g": 3}, "img": {"_type": "image-file"}, "t": {"x": 4}}
+    for key, want in [("a.b", (True, 1)), ("c.d.e", (True, 2)), ("c.f.g", (True, 3)), ("img", (True, row["img"])),
+                      ("c", (False, None)), ("c.d", (False, None)), ("a", (False, None)), ("img._type", (False, None)),
+                      ("t.x", (True, 4)), ("t.y", (False, None))]:
+        assert _flat_get(row, key) == want, key
+        assert (key in flatten(row)) == want[0], key

@@ -29,7 +29,7 @@ from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, history, projects, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
-from wandblite.vocab import RUNTIME, is_number
+from wandblite.vocab import RESERVED, RUNTIME, TYPE_KEY, is_number
 
 __all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history", "get_run",
            "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "sample_history",
@@ -189,14 +189,23 @@ def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
         else:
             # A key is present only if the text holds its last dotted segment as JSON writes it (less its
             # opening quote, so that a literal "a.b" key matches too); most other rows are never decoded.
-            needles = [json.dumps(k.rsplit(".", 1)[-1])[1:] for k in keys]
+            needles = [json.dumps(k.rsplit(".", 1)[-1])[1:] for k in keys if k not in RESERVED]
+            # Keys without dots in a row with no object inside it (one "{"): a key delimited as JSON
+            # writes one ({"k": or ,"k": -- a quote inside a string is escaped) is a top-level leaf, so
+            # such rows are held without decoding. Anything else is decoded and looked up.
+            plain = [(f"{{{json.dumps(k)}:", f",{json.dumps(k)}:") for k in keys if k not in RESERVED]
+            simple = all("." not in k for k in keys)
             held: list[int] = []
             q = sa.select(history.c.idx, history.c.row).where(where).order_by(history.c.idx)
             for idx, text in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
-                if all(s in text for s in needles):
-                    flat = flatten(loads(text))
-                    if all(k in flat for k in keys):
-                        held.append(int(idx))
+                if not all(s in text for s in needles):
+                    continue
+                if simple and text.count("{") == 1 and all(a in text or b in text for a, b in plain):
+                    held.append(int(idx))
+                    continue
+                row = loads(text)
+                if all(_flat_get(row, k)[0] for k in keys):
+                    held.append(int(idx))
             n, chosen = len(held), [held[i] for i in _spread(len(held), samples)]
         rows: list[dict[str, Any]] = []
         for i in range(0, len(chosen), 1000):
@@ -206,6 +215,26 @@ def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
     if keys:
         rows = [{k: r[k] for k in keys} for r in rows]
     return {"rows": rows, "matched": int(n)}
+
+
+def _flat_get(row: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """Whether ``flatten(row)`` has ``key``, and its value there, without flattening the whole row: ``key`` is
+    a leaf (not a subtree) at ``row[key]``, or at ``key``'s rest below a subtree named by a dotted prefix."""
+    v = row.get(key, _ABSENT)
+    if v is not _ABSENT and not (type(v) is dict and TYPE_KEY not in v):
+        return True, v
+    i = key.find(".")
+    while i != -1:
+        sub = row.get(key[:i])
+        if type(sub) is dict and TYPE_KEY not in sub:
+            found, got = _flat_get(sub, key[i + 1:])
+            if found:
+                return True, got
+        i = key.find(".", i + 1)
+    return False, None
+
+
+_ABSENT = object()
 
 
 #: ``GET .../console/lines``: the lines kept when ``tail`` is not given, and the most one request may ask for.
