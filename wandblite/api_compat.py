@@ -28,7 +28,7 @@ What follows wandb here:
 * ``Run``: ``created_at``/``heartbeat_at``/``updated_at`` are ISO 8601 UTC text, ``path`` is
   ``[entity, project, id]``, ``entity`` is the run's (``init(entity=)``), else the one in the path
   asked with, else ``default_entity``; ``display_name``, ``summary_metrics``, ``storage_id``,
-  ``lastHistoryStep``.
+  ``lastHistoryStep``; ``summary`` is a dict with wandb's ``_json_dict``.
 * ``history(samples=500, keys=None, x_axis="_step", pandas=True, stream="default")``: at most
   ``samples`` history rows evenly spaced over the run, the first and last kept (wandb samples on
   its server too; which rows it keeps in between is its own), flattened to ``a.b`` columns, media
@@ -64,7 +64,7 @@ from wandblite.replay import flatten
 from wandblite.term import termwarn
 from wandblite.vocab import STEP
 
-__all__ = ["Api", "ApiRequestError", "File", "Project", "Run", "Runs", "StoredArtifact"]
+__all__ = ["Api", "ApiRequestError", "File", "Project", "Run", "Runs", "StoredArtifact", "Summary"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,20 @@ class Project:
         return [self.entity, self.name]
 
 
+class Summary(dict[str, Any]):
+    """wandb's ``run.summary`` read side: a dict of the run's summary, plus ``_json_dict`` (the plain dict
+    wandb's export snippets read). It is not written back: ``update()`` says so instead of keeping a
+    change only here."""
+
+    @property
+    def _json_dict(self) -> dict[str, Any]:
+        return dict(self)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        raise Error("run.summary.update(): a stored run changes only through `wandblite sync` of its run "
+                    "directory; wandblite's Api reads, it does not write")
+
+
 class Run(_api.Run):
     """A stored run with wandb's attributes and answers (see the module docstring)."""
 
@@ -88,6 +102,7 @@ class Run(_api.Run):
 
     def _set(self, d: dict[str, Any]) -> None:
         super()._set(d)
+        self.summary = Summary(self.summary)
         self.created_at = iso_time(d.get("created_at"))
         self.updated_at = iso_time(d.get("updated_at"))
         self.heartbeat_at = iso_time(d.get("heartbeat_at"))

@@ -111,6 +111,14 @@ R["run"] = {"id": run.id, "name": run.name, "state": run.state, "tags": run.tags
             "entity": run.entity, "config": run.config, "loss": run.summary["loss"],
             "acc": run.summary["train"]["acc"], "last_step": run.lastHistoryStep}
 R["state_b"] = api.run(f"{project}/b").state
+# wandb's export snippet: summaries, configs and names of every run of a project
+R["export"] = [[r.name, r.summary._json_dict["loss"], {k: v for k, v in r.config.items() if not k.startswith("_")}]
+               for r in api.runs(path)]
+try:
+    run.summary.update({"loss": 0})
+    R["summary_update"] = "kept"
+except Exception as exc:
+    R["summary_update"] = type(exc).__name__
 R["same_run"] = api.run(f"{path}/runs/c").name
 
 df = run.history()
@@ -225,6 +233,9 @@ def test_a_wandb_api_notebook_answers_what_was_logged(where: str, logged: tuple[
     assert run["loss"] == loss_at(STEPS - 1) and run["acc"] == (STEPS - 1) / STEPS
     assert run["last_step"] == STEPS - 1
     assert got["state_b"] == "failed" and got["same_run"] == "gamma"
+    assert got["export"] == [["alpha", FINAL_LOSS["a"], {"lr": 0.1, "opt": {"name": "adam"}}],
+                             ["beta", FINAL_LOSS["b"], {"lr": 0.01}], ["gamma", FINAL_LOSS["c"], {"lr": 0.05}]]
+    assert got["summary_update"] == "Error"  # not written back, and said so
 
     h = got["history"]
     assert h["type"] == "DataFrame" and h["len"] == 500  # wandb's default: 500 rows of the 1200
