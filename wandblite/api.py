@@ -300,7 +300,12 @@ class _LocalBackend:
         _save(_file_chunks(Path(path)), target, sha256)
 
     def file_url(self, project: str, run_id: str, name: str) -> str:
-        return self.run_url(project, run_id)
+        """The ``file://`` URI of the stored bytes of the file's latest version."""
+        try:
+            path, _name = self.records.run_file(self.store, project, run_id, name)
+        except self._api_error as exc:
+            raise ApiRequestError(exc.status, exc.code, exc.message) from exc
+        return Path(path).resolve().as_uri()
 
     def media_to(self, sha256: str, target: Path) -> None:
         _save(_file_chunks(self._media_path(sha256)), target, sha256)
@@ -507,7 +512,8 @@ class Project:
 
 class File:
     """A file a run saved (``wandblite.save``): wandb's ``File``. ``name size sha256 versions`` (how
-    many times it was saved), ``ts`` (seconds) and ``updated_at`` (ISO text), ``mimetype``, ``url``;
+    many times it was saved), ``ts`` (seconds) and ``updated_at`` (ISO text), ``mimetype``, ``url`` (the
+    server's download address; for the embedded store the ``file://`` URI of the stored bytes);
     ``download(root=".", replace=False, exist_ok=False)`` writes ``root/name`` and opens it as wandb does."""
 
     def __init__(self, run: Run, d: Mapping[str, Any]) -> None:

@@ -26,8 +26,8 @@ What follows wandb here:
 * ``runs()`` defaults to oldest first (``+created_at``) and 50 runs a request; a filter's or
   order's ``name`` is the run id and ``display_name`` the run's name, as in wandb.
 * ``Run``: ``created_at``/``heartbeat_at``/``updated_at`` are ISO 8601 UTC text, ``path`` is
-  ``[entity, project, id]``, ``entity`` is the run's (``init(entity=)``), else the one in the path
-  asked with, else ``default_entity``; ``display_name``, ``summary_metrics``, ``storage_id``,
+  ``[entity, project, id]``, ``entity`` is the one in the path asked with, else the run's
+  (``init(entity=)``), else ``default_entity``; ``display_name``, ``summary_metrics``, ``storage_id``,
   ``lastHistoryStep``; ``summary`` is a dict with wandb's ``_json_dict``.
 * ``history(samples=500, keys=None, x_axis="_step", pandas=True, stream="default")``: at most
   ``samples`` history rows evenly spaced over the run, the first and last kept (wandb samples on
@@ -112,7 +112,9 @@ class Run(_api.Run):
 
     @property
     def entity(self) -> str:
-        return super().entity or self._api.default_entity
+        """The entity named in the path the run was asked with (as wandb echoes it), else the run's own
+        (``init(entity=)``), else ``default_entity``."""
+        return self._entity_hint or super().entity or self._api.default_entity
 
     @property
     def path(self) -> list[str]:

@@ -366,6 +366,11 @@ def test_wandblite_api_lists_files_and_artifacts_and_pages_runs_lazily(server: S
             assert [(f.name, f.size, f.mimetype) for f in files] == [
                 ("ckpt/model.bin", len(MODEL), "application/octet-stream"), ("notes.txt", len(NOTES), "text/plain")]
             assert [f.name for f in a.files(pattern="%.txt")] == ["notes.txt"]
+            url = files[0].url
+            if api.server:
+                assert url == f"{server.url}/api/v1/projects/{project}/runs/a/files/ckpt/model.bin"
+            else:
+                assert url.startswith("file://") and Path(url[len("file://"):]).read_bytes() == MODEL
             assert [f.name for f in a.files(names=["ckpt/model.bin"])] == ["ckpt/model.bin"]
             with pytest.raises(wandblite.Error) as err:
                 a.file("nope.txt")
