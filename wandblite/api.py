@@ -34,18 +34,18 @@ server decided. Errors raise ``ApiRequestError`` (a ``wandblite.Error``) with th
 Where wandb answers in another shape, ``wandblite.api_compat.Api`` (what ``wandb.Api`` is under the
 drop-in alias) follows wandb; this module keeps wandblite's own answers:
 
-=========================  =======================================  ===========================================
-call                        ``wandblite.Api`` (this module)           ``wandb.Api`` (``wandblite.api_compat``)
-=========================  =======================================  ===========================================
-``runs()`` default order    newest first (``-created_at``)            oldest first (``+created_at``)
-filter / order ``name``     the run's display name                    the run id (wandb's ``name``)
-``run.created_at``          seconds since the epoch (float)           ISO 8601 UTC text
-``run.path``                ``"project/run_id"``                      ``[entity, project, run_id]``
-``history()``               per-key min/max downsampling (spikes      rows sampled evenly (first and last kept),
-                            kept), numeric keys, one row per x        every key, flat ``a.b`` columns
-``scan_history()``          nested rows, media as ``RemoteMedia``     flat rows, media as plain dicts; with keys
-                            with keys: ``_step`` and the keys         exactly the keys
-=========================  =======================================  ===========================================
+* ``runs()``'s default order: here newest first (``-created_at``); wandb's oldest first (``+created_at``).
+* a filter's or order's ``name``: here the run's display name; wandb's the run id (its display name
+  is ``display_name`` in both).
+* ``run.created_at`` (``updated_at``, ``heartbeat_at``): here seconds since the epoch; wandb's ISO
+  8601 UTC text.
+* ``run.path``: here ``"project/run_id"``; wandb's ``[entity, project, run_id]``.
+* ``history()``: here each numeric key downsampled on its own, each bucket's minimum and maximum
+  kept (spikes survive), merged into one row per x; wandb's: whole rows sampled evenly over the run
+  (first and last kept), every key, flattened to ``a.b`` columns, and with ``keys`` only the rows
+  holding all of them.
+* ``scan_history()``: here nested rows with media as ``RemoteMedia``, and with ``keys`` ``_step`` plus
+  the keys; wandb's flat rows with media as plain dicts, and with ``keys`` exactly the keys.
 """
 
 from __future__ import annotations
