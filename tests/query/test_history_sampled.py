@@ -94,3 +94,23 @@ def test_a_flat_name_is_found_as_a_literal_key_or_below_a_subtree() -> None:
                       ("t.x", (True, 4)), ("t.y", (False, None))]:
         assert _flat_get(row, key) == want, key
         assert (key in flatten(row)) == want[0], key
+
+
+def test_a_read_only_connection_gives_the_servers_sampled_rows(data: Dataset) -> None:
+    """Through a PostgreSQL role that may only SELECT (a read-only SQLite file): the same answers."""
+    from wandblite.server import read
+    from wandblite.server.store import Store
+
+    from .test_reads_never_write import _read_only_url
+
+    cleanup: list[Any] = []
+    assert data.srv.db is not None
+    ro = Store(_read_only_url(data.srv.db, cleanup), media_dir=data.srv.media, migrate=False)
+    try:
+        for run, keys in (("a", None), ("a", ["_step", "noisy"]), ("b", ["acc"]), ("crash", ["pending_only"])):
+            want = _sampled(data, run, samples=50, keys=keys)
+            assert canon(read.sample_history(ro, data.project, run, 50, keys)) == canon(want), (run, keys)
+    finally:
+        ro.close()
+        for fn in cleanup:
+            fn()
