@@ -68,7 +68,7 @@ from wandblite.errors import Error
 from wandblite.fold import get_path, has_path, split_name
 from wandblite.media import MediaMapping
 from wandblite.term import termwarn
-from wandblite.vocab import STEP, TYPE_KEY, file_name_problem, home_dir
+from wandblite.vocab import STEP, TYPE_KEY, file_name_problem, home_dir, spread
 
 __all__ = ["Api", "ApiRequestError", "ArtifactManifest", "File", "ManifestEntry", "Project", "RemoteMedia", "Run", "Runs",
            "StoredArtifact", "iso_time", "wandb_filters", "wandb_order"]
@@ -904,8 +904,7 @@ class Run:
             page = self._api._backend.system(self.project, self.id, start, 10_000)
             recs.extend(page["system"])
             start = page["next"]
-        if len(recs) > samples:
-            recs = [recs[round(i * (len(recs) - 1) / max(1, samples - 1))] for i in range(samples)]
+        recs = [recs[i] for i in spread(len(recs), samples)]
         t0 = self._data.get("created_at")
         return [{"_timestamp": r["ts"], "_runtime": r["ts"] - t0 if t0 is not None else None,
                  **{f"system.{k}": v for k, v in (r.get("metrics") or {}).items()}} for r in recs]

@@ -62,7 +62,7 @@ from wandblite.api import ApiRequestError, File, Runs, StoredArtifact, iso_time
 from wandblite.errors import Error
 from wandblite.replay import flatten
 from wandblite.term import termwarn
-from wandblite.vocab import STEP
+from wandblite.vocab import MAX_SAMPLED_ROWS, STEP, spread
 
 __all__ = ["Api", "ApiRequestError", "File", "Project", "Run", "Runs", "StoredArtifact", "Summary"]
 
@@ -150,7 +150,11 @@ class Run(_api.Run):
         if stream != "default":
             raise Error(f"history(stream={stream!r}): expected 'default' or 'system'")
         want = [x_axis, *(k for k in keys if k != x_axis)] if keys else None
-        rows = self._api._backend.sampled(self.project, self.id, samples, want)["rows"]
+        if samples > MAX_SAMPLED_ROWS:  # more than one request may ask for: every row, picked here alike
+            every = list(self._scan(want, 10_000, None, None))
+            rows = [every[i] for i in spread(len(every), samples)]
+        else:
+            rows = self._api._backend.sampled(self.project, self.id, samples, want)["rows"]
         return _api._frame(rows, pandas)
 
     def scan_history(self, keys: list[str] | None = None, page_size: int = 1000,  # type: ignore[override]

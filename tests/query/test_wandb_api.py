@@ -25,6 +25,7 @@ import pytest
 
 import wandblite
 from wandblite.api import iso_time
+from wandblite.api_compat import Api as WandbApi
 
 from .conftest import ServerProc, clean_env, cli, uniq
 
@@ -388,6 +389,13 @@ def test_wandblite_api_lists_files_and_artifacts_and_pages_runs_lazily(server: S
             with pytest.raises(ValueError):
                 api.artifact(f"{project}/dataset:v0", type="model")
             assert [x.name for x in api.run(f"{project}/b").used_artifacts()] == ["dataset:v0"]
+            wa = WandbApi(server=api.server, api_key=server.key) if api.server else WandbApi(home=store)
+            wrun = wa.run(f"team/{project}/a")
+            many = wrun.history(samples=500_000, keys=["loss"], pandas=False)  # over one request's limit
+            assert many == wrun.history(samples=STEPS, keys=["loss"], pandas=False)
+            assert many == [{"_step": s, "loss": loss_at(s)} for s in range(STEPS)]
+            assert len(wrun.history(samples=200_000, pandas=False)) == STEPS
+            wa.close()
             sysrows = a.history(stream="system", pandas=False)
             assert isinstance(sysrows, list)  # the runs were logged with disable_stats: no system records
 

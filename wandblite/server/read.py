@@ -29,7 +29,7 @@ from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, history, projects, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
-from wandblite.vocab import RESERVED, RUNTIME, TYPE_KEY, is_number
+from wandblite.vocab import MAX_SAMPLED_ROWS, RESERVED, RUNTIME, TYPE_KEY, is_number, spread
 
 __all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history", "get_run",
            "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "sample_history",
@@ -143,10 +143,6 @@ def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: 
     return {"console": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
 
 
-#: ``GET .../history/sampled``: the most rows one request may ask for.
-MAX_SAMPLED_ROWS = 100_000
-
-
 def sampled_args(params: Any) -> dict[str, Any]:
     """Validate the query parameters of ``GET .../history/sampled`` (``samples``, ``key`` repeated)."""
     try:
@@ -154,15 +150,6 @@ def sampled_args(params: Any) -> dict[str, Any]:
     except ValueError:
         raise bad_request(f"samples must be an integer between 1 and {MAX_SAMPLED_ROWS}")
     return {"samples": samples, "keys": list(params.getlist("key")) or None}
-
-
-def _spread(n: int, k: int) -> list[int]:
-    """``k`` of the positions ``0 .. n-1``, evenly spaced, the first and the last among them (all when n <= k)."""
-    if n <= k:
-        return list(range(n))
-    if k == 1:
-        return [0]
-    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
 def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
@@ -185,7 +172,7 @@ def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
         where = history.c.run == pk
         if not keys:
             lo, n = conn.execute(sa.select(sa.func.min(history.c.idx), sa.func.count()).where(where)).one()
-            chosen = [int(lo) + i for i in _spread(int(n), samples)] if n else []
+            chosen = [int(lo) + i for i in spread(int(n), samples)] if n else []
         else:
             # A key is present only if the text holds its last dotted segment as JSON writes it (less its
             # opening quote, so that a literal "a.b" key matches too); most other rows are never decoded.
@@ -206,7 +193,7 @@ def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
                 row = loads(text)
                 if all(_flat_get(row, k)[0] for k in keys):
                     held.append(int(idx))
-            n, chosen = len(held), [held[i] for i in _spread(len(held), samples)]
+            n, chosen = len(held), [held[i] for i in spread(len(held), samples)]
         rows: list[dict[str, Any]] = []
         for i in range(0, len(chosen), 1000):
             pick = (sa.select(history.c.row).where(where, history.c.idx.in_(chosen[i:i + 1000]))
