@@ -43,6 +43,7 @@ __all__ = [
     "LOCK_NAME",
     "MAX_SAMPLED_ROWS",
     "MEDIA_DIR",
+    "PREEMPTING_KEY",
     "RESERVED",
     "RESERVED_KEYS",
     "RUNTIME",
@@ -184,6 +185,8 @@ FINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "crashed"})
 #: flock()ed by the run's one live writer; holds "pid host" for error messages.
 LOCK_NAME = ".lock"
 #: ``run.dir``: the user's own files, and the bytes of saved files (``files/<name>``).
+PREEMPTING_KEY = "preempting"  # the RUN record field of run.mark_preempting(); replay(path).preempting
+
 FILES_DIR = "files"
 #: Media blobs (``wandblite.media``).
 MEDIA_DIR = "media"
