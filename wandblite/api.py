@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import IO, Any, overload
 from urllib.parse import quote
 
-from wandblite.errors import Error
+from wandblite.errors import CommError, Error
 from wandblite.fold import get_path, has_path, split_name
 from wandblite.media import MediaMapping
 from wandblite.term import termwarn
@@ -76,8 +76,9 @@ __all__ = ["Api", "ApiRequestError", "ArtifactManifest", "File", "ManifestEntry"
 _CHUNK = 1 << 20  # bytes read or written at a time when a file or blob is copied out
 
 
-class ApiRequestError(Error):
-    """A read failed: ``status`` (HTTP status, 0 when the server could not be reached), ``code``, message."""
+class ApiRequestError(CommError):
+    """A read failed: ``status`` (HTTP status, 0 when the server could not be reached), ``code``, message.
+    A ``CommError``, as wandb's public API raises when a request fails."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{message} ({status} {code})" if status else message)

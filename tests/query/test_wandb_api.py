@@ -121,6 +121,11 @@ try:
 except Exception as exc:
     R["summary_update"] = type(exc).__name__
 R["same_run"] = api.run(f"{path}/runs/c").name
+try:
+    api.run(f"{path}/nope")
+    R["missing"] = "found"
+except wandb.errors.CommError as exc:  # what wandb raises when a request fails
+    R["missing"] = exc.status
 
 df = run.history()
 R["history"] = {"type": type(df).__name__, "len": len(df), "columns": sorted(df.columns),
@@ -233,7 +238,7 @@ def test_a_wandb_api_notebook_answers_what_was_logged(where: str, logged: tuple[
     assert {k: v for k, v in run["config"].items() if not k.startswith("_")} == {"lr": 0.1, "opt": {"name": "adam"}}
     assert run["loss"] == loss_at(STEPS - 1) and run["acc"] == (STEPS - 1) / STEPS
     assert run["last_step"] == STEPS - 1
-    assert got["state_b"] == "failed" and got["same_run"] == "gamma"
+    assert got["state_b"] == "failed" and got["same_run"] == "gamma" and got["missing"] == 404
     assert got["export"] == [["alpha", FINAL_LOSS["a"], {"lr": 0.1, "opt": {"name": "adam"}}],
                              ["beta", FINAL_LOSS["b"], {"lr": 0.01}], ["gamma", FINAL_LOSS["c"], {"lr": 0.05}]]
     assert got["summary_update"] == "Error"  # not written back, and said so
