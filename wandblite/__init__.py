@@ -94,8 +94,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """PEP 562: ``wandblite.Api`` loads ``wandblite.api`` (and with it requests) on first use only."""
+    """PEP 562: ``wandblite.Api`` loads ``wandblite.api`` (and with it requests) on first use only.
+    Under the drop-in alias (``import wandb`` gives this module) ``wandb.Api`` answers in wandb's
+    shapes: ``wandblite.api_compat.Api``."""
     if name == "Api":
+        if __import__("sys").modules.get("wandb") is __import__("sys").modules[__name__]:
+            from wandblite.api_compat import Api as WandbApi
+
+            return WandbApi
         from wandblite.api import Api
 
         return Api

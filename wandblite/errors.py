@@ -9,7 +9,10 @@
           │    └── UnsupportedError   errors: wandb.errors.UnsupportedError, a feature not offered
           ├── CommError               errors: wandb.errors.CommError (talking to a server failed);
           │    │                      wandblite itself never needs a server while training
-          │    └── AuthenticationError  errors: wandb.errors.AuthenticationError
+          │    ├── AuthenticationError  errors: wandb.errors.AuthenticationError
+          │    └── ApiRequestError    wandblite.api: a read through wandblite.Api (wandb.Api) failed,
+          │                           a CommError as wandb's are: the server's status and code;
+          │                           status 0 when unreachable
           ├── WandbCoreNotAvailableError  errors: wandb's name, kept so `except` clauses import
           ├── ConfigError             errors: a config key was changed without allow_val_change
           ├── ResumeError             errors: init(resume=...) could not be honoured
@@ -30,11 +33,9 @@
           │    └── UnavailableError   unreachable, timed out or 5xx after every retry
           ├── InteropError            wandblite.interop.common: W&B or MLflow refused or is
           │                           unreachable; the message says what to do
-          ├── ApiError                wandblite.server.errors: the server's one error, with an HTTP
-          │                           status and a stable code; leaves the server as
-          │                           {"error": {"code", "message"}}
-          └── ApiRequestError         wandblite.api: a read through wandblite.Api failed (the
-                                      server's status and code; status 0 when unreachable)
+          └── ApiError                wandblite.server.errors: the server's one error, with an HTTP
+                                      status and a stable code; leaves the server as
+                                      {"error": {"code", "message"}}
 
 The classes of this module are defined here; each branch below them lives beside the code that
 raises it (named on its line above) and derives from ``Error``, so ``except wandblite.Error`` catches

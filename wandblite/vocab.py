@@ -19,7 +19,8 @@ What it holds:
 * the home directory (``$WANDBLITE_HOME``, else ``~/.wandblite``);
 * the default wait between two alerts of one title;
 * the wandb version the drop-in alias reports;
-* the file-name rule: what a saved file's name or an artifact entry's path may be.
+* the file-name rule: what a saved file's name or an artifact entry's path may be;
+* which rows a sampled history keeps (``spread``: evenly spaced, the first and the last).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [
     "HOME_ENV",
     "INTERNAL_PREFIX",
     "LOCK_NAME",
+    "MAX_SAMPLED_ROWS",
     "MEDIA_DIR",
     "PREEMPTING_KEY",
     "RESERVED",
@@ -65,6 +67,7 @@ __all__ = [
     "js_constants",
     "segment_name",
     "segment_number",
+    "spread",
 ]
 
 # --------------------------------------------------------------------------- history keys
@@ -261,6 +264,24 @@ def file_name_problem(name: Any) -> str | None:
     except UnicodeEncodeError:
         return "not encodable as UTF-8"
     return None
+
+
+# --------------------------------------------------------------------------- sampled history
+
+
+#: The most rows one sampled-history request asks the server for (``GET .../history/sampled``); a
+#: larger ``samples`` is answered by the client from a scan of every row.
+MAX_SAMPLED_ROWS = 100_000
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``k`` of the positions ``0 .. n-1``, evenly spaced, the first and the last among them (all when
+    ``n <= k``): the rows wandb's sampled history keeps (the server's and the client's sampling)."""
+    if n <= k:
+        return list(range(n))
+    if k <= 1:
+        return [0] if k == 1 else []
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
 # --------------------------------------------------------------------------- for the dashboard

@@ -33,9 +33,11 @@ What ``as_wandb()`` does (and undoes with ``restore()``):
   (``Settings``), ``wandb.util``, ``wandb.tensorboard`` (``patch``/``unpatch``), and the
   integrations that ship inside wandb: ``wandb.integration.keras``, ``.sb3``, ``.lightgbm``,
   ``.xgboost`` (also under their older names ``wandb.keras``, ``wandb.lightgbm``,
-  ``wandb.xgboost``), each importing its library only when imported itself. Any other
-  ``wandb.<x>`` raises ``ModuleNotFoundError`` naming the alias, never a silent half-import of a
-  real wandb.
+  ``wandb.xgboost``), each importing its library only when imported itself; ``wandb.apis.public``
+  and ``wandb.apis`` (``Api``, ``PublicApi``: loaded when first named). ``wandb.Api`` is
+  ``wandblite.api_compat.Api``: wandb's answer shapes (``wandblite.Api`` outside the alias keeps
+  wandblite's). Any other ``wandb.<x>`` raises ``ModuleNotFoundError`` naming the alias, never a
+  silent half-import of a real wandb.
 * ``WANDBLITE_AS_WANDB=1`` is set in ``os.environ`` (unless already set), so child processes that
   import wandblite opt in too.
 * A finder on ``sys.meta_path`` answers ``importlib.metadata.version("wandb")`` with

@@ -43,6 +43,8 @@ _SUBMODULES = {
     "wandb.keras": "wandblite.integrations.keras",
     "wandb.lightgbm": "wandblite.integrations.lightgbm",
     "wandb.xgboost": "wandblite.integrations.xgboost",
+    # wandb.Api's module (a query client, layer 5): loaded when the user's code imports it, never by the alias
+    "wandb.apis.public": "wandblite.api_compat",
 }
 
 
@@ -146,6 +148,18 @@ def _build_shims() -> None:
     # wandb.integration is a package: its submodules (keras, sb3, ...) are found by the finder on import
     integration = _module("wandb.integration", "wandb's integration package: keras, sb3, lightgbm, xgboost.")
     integration.__path__ = []
+    # wandb.apis too (wandb.apis.public holds wandb.Api); its names load on first use
+    apis = _module("wandb.apis", "wandb's apis package: public (wandb.Api) and PublicApi, loaded on first use.",
+                   __getattr__=_apis_attr)
+    apis.__path__ = []
+
+
+def _apis_attr(name: str) -> Any:
+    """``wandb.apis.public`` / ``wandb.apis.PublicApi``: imported through the alias when first named."""
+    if name in ("public", "PublicApi"):
+        public = importlib.import_module("wandb.apis.public")
+        return public if name == "public" else public.Api
+    raise AttributeError(f"module 'wandb.apis' has no attribute {name!r}")
 
 
 def is_wandb_alias(wandblite: types.ModuleType) -> bool:
@@ -169,7 +183,7 @@ def as_wandb(wandblite: types.ModuleType) -> types.ModuleType:
         _saved.setdefault(name, sys.modules.pop(name))
     sys.modules["wandb"] = wandblite
     sys.modules.update(_SHIMS)
-    for short in ("sdk", "wandb_run", "integration"):
+    for short in ("sdk", "wandb_run", "integration", "apis"):
         _saved.setdefault(f"attr:{short}", getattr(wandblite, short, None))
         setattr(wandblite, short, _SHIMS[f"wandb.{short}"])
     wandblite._attach = _api_attach  # type: ignore[attr-defined]

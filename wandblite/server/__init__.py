@@ -19,7 +19,7 @@ The write side (the store, split the way sqlite-utils splits a database from its
 
 The read side:
 
-* ``read``         projects, one run, history / console / system pages, joined console lines
+* ``read``         projects, one run, history / console / system pages, joined console lines, sampled history
 * ``runs_query``   the runs table: the filter language, order and search
 * ``regex_guard``  the ``$regex`` cost check (catastrophic backtracking refused before it runs)
 * ``series_query`` metric keys and downsampled series from the pyramid

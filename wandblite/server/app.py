@@ -369,6 +369,7 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(run + "/position", h.position, methods=["GET"]),
         Route(run + "/batch", h.batch, methods=["POST"]),
         Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
+        Route(run + "/history/sampled", reader(read.sample_history, params=read.sampled_args), methods=["GET"]),
         Route(run + "/console", reader(read.get_console, paged=True), methods=["GET"]),
         Route(run + "/console/lines", reader(read.get_console_lines, params=read.console_lines_args), methods=["GET"]),
         Route(run + "/system", reader(read.get_system, paged=True), methods=["GET"]),

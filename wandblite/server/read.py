@@ -22,16 +22,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from wandblite.console import join_records
+from wandblite.replay import flatten
 from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
 from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, history, projects, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
-from wandblite.vocab import RUNTIME, is_number
+from wandblite.vocab import MAX_SAMPLED_ROWS, RESERVED, RUNTIME, TYPE_KEY, is_number, spread
 
-__all__ = ["console_lines_args", "get_console", "get_console_lines", "get_history", "get_run", "get_system",
-           "list_projects", "page_args", "project_id", "run_dict", "run_row", "tail_rows"]
+__all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history", "get_run",
+           "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "sample_history",
+           "sampled_args", "tail_rows"]
 
 MAX_PAGE = 10_000
 
@@ -139,6 +141,87 @@ def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: 
              .where(console.c.run == pk, console.c.idx >= start).order_by(console.c.idx).limit(limit))
         recs = [dict(r) for r in conn.execute(q).mappings()]
     return {"console": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
+
+
+def sampled_args(params: Any) -> dict[str, Any]:
+    """Validate the query parameters of ``GET .../history/sampled`` (``samples``, ``key`` repeated)."""
+    try:
+        samples = int(params.get("samples") or 500)
+    except ValueError:
+        raise bad_request(f"samples must be an integer between 1 and {MAX_SAMPLED_ROWS}")
+    return {"samples": samples, "keys": list(params.getlist("key")) or None}
+
+
+def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
+                   keys: list[str] | None = None) -> dict[str, Any]:
+    """At most ``samples`` history rows, evenly spaced over the run (the first and the last kept), flat.
+
+    Rows are flattened as ``wandblite.replay.flatten`` does (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``;
+    media values stay whole). Without ``keys``: whole rows, spaced over all the run's rows. With
+    ``keys`` (flat names): only the rows holding every one of them, each reduced to those keys, spaced
+    over the rows that hold them (wandb's sampled history). Answer: ``{"rows": [row], "matched": n}``,
+    ``matched`` counting the rows sampled from. Rows are read by index: a whole run is scanned only
+    when ``keys`` are given (a row whose JSON text cannot hold a key's last segment is skipped undecoded).
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLED_ROWS:
+        raise bad_request(f"samples must be an integer between 1 and {MAX_SAMPLED_ROWS}")
+    if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys)):
+        raise bad_request("keys must be a list of non-empty names")
+    with store.read_engine.connect() as conn:
+        pk = run_row(conn, project, run_id).id
+        where = history.c.run == pk
+        if not keys:
+            lo, n = conn.execute(sa.select(sa.func.min(history.c.idx), sa.func.count()).where(where)).one()
+            chosen = [int(lo) + i for i in spread(int(n), samples)] if n else []
+        else:
+            # A key is present only if the text holds its last dotted segment as JSON writes it (less its
+            # opening quote, so that a literal "a.b" key matches too); most other rows are never decoded.
+            needles = [json.dumps(k.rsplit(".", 1)[-1])[1:] for k in keys if k not in RESERVED]
+            # Keys without dots in a row with no object inside it (one "{"): a key delimited as JSON
+            # writes one ({"k": or ,"k": -- a quote inside a string is escaped) is a top-level leaf, so
+            # such rows are held without decoding. Anything else is decoded and looked up.
+            plain = [(f"{{{json.dumps(k)}:", f",{json.dumps(k)}:") for k in keys if k not in RESERVED]
+            simple = all("." not in k for k in keys)
+            held: list[int] = []
+            q = sa.select(history.c.idx, history.c.row).where(where).order_by(history.c.idx)
+            for idx, text in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
+                if not all(s in text for s in needles):
+                    continue
+                if simple and text.count("{") == 1 and all(a in text or b in text for a, b in plain):
+                    held.append(int(idx))
+                    continue
+                row = loads(text)
+                if all(_flat_get(row, k)[0] for k in keys):
+                    held.append(int(idx))
+            n, chosen = len(held), [held[i] for i in spread(len(held), samples)]
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(chosen), 1000):
+            pick = (sa.select(history.c.row).where(where, history.c.idx.in_(chosen[i:i + 1000]))
+                    .order_by(history.c.idx))
+            rows.extend(flatten(loads(text)) for (text,) in conn.execute(pick))
+    if keys:
+        rows = [{k: r[k] for k in keys} for r in rows]
+    return {"rows": rows, "matched": int(n)}
+
+
+def _flat_get(row: dict[str, Any], key: str) -> tuple[bool, Any]:
+    """Whether ``flatten(row)`` has ``key``, and its value there, without flattening the whole row: ``key`` is
+    a leaf (not a subtree) at ``row[key]``, or at ``key``'s rest below a subtree named by a dotted prefix."""
+    v = row.get(key, _ABSENT)
+    if v is not _ABSENT and not (type(v) is dict and TYPE_KEY not in v):
+        return True, v
+    i = key.find(".")
+    while i != -1:
+        sub = row.get(key[:i])
+        if type(sub) is dict and TYPE_KEY not in sub:
+            found, got = _flat_get(sub, key[i + 1:])
+            if found:
+                return True, got
+        i = key.find(".", i + 1)
+    return False, None
+
+
+_ABSENT = object()
 
 
 #: ``GET .../console/lines``: the lines kept when ``tail`` is not given, and the most one request may ask for.
