@@ -11,6 +11,8 @@ and handed to the kernel in one ``os.write`` (``RunFileWriter.append``). Nothing
 user space and no helper process is involved. The step bookkeeping (``run.step``, the smaller-step
 warning) uses ``fold.plan_log``; everything else the run knows about itself (``run.summary``) is
 the fold of its own file, caught up on demand, so the live run and a later replay cannot disagree.
+``finish`` reads nothing: the exit record, the fsync and the close cost the same after ten steps or
+ten million; the fold reads the rest lazily, and the ticker keeps it near the end while a banner is due.
 
 In the training process a logging failure never kills training: write errors become one warning
 per cause (``wandblite: WARNING ...`` on stderr) and the run goes on. Bad *data* raises
@@ -308,11 +310,11 @@ class Run:
         self._write(ev.START, self._start_record())
         if config:
             self.config.update(config, allow_val_change=allow_val_change)
+        self._quiet = quiet
         self._ticker = Ticker(self._fsync, self._beat, fsync_interval, heartbeat)
         self._ticker.start()
         self._capture: Any = None
         self._sampler: Any = None
-        self._quiet = quiet
         if not quiet:  # before console capture starts: the banner is not the run's console output
             termlog(self._init_banner())
         self._start_samplers(console, console_cap, stats_interval)
@@ -341,7 +343,9 @@ class Run:
         self._lockfile.acquire()
         try:
             self._fold = Fold()
+            self._fold_lock = threading.Lock()  # the fold and _read_pos; never taken inside _lock
             self._read_pos: tuple[int, int] | None = None
+            self._read_all = False  # finished and read to the end: nothing more will come
             attempt = 0
             if existing:
                 # Resume: fold everything earlier attempts wrote; their torn tails stay where they are.
@@ -395,7 +399,7 @@ class Run:
     def _finish_banner(self) -> list[str]:
         """What wandb prints at ``finish``: the summary, where the files are, how to sync them."""
         return [
-            *summary_lines(self._fold.summary),
+            *summary_lines(self._caught_up().summary),
             f"run {self._name} (id {self.id}) finished; its files are in {self._path}",
             f"sync it with: wandblite sync {shlex.quote(str(self._path))}",
         ]
@@ -680,6 +684,7 @@ class Run:
             self._writer.fsync()
             if self._media is not None:
                 self._media.fsync()
+        self._keep_up()  # outside the write lock: log() is not held up while the fold reads
 
     def _console_sink(self, ts: float, stream: str, text: str) -> None:
         with self._lock:
@@ -697,21 +702,41 @@ class Run:
                 self._writer.append(ev.HEARTBEAT, self._packer.pack([time.time()]))
 
     # ------------------------------------------------------------------ reading back
-    def _caught_up(self) -> Fold:
-        """The fold of this run's own file, advanced to everything written so far."""
-        with self._lock:
-            return self._catch_up_locked()
+    def _caught_up(self, background: bool = False) -> Fold:
+        """The fold of this run's own file, advanced to everything written so far.
 
-    def _catch_up_locked(self) -> Fold:
-        if self._read_pos is not None and self._writer.fd is not None:
+        It reads only what was written since the last catch-up, and never under the write lock:
+        ``log`` goes on while it reads (a record being appended is a torn tail, read next time).
+        After ``finish`` the rest of the file (the exit record included) is read once, on the
+        first call, so ``finish`` itself reads nothing. A ``background`` catch-up (the ticker's)
+        stops at the next record once the run is finishing, so ``finish`` never waits for it.
+        """
+        with self._fold_lock:
+            pos = self._read_pos
+            if pos is None or self._read_all:
+                return self._fold
+            finished = self._finished  # read before the file: then its exit record is in it
             positions: dict[int, int] = {}
-            for e in read_events(self._path, start=self._read_pos, positions=positions):
-                self._fold.apply(e.kind, e.data)
+            apply = self._fold.apply
+            for e in read_events(self._path, start=pos, positions=positions):
+                if background and self._finished:
+                    self._read_pos = (e.segment, e.offset)  # the rest is read on demand
+                    break
+                apply(e.kind, e.data)
+            else:
+                if pos[0] in positions:
+                    self._read_pos = (pos[0], positions[pos[0]])
+                self._read_all = finished
             self._fold.warnings.clear()
-            seg = self._read_pos[0]
-            if seg in positions:
-                self._read_pos = (seg, positions[seg])
-        return self._fold
+            return self._fold
+
+    def _keep_up(self) -> None:
+        """The ticker's catch-up: keeps the unread tail short, so the finish banner's summary is cheap.
+
+        A quiet run prints no banner and pays nothing: its fold is caught up only when read."""
+        pos = self._read_pos
+        if not self._quiet and not self._finished and pos is not None and self._writer.size > pos[1]:
+            self._caught_up(background=True)
 
     # ------------------------------------------------------------------ lifecycle
     def finish(self, exit_code: int | None = None, quiet: bool | None = None, _error: dict[str, Any] | None = None,
@@ -741,7 +766,8 @@ class Run:
                 ev.EXIT,
                 self._packer.pack({"ts": ts, "exit_code": code, "error": _error, "signal": _signal}),
             )
-            self._cur = self._catch_up_locked().step  # the pending row was flushed by the exit
+            if self._has_pending:  # the exit record flushes the pending row at its step
+                self._cur += 1
             self._has_pending = False
             self._finished = True
         self._ticker.stop()
