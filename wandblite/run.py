@@ -49,7 +49,7 @@ from wandblite.fold import (
     plan_log,
     step_drop_warning,
 )
-from wandblite.format import MAX_RECORD_SIZE, frame_log
+from wandblite.format import MAX_RECORD_SIZE, RecordReader, frame_log
 from wandblite.runfile import (
     RunFileWriter,
     RunLock,
@@ -60,7 +60,7 @@ from wandblite.runfile import (
     validate_run_id,
 )
 from wandblite.surface import RunSurface
-from wandblite.term import summary_lines, termlog, termwarn
+from wandblite.term import is_silent, summary_lines, termlog, termwarn
 from wandblite.vocab import FILES_DIR
 
 __all__ = ["Config", "Run", "Summary", "init"]
@@ -75,7 +75,12 @@ _frame_log = frame_log
 _MAX_RECORD = MAX_RECORD_SIZE
 _NO_DATA: Any = object()
 _FLUSH_NO_STEP = FLUSH_AFTER_NO_STEP
+_decode = ev.decode
 _FLUSH_AT_STEP = FLUSH_AFTER_AT_STEP
+
+
+def _skip_undecodable(offset: int, payload: bytes, exc: Exception) -> None:
+    """The live fold skips a record it cannot decode (replay and ``wandblite verify`` report it)."""
 
 
 def _env_float(names: tuple[str, ...], default: float) -> float:
@@ -734,34 +739,36 @@ class Run:
         ``log`` goes on while it reads (a record being appended is a torn tail, read next time).
         After ``finish`` the rest of the file (the exit record included) is read once, on the
         first call, so ``finish`` itself reads nothing. A ``background`` catch-up (the ticker's)
-        stops at the next record once the run is finishing, so ``finish`` never waits for it.
+        stops at the next batch of records once the run is finishing: ``finish`` never waits for it.
         """
         with self._fold_lock:
             pos = self._read_pos
             if pos is None or self._read_all:
                 return self._fold
             finished = self._finished  # read before the file: then its exit record is in it
-            positions: dict[int, int] = {}
-            apply = self._fold.apply
-            for e in read_events(self._path, start=pos, positions=positions):
+            seg, start = pos
+            fold = self._fold
+            # This attempt's segment only: earlier attempts were folded when the run opened.
+            reader = RecordReader(segment_path(self._path, seg), start=start, decode_kind=_LOG_SCALARS)
+            for batch in reader.batches():  # the batched fold, as replay's: the same state, faster
                 if background and self._finished:
-                    self._read_pos = (e.segment, e.offset)  # the rest is read on demand
+                    self._read_pos = (seg, batch[0][0])  # the rest is read on demand
                     break
-                apply(e.kind, e.data)
+                fold.fold_records(batch, _decode, _skip_undecodable)
             else:
-                if pos[0] in positions:
-                    self._read_pos = (pos[0], positions[pos[0]])
+                self._read_pos = (seg, reader.end_offset)
                 self._read_all = finished
-            self._fold.warnings.clear()
-            return self._fold
+            fold.warnings.clear()
+            return fold
 
     def _keep_up(self) -> None:
         """The ticker's catch-up: keeps the unread tail short, so the finish banner's summary is cheap.
 
-        A quiet run prints no banner and pays nothing: its fold is caught up only when read."""
+        A quiet or silenced run prints no banner and pays nothing: its fold is caught up only when read."""
         pos = self._read_pos
-        if not self._quiet and not self._finished and pos is not None and self._writer.size > pos[1]:
-            self._caught_up(background=True)
+        if self._quiet or self._finished or pos is None or self._writer.size <= pos[1] or is_silent():
+            return
+        self._caught_up(background=True)
 
     # ------------------------------------------------------------------ lifecycle
     def finish(self, exit_code: int | None = None, quiet: bool | None = None, _error: dict[str, Any] | None = None,
@@ -805,8 +812,8 @@ class Run:
             self._writer.close()
             self._lockfile.release(remove=True)  # a clean finish leaves no .lock behind
         _on_finish(self)
-        if not (quiet or self._quiet):  # after console capture stopped: not recorded as output
-            termlog(self._finish_banner())
+        if not (quiet or self._quiet or is_silent()):  # after console capture stopped: not recorded as output
+            termlog(self._finish_banner())  # its summary: the only read of the run file at finish
 
     def __enter__(self) -> Run:
         return self

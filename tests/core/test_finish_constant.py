@@ -3,7 +3,7 @@
 What the live run still needs afterwards comes from counters it keeps anyway (``run.step``) or is
 read lazily, once, on first use (``run.summary``), and then equals what a replay of the file says.
 The finish banner's summary is the one reader at finish: it reads only what the ticker's background
-catch-up has not folded yet. Reads are counted through a patched ``read_events``.
+catch-up has not folded yet. Reads are counted through a patched ``RecordReader``.
 """
 
 from __future__ import annotations
@@ -23,25 +23,26 @@ _run_module = importlib.import_module("wandblite.run")
 
 
 class Reads:
-    """Every call of the run module's ``read_events``: (thread name, start) each."""
+    """Every reader the run module opens on a run file: (thread name, start offset) each."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[int, int] | None]] = []
+        self.calls: list[tuple[str, int | None]] = []
 
-    def starts(self, thread: str | None = None) -> list[tuple[int, int] | None]:
+    def starts(self, thread: str | None = None) -> list[int | None]:
         return [s for t, s in self.calls if thread is None or t == thread]
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> Reads:
-    real = _run_module.read_events
+    real = _run_module.RecordReader
     seen = Reads()
 
-    def counting(run_dir: Any, start: Any = None, **kwargs: Any) -> Iterator[Any]:
+    def counting(path: Any, start: Any = None, **kwargs: Any) -> Any:
         seen.calls.append((threading.current_thread().name, start))
-        return real(run_dir, start=start, **kwargs)
+        return real(path, start=start, **kwargs)
 
-    monkeypatch.setattr(_run_module, "read_events", counting)
+    monkeypatch.setattr(_run_module, "RecordReader", counting)
+    monkeypatch.setattr(_run_module, "read_events", None)  # the resume reader: not for a live run
     return seen
 
 
@@ -99,7 +100,7 @@ def test_the_finish_banner_reads_only_what_was_not_folded_yet(new_run: Callable[
     run.finish()
     starts = [s for t, s in reads.calls[n:] if t != "wandblite-ticker"]
     assert len(starts) == 1 and starts[0] is not None and caught is not None
-    assert starts[0][0] == caught[0] and starts[0][1] > caught[1]  # from where the last read stopped
+    assert starts[0] > caught  # from where the last read stopped
     assert "loss -1" in capsys.readouterr().err
 
 
@@ -125,7 +126,7 @@ def test_the_ticker_keeps_the_fold_caught_up_so_finish_reads_only_the_tail(
     # ticker can fold the last record too before finish stops it), never from the start.
     finish_reads = [s for t, s in reads.calls[n:] if t != "wandblite-ticker"]
     assert len(finish_reads) == 1 and finish_reads[0] is not None
-    assert finish_reads[0][0] == folded[0] and finish_reads[0][1] >= folded[1]
+    assert finish_reads[0] >= folded[1]
     assert run.summary["x"] == -1.0
 
 
