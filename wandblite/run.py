@@ -589,49 +589,34 @@ class Run:
             self._pending_hist = None
             data = {**hists, **data}
         # The C accelerator frames a call of plain scalars whole (str keys, float/int64/bool/str
-        # values, int or no step, bool or no commit; the payload is byte-identical to the Python
-        # path's), stamped with time.time() read in C (ts None). None means "not that simple":
-        # the checks below, and _log_record, do the work.
+        # values, an int or no step, a bool or no commit; the payload is byte-identical to the
+        # Python path's), stamped with time.time() read in C (ts None). None means "not that
+        # simple": _log_python validates, encodes and plans with plan_log itself.
         framed = _frame_log(data, None, step, commit, _LOG_SCALARS, _MAX_RECORD) if _frame_log is not None else None
         if framed is None:
-            ts = _time()
-            try:
-                "".join(data)
-            except TypeError:
-                self._pending_hist = hists
-                raise DataError("Key values passed to `wandb.log` must be strings.") from None
-            if step is not None and type(step) is not int:
-                try:
-                    step = step.__index__()  # numpy ints are fine, floats and strings are not
-                except AttributeError:
-                    self._pending_hist = hists
-                    raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
+            self._log_python(data, step, commit, sync, hists)
+            return
         if sync is not None:
             termwarn("`sync` argument is deprecated and does not affect the behaviour of `wandb.log`", repeat=False)
-        # The step plan: the common calls (commit None/True/False, no step or one not below the
-        # current step) read plan_log's answers from the fold's tables, with no Python call; the
-        # rest (a step below the current one: dropped with wandb's warning; an odd commit) ask it.
+        # The step plan without a Python call: commit is None, True or False here and step None or
+        # an int, so plan_log's answer is in the fold's tables unless the step is below the
+        # current one (then plan_log says what happens: the call is dropped, with wandb's warning).
         # acquire/release rather than `with`: half the cost, on the hottest path there is.
         self._acquire()
         try:
             cur = self._cur
-            if (commit is None or commit is True or commit is False) and (step is None or step >= cur):
-                if step is None:
-                    at = cur
-                    flush_after = _FLUSH_NO_STEP[commit]
-                else:
-                    at = step
-                    flush_after = _FLUSH_AT_STEP[commit]
+            if step is None:
+                at = cur
+                flush_after = _FLUSH_NO_STEP[commit]
+            elif step >= cur:
+                at = step
+                flush_after = _FLUSH_AT_STEP[commit]
             else:
                 drop, _flush_before, at, flush_after = plan_log(cur, self._has_pending, step, commit)
                 if drop:
-                    termwarn(step_drop_warning(step, cur))  # type: ignore[arg-type]
+                    termwarn(step_drop_warning(step, cur))
                     return
-            if framed is not None:
-                written = self._append_framed(framed)
-            else:
-                written = self._append(*self._log_record(data, ts, step, commit, at))
-            if written:
+            if self._append_framed(framed):  # self._advance(at, flush_after), inlined
                 if flush_after:
                     self._cur = at + 1
                     self._has_pending = False
@@ -640,6 +625,41 @@ class Run:
                     self._has_pending = True
         finally:
             self._release()
+
+    def _log_python(self, data: dict[str, Any], step: Any, commit: Any, sync: Any,
+                    hists: dict[str, Any] | None) -> None:
+        """``log`` for a call the C accelerator did not frame (or without it): check, plan, encode, write."""
+        try:
+            "".join(data)
+        except TypeError:
+            self._pending_hist = hists
+            raise DataError("Key values passed to `wandb.log` must be strings.") from None
+        if step is not None and type(step) is not int:
+            try:
+                step = step.__index__()  # numpy ints are fine, floats and strings are not
+            except AttributeError:
+                self._pending_hist = hists
+                raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
+        if sync is not None:
+            termwarn("`sync` argument is deprecated and does not affect the behaviour of `wandb.log`", repeat=False)
+        ts = _time()
+        with self._lock:
+            cur = self._cur
+            drop, _flush_before, at, flush_after = plan_log(cur, self._has_pending, step, commit)
+            if drop:
+                termwarn(step_drop_warning(step, cur))
+                return
+            if self._append(*self._log_record(data, ts, step, commit, at)):
+                self._advance(at, flush_after)
+
+    def _advance(self, at: int, flush_after: bool) -> None:
+        """The run's step after a written log call merged at ``at`` (``log`` inlines it)."""
+        if flush_after:
+            self._cur = at + 1
+            self._has_pending = False
+        else:
+            self._cur = at
+            self._has_pending = True
 
     def _log_record(self, data: dict[str, Any], ts: float, step: int | None, commit: Any,
                     at: int) -> tuple[int, bytes]:
