@@ -1,4 +1,4 @@
-"""wandb's rich value types: Image, Video, Audio, Histogram, Table, Object3D, Html (and Chart, Graph).
+"""wandb's rich value types: Image, Video, Audio, Histogram, Table, Object3D, Molecule, Html (and Chart, Graph).
 
 Contract with the core (``wandblite.run``):
 

@@ -20,6 +20,8 @@ What maps to what:
   them, video-file -> ``wandb.Video(path)``, audio-file -> ``wandb.Audio(path)``, histogram ->
   ``wandb.Histogram(np_histogram=(values, bins))``, table-file (and a chart's table) ->
   ``wandb.Table`` (media cells converted too), object3D-file -> ``wandb.Object3D(path)``,
+  molecule-file -> ``wandb.Molecule(path)`` (mol and xyz, which wandb does not take, as a PDB
+  file of the same atoms and bonds), molecule -> a list of them,
   html-file -> ``wandb.Html``, graph-file (``watch(log_graph=True)``'s ``graph_<idx>`` summary
   value) -> ``wandb.Graph`` of the same format, nodes and edges (W&B shows it under the run's
   Model section). Box and mask overlays of images are not carried over.
