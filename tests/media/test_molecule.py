@@ -211,7 +211,8 @@ def test_the_seeds_three_object3d_lines_run_verbatim_and_their_bytes_open(tmp_pa
         assert len(mesh.vertices) == 3 and len(mesh.faces) == 1
 
 
-def test_object3d_handles_binary_text_and_string_with_the_type_from_the_name_or_file_type(tmp_path: Path) -> None:
+def test_object3d_handles_binary_text_and_string_with_the_type_from_the_name_or_file_type(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _samples(tmp_path)
     glb = (tmp_path / "sample.glb").read_bytes()
     with open(tmp_path / "sample.glb", "rb") as f:
@@ -225,6 +226,11 @@ def test_object3d_handles_binary_text_and_string_with_the_type_from_the_name_or_
     crlf.write_bytes(b"v 0 0 0\r\nv 1 0 0\r\nv 0 1 0\r\nf 1 2 3\r\n")
     with open(crlf) as f:  # text mode would turn CRLF into LF: the bytes on disk are kept
         assert wandblite.Object3D(f)._data == crlf.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    with open("sample.glb") as f:  # a relative name, then the cwd moves: the file under the handle counts
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        assert wandblite.Object3D(f)._data == glb
     text = (tmp_path / "sample.obj").read_text()
     assert wandblite.Object3D(io.StringIO(text), file_type="obj")._data == text.encode()
     assert wandblite.Object3D(io.BytesIO(glb), file_type="glb")._data == glb

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,15 +61,38 @@ def _is_text_handle(handle: Any) -> bool:
     return isinstance(mode, str) and "b" not in mode
 
 
+def _file_bytes(handle: Any) -> bytes | None:
+    """The bytes of the regular file under a handle, read with ``pread`` from offset 0 (the
+    handle's own position is untouched); None when there is no such file (a pipe, a StringIO)."""
+    try:
+        fd = handle.fileno()
+        st = os.fstat(fd)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    parts: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, max(st.st_size - offset, 1 << 16), offset)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        offset += len(chunk)
+
+
 def read_handle(handle: Any, ext: str) -> bytes:
     """The bytes of a file object, text or binary mode, whole (from its start when it can seek).
 
     A text-mode handle of a file on disk (``open("sample.glb")``, as wandb's docs write it) is
-    read from the file by its name, in binary: a binary format would not decode as text, and
-    text mode would translate line endings. A text stream with no file behind it (``StringIO``)
+    read from the file under it, in binary (``pread`` on its descriptor, else by its name): a
+    binary format would not decode as text, and text mode would translate line endings. A text stream with no file behind it (``StringIO``)
     gives its text as UTF-8; a binary format cannot come from one.
     """
     if _is_text_handle(handle):
+        whole = _file_bytes(handle)
+        if whole is not None:
+            return whole
         name = getattr(handle, "name", None)
         if isinstance(name, str) and os.path.isfile(name):
             return read_path(name)
