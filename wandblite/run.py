@@ -75,8 +75,8 @@ _frame_log = frame_log
 _MAX_RECORD = MAX_RECORD_SIZE
 _NO_DATA: Any = object()
 _FLUSH_NO_STEP = FLUSH_AFTER_NO_STEP
-_decode = ev.decode
 _FLUSH_AT_STEP = FLUSH_AFTER_AT_STEP
+_decode = ev.decode
 
 
 def _skip_undecodable(offset: int, payload: bytes, exc: Exception) -> None:
@@ -770,14 +770,17 @@ class Run:
             fold = self._fold
             # This attempt's segment only: earlier attempts were folded when the run opened.
             reader = RecordReader(segment_path(self._path, seg), start=start, decode_kind=_LOG_SCALARS)
-            for batch in reader.batches():  # the batched fold, as replay's: the same state, faster
-                if background and self._finished:
-                    self._read_pos = (seg, batch[0][0])  # the rest is read on demand
-                    break
-                fold.fold_records(batch, _decode, _skip_undecodable)
-            else:
-                self._read_pos = (seg, reader.end_offset)
-                self._read_all = finished
+            try:
+                for batch in reader.batches():  # the batched fold, as replay's: the same state, faster
+                    if background and self._finished:
+                        self._read_pos = (seg, batch[0][0])  # the rest is read on demand
+                        break
+                    fold.fold_records(batch, _decode, _skip_undecodable)
+                else:
+                    self._read_pos = (seg, reader.end_offset)
+                    self._read_all = finished
+            except FileNotFoundError:
+                self._read_all = finished  # the run directory was removed: what was folded stays
             fold.warnings.clear()
             return fold
 
