@@ -20,7 +20,7 @@ from typing import Any
 from wandblite import env as _env
 from wandblite import errors, plot, tensorboard, util
 from wandblite.artifacts import Artifact, log_artifact, use_artifact
-from wandblite.data_types import Audio, Graph, Histogram, Html, Image, Object3D, Table, Video
+from wandblite.data_types import Audio, Graph, Histogram, Html, Image, Molecule, Object3D, Table, Video
 from wandblite.errors import CommError, ConfigError, DataError, Error, UsageError
 from wandblite.files import save
 from wandblite.integrations.api import AlertLevel, alert, require, setup
@@ -52,6 +52,7 @@ __all__ = [
     "Graph",
     "Html",
     "Image",
+    "Molecule",
     "Object3D",
     "Replay",
     "Run",

@@ -6,7 +6,9 @@
  *       history log call whose values are all plain scalars (exact float, int within int64, bool,
  *       str), or None when the call is anything else (the Python path then does the full work,
  *       validation and error messages included). The payload is byte-identical to what
- *       msgpack.Packer(use_bin_type=False).pack([ts, data, step, commit]) produces.
+ *       msgpack.Packer(use_bin_type=False).pack([ts, data, step, commit]) produces. ts None means
+ *       now: the value time.time() gives (the same clock and conversion), read here to spare the
+ *       hot path a call.
  *
  *   scan(buf, pos, base, kinds, decode_kind, limit) -> (records, pos)
  *       Whole, verified records of a read window, from index pos, as (base + offset, kind, obj)
@@ -27,6 +29,7 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #define RECORD_MAGIC 0xD7
 #define FRAME_HEADER 10
@@ -264,6 +267,22 @@ static int pack_nil(Buf *b)
     return 0;
 }
 
+/* time.time(): CLOCK_REALTIME in nanoseconds, then CPython's _PyTime_AsSecondsDouble conversion. */
+static int now_seconds(double *out)
+{
+    struct timespec t;
+    if (clock_gettime(CLOCK_REALTIME, &t) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    int64_t ns = (int64_t)t.tv_sec * 1000000000 + (int64_t)t.tv_nsec;
+    if (ns % 1000000000 == 0)
+        *out = (double)(ns / 1000000000);
+    else
+        *out = (double)ns / 1e9;
+    return 0;
+}
+
 static PyObject *frame_log(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6) {
@@ -275,7 +294,7 @@ static PyObject *frame_log(PyObject *self, PyObject *const *args, Py_ssize_t nar
     Py_ssize_t max_payload = PyLong_AsSsize_t(args[5]);
     if (PyErr_Occurred())
         return NULL;
-    if (!PyDict_CheckExact(data) || !PyFloat_CheckExact(ts) || kind < 0 || kind > 255)
+    if (!PyDict_CheckExact(data) || !(ts == Py_None || PyFloat_CheckExact(ts)) || kind < 0 || kind > 255)
         Py_RETURN_NONE;
     if (!(step == Py_None || PyLong_CheckExact(step)))
         Py_RETURN_NONE;
@@ -288,8 +307,15 @@ static PyObject *frame_log(PyObject *self, PyObject *const *args, Py_ssize_t nar
     b.len = FRAME_HEADER; /* the frame header is filled in last */
     int rc = 0;
 
+    double when;
+    if (ts == Py_None) {
+        if (now_seconds(&when))
+            return NULL;
+    } else {
+        when = PyFloat_AS_DOUBLE(ts);
+    }
     b.p[b.len++] = 0x94; /* [ts, data, step, commit] */
-    if ((rc = pack_float(&b, PyFloat_AS_DOUBLE(ts))) != 0)
+    if ((rc = pack_float(&b, when)) != 0)
         goto out;
     Py_ssize_t n = PyDict_GET_SIZE(data);
     if ((rc = buf_reserve(&b, 5)) != 0)

@@ -41,6 +41,8 @@ from wandblite.vocab import (
 )
 
 __all__ = [
+    "FLUSH_AFTER_AT_STEP",
+    "FLUSH_AFTER_NO_STEP",
     "SUMMARY_OPS",
     "Fold",
     "MetricDef",
@@ -79,6 +81,13 @@ def plan_log(cur: int, has_pending: bool, step: int | None, commit: bool | None)
     if step > cur:
         return False, has_pending, step, commit is True
     return False, False, cur, commit is True
+
+
+#: ``plan_log``'s ``flush_after`` for the calls ``Run.log`` plans inline (no Python call on its hot
+#: path): ``commit`` None, True or False, with no step (the data merges at ``cur``) or with a step
+#: not below ``cur`` (it merges at ``step``). Derived from ``plan_log``, which stays the one rule.
+FLUSH_AFTER_NO_STEP: dict[bool | None, bool] = {c: plan_log(0, False, None, c)[3] for c in (None, True, False)}
+FLUSH_AFTER_AT_STEP: dict[bool | None, bool] = {c: plan_log(0, False, 0, c)[3] for c in (None, True, False)}
 
 
 def split_name(name: str) -> tuple[str, ...]:

@@ -85,6 +85,7 @@ MEDIA_FILE_TYPES = frozenset(
         "audio-file",
         "table-file",
         "object3D-file",
+        "molecule-file",
         "html-file",
         "graph-file",
         "boxes2D",
@@ -93,7 +94,7 @@ MEDIA_FILE_TYPES = frozenset(
     }
 )
 #: ``_type`` values of media collections (lists of media).
-MEDIA_LIST_TYPES = frozenset({"images/separated", "videos", "audio", "object3D"})
+MEDIA_LIST_TYPES = frozenset({"images/separated", "videos", "audio", "object3D", "molecule"})
 
 
 class MediaCorruptionError(Error):
@@ -631,6 +632,10 @@ def describe(value: Mapping[str, Any]) -> str:
         return f"<object3D {_ext_of(path)}{pts}>"
     if t == "object3D":
         return f"<object3D {value.get('count')}x>"
+    if t == "molecule-file":
+        return f"<molecule {_ext_of(path)}>"
+    if t == "molecule":
+        return f"<molecule {value.get('count')}x>"
     if t == "html-file":
         return f"<html {_fmt_size(int(value.get('size', 0)))}>"
     if t == "chart":
@@ -671,7 +676,8 @@ class MediaMapping(Mapping[str, Any]):
 
 
 #: The key under which each collection ``_type`` (what ``log({"k": [img, img]})`` writes) lists its members.
-_COLLECTION_ITEMS = {"images/separated": "images", "videos": "videos", "audio": "audio", "object3D": "objects"}
+_COLLECTION_ITEMS = {"images/separated": "images", "videos": "videos", "audio": "audio", "object3D": "objects",
+                     "molecule": "molecules"}
 
 
 class MediaValue(MediaMapping):

@@ -11,6 +11,8 @@ and handed to the kernel in one ``os.write`` (``RunFileWriter.append``). Nothing
 user space and no helper process is involved. The step bookkeeping (``run.step``, the smaller-step
 warning) uses ``fold.plan_log``; everything else the run knows about itself (``run.summary``) is
 the fold of its own file, caught up on demand, so the live run and a later replay cannot disagree.
+``finish`` reads nothing: the exit record, the fsync and the close cost the same after ten steps or
+ten million; the fold reads the rest lazily, and the ticker keeps it near the end while a banner is due.
 
 In the training process a logging failure never kills training: write errors become one warning
 per cause (``wandblite: WARNING ...`` on stderr) and the run goes on. Bad *data* raises
@@ -39,8 +41,15 @@ from wandblite.encode import encode_value
 from wandblite.env import current_run, set_active_run
 from wandblite.env import env_first as _env
 from wandblite.errors import ConfigError, DataError, Error, ResumeError, UsageError
-from wandblite.fold import Fold, parse_metric, plan_log, step_drop_warning
-from wandblite.format import MAX_RECORD_SIZE, frame_log
+from wandblite.fold import (
+    FLUSH_AFTER_AT_STEP,
+    FLUSH_AFTER_NO_STEP,
+    Fold,
+    parse_metric,
+    plan_log,
+    step_drop_warning,
+)
+from wandblite.format import MAX_RECORD_SIZE, RecordReader, frame_log
 from wandblite.runfile import (
     RunFileWriter,
     RunLock,
@@ -51,7 +60,7 @@ from wandblite.runfile import (
     validate_run_id,
 )
 from wandblite.surface import RunSurface
-from wandblite.term import summary_lines, termlog, termwarn
+from wandblite.term import is_silent, summary_lines, termlog, termwarn
 from wandblite.vocab import FILES_DIR
 
 __all__ = ["Config", "Run", "Summary", "init"]
@@ -65,6 +74,13 @@ _LOG_SCALARS = ev.LOG_SCALARS
 _frame_log = frame_log
 _MAX_RECORD = MAX_RECORD_SIZE
 _NO_DATA: Any = object()
+_FLUSH_NO_STEP = FLUSH_AFTER_NO_STEP
+_FLUSH_AT_STEP = FLUSH_AFTER_AT_STEP
+_decode = ev.decode
+
+
+def _skip_undecodable(offset: int, payload: bytes, exc: Exception) -> None:
+    """The live fold skips a record it cannot decode (replay and ``wandblite verify`` report it)."""
 
 
 def _env_float(names: tuple[str, ...], default: float) -> float:
@@ -278,6 +294,8 @@ class Run:
         quiet: bool = False,
     ) -> None:
         self._lock = threading.RLock()  # re-entrant: a console sink may fire while this thread prints
+        self._acquire, self._release = self._lock.acquire, self._lock.release  # log()'s cheap hold
+        self._pending_hist = None
         self._finished = False
         self._pid = os.getpid()
         self.id = run_id
@@ -308,11 +326,11 @@ class Run:
         self._write(ev.START, self._start_record())
         if config:
             self.config.update(config, allow_val_change=allow_val_change)
+        self._quiet = quiet
         self._ticker = Ticker(self._fsync, self._beat, fsync_interval, heartbeat)
         self._ticker.start()
         self._capture: Any = None
         self._sampler: Any = None
-        self._quiet = quiet
         if not quiet:  # before console capture starts: the banner is not the run's console output
             termlog(self._init_banner())
         self._start_samplers(console, console_cap, stats_interval)
@@ -341,7 +359,9 @@ class Run:
         self._lockfile.acquire()
         try:
             self._fold = Fold()
+            self._fold_lock = threading.Lock()  # the fold and _read_pos; never taken inside _lock
             self._read_pos: tuple[int, int] | None = None
+            self._read_all = False  # finished and read to the end: nothing more will come
             attempt = 0
             if existing:
                 # Resume: fold everything earlier attempts wrote; their torn tails stay where they are.
@@ -395,7 +415,7 @@ class Run:
     def _finish_banner(self) -> list[str]:
         """What wandb prints at ``finish``: the summary, where the files are, how to sync them."""
         return [
-            *summary_lines(self._fold.summary),
+            *summary_lines(self._caught_up().summary),
             f"run {self._name} (id {self.id}) finished; its files are in {self._path}",
             f"sync it with: wandblite sync {shlex.quote(str(self._path))}",
         ]
@@ -568,44 +588,78 @@ class Run:
             # watch()'s histograms ride on the next row; the user's own keys win on a clash.
             self._pending_hist = None
             data = {**hists, **data}
-        ts = _time()
         # The C accelerator frames a call of plain scalars whole (str keys, float/int64/bool/str
-        # values, int or no step, bool or no commit; the payload is byte-identical to the Python
-        # path's). None means "not that simple": the checks below, and _log_record, do the work.
-        framed = _frame_log(data, ts, step, commit, _LOG_SCALARS, _MAX_RECORD) if _frame_log is not None else None
+        # values, an int or no step, a bool or no commit; the payload is byte-identical to the
+        # Python path's), stamped with time.time() read in C (ts None). None means "not that
+        # simple": _log_python validates, encodes and plans with plan_log itself.
+        framed = _frame_log(data, None, step, commit, _LOG_SCALARS, _MAX_RECORD) if _frame_log is not None else None
         if framed is None:
-            try:
-                "".join(data)
-            except TypeError:
-                self._pending_hist = hists
-                raise DataError("Key values passed to `wandb.log` must be strings.") from None
-            if step is not None and type(step) is not int:
-                try:
-                    step = step.__index__()  # numpy ints are fine, floats and strings are not
-                except AttributeError:
-                    self._pending_hist = hists
-                    raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
+            self._log_python(data, step, commit, sync, hists)
+            return
         if sync is not None:
             termwarn("`sync` argument is deprecated and does not affect the behaviour of `wandb.log`", repeat=False)
-        with self._lock:
-            if step is None and commit is None:
-                at, flush_after = self._cur, True  # plan_log's answer for the default call
+        # The step plan without a Python call: commit is None, True or False here and step None or
+        # an int, so plan_log's answer is in the fold's tables unless the step is below the
+        # current one (then plan_log says what happens: the call is dropped, with wandb's warning).
+        # acquire/release rather than `with`: half the cost, on the hottest path there is.
+        self._acquire()
+        try:
+            cur = self._cur
+            if step is None:
+                at = cur
+                flush_after = _FLUSH_NO_STEP[commit]
+            elif step >= cur:
+                at = step
+                flush_after = _FLUSH_AT_STEP[commit]
             else:
-                drop, _flush_before, at, flush_after = plan_log(self._cur, self._has_pending, step, commit)
+                drop, _flush_before, at, flush_after = plan_log(cur, self._has_pending, step, commit)
                 if drop:
-                    termwarn(step_drop_warning(step, self._cur))  # type: ignore[arg-type]
+                    termwarn(step_drop_warning(step, cur))
                     return
-            if framed is not None:
-                written = self._append_framed(framed)
-            else:
-                written = self._append(*self._log_record(data, ts, step, commit, at))
-            if written:
+            if self._append_framed(framed):  # self._advance(at, flush_after), inlined
                 if flush_after:
                     self._cur = at + 1
                     self._has_pending = False
                 else:
                     self._cur = at
                     self._has_pending = True
+        finally:
+            self._release()
+
+    def _log_python(self, data: dict[str, Any], step: Any, commit: Any, sync: Any,
+                    hists: dict[str, Any] | None) -> None:
+        """``log`` for a call the C accelerator did not frame (or without it): check, plan, encode, write."""
+        try:
+            "".join(data)
+        except TypeError:
+            self._pending_hist = hists
+            raise DataError("Key values passed to `wandb.log` must be strings.") from None
+        if step is not None and type(step) is not int:
+            try:
+                step = step.__index__()  # numpy ints are fine, floats and strings are not
+            except AttributeError:
+                self._pending_hist = hists
+                raise DataError(f"'{type(step).__name__}' object cannot be interpreted as an integer") from None
+        if sync is not None:
+            termwarn("`sync` argument is deprecated and does not affect the behaviour of `wandb.log`", repeat=False)
+        ts = _time()
+        with self._lock:
+            cur = self._cur
+            drop, _flush_before, at, flush_after = plan_log(cur, self._has_pending, step, commit)
+            if drop:
+                termwarn(step_drop_warning(step, cur))
+                return
+            if self._append(*self._log_record(data, ts, step, commit, at)):
+                self._advance(at, flush_after)
+
+    def _advance(self, at: int, flush_after: bool) -> None:
+        """The run's step after a written log call merged at ``at`` (``log`` inlines it)."""
+        if flush_after:
+            self._cur = at + 1
+            self._has_pending = False
+        else:
+            self._cur = at
+            self._has_pending = True
 
     def _log_record(self, data: dict[str, Any], ts: float, step: int | None, commit: Any,
                     at: int) -> tuple[int, bytes]:
@@ -680,6 +734,7 @@ class Run:
             self._writer.fsync()
             if self._media is not None:
                 self._media.fsync()
+        self._keep_up()  # outside the write lock: log() is not held up while the fold reads
 
     def _console_sink(self, ts: float, stream: str, text: str) -> None:
         with self._lock:
@@ -697,21 +752,46 @@ class Run:
                 self._writer.append(ev.HEARTBEAT, self._packer.pack([time.time()]))
 
     # ------------------------------------------------------------------ reading back
-    def _caught_up(self) -> Fold:
-        """The fold of this run's own file, advanced to everything written so far."""
-        with self._lock:
-            return self._catch_up_locked()
+    def _caught_up(self, background: bool = False) -> Fold:
+        """The fold of this run's own file, advanced to everything written so far.
 
-    def _catch_up_locked(self) -> Fold:
-        if self._read_pos is not None and self._writer.fd is not None:
-            positions: dict[int, int] = {}
-            for e in read_events(self._path, start=self._read_pos, positions=positions):
-                self._fold.apply(e.kind, e.data)
-            self._fold.warnings.clear()
-            seg = self._read_pos[0]
-            if seg in positions:
-                self._read_pos = (seg, positions[seg])
-        return self._fold
+        It reads only what was written since the last catch-up, and never under the write lock:
+        ``log`` goes on while it reads (a record being appended is a torn tail, read next time).
+        After ``finish`` the rest of the file (the exit record included) is read once, on the
+        first call, so ``finish`` itself reads nothing. A ``background`` catch-up (the ticker's)
+        stops at the next batch of records once the run is finishing: ``finish`` never waits for it.
+        """
+        with self._fold_lock:
+            pos = self._read_pos
+            if pos is None or self._read_all:
+                return self._fold
+            finished = self._finished  # read before the file: then its exit record is in it
+            seg, start = pos
+            fold = self._fold
+            # This attempt's segment only: earlier attempts were folded when the run opened.
+            reader = RecordReader(segment_path(self._path, seg), start=start, decode_kind=_LOG_SCALARS)
+            try:
+                for batch in reader.batches():  # the batched fold, as replay's: the same state, faster
+                    if background and self._finished:
+                        self._read_pos = (seg, batch[0][0])  # the rest is read on demand
+                        break
+                    fold.fold_records(batch, _decode, _skip_undecodable)
+                else:
+                    self._read_pos = (seg, reader.end_offset)
+                    self._read_all = finished
+            except FileNotFoundError:
+                self._read_all = finished  # the run directory was removed: what was folded stays
+            fold.warnings.clear()
+            return fold
+
+    def _keep_up(self) -> None:
+        """The ticker's catch-up: keeps the unread tail short, so the finish banner's summary is cheap.
+
+        A quiet or silenced run prints no banner and pays nothing: its fold is caught up only when read."""
+        pos = self._read_pos
+        if self._quiet or self._finished or pos is None or self._writer.size <= pos[1] or is_silent():
+            return
+        self._caught_up(background=True)
 
     # ------------------------------------------------------------------ lifecycle
     def finish(self, exit_code: int | None = None, quiet: bool | None = None, _error: dict[str, Any] | None = None,
@@ -741,7 +821,8 @@ class Run:
                 ev.EXIT,
                 self._packer.pack({"ts": ts, "exit_code": code, "error": _error, "signal": _signal}),
             )
-            self._cur = self._catch_up_locked().step  # the pending row was flushed by the exit
+            if self._has_pending:  # the exit record flushes the pending row at its step
+                self._cur += 1
             self._has_pending = False
             self._finished = True
         self._ticker.stop()
@@ -754,8 +835,8 @@ class Run:
             self._writer.close()
             self._lockfile.release(remove=True)  # a clean finish leaves no .lock behind
         _on_finish(self)
-        if not (quiet or self._quiet):  # after console capture stopped: not recorded as output
-            termlog(self._finish_banner())
+        if not (quiet or self._quiet or is_silent()):  # after console capture stopped: not recorded as output
+            termlog(self._finish_banner())  # its summary: the only read of the run file at finish
 
     def __enter__(self) -> Run:
         return self

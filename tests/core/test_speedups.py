@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,18 @@ def test_frame_log_declines_numpy_and_subclasses() -> None:
     assert c_frame({"a": np.int64(1)}, 1.0) is None
     assert c_frame({"a": F(1.0)}, 1.0) is None
     assert c_frame(D(a=1.0), 1.0) is None
+
+
+@pytest.mark.parametrize(("step", "commit"), [(None, None), (None, False), (3, True), (7, None), (0, False)])
+def test_frame_log_without_a_timestamp_stamps_time_time_and_is_otherwise_identical(step: Any, commit: Any) -> None:
+    data = {"loss": 0.25, "phase": "train", "n": 3, "ok": True}
+    before = time.time()
+    framed = c_frame(data, None, step, commit)
+    after = time.time()
+    assert framed is not None
+    ts = msgpack.unpackb(framed[fmt.FRAME_HEADER_SIZE:], raw=False)[0]
+    assert type(ts) is float and before <= ts <= after
+    assert framed == python_frame(data, ts, step, commit)
 
 
 def test_frame_log_declines_an_oversized_record() -> None:

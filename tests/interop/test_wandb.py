@@ -216,3 +216,34 @@ def test_a_watched_model_graph_becomes_a_wandb_graph_in_the_summary(wandb_offlin
     assert doc["format"] == "torch" and doc["edges"] == [[0, 1]]
     assert [(n["name"], n["class_name"], n["num_parameters"]) for n in doc["nodes"]] == [("", "Net", 0), ("fc", "Linear", 5)]
     assert doc["nodes"][1]["parameters"] == [["weight", [1, 4]], ["bias", [1]]]
+
+
+def test_molecules_of_every_format_become_wandb_molecules(wandb_offline: Path, tmp_path: Path) -> None:
+    from tests.media.molecule_files import ELEMENTS, write_molecule_files
+    from wandblite.data_types.molecule import read_structure
+
+    files = write_molecule_files(tmp_path / "molecules")
+    run = wandblite.init(project="p", id="mols", dir=str(tmp_path / "runs"),
+                         settings=wandblite.Settings(quiet=True, console="off", disable_stats=True))
+    run.log({f"mol/{fmt}": wandblite.Molecule(str(path), caption=fmt) for fmt, path in files.items()})
+    run.log({"gallery": [wandblite.Molecule(str(files["sdf"])), wandblite.Molecule(str(files["xyz"]))]})
+    run.finish()
+    run_dir = tmp_path / "runs" / "mols"
+    res = sync_run(run_dir, WandbTarget())
+    assert res.ok, res.message
+    got = _assert_same_as_replay(res, run_dir)
+    files_dir = Path(res.remote_id) / "files"
+    first, second = got["history"]
+    for fmt, path in files.items():
+        v = first[f"mol/{fmt}"]
+        assert v["_type"] == "molecule-file" and v["path"].startswith("media/molecule/"), v
+        stored = files_dir / v["path"]
+        if fmt in ("mol", "xyz"):  # not wandb types: the same atoms and bonds as PDB
+            assert stored.suffix == ".pdb"
+            s = read_structure(stored.read_bytes(), "pdb")
+            assert s["elements"] == ELEMENTS and s["bonds"] == [[0, 1], [0, 2]] and not s["guessed"]
+        else:
+            assert stored.suffix == "." + fmt and stored.read_bytes() == path.read_bytes()
+    gallery = second["gallery"]
+    assert gallery["_type"] == "molecule" and gallery["count"] == 2
+    assert [(files_dir / p).suffix for p in gallery["filenames"]] == [".sdf", ".pdb"]

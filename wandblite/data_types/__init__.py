@@ -1,4 +1,4 @@
-"""wandb's rich value types: Image, Video, Audio, Histogram, Table, Object3D, Html (and Chart, Graph).
+"""wandb's rich value types: Image, Video, Audio, Histogram, Table, Object3D, Molecule, Html (and Chart, Graph).
 
 Contract with the core (``wandblite.run``):
 
@@ -29,6 +29,7 @@ from wandblite.data_types.graph import Graph
 from wandblite.data_types.histogram import Histogram, histogram_json
 from wandblite.data_types.html import Html
 from wandblite.data_types.image import Image, figure_to_image, is_matplotlib_figure
+from wandblite.data_types.molecule import Molecule
 from wandblite.data_types.object3d import Object3D
 from wandblite.data_types.table import Table
 from wandblite.data_types.video import Video
@@ -44,6 +45,7 @@ __all__ = [
     "Html",
     "Image",
     "Media",
+    "Molecule",
     "Object3D",
     "Table",
     "Video",
@@ -92,7 +94,8 @@ def encode_sequence(
     """The history JSON of a list whose first element is ``Media``.
 
     All images -> ``images/separated`` (at most 108, sizes from the first image); all videos ->
-    ``videos``; all audio -> ``audio``; all Object3D -> ``object3D``; anything else -> a plain
+    ``videos``; all audio -> ``audio``; all Object3D -> ``object3D``; all Molecule -> ``molecule``
+    (wandb's shape, with ``molecules``: each one's JSON); anything else -> a plain
     list of each item's JSON, with non-media items passed to ``encode`` (the core's value
     encoder; without it they must already be JSON values or numpy values).
     """
@@ -127,6 +130,15 @@ def encode_sequence(
                 "count": len(each),
                 "filenames": [j["path"].rsplit("/", 1)[-1] for j in each],
                 "objects": each,
+            }
+        if issubclass(kind, Molecule):
+            each = [m.to_json(store, key, step) for m in items]
+            return {
+                "_type": "molecule",
+                "count": len(each),
+                "filenames": [j["path"] for j in each],
+                "captions": [m.caption for m in items] if any(m.caption is not None for m in items) else False,
+                "molecules": each,
             }
     result = []
     for item in items:

@@ -1,6 +1,7 @@
 """``Object3D`` (wandb.Object3D): 3D models and point clouds.
 
-Accepted: a path or file object of type obj, gltf, glb, babylon, stl or pts.json (bytes kept);
+Accepted: a path or file object of type obj, gltf, glb, babylon, stl or pts.json (bytes kept; a
+file object in text or binary mode, its type from ``file_type=`` or its name: ``read_handle``);
 a numpy point cloud N x 3 (xyz), N x 4 (xyz + category) or N x 6 (xyz + rgb), saved as a
 ``.pts.json`` list of float rows; a scene dict ``{"type": "lidar/beta", "points": array,
 "boxes": [...], "vectors": [...]}`` (see ``from_point_cloud``), saved as ``.pts.json``.
@@ -11,8 +12,10 @@ JSON: ``{"_type": "object3D-file", "path", "sha256", "size"[, "points"][, "capti
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import stat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +26,7 @@ from wandblite.errors import DataError
 if TYPE_CHECKING:
     from wandblite.media import MediaStore
 
-__all__ = ["Object3D"]
+__all__ = ["BINARY_TYPES", "Object3D", "handle_extension", "read_handle"]
 
 SUPPORTED_TYPES = ("obj", "gltf", "glb", "babylon", "stl", "pts.json")
 POINT_CLOUD_TYPES = ("lidar/beta",)
@@ -39,6 +42,69 @@ def _extension(name: str) -> str:
     if base.endswith(".pts.json"):
         return "pts.json"
     return base.rsplit(".", 1)[-1] if "." in base else ""
+
+
+#: formats whose files are not text: from a text-mode handle they are read from the file by its name
+BINARY_TYPES = frozenset({"glb", "stl", "mmtf"})
+
+
+def handle_extension(handle: Any) -> str:
+    """The format a file object's name says (``""`` when it has no name with an extension)."""
+    name = getattr(handle, "name", None)
+    return _extension(name) if isinstance(name, str) else ""
+
+
+def _is_text_handle(handle: Any) -> bool:
+    if isinstance(handle, io.TextIOBase):
+        return True
+    mode = getattr(handle, "mode", None)
+    return isinstance(mode, str) and "b" not in mode
+
+
+def _file_bytes(handle: Any) -> bytes | None:
+    """The bytes of the regular file under a handle, read with ``pread`` from offset 0 (the
+    handle's own position is untouched); None when there is no such file (a pipe, a StringIO)."""
+    try:
+        fd = handle.fileno()
+        st = os.fstat(fd)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    parts: list[bytes] = []
+    offset = 0
+    while True:
+        chunk = os.pread(fd, max(st.st_size - offset, 1 << 16), offset)
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+        offset += len(chunk)
+
+
+def read_handle(handle: Any, ext: str) -> bytes:
+    """The bytes of a file object, text or binary mode, whole (from its start when it can seek).
+
+    A text-mode handle of a file on disk (``open("sample.glb")``, as wandb's docs write it) is
+    read from the file under it, in binary (``pread`` on its descriptor, else by its name): a
+    binary format would not decode as text, and text mode would translate line endings. A text stream with no file behind it (``StringIO``)
+    gives its text as UTF-8; a binary format cannot come from one.
+    """
+    if _is_text_handle(handle):
+        whole = _file_bytes(handle)
+        if whole is not None:
+            return whole
+        name = getattr(handle, "name", None)
+        if isinstance(name, str) and os.path.isfile(name):
+            return read_path(name)
+        if ext in BINARY_TYPES:
+            raise DataError(f"a .{ext} file is binary: open it in binary mode (open(path, 'rb')) or pass its path")
+    if hasattr(handle, "seek"):
+        try:
+            handle.seek(0)
+        except (OSError, ValueError):
+            pass  # a pipe or socket: read what is left
+    raw = handle.read()
+    return raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
 
 
 def _points(arr: Any, where: str = "") -> np.ndarray:
@@ -75,18 +141,14 @@ class Object3D(Media):
             self._data = read_path(name)
             self.ext = ext
         elif hasattr(data_or_path, "read"):
-            name = getattr(data_or_path, "name", None)
-            ext = file_type or (_extension(name) if isinstance(name, str) else "")
+            ext = file_type or handle_extension(data_or_path)
             if not ext:
                 raise DataError("Must pass file_type keyword argument when using io objects.")
             if ext not in SUPPORTED_TYPES:
                 raise DataError(
                     "Object 3D only supports numpy arrays or files of the type: " + ", ".join(SUPPORTED_TYPES)
                 )
-            if hasattr(data_or_path, "seek"):
-                data_or_path.seek(0)
-            raw = data_or_path.read()
-            self._data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+            self._data = read_handle(data_or_path, ext)
             self.ext = ext
         elif isinstance(data_or_path, dict):
             scene = dict(data_or_path)

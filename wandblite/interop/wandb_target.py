@@ -20,6 +20,8 @@ What maps to what:
   them, video-file -> ``wandb.Video(path)``, audio-file -> ``wandb.Audio(path)``, histogram ->
   ``wandb.Histogram(np_histogram=(values, bins))``, table-file (and a chart's table) ->
   ``wandb.Table`` (media cells converted too), object3D-file -> ``wandb.Object3D(path)``,
+  molecule-file -> ``wandb.Molecule(path)`` (mol and xyz, which wandb does not take, as a PDB
+  file of the same atoms and bonds), molecule -> a list of them,
   html-file -> ``wandb.Html``, graph-file (``watch(log_graph=True)``'s ``graph_<idx>`` summary
   value) -> ``wandb.Graph`` of the same format, nodes and edges (W&B shows it under the run's
   Model section). Box and mask overlays of images are not carried over.
@@ -158,13 +160,33 @@ def _convert_media(wandb: Any, v: Any, run_dir: Any) -> Any:
         return wandb.Table(columns=list(table.get("columns", [])), data=rows)
     if t == "object3D-file":
         return wandb.Object3D(v.path(), caption=caption)
+    if t == "molecule-file":
+        return _molecule(wandb, v, caption)
     if t == "html-file":
         return wandb.Html(v.open(), inject=False)
     if t == "graph-file":
         return _graph(wandb, v.open())
-    if t in ("images/separated", "videos", "audio", "object3D"):
+    if t in ("images/separated", "videos", "audio", "object3D", "molecule"):
         return [_convert_media(wandb, m, run_dir) for m in v.media()]
     return v.to_dict()
+
+
+def _molecule(wandb: Any, v: Any, caption: Any) -> Any:
+    """A ``wandb.Molecule`` of the file; the types wandb does not take (mol, xyz) go as PDB text of
+    the same atoms and bonds (``data_types.molecule.to_pdb``), written beside the cached file."""
+    from wandblite.data_types.molecule import read_structure, to_pdb
+
+    path = v.path()
+    ext = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+    if ext in wandb.Molecule.SUPPORTED_TYPES:
+        return wandb.Molecule(path, caption=caption)
+    pdb = path + ".pdb"
+    if not os.path.isfile(pdb):
+        tmp = f"{pdb}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(to_pdb(read_structure(v.bytes(), ext), title=os.path.basename(path)))
+        os.replace(tmp, pdb)
+    return wandb.Molecule(pdb, caption=caption)
 
 
 def _graph(wandb: Any, doc: Mapping[str, Any]) -> Any:

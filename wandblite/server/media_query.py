@@ -16,6 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from wandblite.data_types.molecule import MOLECULE_TYPES, read_structure
+from wandblite.errors import DataError
 from wandblite.server.errors import bad_request
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.read import run_row, tail_rows
@@ -90,16 +92,35 @@ def mesh(store: Store, sha: str) -> dict[str, Any]:
     Meshes (obj, stl, glb, gltf, ply, off; read with trimesh): ``{"vertices": [[x, y, z], ...],
     "faces": [[i, j, k], ...]}``; beyond ``MAX_MESH_FACES`` faces an evenly spaced subset is kept.
     Point clouds (``.pts.json``): ``{"points": [[x, y, z(, c | r, g, b)], ...]}`` plus ``boxes`` and
-    ``vectors`` of a scene; beyond ``MAX_POINTS`` points an even stride is kept. Either way
+    ``vectors`` of a scene; beyond ``MAX_POINTS`` points an even stride is kept. Molecules
+    (``Molecule``'s text types): ``{"molecule": true, "atoms", "elements", "bonds", "guessed"}``, the
+    first ``MAX_POINTS`` atoms. Either way
     ``truncated`` says whether something was dropped, ``total`` how many there were.
     """
     blob = store.media_blob(sha)
     ext = (blob.ext or "").lower()
+    if ext in MOLECULE_TYPES:
+        return _molecule(blob, sha, ext)
     if ext.endswith("json"):
         return _point_cloud(blob, sha)
     if ext not in MESH_FORMATS:
         raise bad_request(f"media {sha} ({ext or 'no extension'}) is not a mesh or point cloud", code="bad_media")
     return _mesh_file(blob, sha, ext)
+
+
+def _molecule(blob: MediaBlob, sha: str, ext: str) -> dict[str, Any]:
+    """A molecule file's atoms, elements and bonds (``data_types.molecule.read_structure``)."""
+    try:
+        out = read_structure(blob.read_bytes(), ext)
+    except DataError as exc:
+        raise bad_request(f"media {sha} could not be read as {ext}: {exc}", code="bad_media")
+    total = len(out["atoms"])
+    out.update(molecule=True, total=total, truncated=total > MAX_POINTS)
+    if total > MAX_POINTS:
+        keep = MAX_POINTS
+        out["atoms"], out["elements"] = out["atoms"][:keep], out["elements"][:keep]
+        out["bonds"] = [b for b in out["bonds"] if b[0] < keep and b[1] < keep]
+    return out
 
 
 def _point_cloud(blob: MediaBlob, sha: str) -> dict[str, Any]:

@@ -397,6 +397,35 @@ function renderObject3D(v) {
   return h("figure", { class: "media-3d" }, el, cap);
 }
 
+/** CPK colours of the common elements (others grey): how molecule viewers draw atoms. */
+const ATOM_COLORS = { H: "#ffffff", C: "#909090", N: "#3050f8", O: "#ff0d0d", F: "#90e050", CL: "#1ff01f",
+  BR: "#a62929", I: "#940094", S: "#ffff30", P: "#ff8000", FE: "#e06633", NA: "#ab5cf2", MG: "#8aff00",
+  CA: "#3dff00", ZN: "#7d80b0", CU: "#c88033", K: "#8f40d4", SE: "#ffa100", B: "#ffb5b5", SI: "#f0c8a0" };
+
+/** A molecule-file: atoms as CPK-coloured spheres and bonds as lines, from /media/{sha}/mesh. */
+function renderMolecule(v) {
+  const el = h("div", { class: "plot molecule-plot" });
+  api.mesh(v.sha256).then((m) => {
+    const A = m.atoms || [], E = m.elements || [];
+    const bx = [], by = [], bz = [];
+    for (const [i, j] of m.bonds || []) {
+      bx.push(A[i][0], A[j][0], null); by.push(A[i][1], A[j][1], null); bz.push(A[i][2], A[j][2], null);
+    }
+    const data = [
+      { type: "scatter3d", mode: "lines", x: bx, y: by, z: bz, line: { color: "#777", width: 4 }, hoverinfo: "skip", name: "bonds" },
+      { type: "scatter3d", mode: "markers", x: A.map((p) => p[0]), y: A.map((p) => p[1]), z: A.map((p) => p[2]),
+        text: E, hoverinfo: "text", name: "atoms",
+        marker: { size: E.map((e) => (e === "H" ? 4 : 7)), color: E.map((e) => ATOM_COLORS[e] || "#c0a0c0"),
+          line: { color: "#333", width: 1 } } },
+    ];
+    plot(el, data, { height: 360, margin: { l: 0, r: 0, t: 10, b: 0 }, showlegend: false, scene: { aspectmode: "data" } });
+    el.dataset.atoms = String(A.length);
+    el.dataset.bonds = String((m.bonds || []).length);
+  }).catch((e) => el.append(h("span", { class: "error" }, e.message)));
+  const cap = v.caption != null ? h("figcaption", { class: "caption" }, String(v.caption)) : null;
+  return h("figure", { class: "media-molecule" }, el, cap);
+}
+
 function renderOther(v) {
   return h("pre", { class: "json" }, JSON.stringify(v, null, 1).slice(0, 4000));
 }
@@ -418,6 +447,9 @@ export function renderValue(v) {
       case "chart": return renderChart(v);
       case "object3D-file": return renderObject3D(v);
       case "object3D": return h("div", null, (v.objects || []).map(renderObject3D));
+      case "molecule-file": return renderMolecule(v);
+      case "molecule": return h("div", null, (v.molecules || []).map((m, i) =>
+        renderMolecule({ ...m, caption: m.caption ?? (Array.isArray(v.captions) ? v.captions[i] : undefined) })));
       case "html-file": return renderHtml(v);
       default: return renderOther(v);
     }
