@@ -304,3 +304,102 @@ def test_sixteen_clients_into_one_sqlite_server_are_exact(tmp_path: Path) -> Non
         assert srv.alive()
     finally:
         srv.stop()
+
+
+# --------------------------------------------------------------------------- races, one at a time
+# Two ``Store`` objects are two processes' worth of engines and connections; threads released by a
+# barrier make the race windows (look, then insert) meet far more often than process start-up does.
+
+
+def _race(n: int, fn: Any) -> list[Any]:
+    barrier = threading.Barrier(n)
+    out: list[Any] = [None] * n
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = fn(i)
+        except BaseException as exc:  # noqa: BLE001
+            out[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def test_stores_racing_for_the_first_admin_key_make_exactly_one() -> None:
+    from wandblite.server.store import Store
+
+    for _round in range(3):
+        with fresh_postgres_database("wl_admin_race") as db:
+            stores = [Store(db), Store(db, migrate=False)]
+            try:
+                _race(12, lambda i, stores=stores: stores[i % 2].list_keys())  # open the pools' connections
+                got = _race(12, lambda i, stores=stores: stores[i % 2].ensure_admin_key())
+                assert not [g for g in got if isinstance(g, BaseException)], got
+                assert len([g for g in got if g]) == 1, got
+                assert [k["name"] for k in stores[0].list_keys()] == ["admin"]
+            finally:
+                for s in stores:
+                    s.close()
+
+
+def test_one_blob_stored_through_two_stores_at_once_is_stored_once_without_error(tmp_path: Path) -> None:
+    import hashlib
+
+    from wandblite.server.store import Store
+
+    with fresh_postgres_database("wl_blob_race") as db:
+        stores = [Store(db, media_dir=tmp_path / "media"), Store(db, media_dir=tmp_path / "media", migrate=False)]
+        try:
+            for n in range(5):
+                data = f"the same bytes {n}".encode() * 100
+                sha = hashlib.sha256(data).hexdigest()
+                _race(12, lambda i, sha=sha: stores[i % 2].missing_media([sha]))  # open the pools' connections
+                got = _race(12, lambda i, data=data, sha=sha: stores[i % 2].put_media(sha, [data], "txt", 1 << 20))
+                assert got == [len(data)] * 12, got
+                assert stores[1].missing_media([sha]) == []
+                path, ext = stores[0].media_path(sha)
+                assert path.read_bytes() == data and ext == "txt"
+        finally:
+            for s in stores:
+                s.close()
+
+
+def test_a_postgres_deadlock_is_run_again_inside_the_server_not_answered(replicas: Replicas) -> None:
+    """Two transactions lock two rows in opposite orders: PostgreSQL kills one as a deadlock victim;
+    ``db.retrying`` runs it again and both commit (the server's batch writes go through it)."""
+    import sqlalchemy as sa
+
+    from wandblite.server import db as dbmod
+
+    eng = sa.create_engine(dbmod.normalize_url(replicas.db))
+    try:
+        with eng.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE deadlock_pair (id INT PRIMARY KEY, n INT NOT NULL)"))
+            conn.execute(sa.text("INSERT INTO deadlock_pair VALUES (1, 0), (2, 0)"))
+        attempts = [0, 0]
+        both_hold = threading.Barrier(2)
+
+        def txn(i: int) -> str:
+            def once() -> str:
+                attempts[i] += 1
+                with eng.begin() as conn:
+                    first, second = (1, 2) if i == 0 else (2, 1)
+                    conn.execute(sa.text("UPDATE deadlock_pair SET n = n + 1 WHERE id = :i"), {"i": first})
+                    if attempts[i] == 1:
+                        both_hold.wait(timeout=30)  # each holds its first row: now cross
+                    conn.execute(sa.text("UPDATE deadlock_pair SET n = n + 1 WHERE id = :i"), {"i": second})
+                return "done"
+            return dbmod.retrying(once, f"transaction {i}")
+
+        got = _race(2, txn)
+        assert got == ["done", "done"], got
+        assert sorted(attempts) == [1, 2], attempts  # exactly one was the victim, and it was run again
+        with eng.connect() as conn:
+            assert conn.execute(sa.text("SELECT sum(n) FROM deadlock_pair")).scalar_one() == 4
+    finally:
+        eng.dispose()
