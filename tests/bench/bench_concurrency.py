@@ -2,7 +2,7 @@
 (and into one SQLite server), through a round-robin forwarder standing where nginx would.
 
 Run: ``python tests/bench/bench_concurrency.py [--clients 100] [--steps 20000] [--distinct 10]
-[--media-runs 1] [--batch-size 1000] [--sqlite-clients 16]``. The full size of issue #16 is the
+[--media-runs 1] [--batch-size 1000] [--sqlite-clients 16]``. The full size (the acceptance size of the server-at-scale work) is the
 default: 100 clients of 20k steps, 10 of them with media (``--distinct`` runs are written, each
 synced by ``clients / distinct`` clients into their own projects; the first ``--media-runs`` of them
 log an image every 100 steps, so ``clients / distinct * media_runs`` clients upload media).
