@@ -15,8 +15,8 @@ Layer 5 (the server). What it promises:
 * ``retrying(fn, what)`` runs ``fn`` (which opens and commits its own transaction) again when the
   database gave up on it for a reason that a later attempt does not meet (``is_transient``:
   PostgreSQL's serialization failure and deadlock, SQLite's "database is locked", a connection
-  lost mid-transaction), up to ``RETRY_ATTEMPTS`` times with a jittered backoff; then, or at once
-  for a full connection pool, it raises ``ApiError(503, "busy")``, which the client retries. A
+  lost mid-transaction), up to ``RETRY_ATTEMPTS`` times with a jittered backoff and for at most
+  ``WAIT_SECONDS``; then, or at once for a full connection pool, it raises ``ApiError(503, "busy")``, which the client retries. A
   failed attempt rolled back whole, so running it again is safe; a lost COMMIT that did happen is
   skipped by the retry as a resent batch is (the position decides).
 * ``snapshot(read_engine)``: a read connection whose statements all see one state of the database.
@@ -129,7 +129,9 @@ def retrying(fn: Callable[[], T], what: str) -> T:
     """``fn()``, run again while the database gives up on it transiently (see the module docstring);
     ``ApiError(503, "busy")`` naming ``what`` when it keeps doing so or no connection is free."""
     delay = 0.02
-    for attempt in range(RETRY_ATTEMPTS):
+    deadline = time.monotonic() + WAIT_SECONDS
+    attempt = 1
+    while True:
         try:
             return fn()
         except sa.exc.TimeoutError as exc:
@@ -137,13 +139,14 @@ def retrying(fn: Callable[[], T], what: str) -> T:
             # lengthens the queue; the client backs off and comes back.
             raise busy(what, f"no database connection was free within {WAIT_SECONDS:g} s") from exc
         except sa.exc.DBAPIError as exc:
-            if not is_transient(exc) or attempt == RETRY_ATTEMPTS - 1:
-                if is_transient(exc):
-                    raise busy(what, f"the database gave up {RETRY_ATTEMPTS} times ({_first_line(exc)})") from exc
+            if not is_transient(exc):
                 raise
+            # A SQLite writer that waited out the busy timeout would only wait it out again.
+            if attempt == RETRY_ATTEMPTS or time.monotonic() > deadline:
+                raise busy(what, f"the database gave up on it {attempt} times ({_first_line(exc)})") from exc
         time.sleep(delay * random.uniform(0.5, 1.5))  # jitter: two retried rivals do not meet again
         delay = min(delay * 2, 1.0)
-    raise AssertionError("unreachable")
+        attempt += 1
 
 
 def busy(what: str, why: str) -> ApiError:
@@ -151,9 +154,10 @@ def busy(what: str, why: str) -> ApiError:
     return ApiError(503, "busy", f"{what}: {why}; nothing was changed, retry")
 
 
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    return f"{type(orig).__name__}: {str(orig).strip().splitlines()[0] if str(orig).strip() else ''}"
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    orig = exc.orig if exc.orig is not None else exc
+    text = str(orig).strip()
+    return f"{type(orig).__name__}: {text.splitlines()[0]}" if text else type(orig).__name__
 
 
 def snapshot(read_engine: Engine) -> Connection:
