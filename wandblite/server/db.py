@@ -11,7 +11,8 @@ Layer 5 (the server). What it promises:
   deadlock upgrading a shared lock); reads use a plain ``BEGIN``; WAL so readers never wait,
   ``synchronous=NORMAL`` so a process kill never loses a committed transaction (a power loss may
   lose the last ones). The file's directory is created. PostgreSQL: one pooled engine (pre-ping,
-  8 + 16 connections, a checkout waits up to ``WAIT_SECONDS``) for both.
+  8 connections kept, up to ``PG_MAX_CONNECTIONS`` (40, the request threads) while busy, a
+  checkout waits up to ``WAIT_SECONDS``) for both.
 * ``retrying(fn, what)`` runs ``fn`` (which opens and commits its own transaction) again when the
   database gave up on it for a reason that a later attempt does not meet (``is_transient``:
   PostgreSQL's serialization failure and deadlock, SQLite's "database is locked", a connection
@@ -42,18 +43,21 @@ from sqlalchemy.engine import Connection, Engine
 from wandblite.server.errors import ApiError
 from wandblite.vocab import json_text
 
-__all__ = ["RETRY_ATTEMPTS", "WAIT_SECONDS", "busy", "dumps", "engines", "is_transient", "loads", "normalize_url",
+__all__ = ["PG_MAX_CONNECTIONS", "RETRY_ATTEMPTS", "WAIT_SECONDS", "busy", "dumps", "engines", "is_transient", "loads", "normalize_url",
            "retrying", "snapshot"]
 
 T = TypeVar("T")
 
 #: How long a writer waits for its turn (SQLite's busy timeout and write connection, PostgreSQL's pool).
 WAIT_SECONDS = 60.0
+#: The most PostgreSQL connections one server process opens (8 kept open, the rest while busy).
+PG_MAX_CONNECTIONS = 40
 #: How many times ``retrying`` runs a transaction the database gave up on before answering 503.
 RETRY_ATTEMPTS = 8
 #: PostgreSQL SQLSTATEs after which the same transaction, run again, may succeed: serialization
-#: failure, deadlock detected, lock not available, and the server shutting down or restarting.
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+#: failure, deadlock detected, lock not available, too many connections (other processes hold
+#: them), and the server shutting down or restarting.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "53300", "57P01", "57P02", "57P03"})
 
 
 def normalize_url(url: str) -> str:
@@ -108,7 +112,10 @@ def engines(url: str) -> tuple[Engine, Engine]:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         return _sqlite_engine(url, immediate=True), _sqlite_engine(url, immediate=False)
-    eng = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16, pool_timeout=WAIT_SECONDS)
+    # As many connections as request threads (Starlette's pool: 40), so that requests queue for a
+    # thread (first come first served, no time limit) rather than time out waiting for a connection.
+    eng = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=PG_MAX_CONNECTIONS - 8,
+                           pool_timeout=WAIT_SECONDS)
     return eng, eng
 
 
