@@ -17,7 +17,6 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass
-from http.cookiejar import DefaultCookiePolicy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -46,7 +45,6 @@ class RoundRobinProxy:
         self.hops: list[Hop] = []
         self._turn = itertools.count()
         self._lock = threading.Lock()
-        self._local = threading.local()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -74,13 +72,6 @@ class RoundRobinProxy:
         self._server.shutdown()
         self._server.server_close()
 
-    def _session(self) -> requests.Session:
-        s = getattr(self._local, "session", None)
-        if s is None:
-            s = self._local.session = requests.Session()
-            s.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # never keep a client's cookie
-        return s
-
     def forward(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else None
@@ -89,12 +80,13 @@ class RoundRobinProxy:
         headers = {k: v for k, v in h.headers.items() if k.lower() in _FORWARDED_REQUEST}
         t0 = time.monotonic()
         try:
-            resp = self._session().request(h.command, self.upstreams[i] + h.path, data=body, headers=headers,
-                                           timeout=(5, 300), allow_redirects=False)
+            # A new connection per request (requests.request: a fresh session, no cookie kept): a kept-alive
+            # one could have been closed by the upstream's idle timeout and read as "unreachable".
+            resp = requests.request(h.command, self.upstreams[i] + h.path, data=body, headers=headers,
+                                    timeout=(5, 300), allow_redirects=False)
             status, content, from_upstream = resp.status_code, resp.content, True
             answer = [(k, v) for k, v in resp.headers.items() if k.lower() in _FORWARDED_ANSWER]
         except requests.RequestException as exc:
-            self._local.session = None  # its pooled connections may point at a dead process
             status, from_upstream = 502, False
             content = b'{"error": {"code": "bad_gateway", "message": "upstream unreachable: %s"}}' % (
                 type(exc).__name__.encode())
