@@ -4,7 +4,12 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 
 * Every error, whatever its cause (bad JSON, wrong types, unknown route, a gap, a crash in a
   handler), is answered as ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx status;
-  a bad request changes nothing and the server goes on serving.
+  a bad request changes nothing and the server goes on serving. A database that is busy or
+  restarting (after the store's own retries of a write, ``db.retrying``) is a 503 ``busy`` with
+  ``Retry-After``, which sync retries; 500 ``internal`` is left for a defect.
+* The app keeps no state of its own between requests: keys, sessions and positions are read from
+  the database on every request, so any number of server processes may serve one database
+  (``docs/deployment.md`` lists what a process holds and why none of it can go stale).
 * Every write needs a valid, unrevoked API key (``Authorization: Bearer <key>``); reads need one
   too unless the app was made with ``public_read=True``. A 401 changes nothing. ``/api/v1/health``
   is open (it says only that the server is up).
@@ -37,6 +42,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 import anyio.from_thread
+from sqlalchemy import exc as sa_exc
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -45,7 +51,7 @@ from starlette.responses import FileResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route
 
 from wandblite.server import blobs, media_query, read, records, runs_query, series_query
-from wandblite.server.db import dumps
+from wandblite.server.db import busy, dumps, is_transient
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
@@ -82,9 +88,22 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+#: Seconds a client is asked to wait before retrying a 503 (``Retry-After``).
+RETRY_AFTER_SECONDS = 1
+
+
 async def _api_error(_req: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def _database_error(req: Request, exc: Exception) -> Response:
+    """A database error no handler caught: a transient one (a read that met a restart or a locked
+    file, a full pool) is a 503 ``busy`` the client retries; anything else is an internal error."""
+    if isinstance(exc, sa_exc.TimeoutError) or is_transient(exc):
+        return await _api_error(req, busy(f"{req.method} {req.url.path}", "the database is busy or restarting"))
+    return await _internal_error(req, exc)
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
@@ -396,7 +415,8 @@ def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | No
     routes += dashboard_routes()
     app = Starlette(
         routes=routes,
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error, sa_exc.DBAPIError: _database_error,
+                            sa_exc.TimeoutError: _database_error, Exception: _internal_error},
     )
     app.state.store = store
     return app

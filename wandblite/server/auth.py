@@ -10,6 +10,8 @@ for checks). What it promises:
   ``SESSION_SECONDS`` (30 days); only its sha256 is stored, tied to the key that opened it.
   ``check_session`` joins the key, so revoking a key ends its sessions. Opening a session sweeps
   expired ones.
+* Nothing is kept in the process: every check reads the database, so a key revoked or a session
+  opened or ended through one server process holds at once in every other process on the database.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from wandblite.server.schema import api_keys, sessions
 from wandblite.server.wire import clean_text
@@ -38,24 +40,34 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
 
 
+def _insert_key(conn: Connection, name: str | None) -> tuple[int, str]:
+    key = "wl_" + secrets.token_urlsafe(32)
+    res = conn.execute(api_keys.insert().values(
+        name=clean_text(name, "key name", 200), prefix=key[:10], key_hash=_hash(key), created_at=time.time(),
+    ))
+    return int(res.inserted_primary_key[0]), key  # type: ignore[index]
+
+
 def create_key(engine: Engine, name: str | None = None) -> tuple[int, str]:
     """A new API key: ``(key id, key)``. Only its sha256 is stored; the key is shown once."""
-    key = "wl_" + secrets.token_urlsafe(32)
     with engine.begin() as conn:
-        res = conn.execute(api_keys.insert().values(
-            name=clean_text(name, "key name", 200), prefix=key[:10], key_hash=_hash(key),
-            created_at=time.time(),
-        ))
-        key_id = int(res.inserted_primary_key[0])  # type: ignore[index]
-    return key_id, key
+        return _insert_key(conn, name)
 
 
 def ensure_admin_key(engine: Engine) -> str | None:
-    """On an empty key table create the first (admin) key and return it; else None."""
+    """On an empty key table create the first (admin) key and return it; else None.
+
+    The look and the insert are one transaction holding the key table's write lock (SQLite's
+    ``BEGIN IMMEDIATE``; PostgreSQL ``LOCK TABLE ... IN SHARE ROW EXCLUSIVE MODE``, which blocks
+    other writers of the table but not readers), so replicas starting together on an empty
+    database make exactly one admin key between them, shown by the one that made it.
+    """
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"LOCK TABLE {api_keys.name} IN SHARE ROW EXCLUSIVE MODE"))
         if conn.execute(sa.select(sa.func.count()).select_from(api_keys)).scalar_one():
             return None
-    return create_key(engine, "admin")[1]
+        return _insert_key(conn, "admin")[1]
 
 
 def list_keys(engine: Engine) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ Layer 5 (the server). Functions over the store's engines and its blob store (the
 * ``missing`` answers which of up to 100000 sha256s the client must upload. The blob store is the
   truth for the bytes: a ``media`` row whose blob went missing asks for the bytes again.
 * ``put`` stores a blob from byte chunks (``BlobStore.put``: hashed, size-limited by the caller,
-  visible only when the hash matches), then records it once with its extension.
+  visible only when the hash matches), then records it once with its extension (two processes
+  storing the same blob at once both succeed: the loser of the insert finds the row).
 * ``blob`` finds a stored blob: a ``MediaBlob`` (its size and extension, and the ways to serve
   it: a local file, a presigned URL, or a stream); 404 when the row or the bytes are absent.
 * A store without a blob store answers 503 ``no_media_dir`` wherever bytes are needed.
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from wandblite.server.blobs import BlobStore
+from wandblite.server.db import retrying
 from wandblite.server.errors import ApiError, bad_request, not_found
 from wandblite.server.schema import media
 from wandblite.server.wire import clean_text, validate_sha256
@@ -88,10 +90,17 @@ def put(engine: Engine, blobs: BlobStore | None, sha: str, chunks: Iterable[byte
     """Store a blob of at most ``limit`` bytes after checking its sha256; return its size."""
     validate_sha256(sha)
     size = _blob_store(blobs).put(sha, chunks, limit)
-    with engine.begin() as conn:
-        if conn.execute(sa.select(media.c.sha256).where(media.c.sha256 == sha)).first() is None:
-            conn.execute(media.insert().values(sha256=sha, size=size, ext=clean_text(ext, "ext", 64),
-                                               created_at=time.time()))
+    ext = clean_text(ext, "ext", 64)
+
+    def index() -> None:
+        with engine.begin() as conn:
+            if conn.execute(sa.select(media.c.sha256).where(media.c.sha256 == sha)).first() is None:
+                conn.execute(media.insert().values(sha256=sha, size=size, ext=ext, created_at=time.time()))
+
+    try:
+        retrying(index, f"indexing media blob {sha}")
+    except sa.exc.IntegrityError:
+        pass  # another process (a replica) indexed the same blob between our look and our insert
     return size
 
 

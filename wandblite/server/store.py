@@ -18,7 +18,11 @@ the rule, so callers keep calling ``Store(url).apply_batch(...)``:
 ``blobs.py``        the blob store: a directory, or a bucket (``blobstore_s3.py``)
 ==================  ==============================================================================
 
-What it promises: every method is thread-safe (each uses its own connection); ``Store(url)``
+What it promises: every method is thread-safe (each uses its own connection); a write the database
+gave up on transiently (a deadlock, a serialization failure, a locked SQLite file) is run again
+inside the store and, if it keeps failing, raises ``ApiError(503, "busy")`` (``db.retrying``);
+nothing is kept in the process between calls (keys, sessions, positions are read from the
+database each time), so any number of processes may serve one database; ``Store(url)``
 applies the migrations not applied yet unless ``migrate=False``; ``Store.embedded()`` is the local
 store under ``$WANDBLITE_HOME``. A process kill never loses a committed batch; a power loss may lose
 the last ones on SQLite (``synchronous=NORMAL``), which a later sync resends because the server's
@@ -87,25 +91,25 @@ class Store:
     # ---------------------------------------------------------------- api keys and browser sessions
     def create_key(self, name: str | None = None) -> tuple[int, str]:
         """A new API key: ``(key id, key)``. Only its sha256 is stored; the key is shown once."""
-        return auth.create_key(self.write_engine, name)
+        return db.retrying(lambda: auth.create_key(self.write_engine, name), "creating a key")
 
     def ensure_admin_key(self) -> str | None:
         """On an empty key table create the first (admin) key and return it; else None."""
-        return auth.ensure_admin_key(self.write_engine)
+        return db.retrying(lambda: auth.ensure_admin_key(self.write_engine), "creating the admin key")
 
     def list_keys(self) -> list[dict[str, Any]]:
         return auth.list_keys(self.read_engine)
 
     def revoke_key(self, id_or_prefix: str) -> int:
         """Revoke by key id, by the shown prefix, or by the full key; returns how many were revoked."""
-        return auth.revoke_key(self.write_engine, id_or_prefix)
+        return db.retrying(lambda: auth.revoke_key(self.write_engine, id_or_prefix), "revoking a key")
 
     def check_key(self, key: str | None) -> bool:
         return auth.check_key(self.read_engine, key)
 
     def create_session(self, key: str | None) -> str | None:
         """A new session token for a valid, unrevoked API key (None for a bad key)."""
-        return auth.create_session(self.write_engine, key)
+        return db.retrying(lambda: auth.create_session(self.write_engine, key), "opening a session")
 
     def check_session(self, token: str | None) -> bool:
         """True for an unexpired session whose API key is not revoked."""
@@ -113,7 +117,7 @@ class Store:
 
     def end_session(self, token: str | None) -> None:
         """Forget a session token (logout); unknown tokens are ignored."""
-        auth.end_session(self.write_engine, token)
+        db.retrying(lambda: auth.end_session(self.write_engine, token), "ending a session")
 
     # ---------------------------------------------------------------- runs and batches
     def position(self, project: str, run_id: str) -> dict[str, Any]:
@@ -122,7 +126,8 @@ class Store:
 
     def apply_batch(self, project: str, run_id: str, body: Any) -> dict[str, Any]:
         """Apply one batch (see PROTOCOL.md) in one transaction; return the new position."""
-        return ingest.apply_batch(self.write_engine, project, run_id, body, self.missing_media)
+        return db.retrying(lambda: ingest.apply_batch(self.write_engine, project, run_id, body, self.missing_media),
+                           f"the batch of run {project}/{run_id}")
 
     # ---------------------------------------------------------------- media
     def missing_media(self, shas: Any) -> list[str]:
