@@ -45,6 +45,7 @@ __all__ = [
     "WRITER_LOCK_PREFIX",
     "WRITER_SEGMENT_RE",
     "MEDIA_DIR",
+    "PROCESS_RSS_KEY",
     "RESERVED",
     "RESERVED_KEYS",
     "RUNTIME",
@@ -259,6 +260,11 @@ def parse_segment(name: str) -> tuple[str | None, int] | None:
 def is_segment_name(name: str) -> bool:
     """Whether ``name`` is a segment of any stream (single-writer or a shared run's writer)."""
     return parse_segment(name) is not None
+
+
+#: The system-metrics key of the writing process's resident memory in MB (``wandblite.system``);
+#: a shared run's crash report follows it per writer.
+PROCESS_RSS_KEY = "proc.memory.rssMB"
 
 
 # --------------------------------------------------------------------------- the home directory
