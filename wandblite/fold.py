@@ -524,9 +524,10 @@ class Fold:
         A payload is bytes (decoded here with ``decode``; a failure goes to ``on_error`` and the
         record is skipped) or already decoded. Returns the rows flushed, in order, and the
         indexes of those rows that hold more than scalars (media to wrap). The result is exactly
-        that of ``apply`` on each event in turn: the plain LOG_SCALARS case (a new row: no step,
-        no commit, no pending row, no metric definitions) is folded here with the state in locals,
-        for replay speed; every other event goes through ``apply``.
+        that of ``apply`` on each event in turn: the plain LOG_SCALARS case (a new row: no step and
+        no commit, or ``commit=True`` with no step or a step not below the current one; no pending
+        row, no metric definitions) is folded here with the state in locals, for replay speed;
+        every other event goes through ``apply``.
         """
         rows: list[dict[str, Any]] = []
         unflat: list[int] = []
@@ -544,7 +545,12 @@ class Fold:
                     continue
             else:
                 p = payload
-            if kind == logs and plain and p[2] is None and p[3] is None:
+            if kind == logs and plain and (
+                (p[3] is None and p[2] is None)
+                or (p[3] is True and (p[2] is None or (type(p[2]) is int and p[2] >= step)))
+            ):
+                if p[2] is not None:
+                    step = p[2]  # log(d, step=s, commit=True) with s >= the step: a new row at s
                 ts, data = p[0], p[1]
                 if last is None or ts > last:
                     if last is None:

@@ -42,6 +42,8 @@ from typing import Any
 from wandblite.fold import Fold, merge_tree
 from wandblite.vocab import RUNTIME, STEP, WANDB_KEY
 
+_SCALARS = frozenset({str, int, float, bool})
+
 __all__ = [
     "SharedRun",
     "combine_rows",
@@ -103,6 +105,10 @@ def combine_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if len(rows) == 1:
         return rows[0]
     out: dict[str, Any] = {}
+    if all(_SCALARS.issuperset(map(type, row.values())) for row in rows):
+        for row in reversed(rows):  # no subtree anywhere: a leaf is a key (rows of flushed folds have str keys)
+            out.update(row)
+        return out
     for row in reversed(rows):
         merge_tree(out, row)
     return out
@@ -124,7 +130,8 @@ def merge_rows(streams: Sequence[Iterable[dict[str, Any]]],
         for row in it:
             yield row[STEP], i, row
 
-    merged = heapq.merge(*(keyed(i, s) for i, s in enumerate(streams)), key=lambda t: (t[0], t[1]))
+    # (step, stream index) is unique, so the tuples never compare their rows
+    merged = heapq.merge(*(keyed(i, s) for i, s in enumerate(streams)))
     group: list[tuple[int, dict[str, Any]]] = []
     cur: int | None = None
     for step, i, row in merged:
@@ -182,16 +189,16 @@ class SharedRun:
         self.folds = folds
         self.fold = Fold()
         self._defined = dict.fromkeys(folds, 0)  # metric_log entries of each writer applied so far
+        self._logs = [f.metric_log for f in folds.values()]  # the folds' own lists, growing as they fold
+        self._seen = 0  # definitions applied, over all writers
 
     def add_row(self, row: dict[str, Any]) -> None:
         """One merged row, in ``_step`` order: counted, and folded into the summary."""
-        self._define_upto(row[STEP])
+        if sum(map(len, self._logs)) != self._seen:  # a definition not applied yet (rare)
+            self._define_upto(row[STEP])
         self.fold.add_row(row)
 
     def _define_upto(self, step: int | None) -> None:
-        defined = self._defined
-        if all(len(f.metric_log) == defined.get(lab, 0) for lab, f in self.folds.items()):
-            return  # nothing new: the common case, once per row
         order = precedence(self.folds)
         todo: list[tuple[int, int, int, dict[str, Any]]] = []
         for pos, lab in enumerate(order):
@@ -201,6 +208,7 @@ class SharedRun:
                 todo.append((log[i][0], -pos, i, log[i][1]))
                 i += 1
             self._defined[lab] = i
+        self._seen += len(todo)
         todo.sort(key=lambda t: t[:3])
         for *_key, spec in todo:
             self.fold.define(spec)

@@ -226,6 +226,11 @@ class Replay:
         return self.state, row
 
     @property
+    def fold(self) -> Fold:
+        """The fold describing the whole run (a shared run: its writers merged, ``wandblite.merge``)."""
+        return self._fold
+
+    @property
     def context(self) -> dict[str, Any]:
         """Job context of the latest attempt (host, pid, command line, git, SLURM ...)."""
         return latest_context(self.attempts)
@@ -344,7 +349,18 @@ class Replay:
 
         merged = SharedRun(folds)
         filtered = bool(want) or min_step is not None or max_step is not None
-        for row in merge_rows([rows_of(lab) for lab in labels], rank=lambda i: rank_key(labels[i], folds[labels[i]])):
+        ranks: dict[int, tuple[int, str]] = {}
+
+        def rank(i: int) -> tuple[int, str]:
+            r = ranks.get(i)
+            if r is None:
+                fold = folds[labels[i]]
+                r = rank_key(labels[i], fold)
+                if fold.writer is not None:  # fixed from the first start record on
+                    ranks[i] = r
+            return r
+
+        for row in merge_rows([rows_of(lab) for lab in labels], rank=rank):
             if everything:
                 merged.add_row(row)
             if filtered:
@@ -432,11 +448,11 @@ class Replay:
         """System-metrics samples ``(timestamp, metrics)`` in order.
 
         A shared run: ``writer``'s samples; without a writer, every writer's samples in time order,
-        each with its label as ``metrics["writer"]``."""
+        each metric named ``<label>/<metric>`` (so one chart per metric overlays the writers)."""
         labels = self._labels(writer)
         if writer is not None or not self.shared:
             return [(e.data[0], e.data[1]) for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}), label=labels[0])]
-        out = [(e.data[0], label or "", {**e.data[1], "writer": label}) for label in labels
+        out = [(e.data[0], label or "", {f"{label or ''}/{k}": v for k, v in e.data[1].items()}) for label in labels
                for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}), label=label)]
         out.sort(key=lambda r: (r[0], r[1]))
         return [(ts, m) for ts, _lab, m in out]
