@@ -345,3 +345,25 @@ def test_the_run_id_comes_from_slurm_then_torchelastic_then_rank0s_file(tmp_path
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_STEP_ID", "1")
     assert shared_run_id(tmp_path, lambda: "x") == "slurm-4242-1"
+
+
+def test_the_slurm_example_script_runs_under_torchrun_into_one_run(tmp_path: Path) -> None:
+    script = ROOT / "examples" / "slurm" / "train_ddp.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    res = subprocess.run(cmd, env=_env(WANDBLITE_SHARED="1", STEPS="12", WANDBLITE_DIR=str(tmp_path / "runs")),
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r = Replay(_only_run(tmp_path / "runs"))
+    assert r.state == "finished" and [w["label"] for w in r.writers] == ["rank0", "rank1"]
+    history = r.history()
+    assert [row[STEP] for row in history] == list(range(12))
+    assert all({"loss/rank0", "loss/rank1", "loss/mean"} <= set(_flat_keys(row)) for row in history)
+    sbatch = ROOT / "examples" / "slurm" / "train_multinode.sbatch"
+    assert subprocess.run(["bash", "-n", str(sbatch)], capture_output=True).returncode == 0
+
+
+def _flat_keys(row: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in row.items():
+        out.extend(_flat_keys(v, f"{prefix}{k}/") if isinstance(v, dict) else [f"{prefix}{k}"])
+    return out
