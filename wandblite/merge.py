@@ -35,7 +35,7 @@ after that is ordered by precedence.
 
 from __future__ import annotations
 
-import heapq
+import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -49,6 +49,7 @@ __all__ = [
     "combine_rows",
     "deciders",
     "identity",
+    "merge_batches",
     "merge_rows",
     "precedence",
     "rank_key",
@@ -98,14 +99,14 @@ def deciders(folds: Mapping[str | None, Fold]) -> list[str | None]:
     return marked or order
 
 
-def combine_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def combine_rows(rows: Sequence[dict[str, Any]], flat: bool | None = None) -> dict[str, Any]:
     """One row from rows of the same ``_step`` given highest-ranked first: keys combined leaf by
     leaf, the highest-ranked writer's value winning where several wrote a leaf. New dicts only:
-    the given rows are not changed."""
+    the given rows are not changed. ``flat``: the caller knows every row holds only scalars."""
     if len(rows) == 1:
         return rows[0]
     out: dict[str, Any] = {}
-    if all(_SCALARS.issuperset(map(type, row.values())) for row in rows):
+    if flat or (flat is None and all(_SCALARS.issuperset(map(type, row.values())) for row in rows)):
         for row in reversed(rows):  # no subtree anywhere: a leaf is a key (rows of flushed folds have str keys)
             out.update(row)
         return out
@@ -119,36 +120,72 @@ def merge_rows(streams: Sequence[Iterable[dict[str, Any]]],
     """The merged history of several writers' committed rows, in ``_step`` order.
 
     ``streams[i]`` yields writer i's rows in increasing ``_step`` (as a fold flushes them).
-    ``rank(i)`` orders the writers for the rows of one step (lowest first wins); it is called when
-    a step's rows are combined, so it may depend on what the streams have read by then (their
-    start records come before their rows). Default: the streams' order. Memory: one pending row
-    per writer, and the rows of one step.
+    ``rank(i)`` orders the writers for the rows of one step (lowest first wins); it may depend on
+    what the streams have read by then (their start records come before their rows). Default: the
+    streams' order. ``merge_batches`` does the work; this gives it one row at a time.
+    """
+    return merge_batches([([row] for row in s) for s in streams], rank)
+
+
+def merge_batches(streams: Sequence[Iterable[list[dict[str, Any]]]],
+                  rank: Callable[[int], Any] | None = None,
+                  flat: Callable[[Sequence[dict[str, Any]]], bool] | None = None) -> Iterator[dict[str, Any]]:
+    """``merge_rows`` for streams that yield lists of rows (a fold's batches), for replay speed.
+
+    A step's rows are complete once every stream still going has read a row of that step or a
+    later one (a stream's steps only increase), so the rows read so far are merged up to the
+    smallest last step of those streams, a window at a time: memory is a batch per writer. When
+    every stream's window holds the same steps (ranks logging in step), the rows are zipped.
+    ``flat(rows)``: True when the caller knows those rows hold only scalars (else they are looked at).
     """
     order = rank if rank is not None else (lambda i: i)
+    iters = [iter(s) for s in streams]
+    bufs: list[list[dict[str, Any]]] = [[] for _ in iters]
+    live = list(range(len(iters)))
+    while True:
+        for i in list(live):
+            while not bufs[i]:
+                try:
+                    bufs[i] = list(next(iters[i]))
+                except StopIteration:
+                    live.remove(i)
+                    break
+        if not any(bufs):
+            return
+        limit = min(bufs[i][-1][STEP] for i in live) if live else None
+        takes: list[list[dict[str, Any]]] = []
+        for i in sorted(range(len(bufs)), key=order):  # highest-ranked first within every step
+            buf = bufs[i]
+            if not buf:
+                continue
+            if limit is None or buf[-1][STEP] <= limit:
+                take, bufs[i] = buf, []
+            else:
+                cut = bisect.bisect_right(buf, limit, key=_step_of)
+                take, bufs[i] = buf[:cut], buf[cut:]
+            if take:
+                takes.append(take)
+        if len(takes) > 1:
+            steps = list(map(_step_of, takes[0]))
+            if all(len(t) == len(steps) for t in takes) and all(list(map(_step_of, t)) == steps for t in takes[1:]):
+                for g in zip(*takes):
+                    yield combine_rows(g, flat(g) if flat is not None else None)
+                continue
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for take in takes:
+            for row in take:
+                g = groups.get(row[STEP])
+                if g is None:
+                    groups[row[STEP]] = [row]
+                else:
+                    g.append(row)
+        for step in sorted(groups):
+            g = groups[step]
+            yield g[0] if len(g) == 1 else combine_rows(g, flat(g) if flat is not None else None)
 
-    def keyed(i: int, it: Iterable[dict[str, Any]]) -> Iterator[tuple[int, int, dict[str, Any]]]:
-        for row in it:
-            yield row[STEP], i, row
 
-    # (step, stream index) is unique, so the tuples never compare their rows
-    merged = heapq.merge(*(keyed(i, s) for i, s in enumerate(streams)))
-    group: list[tuple[int, dict[str, Any]]] = []
-    cur: int | None = None
-    for step, i, row in merged:
-        if step != cur and group:
-            yield _combine_group(group, order)
-            group = []
-        cur = step
-        group.append((i, row))
-    if group:
-        yield _combine_group(group, order)
-
-
-def _combine_group(group: list[tuple[int, dict[str, Any]]], order: Callable[[int], Any]) -> dict[str, Any]:
-    if len(group) == 1:
-        return group[0][1]
-    group.sort(key=lambda t: order(t[0]))
-    return combine_rows([row for _i, row in group])
+def _step_of(row: dict[str, Any]) -> Any:
+    return row[STEP]
 
 
 def shared_state(states: Mapping[str | None, str], deciding: Iterable[str | None]) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 from wandblite import events as ev
 from wandblite.fold import Fold, get_path, has_path, run_state, split_name
 from wandblite.format import Damage, RecordReader
-from wandblite.merge import SharedRun, identity, merge_rows, precedence, rank_key
+from wandblite.merge import SharedRun, identity, merge_batches, precedence, rank_key
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments, writer_streams
 from wandblite.vocab import STEP, TYPE_KEY, parse_segment, segment_name, segment_number
 
@@ -317,7 +317,7 @@ class Replay:
         kinds = None if everything else _ROW_KINDS
         now = time.time() if self._now_arg is None else self._now_arg
 
-        def rows_of(label: str | None) -> Iterator[dict[str, Any]]:
+        def rows_of(label: str | None) -> Iterator[list[dict[str, Any]]]:
             fold = folds[label]
             decode = ev.decode
             for seg_path in streams[label]:
@@ -330,7 +330,9 @@ class Replay:
                     rows, unflat = fold.fold_records(batch, decode, on_error)
                     for i in unflat:
                         rows[i] = wrap(rows[i])
-                    yield from rows
+                        nested.add(id(rows[i]))
+                    if rows:
+                        yield rows
                 if reader.tail is not None:
                     report(reader.tail)
                 if label is None:
@@ -345,10 +347,23 @@ class Replay:
             else:
                 state = self.writer(label)["state"]
             if state == "crashed" and fold.pending is not None:
-                yield wrap(fold.flush_pending())  # a crashed writer's pending row, at its step
+                row = wrap(fold.flush_pending())  # a crashed writer's pending row, at its step
+                nested.add(id(row))
+                yield [row]
 
         merged = SharedRun(folds)
         filtered = bool(want) or min_step is not None or max_step is not None
+        nested: set[int] = set()  # ids of rows the folds say hold more than scalars (all others do not)
+        logs = [f.metric_log for f in folds.values()]
+        seen = [0, False]  # definitions looked at; whether one syncs a dotted step metric into rows
+
+        def flat(rows: Any) -> bool:
+            n = sum(map(len, logs))
+            if n != seen[0]:  # a synced step metric "a.b" adds a subtree to rows the fold calls flat
+                seen[0] = n
+                seen[1] = any("." in str(spec.get("step_metric") or "") for log in logs for _s, spec in log)
+            return not seen[1] and (not nested or not any(id(r) in nested for r in rows))
+
         ranks: dict[int, tuple[int, str]] = {}
 
         def rank(i: int) -> tuple[int, str]:
@@ -360,7 +375,7 @@ class Replay:
                     ranks[i] = r
             return r
 
-        for row in merge_rows([rows_of(lab) for lab in labels], rank=rank):
+        for row in merge_batches([rows_of(lab) for lab in labels], rank=rank, flat=flat):
             if everything:
                 merged.add_row(row)
             if filtered:
