@@ -183,14 +183,16 @@ def stopped_first(r: Replay) -> dict[str, Any] | None:
 
     Among the writers that crashed or failed, the one whose last sign of life (a record or a
     heartbeat) is the earliest (labels break ties): its identity and state, ``seconds_before_others``
-    (from its last sign of life to the earliest last sign of life of any other writer), its last
+    (from its last sign of life to the earliest last sign of life of any other writer; None when it
+    left none: a writer that died before its first record stopped first of all), its last
     console lines (``last_lines``, at most 20), its last memory figures (``last_memory``) and its
     RSS over its system samples (``rss_mb``: first, last, max, samples) to show a climb.
     """
-    cands = [w for w in r.writers if w["state"] in _ENDED_BADLY and w["last_alive"] is not None]
+    cands = [w for w in r.writers if w["state"] in _ENDED_BADLY]
     if not cands:
         return None
-    first = min(cands, key=lambda w: (w["last_alive"], w["label"] or ""))
+    # a writer with no sign of life at all (it died before its first record) stopped first of all
+    first = min(cands, key=lambda w: (w["last_alive"] is not None, w["last_alive"] or 0.0, w["label"] or ""))
     others = [w["last_alive"] for w in r.writers if w is not first and w["last_alive"] is not None]
     label = first["label"]
     rss = [m[PROCESS_RSS_KEY] for _ts, m in r.system_metrics(writer=label or "")
@@ -200,7 +202,7 @@ def stopped_first(r: Replay) -> dict[str, Any] | None:
         "writer": label, "host": first["host"], "pid": first["pid"], "state": first["state"],
         "exit_code": first["exit_code"], "signal": first["signal"], "error": first["error"],
         "last_alive": first["last_alive"], "last_step": max(first["steps"] - 1, 0),
-        "seconds_before_others": (min(others) - first["last_alive"]) if others else None,
+        "seconds_before_others": (min(others) - first["last_alive"]) if others and first["last_alive"] else None,
         "last_lines": [t.rstrip("\n") for _ts, _s, t in r.writer_console_tail(label)[-20:]],
         "last_memory": _memory(last_sys[1]) if last_sys else {},
         "rss_mb": {"first": rss[0], "last": rss[-1], "max": max(rss), "samples": len(rss)} if rss else None,
@@ -266,6 +268,9 @@ def shared_crash_report(r: Replay, now: float | None = None) -> Iterator[str]:
         yield f"last alive  {when(r.last_alive)} ({age(r.last_alive, now)}); no writer crashed or failed"
         return
     gap = first["seconds_before_others"]
+    if first["last_alive"] is None:
+        yield f"stopped first  {first['writer']} ({first['state']}): it died before writing its first record"
+        return
     yield (f"stopped first  {first['writer']} on {first['host']} (pid {first['pid']}, {first['state']}"
            + (f", {first['signal']}" if first["signal"] else "") + f") at {when(first['last_alive'])}"
            + (f", {gap:.1f} s before the others" if gap is not None else "") + f", last step {first['last_step']}")

@@ -367,3 +367,19 @@ def _flat_keys(row: dict[str, Any], prefix: str = "") -> list[str]:
     for k, v in row.items():
         out.extend(_flat_keys(v, f"{prefix}{k}/") if isinstance(v, dict) else [f"{prefix}{k}"])
     return out
+
+
+def test_a_writer_that_died_before_its_first_record_stopped_first_of_all(tmp_path: Path) -> None:
+    live = _holder(tmp_path, "rank0")
+    try:
+        (tmp_path / "sh" / "events-rank7-000.wlr").write_bytes(b"")  # created, then killed before the header
+        r = Replay(tmp_path / "sh")
+        assert r.state == "crashed"  # a writer crashed while the deciding one has not finished
+        assert {w["label"]: w["state"] for w in r.writers} == {"rank0": "running", "rank7": "crashed"}
+        shown = _cli("show", str(tmp_path / "sh"), "--json")
+        first = json.loads(shown.stdout)["stopped_first"]
+        assert (first["writer"], first["last_alive"], first["seconds_before_others"]) == ("rank7", None, None)
+        assert "rank7 (crashed): it died before writing its first record" in _cli("show", str(tmp_path / "sh")).stdout
+    finally:
+        live.kill()
+        live.wait()
