@@ -5,18 +5,20 @@ nothing; while a writer is live, only the run's metadata goes (nothing is final 
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import wandblite
 from wandblite.server import read
 from wandblite.server.store import Store
 
-from .conftest import canon, clean_env, cli, local_rows
+from .conftest import CLI, ServerProc, canon, clean_env, cli, local_rows, uniq
 
 _WRITER = textwrap.dedent("""
     import sys, time, wandblite
@@ -108,3 +110,41 @@ def test_while_a_writer_is_live_only_the_metadata_is_synced(tmp_path: Path) -> N
         assert canon([x["row"] for x in rows]) == canon(local_rows(runs / "shared1"))
     finally:
         store.close()
+
+
+def test_sync_killed_at_random_moments_leaves_the_server_equal_to_the_replay(server: ServerProc,
+                                                                              tmp_path: Path) -> None:
+    """A shared run on one disk, synced by `wandblite sync` processes SIGKILLed at random moments
+    (12 trials, each its own project): a last sync completes it, the server's run equals the merged
+    replay, and one more sync sends nothing. On SQLite and PostgreSQL."""
+    runs = tmp_path / "runs"
+    _writer(runs, "rank0", 600, "finish")
+    _writer(runs, "rank1", 500, "finish")
+    victim = _writer(runs, "rank2", 300, "kill")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    want = canon(local_rows(runs / "shared1"))
+    r = wandblite.replay(runs / "shared1")
+    rnd = random.Random(15)
+    for trial in range(12):
+        project = uniq("shk")
+        home = tmp_path / f"home{trial}"
+        args = ("sync", str(runs), "--server", server.url, "--api-key", server.key, "--project", project,
+                "--batch-size", "40", "--json")
+        for _kill in range(rnd.randint(1, 3)):
+            p = subprocess.Popen([*CLI, *args], env=clean_env(WANDBLITE_HOME=str(home)), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            time.sleep(rnd.uniform(0.0, 1.5))
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+        done = cli(*args, home=home)
+        assert done.returncode == 0, done.stderr
+        got = server.history(project, "shared1")
+        assert [x["idx"] for x in got] == list(range(600)) and all(x["final"] for x in got)
+        assert canon([x["row"] for x in got]) == want
+        pos = server.position(project, "shared1")
+        assert (pos["console"], pos["system"], pos["state"]) == (
+            len(list(r.console(joined=True))), len(r.system_metrics()), "finished")
+        shutil.rmtree(home / "sync-state", ignore_errors=True)
+        again = json.loads(cli(*args, home=home).stdout.splitlines()[0])
+        assert (again["rows"], again["console"], again["system"], again["meta_updated"]) == (0, 0, 0, False)
