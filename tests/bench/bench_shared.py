@@ -104,9 +104,12 @@ def bench_replay(tmp: Path, steps: int, repeats: int) -> tuple[float, float, flo
     _results([_spawn(tmp, "merged", f"w{i}", steps, True, 10) for i in range(WRITERS)])
     _results([_spawn(tmp, "flat", "w0", steps, False, 10 * WRITERS)])
     _results([_spawn(tmp, "long", "w0", steps * WRITERS, False, 10)])
-    merged, n_merged = _replay_rate(tmp / "merged", repeats)
-    flat, n_flat = _replay_rate(tmp / "flat", repeats)
-    long, n_long = _replay_rate(tmp / "long", repeats)
+    best = {"merged": (0.0, 0), "flat": (0.0, 0), "long": (0.0, 0)}
+    for _ in range(repeats):  # interleaved, so that a busier moment of the machine hits all three
+        for name in best:
+            rate, n = _replay_rate(tmp / name, 1)
+            best[name] = max(best[name], (rate, n))
+    (merged, n_merged), (flat, n_flat), (long, n_long) = best["merged"], best["flat"], best["long"]
     return merged, flat, long, n_merged, n_flat, n_long
 
 
@@ -123,7 +126,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="wandblite-bench-shared-", dir=os.environ.get("WANDBLITE_BENCH_DIR")))
     try:
         lg = bench_log(tmp, log_steps, rounds)
-        merged, flat, long, n_merged, n_flat, n_long = bench_replay(tmp, replay_steps, 3)
+        merged, flat, long, n_merged, n_flat, n_long = bench_replay(tmp, replay_steps, 5)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cores = os.cpu_count() or 1
