@@ -18,26 +18,33 @@ from __future__ import annotations
 from typing import Any
 
 from wandblite import env as _env
-from wandblite import plot
+from wandblite import errors, plot, tensorboard, util
 from wandblite.artifacts import Artifact, log_artifact, use_artifact
 from wandblite.data_types import Audio, Graph, Histogram, Html, Image, Object3D, Table, Video
-from wandblite.errors import ConfigError, DataError, Error, UsageError
+from wandblite.errors import CommError, ConfigError, DataError, Error, UsageError
 from wandblite.files import save
 from wandblite.integrations.api import AlertLevel, alert, require, setup
 from wandblite.login import login
+from wandblite.plot import plot_table
+from wandblite.preempt import mark_preempting
 from wandblite.replay import Replay, replay
 from wandblite.run import Run, init
+from wandblite.run_artifacts import link_model, log_model, use_model
 from wandblite.settings import Settings
-from wandblite.term import termwarn
+from wandblite.term import termerror, termlog, termwarn
 from wandblite.watch import unwatch, watch
 
 __version__ = "0.1.0"
+
+# wandb.patched: what wandb's patches have wrapped (scripts check patched["tensorboard"] before patching)
+patched: dict[str, list[Any]] = {"tensorboard": tensorboard.patched, "keras": [], "gym": []}
 
 __all__ = [
     "AlertLevel",
     "Api",
     "Artifact",
     "Audio",
+    "CommError",
     "ConfigError",
     "DataError",
     "Error",
@@ -55,22 +62,33 @@ __all__ = [
     "__version__",
     "config",
     "define_metric",
+    "errors",
     "finish",
     "alert",
     "init",
+    "link_model",
     "log",
     "log_artifact",
+    "log_model",
     "login",
+    "mark_preempting",
+    "patched",
     "plot",
+    "plot_table",
     "replay",
     "require",
     "run",
     "save",
     "setup",
     "summary",
+    "tensorboard",
+    "termerror",
+    "termlog",
     "termwarn",
     "unwatch",
     "use_artifact",
+    "use_model",
+    "util",
     "watch",
 ]
 

@@ -44,9 +44,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -246,6 +247,58 @@ class Artifact:
         self._pending[path] = ("ref", uri)
         return [path]
 
+    def add(self, obj: Any, name: str, overwrite: bool = False) -> Any:
+        """Add a wandb data type (``Table``, ``Image``, ...) under ``name``, as wandb does: its JSON as
+        ``<name>.<type>.json`` (a table: ``<name>.table.json`` holding ``columns`` and ``data``), the
+        bytes of its media beside it at their ``media/...`` paths. ``get(name)`` reads it back."""
+        from wandblite.data_types import Media, Table
+
+        self._check_mutable()
+        if not isinstance(obj, Media):
+            raise ValueError(f"Artifact.add takes a wandb data type (Table, Image, ...), not {type(obj).__name__}; "
+                             "use add_file or add_dir for files")
+        store = _BytesStore()
+        kind = _ADD_TYPES.get(obj._log_type, obj._log_type)
+        if isinstance(obj, Table):
+            data, _nrows = obj.table_bytes(store, name, 0)  # type: ignore[arg-type]
+            doc: Any = json.loads(data)
+            doc.update({"_type": "table", "ncols": len(obj.columns), "nrows": len(doc["data"])})
+        else:
+            doc = obj.to_json(store, name, 0)  # type: ignore[arg-type]
+        path = f"{name}.{kind}.json"
+        with self.new_file(path, "w") as f:
+            json.dump(doc, f, separators=(",", ":"), allow_nan=True)
+        for rel, data in store.files(doc):
+            with self.new_file(rel, "wb") as fb:
+                fb.write(data)
+        return self._entry_for(path)
+
+    def get(self, name: str) -> Any:
+        """What ``add(obj, name)`` stored: a ``Table`` for a table, else the data type's JSON (a dict)."""
+        from wandblite.data_types import Table
+
+        for path in self.files():
+            if path.startswith(f"{name}.") and path.endswith(".json") and path.count(".") >= 2:
+                doc = json.loads(self._read(path))
+                if path.endswith(".table.json"):
+                    return Table(columns=doc["columns"], data=doc["data"])
+                return doc
+        return None
+
+    def _read(self, path: str) -> bytes:
+        if path in self._entries and "object" in self._entries[path]:
+            assert self._run_dir is not None
+            return (self._run_dir / self._entries[path]["object"]).read_bytes()
+        if path in self._entries and self._remote is not None:
+            return Path(self.download(path_prefix=path), path).read_bytes()
+        src = self._pending.get(path)
+        if isinstance(src, str):
+            return Path(src).read_bytes()
+        raise KeyError(f"{path!r} is not a file of artifact {self.name}")
+
+    def _entry_for(self, path: str) -> ManifestEntry:
+        return self.manifest.entries[path]
+
     def remove(self, item: str) -> None:
         self._check_mutable()
         self._pending.pop(item, None)
@@ -258,9 +311,22 @@ class Artifact:
 
     # ------------------------------------------------------------------ contents
     @property
-    def manifest(self) -> dict[str, dict[str, Any]]:
-        """The logged entries: path -> ``{"sha256", "size", "object"}`` or ``{"ref", ...}``."""
-        return dict(self._entries)
+    def manifest(self) -> ArtifactManifest:
+        """wandb's ``artifact.manifest``: ``.entries`` maps each path to a ``ManifestEntry``. It is also
+        the mapping path -> entry dict (``{"sha256", "size", "object"}`` or ``{"ref", ...}``); before
+        logging, the entries are the files added so far (with their ``local_path``)."""
+        if self.logged:
+            return ArtifactManifest({p: dict(e) for p, e in self._entries.items()}, {})
+        entries: dict[str, dict[str, Any]] = {}
+        local: dict[str, str] = {}
+        for path, src in self._pending.items():
+            if isinstance(src, tuple):
+                entries[path] = {"ref": src[1]}
+            else:
+                sha, size = _sha256_file(src)
+                entries[path] = {"sha256": sha, "size": size}
+                local[path] = src
+        return ArtifactManifest(entries, local)
 
     def files(self) -> list[str]:
         return sorted(self._entries or self._pending)
@@ -382,6 +448,79 @@ class Artifact:
         art._entries = dict(rec.get("entries") or {})
         art._run_dir = run_dir
         return art
+
+
+class _BytesStore:
+    """A media store for ``Artifact.add``: keeps each blob in memory by sha256 (``put`` is all the data
+    types call), so the bytes can be added to the artifact at the paths their JSON names."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    def put(self, data: bytes, ext: str) -> dict[str, Any]:
+        sha = hashlib.sha256(data).hexdigest()
+        self.blobs[sha] = bytes(data)
+        return {"sha256": sha, "size": len(data)}
+
+    def files(self, doc: Any) -> Iterator[tuple[str, bytes]]:
+        """(path, bytes) of each blob that ``doc`` (a data type's JSON) names, once per path."""
+        seen: set[str] = set()
+        stack = [doc]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, dict):
+                sha, path = v.get("sha256"), v.get("path")
+                if isinstance(path, str) and sha in self.blobs and path not in seen:
+                    seen.add(path)
+                    yield path, self.blobs[sha]
+                stack.extend(v.values())
+            elif isinstance(v, list):
+                stack.extend(v)
+
+
+# Artifact.add's file suffix per data type (wandb names a table "<name>.table.json").
+_ADD_TYPES = {"table-file": "table"}
+
+
+class ManifestEntry:
+    """One entry of ``artifact.manifest.entries`` (wandb's ``ArtifactManifestEntry``): ``path``,
+    ``digest`` (here the content's sha256, hex; wandb's is an MD5 in base64), ``size``, ``ref``
+    (a reference's URI, else None) and ``local_path`` (the added file, before logging)."""
+
+    def __init__(self, path: str, entry: dict[str, Any], local_path: str | None = None) -> None:
+        self.path = path
+        self.digest: str | None = entry.get("sha256") or entry.get("ref")
+        self.sha256: str | None = entry.get("sha256")
+        self.size: int | None = entry.get("size")
+        self.ref: str | None = entry.get("ref")
+        self.local_path = local_path
+
+    def __repr__(self) -> str:
+        return f"ManifestEntry(path={self.path!r}, digest={self.digest!r}, size={self.size!r})"
+
+
+class ArtifactManifest(Mapping[str, dict[str, Any]]):
+    """``artifact.manifest``: ``entries`` (path -> ``ManifestEntry``), and a read-only mapping of
+    path -> entry dict."""
+
+    def __init__(self, raw: dict[str, dict[str, Any]], local: dict[str, str]) -> None:
+        self._raw = raw
+        self.entries: dict[str, ManifestEntry] = {p: ManifestEntry(p, e, local.get(p)) for p, e in raw.items()}
+
+    def __getitem__(self, path: str) -> dict[str, Any]:
+        return self._raw[path]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def get_entry_by_path(self, path: str) -> ManifestEntry | None:
+        return self.entries.get(path)
+
+    def __repr__(self) -> str:
+        return f"ArtifactManifest({len(self._raw)} entries)"
 
 
 class _Entry:

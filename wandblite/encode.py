@@ -174,7 +174,8 @@ def _is_media(v: Any) -> bool:
 
 def _is_figure(v: Any) -> bool:
     mod = type(v).__module__
-    if not mod.startswith("matplotlib"):
+    # the pyplot module itself (`log({"chart": plt})`) stands for its current figure, as in wandb
+    if not mod.startswith("matplotlib") and getattr(v, "__name__", None) != "matplotlib.pyplot":
         return False
     from wandblite.data_types import is_matplotlib_figure
 

@@ -6,6 +6,11 @@
      └── Error                        wandblite.errors: wandb.Error; lifecycle misuse (log before
           │                           init, bad define_metric) and the root of every branch below
           ├── UsageError              errors: a finished run was used (wandb.errors.UsageError)
+          │    └── UnsupportedError   errors: wandb.errors.UnsupportedError, a feature not offered
+          ├── CommError               errors: wandb.errors.CommError (talking to a server failed);
+          │    │                      wandblite itself never needs a server while training
+          │    └── AuthenticationError  errors: wandb.errors.AuthenticationError
+          ├── WandbCoreNotAvailableError  errors: wandb's name, kept so `except` clauses import
           ├── ConfigError             errors: a config key was changed without allow_val_change
           ├── ResumeError             errors: init(resume=...) could not be honoured
           ├── RunLockedError          errors: another live process writes this run
@@ -45,13 +50,17 @@ Layer 0: imports nothing but the standard library.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
+    "CommError",
     "ConfigError",
     "DataError",
     "Error",
     "FormatError",
     "ResumeError",
     "RunLockedError",
+    "UnsupportedError",
     "UsageError",
+    "WandbCoreNotAvailableError",
 ]
 
 
@@ -61,6 +70,28 @@ class Error(Exception):
 
 class UsageError(Error):
     """The API was used in a way that cannot work, e.g. logging to a finished run."""
+
+
+class UnsupportedError(UsageError):
+    """A feature that is not supported (``wandb.errors.UnsupportedError``)."""
+
+
+class CommError(Error):
+    """Talking to a server failed (``wandb.errors.CommError``): ``CommError(msg, exc=None)``, with
+    ``.message`` and ``.exc`` (the underlying exception) as in wandb."""
+
+    def __init__(self, msg: str, exc: BaseException | None = None) -> None:
+        super().__init__(msg)
+        self.message = msg
+        self.exc = exc
+
+
+class AuthenticationError(CommError):
+    """A server refused the credentials (``wandb.errors.AuthenticationError``)."""
+
+
+class WandbCoreNotAvailableError(Error):
+    """wandb's name for a missing ``wandb-core`` binary; wandblite has none, so it never raises it."""
 
 
 class ConfigError(Error):

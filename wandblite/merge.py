@@ -2,7 +2,7 @@
 
 Layer 2: no I/O, no clock, no randomness; imports only ``wandblite.fold`` and ``wandblite.vocab``.
 ``wandblite.replay`` (and so ``show``) reads a shared run through this module; the rules are
-docs/semantics.md section 14.
+docs/semantics.md section 15.
 
 A shared run is written by several processes (the ranks of a distributed job), each appending its
 own stream of records (``wandblite.runfile.writer_streams``). Each stream is folded on its own by a

@@ -28,6 +28,7 @@ import numpy as np
 from wandblite.data_types import Chart, Table
 from wandblite.data_types._base import log
 from wandblite.errors import DataError
+from wandblite.term import termwarn
 
 __all__ = [
     "Chart",
@@ -36,6 +37,7 @@ __all__ = [
     "histogram",
     "line",
     "line_series",
+    "plot_table",
     "pr_curve",
     "roc_curve",
     "scatter",
@@ -57,6 +59,31 @@ def scatter(table: Table, x: str, y: str, title: str = "", split_table: bool = F
 def bar(table: Table, label: str, value: str, title: str = "", split_table: bool = False) -> Chart:
     """A bar per row: ``label`` column names the bar, ``value`` column its height."""
     return Chart("bar", table, {"label": label, "value": value}, title)
+
+
+# wandb's built-in Vega specs that name one of our chart kinds (their fields are the same roles).
+_VEGA_KINDS = {"wandb/line/v0": "line", "wandb/scatter/v0": "scatter", "wandb/bar/v0": "bar",
+               "wandb/histogram/v0": "histogram", "wandb/lineseries/v0": "line_series",
+               "wandb/area-under-curve/v0": "pr_curve", "wandb/confusion_matrix/v1": "confusion_matrix"}
+
+
+def plot_table(vega_spec_name: str, data_table: Table, fields: dict[str, Any],
+               string_fields: dict[str, Any] | None = None, split_table: bool = False) -> Chart:
+    """wandb's ``plot_table``: a chart of ``data_table`` drawn by the Vega spec ``vega_spec_name``.
+
+    wandb's built-in specs (``wandb/line/v0``, ``wandb/scatter/v0``, ``wandb/bar/v0``,
+    ``wandb/histogram/v0``, ...) are the chart kinds of this module. Any other spec lives in W&B's
+    cloud: the chart is kept (kind ``custom``, the spec's name in ``string_fields["vega_spec"]``,
+    the table whole) and one line on stderr says the spec itself is not available offline."""
+    kind = _VEGA_KINDS.get(vega_spec_name)
+    extra = dict(string_fields or {})
+    if kind is None:
+        kind = "custom"
+        extra["vega_spec"] = vega_spec_name
+        termwarn(f"plot_table: the Vega spec {vega_spec_name!r} is stored in W&B's cloud; offline the chart keeps "
+                 "its table, fields and spec name, and is drawn as a table", repeat=False)
+    title = str(extra.pop("title", "")) if kind != "custom" else str(extra.get("title", ""))
+    return Chart(kind, data_table, {str(k): v for k, v in fields.items()}, title, extra or None)
 
 
 def histogram(table: Table, value: str, title: str = "", split_table: bool = False) -> Chart:

@@ -37,7 +37,7 @@ from wandblite.fold import Fold, get_path, has_path, run_state, split_name
 from wandblite.format import Damage, RecordReader
 from wandblite.merge import SharedRun, identity, merge_batches, precedence, rank_key
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments, writer_streams
-from wandblite.vocab import STEP, TYPE_KEY, parse_segment, segment_name, segment_number
+from wandblite.vocab import PREEMPTING_KEY, STEP, TYPE_KEY, parse_segment, segment_name, segment_number
 
 __all__ = ["Replay", "flatten", "heartbeat_grace", "latest_context", "replay", "run_record", "segment_sizes"]
 
@@ -175,6 +175,7 @@ class Replay:
         self.signal: str | None = rec["signal"]
         self.ended_at: float | None = rec["ended_at"]
         self.alerts = fold.alerts
+        self.preempting: float | None = fold.meta.get(PREEMPTING_KEY)  # run.mark_preempting()'s last mark
         self.artifacts = fold.artifacts
         self.files = fold.files
         self.uses = fold.uses

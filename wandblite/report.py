@@ -162,7 +162,7 @@ def show_record(r: Replay, nrows: int = 5) -> dict[str, Any]:
         "last_alive": r.last_alive, "step": r.step, "rows": r.rows, "config": r.config,
         "summary": r.summary, "last_rows": last, "damage": r.damage, "path": str(r.path),
         "context": r.context, "alerts": alerts, "files": r.files, "artifacts": r.artifacts,
-        "uses": r.uses, "last_system": r.last_system,
+        "uses": r.uses, "last_system": r.last_system, "preempting": r.preempting,
         "console_tail": [t for _ts, _s, t in r.console_tail[-20:]],
         **({"writers": [_writer_json(w) for w in r.writers],
             "stopped_first": stopped_first(r) if r.state in _ENDED_BADLY else None} if r.shared else {}),
@@ -305,6 +305,8 @@ def _identity(r: Replay) -> Iterator[str]:
     if r.exit_code is not None:
         state += f" (exit code {r.exit_code}" + (f", {r.signal}" if r.signal else "") + ")"
     yield f"state    {state}"
+    if r.preempting is not None:
+        yield f"preempt  marked preempting {when(r.preempting)} (run.mark_preempting)"
     yield (f"created  {when(r.created_at)}   runtime {r.runtime:.1f}s   steps {r.step}   rows {r.rows}"
            + (f"   attempts {len(r.attempts)}" if len(r.attempts) > 1 else ""))
     ctx = r.context

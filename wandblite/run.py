@@ -853,6 +853,39 @@ class Run:
 
         self._write(ev.ALERT, [time.time(), alert_record(title, text, level, wait_duration)], call="alert")
 
+    def mark_preempting(self) -> None:
+        """Record that this run is about to be preempted (``wandblite.preempt``; ``show`` prints it)."""
+        from wandblite.preempt import mark_preempting_run
+
+        mark_preempting_run(self)
+
+    def log_code(self, root: str | None = ".", name: str | None = None, include_fn: Any = None,
+                 exclude_fn: Any = None) -> Any:
+        """Keep the source files below ``root`` with the run as a ``code`` artifact (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import log_code_run
+
+        fns = {k: v for k, v in (("include_fn", include_fn), ("exclude_fn", exclude_fn)) if v is not None}
+        return log_code_run(self, root, name, **fns)
+
+    def log_model(self, path: Any, name: str | None = None, aliases: list[str] | None = None) -> None:
+        """Log ``path`` as a ``model`` artifact (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import log_model_run
+
+        log_model_run(self, path, name=name, aliases=aliases)
+
+    def use_model(self, name: str) -> str:
+        """Download the model artifact ``name`` and return its path (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import use_model_run
+
+        return use_model_run(self, name)
+
+    def link_model(self, path: Any, registered_model_name: str, name: str | None = None,
+                   aliases: list[str] | None = None) -> Any:
+        """Log the model and, offline, the registered model's stand-in artifact (``wandblite.run_artifacts``)."""
+        from wandblite.run_artifacts import link_model_run
+
+        return link_model_run(self, path, registered_model_name, name=name, aliases=aliases)
+
 
 def _same(a: Any, b: Any) -> bool:
     """Config equality where NaN equals NaN (a resumed run re-sets its config; NaN != NaN)."""
@@ -1053,7 +1086,32 @@ def init(
     _active.append(run)
     _install_hooks()
     set_active_run(run)
+    _init_extras(run, kwargs, settings)
     return run
+
+
+def _init_extras(run: Run, kwargs: dict[str, Any], settings: Any) -> None:
+    """init's keywords (or settings) wandb scripts pass that act once the run exists:
+    sync_tensorboard, save_code, monitor_gym."""
+    def given(name: str) -> Any:
+        if isinstance(settings, Mapping):
+            return kwargs.get(name) or settings.get(name)
+        return kwargs.get(name) or getattr(settings, name, None)
+
+    if given("sync_tensorboard"):
+        from wandblite.tensorboard import sync_from_init  # TensorBoard events into history, as wandb
+
+        sync_from_init(run, settings)
+    if given("save_code"):
+        from wandblite.run_artifacts import save_program  # the script kept as files/code/<path>, as wandb
+
+        try:
+            save_program(run)
+        except OSError as exc:  # a logging failure never kills training
+            termwarn(f"save_code=True: the program could not be kept with the run: {exc}", repeat=False)
+    if given("monitor_gym"):
+        termwarn("monitor_gym=True is not offered by wandblite: gym's videos stay where the recorder writes "
+                 "them; log them with wandblite.Video", repeat=False)
 
 
 def _start_disabled(config: dict[str, Any]) -> Any:

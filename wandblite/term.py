@@ -16,22 +16,39 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["is_silent", "summary_lines", "termlog", "termwarn"]
+__all__ = ["is_silent", "summary_lines", "termerror", "termlog", "termwarn"]
 
 SUMMARY_MAX_KEYS = 10  # wandb's footer shows a few keys, then "+N ..."
 
 _warned_once: set[str] = set()
 
 
-def termwarn(message: str, repeat: bool = True) -> None:
-    """Print ``wandblite: WARNING <message>`` on stderr (``repeat=False``: once per process)."""
+def termwarn(message: str, repeat: bool = True, newline: bool = True, prefix: bool = True) -> None:
+    """Print ``wandblite: WARNING <message>`` on stderr (``repeat=False``: once per process).
+
+    ``newline`` and ``prefix`` are wandb's ``termwarn`` keywords: without the newline the line is left
+    open; without the prefix the ``wandblite: `` label is left out."""
+    _say("WARNING ", message, repeat, newline, prefix)
+
+
+def termerror(message: str, repeat: bool = True, newline: bool = True, prefix: bool = True) -> None:
+    """Print ``wandblite: ERROR <message>`` on stderr (wandb's ``termerror``; the same keywords)."""
+    _say("ERROR ", message, repeat, newline, prefix)
+
+
+def _say(level: str, message: str, repeat: bool, newline: bool, prefix: bool) -> None:
+    message = str(message)
     if not repeat:
-        if message in _warned_once:
+        if level + message in _warned_once:
             return
-        _warned_once.add(message)
+        _warned_once.add(level + message)
     if is_silent():
         return
-    _write([f"WARNING {message}"])
+    if newline and prefix:
+        _write([f"{level}{line}" for line in message.split("\n")])
+        return
+    text = "\n".join(f"{'wandblite: ' if prefix else ''}{level}{line}" for line in message.split("\n"))
+    _write_raw(text + ("\n" if newline else ""))
 
 
 def is_silent() -> bool:
@@ -39,15 +56,24 @@ def is_silent() -> bool:
     return os.environ.get("WANDBLITE_SILENT", os.environ.get("WANDB_SILENT", "")).lower() in ("1", "true")
 
 
-def termlog(lines: Iterable[str]) -> None:
-    """Print each line as ``wandblite: <line>`` on stderr, unless silenced (``is_silent``)."""
-    if not is_silent():
+def termlog(lines: Iterable[str] | str = "", newline: bool = True, repeat: bool = True, prefix: bool = True) -> None:
+    """Print each line as ``wandblite: <line>`` on stderr, unless silenced (``is_silent``).
+
+    A string is wandb's ``termlog(string, newline, repeat, prefix)``: its lines (split at ``\\n``)
+    are printed, once per process with ``repeat=False``."""
+    if isinstance(lines, str):
+        _say("", lines, repeat, newline, prefix)
+    elif not is_silent():
         _write(lines)
 
 
 def _write(lines: Iterable[str]) -> None:
+    _write_raw("".join(f"wandblite: {line}\n" for line in lines))
+
+
+def _write_raw(text: str) -> None:
     try:
-        sys.stderr.write("".join(f"wandblite: {line}\n" for line in lines))
+        sys.stderr.write(text)
         sys.stderr.flush()
     except Exception:  # noqa: BLE001 - a closed or broken stderr must not break logging
         pass

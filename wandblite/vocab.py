@@ -45,6 +45,7 @@ __all__ = [
     "WRITER_LOCK_PREFIX",
     "WRITER_SEGMENT_RE",
     "MEDIA_DIR",
+    "PREEMPTING_KEY",
     "PROCESS_RSS_KEY",
     "RESERVED",
     "RESERVED_KEYS",
@@ -191,6 +192,8 @@ FINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "crashed"})
 #: flock()ed by the run's one live writer; holds "pid host" for error messages.
 LOCK_NAME = ".lock"
 #: ``run.dir``: the user's own files, and the bytes of saved files (``files/<name>``).
+PREEMPTING_KEY = "preempting"  # the RUN record field of run.mark_preempting(); replay(path).preempting
+
 FILES_DIR = "files"
 #: Media blobs (``wandblite.media``).
 MEDIA_DIR = "media"

@@ -1,6 +1,6 @@
 """A shared run's merge is deterministic: whatever order its writers' records are folded in and its
 streams are read in, the history, summary, config and state are the same, and equal to a
-reference merge written here (docs/semantics.md section 14).
+reference merge written here (docs/semantics.md section 15).
 
 The writers' events are random: log calls with and without explicit steps, ``commit=False``
 partials, nested keys, config updates, explicit summary writes and deletions, ``define_metric``

@@ -138,6 +138,12 @@ class Table(Media):
     def __len__(self) -> int:
         return len(self.data)
 
+    def get_dataframe(self) -> Any:
+        """The table as a pandas DataFrame (its columns, one row per row), as wandb's ``get_dataframe``."""
+        import pandas as pd  # only when asked for: pandas is not a dependency of the SDK
+
+        return pd.DataFrame.from_records([list(r) for r in self.data], columns=list(self.columns))
+
     def _cell(self, value: Any, store: MediaStore, key: str, step: int, col: str) -> Any:
         if isinstance(value, Media):
             return value.to_json(store, key, step)

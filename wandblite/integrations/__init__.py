@@ -30,8 +30,12 @@ What ``as_wandb()`` does (and undoes with ``restore()``):
   ``wandb.sdk.lib.config_util`` (``ConfigError``), ``wandb.wandb_run`` and ``wandb.sdk.wandb_run``
   (``Run``: the class ``init`` returns), ``wandb.errors``, ``wandb.env`` (``set_project``,
   ``set_entity``), ``wandb.data_types``, ``wandb.plot``, ``wandb.sdk.wandb_settings``
-  (``Settings``). Any other ``wandb.<x>`` raises ``ModuleNotFoundError`` naming the alias, never
-  a silent half-import of a real wandb.
+  (``Settings``), ``wandb.util``, ``wandb.tensorboard`` (``patch``/``unpatch``), and the
+  integrations that ship inside wandb: ``wandb.integration.keras``, ``.sb3``, ``.lightgbm``,
+  ``.xgboost`` (also under their older names ``wandb.keras``, ``wandb.lightgbm``,
+  ``wandb.xgboost``), each importing its library only when imported itself. Any other
+  ``wandb.<x>`` raises ``ModuleNotFoundError`` naming the alias, never a silent half-import of a
+  real wandb.
 * ``WANDBLITE_AS_WANDB=1`` is set in ``os.environ`` (unless already set), so child processes that
   import wandblite opt in too.
 * A finder on ``sys.meta_path`` answers ``importlib.metadata.version("wandb")`` with

@@ -33,6 +33,16 @@ _SUBMODULES = {
     "wandb.env": "wandblite.env",
     "wandb.data_types": "wandblite.data_types",
     "wandb.plot": "wandblite.plot",
+    "wandb.tensorboard": "wandblite.tensorboard",
+    "wandb.util": "wandblite.util",
+    # the integrations that ship inside wandb (and their older top-level homes)
+    "wandb.integration.keras": "wandblite.integrations.keras",
+    "wandb.integration.sb3": "wandblite.integrations.sb3",
+    "wandb.integration.lightgbm": "wandblite.integrations.lightgbm",
+    "wandb.integration.xgboost": "wandblite.integrations.xgboost",
+    "wandb.keras": "wandblite.integrations.keras",
+    "wandb.lightgbm": "wandblite.integrations.lightgbm",
+    "wandb.xgboost": "wandblite.integrations.xgboost",
 }
 
 
@@ -133,6 +143,9 @@ def _build_shims() -> None:
     _module("wandb.sdk", "wandb's sdk package, as far as frameworks import it.", lib=lib, wandb_run=wandb_run,
             wandb_settings=settings, Settings=Settings, Error=Error, UsageError=UsageError)
     _module("wandb.wandb_run", "wandb's wandb_run: Run (the class init returns).", Run=Run)
+    # wandb.integration is a package: its submodules (keras, sb3, ...) are found by the finder on import
+    integration = _module("wandb.integration", "wandb's integration package: keras, sb3, lightgbm, xgboost.")
+    integration.__path__ = []
 
 
 def is_wandb_alias(wandblite: types.ModuleType) -> bool:
@@ -156,7 +169,7 @@ def as_wandb(wandblite: types.ModuleType) -> types.ModuleType:
         _saved.setdefault(name, sys.modules.pop(name))
     sys.modules["wandb"] = wandblite
     sys.modules.update(_SHIMS)
-    for short in ("sdk", "wandb_run"):
+    for short in ("sdk", "wandb_run", "integration"):
         _saved.setdefault(f"attr:{short}", getattr(wandblite, short, None))
         setattr(wandblite, short, _SHIMS[f"wandb.{short}"])
     wandblite._attach = _api_attach  # type: ignore[attr-defined]
