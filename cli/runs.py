@@ -118,7 +118,7 @@ def verify(path: str, repair: bool, as_json: bool) -> None:
 def _repair(run_dir: Path) -> Path:
     """Copy every good record into fresh segment files beside the run: ``<run>.repaired``."""
     from wandblite.format import RecordReader, file_header, frame
-    from wandblite.runfile import segments
+    from wandblite.runfile import writer_streams
 
     dest = run_dir.with_name(run_dir.name + ".repaired")
     if dest.exists():
@@ -126,7 +126,7 @@ def _repair(run_dir: Path) -> Path:
     tmp = run_dir.with_name(run_dir.name + ".repairing")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    for seg in segments(run_dir):
+    for seg in (p for stream in writer_streams(run_dir).values() for p in stream):  # every writer's
         with open(tmp / seg.name, "wb") as out:
             out.write(file_header())
             for _offset, kind, payload in RecordReader(seg):
@@ -192,17 +192,25 @@ def export(path: str, fmt: str, out_path: str | None, media_dir: str | None) -> 
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--tail", "tail", type=int, default=None, help="Only the last N lines.")
 @click.option("--timestamps", is_flag=True, help="Prefix each record with its time.")
-def logs(path: str, tail: int | None, timestamps: bool) -> None:
+@click.option("--writer", "writer", default=None, metavar="LABEL",
+              help="A shared run: only this writer's output (default: every writer's, each line tagged [LABEL]).")
+def logs(path: str, tail: int | None, timestamps: bool, writer: str | None) -> None:
     """Print the console output a run captured (stdout and stderr, as written)."""
     r = _open(path)
+    if writer is not None and not r.shared:
+        _fail(f"{path}: --writer is for shared runs (several writers); this run has one")
+    try:
+        records = r.console(joined=True, writer=writer)
+    except KeyError as exc:
+        _fail(str(exc.args[0]) if exc.args else str(exc))
     if tail is None and not timestamps:
-        for _ts, _stream, text in r.console(joined=True):
+        for _ts, _stream, text in records:
             sys.stdout.write(text)
         return
     from collections import deque
 
     lines: Any = deque(maxlen=tail) if tail else []
-    for ts, _stream, text in r.console(joined=True):
+    for ts, _stream, text in records:
         for line in text.splitlines():
             lines.append(f"{report.when(ts)}  {line}" if timestamps else line)
     for line in lines:

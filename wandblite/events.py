@@ -14,7 +14,9 @@ kind       code  payload
 START      1     map: ``v`` (event schema version), ``id``, ``project``, ``entity``, ``name``,
                  ``group``, ``job_type``, ``tags``, ``notes``, ``ts``, ``attempt`` (0 for a new
                  run, n for its n-th resume), ``resumed``, ``host``, ``pid``, ``heartbeat``
-                 (seconds between heartbeats), ``context`` (job context: map)
+                 (seconds between heartbeats), ``context`` (job context: map); in a shared
+                 run's writer stream also ``writer``: map ``label``, ``primary`` (bool),
+                 ``update_finish_state`` (bool) (absent in a single-writer run)
 LOG        2     array ``[ts, data, step, commit]``: one ``run.log`` call; data is a map whose
                  values are already normalised (media are reference maps with ``_type``)
 CONFIG     3     array ``[ts, updates]``: config keys set (validated before writing)

@@ -49,6 +49,7 @@ __all__ = [
     "parse_metric",
     "plan_log",
     "run_state",
+    "merge_tree",
     "step_drop_warning",
 ]
 
@@ -254,6 +255,10 @@ def _merge_tree(dst: dict[str, Any], src: dict[Any, Any]) -> None:
             dst[k] = v
 
 
+#: ``_merge_tree`` by its public name, for ``wandblite.merge`` (rows of one step from several writers).
+merge_tree = _merge_tree
+
+
 def _leaves(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     out: list[tuple[tuple[str, ...], Any]] = []
     for k, v in d.items():
@@ -390,6 +395,12 @@ class Fold:
         self._has_metrics = False
         self._pending_flat = True  # the pending row holds only scalars (see LOG_SCALARS)
         self.last_flat = True  # the last flushed row held only scalars (no media to wrap)
+        # A shared run's writer: the ``writer`` map of the first start record that has one
+        # (``wandblite.merge`` reads it), and the summary keys ever set through ``run.summary``.
+        self.writer: dict[str, Any] | None = None
+        self.summary_set: set[str] = set()
+        #: every ``define_metric`` spec with the step it was made at (rows from that step on obey it)
+        self.metric_log: list[tuple[int, dict[str, Any]]] = []
 
     # ---------------------------------------------------------------- dispatch
     def apply(self, kind: int, p: Any) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
@@ -455,11 +466,13 @@ class Fold:
         self.heartbeat_interval = p.get("heartbeat", self.heartbeat_interval)
         self.last_heartbeat = ts
         for k, v in p.items():
-            if k in ("ts", "v", "attempt", "resumed", "pid", "heartbeat", "context"):
+            if k in ("ts", "v", "attempt", "resumed", "pid", "heartbeat", "context", "writer"):
                 continue
             if v is not None or k not in self.meta:
                 self.meta[k] = v
         self.meta.setdefault("created_at", ts)
+        if self.writer is None and type(p.get("writer")) is dict:
+            self.writer = p["writer"]
         self.attempts.append(
             {
                 "attempt": p.get("attempt", len(self.attempts)),
@@ -520,9 +533,10 @@ class Fold:
         A payload is bytes (decoded here with ``decode``; a failure goes to ``on_error`` and the
         record is skipped) or already decoded. Returns the rows flushed, in order, and the
         indexes of those rows that hold more than scalars (media to wrap). The result is exactly
-        that of ``apply`` on each event in turn: the plain LOG_SCALARS case (a new row: no step,
-        no commit, no pending row, no metric definitions) is folded here with the state in locals,
-        for replay speed; every other event goes through ``apply``.
+        that of ``apply`` on each event in turn: the plain LOG_SCALARS case (a new row: no step and
+        no commit, or ``commit=True`` with no step or a step not below the current one; no pending
+        row, no metric definitions) is folded here with the state in locals, for replay speed;
+        every other event goes through ``apply``.
         """
         rows: list[dict[str, Any]] = []
         unflat: list[int] = []
@@ -540,7 +554,12 @@ class Fold:
                     continue
             else:
                 p = payload
-            if kind == logs and plain and p[2] is None and p[3] is None:
+            if kind == logs and plain and (
+                (p[3] is None and p[2] is None)
+                or (p[3] is True and (p[2] is None or (type(p[2]) is int and p[2] >= step)))
+            ):
+                if p[2] is not None:
+                    step = p[2]  # log(d, step=s, commit=True) with s >= the step: a new row at s
                 ts, data = p[0], p[1]
                 if last is None or ts > last:
                     if last is None:
@@ -682,6 +701,11 @@ class Fold:
 
     # ---------------------------------------------------------------- metrics
     def _define(self, spec: dict[str, Any]) -> None:
+        self.metric_log.append((self.step, spec))
+        self.define(spec)
+
+    def define(self, spec: dict[str, Any]) -> None:
+        """Apply one ``define_metric`` spec (as a METRIC record's) to the definitions."""
         name = spec["name"]
         self._has_metrics = True
         if name.endswith("*"):
@@ -726,6 +750,7 @@ class Fold:
         for k, v in updates.items():
             k = key_text(k)
             self.summary[k] = v
+            self.summary_set.add(k)
             # SetExplicit: the define_metric summary types of the key are reset.
             path = (k,)
             m = self._resolve(path) if self._has_metrics else None
@@ -734,6 +759,20 @@ class Fold:
             self._stats.pop(path, None)
         for k in removed:
             self.summary.pop(key_text(k), None)
+            self.summary_set.add(key_text(k))
+
+    # ---------------------------------------------------------------- a merged run (wandblite.merge)
+    def add_row(self, row: dict[str, Any]) -> None:
+        """Count one committed row (it carries its ``_step``) and update the summary with it, as a
+        flush does; the row is not changed (its step metrics were synced by the fold that made it)."""
+        self.rows += 1
+        step = row.get(STEP)
+        if type(step) is int and step >= self.step:
+            self.step = step + 1
+        if not self._has_metrics and _SCALAR_TYPES.issuperset(map(type, row.values())):
+            self.summary.update(row)
+            return
+        self._update_summary(_leaves(row))
 
     # ---------------------------------------------------------------- state
     def state(self, now: float, writer_alive: bool | None, grace: float) -> str:

@@ -14,6 +14,11 @@ importer. Works on finished, failed, crashed and still-running runs, with nothin
   config, summary, state, exit, context, metric definitions...): replay's attributes and the run
   metadata ``wandblite sync`` sends both come from it.
 
+A shared run (several writer processes, ``mode="shared"``) is read stream by stream, each writer's
+records folded on their own, and merged by ``wandblite.merge``: ``history`` is the merged history,
+``summary``/``config``/``state`` the merged run's; ``writers`` lists each writer with its own state,
+and ``output``, ``console`` and ``system_metrics`` take ``writer=`` (a label).
+
 State: ``finished``/``failed`` come from the exit record. Without one, the run is ``running`` while
 its writer holds the run's lock (probed on this host) and its last heartbeat is younger than the
 grace period, and ``crashed`` otherwise (``run_state`` in the fold).
@@ -28,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from wandblite import events as ev
-from wandblite.fold import Fold, get_path, has_path, split_name
+from wandblite.fold import Fold, get_path, has_path, run_state, split_name
 from wandblite.format import Damage, RecordReader
-from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments
-from wandblite.vocab import PREEMPTING_KEY, STEP, TYPE_KEY, segment_name, segment_number
+from wandblite.merge import SharedRun, identity, merge_batches, precedence, rank_key
+from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments, writer_streams
+from wandblite.vocab import PREEMPTING_KEY, STEP, TYPE_KEY, parse_segment, segment_name, segment_number
 
 __all__ = ["Replay", "flatten", "heartbeat_grace", "latest_context", "replay", "run_record", "segment_sizes"]
 
@@ -102,7 +108,7 @@ def segment_sizes(run_dir: str | os.PathLike[str]) -> dict[str, int]:
     they saw last time to skip runs that did not change.
     """
     out: dict[str, int] = {}
-    for seg in segments(run_dir):
+    for seg in (p for stream in writer_streams(run_dir).values() for p in stream):
         try:
             out[seg.name] = seg.stat().st_size
         except OSError:
@@ -124,6 +130,8 @@ class Replay:
         self._now_arg = now
         self._writer_alive_arg = writer_alive
         self._grace_arg = grace
+        #: written by several processes (``mode="shared"``): its writers' streams are merged
+        self.shared: bool = any(label is not None for label in writer_streams(self.path))
         self._loaded = False
 
     def __getattr__(self, name: str) -> Any:
@@ -134,7 +142,8 @@ class Replay:
         return getattr(self, name)
 
     def _load(self, fold: Fold | None = None, damage: list[dict[str, Any]] | None = None,
-              positions: dict[int, int] | None = None) -> None:
+              positions: dict[int, int] | None = None,
+              writers: dict[str | None, tuple[Fold, str]] | None = None) -> None:
         if fold is None:
             for _row in self.scan_history():  # one batched pass; it ends by calling _load with its fold
                 pass
@@ -172,9 +181,36 @@ class Replay:
         self.uses = fold.uses
         from wandblite.console import join_records  # only when read: it is the capture's module
 
-        self.console_tail = list(join_records(fold.console_tail))  # each line once, whole
-        self.last_system = fold.last_system
+        if writers is None:
+            writers = {None: (fold, self.state)}
+        self._writer_folds = {lab: f for lab, (f, _state) in writers.items()}
+        self.writers: list[dict[str, Any]] = [_writer_record(lab, f, st) for lab, (f, st) in
+                                              ((lab, writers[lab]) for lab in precedence(self._writer_folds))]
+        if self.shared:  # every writer's last lines, in time order (labels break ties)
+            lines = [(t, lab or "", st, x) for lab, (f, _st) in writers.items() for t, st, x in join_records(f.console_tail)]
+            lines.sort(key=lambda r: (r[0], r[1]))
+            self.console_tail = [(t, st, x) for t, _lab, st, x in lines]
+            systems = [f.last_system for f, _st in writers.values() if f.last_system is not None]
+            self.last_system = max(systems, key=lambda x: x[0]) if systems else None
+        else:
+            self.console_tail = list(join_records(fold.console_tail))  # each line once, whole
+            self.last_system = fold.last_system
         self._loaded = True
+
+    def writer(self, label: str | None) -> dict[str, Any]:
+        """The ``writers`` entry of ``label``; ``KeyError`` naming the labels there are."""
+        for w in self.writers:
+            if w["label"] == label:
+                return w
+        raise KeyError(f"run {self.id} has no writer {label!r}; its writers: "
+                       f"{', '.join(str(w['label']) for w in self.writers)}")
+
+    def writer_console_tail(self, label: str | None) -> list[tuple[float, str, str]]:
+        """The last console lines (``(ts, stream, text)``, joined) writer ``label`` printed."""
+        from wandblite.console import join_records
+
+        self.writer(label)
+        return list(join_records(self._writer_folds[label].console_tail))
 
     def _finish_state(self, fold: Fold) -> tuple[str, dict[str, Any] | None]:
         """Decide the state (probing the writer's lock) and fold a crashed run's pending row."""
@@ -191,6 +227,11 @@ class Replay:
         return self.state, row
 
     @property
+    def fold(self) -> Fold:
+        """The fold describing the whole run (a shared run: its writers merged, ``wandblite.merge``)."""
+        return self._fold
+
+    @property
     def context(self) -> dict[str, Any]:
         """Job context of the latest attempt (host, pid, command line, git, SLURM ...)."""
         return latest_context(self.attempts)
@@ -198,6 +239,8 @@ class Replay:
     @property
     def runtime(self) -> float:
         end = self.ended_at or self.last_alive or self.created_at or 0.0
+        if self.shared:  # from the first writer's start to the end (or the last sign of life)
+            return max(0.0, float(end) - float(self.created_at or end))
         return float(self._fold.runtime_at(end))
 
     def __repr__(self) -> str:
@@ -207,6 +250,9 @@ class Replay:
     def scan_history(self, keys: list[str] | None = None, page_size: int | None = None,
                      min_step: int | None = None, max_step: int | None = None) -> Iterator[dict[str, Any]]:
         """Stream history rows in constant memory (``keys``: only rows holding all of them, with ``_step``)."""
+        if self.shared:
+            yield from self._scan_shared(keys, min_step, max_step)
+            return
         want = [split_name(k) for k in keys or ()]  # a reserved key has no dot: one column
         everything = not want and min_step is None and max_step is None and not self._loaded
         fold = Fold()
@@ -256,6 +302,99 @@ class Replay:
             ):
                 yield row
 
+    def _scan_shared(self, keys: list[str] | None, min_step: int | None,
+                     max_step: int | None) -> Iterator[dict[str, Any]]:
+        """``scan_history`` of a shared run: each writer's stream folded on its own, the rows merged
+        by ``_step`` (``wandblite.merge``), streamed in constant memory per writer."""
+        want = [split_name(k) for k in keys or ()]
+        everything = not want and min_step is None and max_step is None and not self._loaded
+        streams = writer_streams(self.path)
+        labels = list(streams)
+        folds: dict[str | None, Fold] = {lab: Fold() for lab in labels}
+        states: dict[str | None, str] = {}
+        damage: list[dict[str, Any]] = []
+        positions: dict[int, int] = {}
+        wrap = _media_wrapper(self.path)
+        kinds = None if everything else _ROW_KINDS
+        now = time.time() if self._now_arg is None else self._now_arg
+
+        def rows_of(label: str | None) -> Iterator[list[dict[str, Any]]]:
+            fold = folds[label]
+            decode = ev.decode
+            for seg_path in streams[label]:
+                parsed = parse_segment(seg_path.name)
+                seg = parsed[1] if parsed is not None else 0
+                report = _seg_reporter(damage, seg, seg_path.name, label)
+                reader = RecordReader(seg_path, kinds=kinds, reporter=report, decode_kind=ev.LOG_SCALARS)
+                on_error = _undecodable(damage, seg, seg_path.name, label)
+                for batch in reader.batches():
+                    rows, unflat = fold.fold_records(batch, decode, on_error)
+                    for i in unflat:
+                        rows[i] = wrap(rows[i])
+                        nested.add(id(rows[i]))
+                    if rows:
+                        yield rows
+                if reader.tail is not None:
+                    report(reader.tail)
+                if label is None:
+                    positions[seg] = reader.end_offset
+            if everything:
+                alive = self._writer_alive_arg
+                if alive is None:
+                    alive = probe_writer(self.path, label)
+                grace = self._grace_arg if self._grace_arg is not None else heartbeat_grace(fold.heartbeat_interval)
+                states[label] = run_state(fold.exit, fold.last_alive(), now, alive, grace)
+                state = states[label]
+            else:
+                state = self.writer(label)["state"]
+            if state == "crashed" and fold.pending is not None:
+                row = wrap(fold.flush_pending())  # a crashed writer's pending row, at its step
+                nested.add(id(row))
+                yield [row]
+
+        merged = SharedRun(folds)
+        filtered = bool(want) or min_step is not None or max_step is not None
+        nested: set[int] = set()  # ids of rows the folds say hold more than scalars (all others do not)
+        logs = [f.metric_log for f in folds.values()]
+        seen = [0, False]  # definitions looked at; whether one syncs a dotted step metric into rows
+
+        def flat(rows: Any) -> bool:
+            n = sum(map(len, logs))
+            if n != seen[0]:  # a synced step metric "a.b" adds a subtree to rows the fold calls flat
+                seen[0] = n
+                seen[1] = any("." in str(spec.get("step_metric") or "") for log in logs for _s, spec in log)
+            return not seen[1] and (not nested or not any(id(r) in nested for r in rows))
+
+        ranks: dict[int, tuple[int, str]] = {}
+
+        def rank(i: int) -> tuple[int, str]:
+            r = ranks.get(i)
+            if r is None:
+                fold = folds[labels[i]]
+                r = rank_key(labels[i], fold)
+                if fold.writer is not None:  # fixed from the first start record on
+                    ranks[i] = r
+            return r
+
+        for row in merge_batches([rows_of(lab) for lab in labels], rank=rank, flat=flat):
+            if everything:
+                merged.add_row(row)
+            if filtered:
+                if want:
+                    row = _select(row, want, keys)  # type: ignore[assignment]
+                    if row is None:
+                        continue
+                if min_step is not None and row[STEP] < min_step:
+                    continue
+                if max_step is not None and row[STEP] >= max_step:
+                    continue
+            yield row
+        if everything:
+            self.grace = max((self._grace_arg if self._grace_arg is not None else heartbeat_grace(f.heartbeat_interval))
+                             for f in folds.values()) if folds else DEFAULT_GRACE
+            self.state = merged.finish(states)
+            self._load(merged.fold, damage, positions, {lab: (folds[lab], states[lab]) for lab in labels})
+
     def history(self, keys: list[str] | None = None, pandas: bool = False, samples: int | None = None,
                 x_axis: str = STEP) -> Any:
         """All rows (as logged, nested) or, with ``pandas=True``, a DataFrame of flattened columns."""
@@ -270,32 +409,70 @@ class Replay:
         return pd.DataFrame([flatten(r) for r in rows])
 
     def segments(self) -> list[Path]:
-        return segments(self.path)
+        """The run's segment files: every writer's stream, the single-writer stream first."""
+        return [p for stream in writer_streams(self.path).values() for p in stream]
+
+    def _labels(self, writer: str | None) -> list[str | None]:
+        """The streams ``writer`` names: all of a shared run's when None; ``""`` is the unlabelled one."""
+        if writer is None:
+            return list(writer_streams(self.path)) if self.shared else [None]
+        label = writer or None
+        if label not in writer_streams(self.path):
+            self.writer(label)  # raises KeyError naming the writers there are
+        return [label]
 
     # ------------------------------------------------------------------ other streams
-    def events(self) -> Iterator[tuple[str, Any]]:
-        """Every decoded record as ``(kind name, payload)``, in file order."""
-        for e in read_events(self.path):
-            yield ev.KIND_NAMES.get(e.kind, str(e.kind)), e.data
+    def events(self, writer: str | None = None) -> Iterator[tuple[str, Any]]:
+        """Every decoded record as ``(kind name, payload)``, in file order (a shared run: stream by
+        stream in label order, or only ``writer``'s)."""
+        for label in self._labels(writer):
+            for e in read_events(self.path, label=label):
+                yield ev.KIND_NAMES.get(e.kind, str(e.kind)), e.data
 
-    def output(self) -> str:
-        """The captured console output (stdout and stderr interleaved as written), each line whole."""
-        return "".join(text for _ts, _stream, text in self.console(joined=True))
+    def output(self, writer: str | None = None) -> str:
+        """The captured console output (stdout and stderr interleaved as written), each line whole.
 
-    def console(self, joined: bool = False) -> Iterator[tuple[float, str, str]]:
+        A shared run: ``writer``'s output; without one, every writer's lines in time order, each
+        line prefixed with ``[label] ``."""
+        return "".join(text for _ts, _stream, text in self.console(joined=True, writer=writer))
+
+    def console(self, joined: bool = False, writer: str | None = None) -> Iterator[tuple[float, str, str]]:
         """Console records ``(ts, stream, text)`` as stored; ``joined``: a line recorded in pieces
         (a partial line recorded early, then its continuation) comes out once, whole
-        (``wandblite.console.join_records``)."""
-        records = ((e.data[0], e.data[1], e.data[2]) for e in read_events(self.path, kinds=frozenset({ev.CONSOLE})))
-        if not joined:
-            return records
+        (``wandblite.console.join_records``).
+
+        A shared run: ``writer``'s records; without a writer, every writer's lines, joined per
+        writer, in time order (labels break ties), each line prefixed with ``[label] ``."""
         from wandblite.console import join_records
 
-        return join_records(records)
+        labels = self._labels(writer)
+        if writer is not None or not self.shared:
+            records = ((e.data[0], e.data[1], e.data[2])
+                       for e in read_events(self.path, kinds=frozenset({ev.CONSOLE}), label=labels[0]))
+            return join_records(records) if joined else records
+        lines: list[tuple[float, str, str, str]] = []
+        for label in labels:
+            tag = f"[{label or ''}] "
+            recs = ((e.data[0], e.data[1], e.data[2])
+                    for e in read_events(self.path, kinds=frozenset({ev.CONSOLE}), label=label))
+            for ts, stream, text in join_records(recs):
+                lines.append((ts, label or "", stream, "".join(tag + x for x in text.splitlines(keepends=True))))
+        lines.sort(key=lambda r: (r[0], r[1]))
+        return iter([(ts, stream, text) for ts, _lab, stream, text in lines])
 
-    def system_metrics(self) -> list[tuple[float, dict[str, Any]]]:
-        """System-metrics samples ``(timestamp, metrics)`` in order."""
-        return [(e.data[0], e.data[1]) for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}))]
+    def system_metrics(self, writer: str | None = None) -> list[tuple[float, dict[str, Any]]]:
+        """System-metrics samples ``(timestamp, metrics)`` in order.
+
+        A shared run: ``writer``'s samples; without a writer, every writer's samples in time order,
+        each metric named ``<label>/<metric>`` (so one chart per metric overlays the writers)."""
+        labels = self._labels(writer)
+        if writer is not None or not self.shared:
+            return [(e.data[0], e.data[1]) for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}), label=labels[0])]
+        out = [(e.data[0], label or "", {f"{label or ''}/{k}": v for k, v in e.data[1].items()}) for label in labels
+               for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}), label=label)]
+        out.sort(key=lambda r: (r[0], r[1]))
+        return [(ts, m) for ts, _lab, m in out]
+
 
 def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | None) -> dict[str, Any] | None:
     if not want:
@@ -308,19 +485,46 @@ def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | 
     return out
 
 
-def _seg_reporter(damage: list[dict[str, Any]], seg: int) -> Any:
+def _seg_reporter(damage: list[dict[str, Any]], seg: int, name: str | None = None,
+                  label: str | None = None) -> Any:
+    where: dict[str, Any] = {"file": name or segment_name(seg), "segment": seg}
+    if label is not None:
+        where["writer"] = label
+
     def report(d: Damage) -> None:
-        damage.append({"file": segment_name(seg), "segment": seg, **d.as_dict()})
+        damage.append({**where, **d.as_dict()})
 
     return report
 
 
-def _undecodable(damage: list[dict[str, Any]], seg: int, name: str) -> Any:
+def _undecodable(damage: list[dict[str, Any]], seg: int, name: str, label: str | None = None) -> Any:
+    where: dict[str, Any] = {"file": name, "segment": seg}
+    if label is not None:
+        where["writer"] = label
+
     def report(offset: int, payload: bytes, exc: Exception) -> None:
-        damage.append({"file": name, "segment": seg, "offset": offset, "length": len(payload) + 10,
+        damage.append({**where, "offset": offset, "length": len(payload) + 10,
                        "reason": f"undecodable payload: {exc}"})
 
     return report
+
+
+def _writer_record(label: str | None, fold: Fold, state: str) -> dict[str, Any]:
+    """One writer of a run as ``Replay.writers`` lists it: who (``wandblite.merge.identity``), its
+    own state and exit, its last sign of life, its steps and rows, its last system sample."""
+    exit_ = fold.exit or {}
+    return {
+        **identity(label, fold),
+        "state": state,
+        "exit_code": exit_.get("exit_code") if fold.exit else None,
+        "error": exit_.get("error"),
+        "signal": exit_.get("signal"),
+        "last_record": fold.last_ts,
+        "last_alive": fold.last_alive(),
+        "steps": fold.step,
+        "rows": fold.rows,
+        "last_system": fold.last_system,
+    }
 
 
 def _numbered(run_dir: Path) -> list[tuple[int, Path]]:

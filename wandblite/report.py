@@ -24,7 +24,7 @@ from typing import Any
 
 from wandblite.replay import Replay, flatten
 from wandblite.throttle import effective_wait, throttle
-from wandblite.vocab import TYPE_KEY, WANDB_KEY
+from wandblite.vocab import PROCESS_RSS_KEY, TYPE_KEY, WANDB_KEY, is_number
 
 __all__ = [
     "age",
@@ -38,6 +38,8 @@ __all__ = [
     "result_line",
     "show_lines",
     "show_record",
+    "stopped_first",
+    "writer_table",
     "verify_lines",
     "verify_report",
     "when",
@@ -162,6 +164,48 @@ def show_record(r: Replay, nrows: int = 5) -> dict[str, Any]:
         "context": r.context, "alerts": alerts, "files": r.files, "artifacts": r.artifacts,
         "uses": r.uses, "last_system": r.last_system, "preempting": r.preempting,
         "console_tail": [t for _ts, _s, t in r.console_tail[-20:]],
+        **({"writers": [_writer_json(w) for w in r.writers],
+            "stopped_first": stopped_first(r) if r.state in _ENDED_BADLY else None} if r.shared else {}),
+    }
+
+
+def _writer_json(w: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: w[k] for k in ("label", "host", "pid", "primary", "update_finish_state", "state", "exit_code",
+                              "signal", "started_at", "last_record", "last_alive", "steps", "rows", "attempts")}
+
+
+def _memory(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if "memory" in k.lower() or "rss" in k.lower()}
+
+
+def stopped_first(r: Replay) -> dict[str, Any] | None:
+    """The crash report of a shared run: the writer that stopped first, or None.
+
+    Among the writers that crashed or failed, the one whose last sign of life (a record or a
+    heartbeat) is the earliest (labels break ties): its identity and state, ``seconds_before_others``
+    (from its last sign of life to the earliest last sign of life of any other writer; None when it
+    left none: a writer that died before its first record stopped first of all), its last
+    console lines (``last_lines``, at most 20), its last memory figures (``last_memory``) and its
+    RSS over its system samples (``rss_mb``: first, last, max, samples) to show a climb.
+    """
+    cands = [w for w in r.writers if w["state"] in _ENDED_BADLY]
+    if not cands:
+        return None
+    # a writer with no sign of life at all (it died before its first record) stopped first of all
+    first = min(cands, key=lambda w: (w["last_alive"] is not None, w["last_alive"] or 0.0, w["label"] or ""))
+    others = [w["last_alive"] for w in r.writers if w is not first and w["last_alive"] is not None]
+    label = first["label"]
+    rss = [m[PROCESS_RSS_KEY] for _ts, m in r.system_metrics(writer=label or "")
+           if is_number(m.get(PROCESS_RSS_KEY))]
+    last_sys = first["last_system"]
+    return {
+        "writer": label, "host": first["host"], "pid": first["pid"], "state": first["state"],
+        "exit_code": first["exit_code"], "signal": first["signal"], "error": first["error"],
+        "last_alive": first["last_alive"], "last_step": max(first["steps"] - 1, 0),
+        "seconds_before_others": (min(others) - first["last_alive"]) if others and first["last_alive"] else None,
+        "last_lines": [t.rstrip("\n") for _ts, _s, t in r.writer_console_tail(label)[-20:]],
+        "last_memory": _memory(last_sys[1]) if last_sys else {},
+        "rss_mb": {"first": rss[0], "last": rss[-1], "max": max(rss), "samples": len(rss)} if rss else None,
     }
 
 
@@ -175,9 +219,12 @@ def show_lines(r: Replay, nrows: int = 5, path: str | Path | None = None,
     last = _last_rows(r, nrows)
     alerts = marked_alerts(r)
     yield from _identity(r)
+    if r.shared:
+        yield ""
+        yield from writer_table(r, now)
     if r.state in _ENDED_BADLY:
         yield ""
-        yield from crash_report(r, now)
+        yield from (shared_crash_report(r, now) if r.shared else crash_report(r, now))
     if r.damage:
         yield ""
         yield f"damage   {len(r.damage)} damaged range(s); run `wandblite verify {r.path if path is None else path}`"
@@ -195,6 +242,55 @@ def show_lines(r: Replay, nrows: int = 5, path: str | Path | None = None,
         yield f"last {len(last)} rows"
         for row in last:
             yield "  " + ", ".join(f"{k}={describe(v)}" for k, v in flatten(dict(row)).items())
+
+
+def writer_table(r: Replay, now: float | None = None) -> list[str]:
+    """The writers of a shared run, one aligned line each: label, host, pid, role, own state,
+    last record, steps."""
+    header = ("WRITER", "HOST", "PID", "ROLE", "STATE", "LAST RECORD", "STEPS")
+    rows = []
+    for w in r.writers:
+        role = "primary" if w["primary"] else "-"
+        if w["update_finish_state"]:
+            role += ", decides"
+        state = w["state"] + (f" (exit code {w['exit_code']}" + (f", {w['signal']}" if w["signal"] else "") + ")"
+                              if w["exit_code"] is not None else "")
+        rows.append((str(w["label"] or "-"), str(w["host"] or "-"), str(w["pid"] or "-"), role, state,
+                     f"{when(w['last_alive'])} ({age(w['last_alive'], now)})", str(w["steps"])))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    return ["writers"] + ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in (header, *rows)]
+
+
+def shared_crash_report(r: Replay, now: float | None = None) -> Iterator[str]:
+    """The crash report of a shared run (``stopped_first``) as text."""
+    first = stopped_first(r)
+    if first is None:
+        yield f"last alive  {when(r.last_alive)} ({age(r.last_alive, now)}); no writer crashed or failed"
+        return
+    gap = first["seconds_before_others"]
+    if first["last_alive"] is None:
+        yield f"stopped first  {first['writer']} ({first['state']}): it died before writing its first record"
+        return
+    yield (f"stopped first  {first['writer']} on {first['host']} (pid {first['pid']}, {first['state']}"
+           + (f", {first['signal']}" if first["signal"] else "") + f") at {when(first['last_alive'])}"
+           + (f", {gap:.1f} s before the others" if gap is not None else "") + f", last step {first['last_step']}")
+    if first["error"]:
+        yield f"error       {first['error'].get('type')}: {first['error'].get('message')}"
+    rss = first["rss_mb"]
+    if rss:
+        trend = "climbed" if rss["last"] > rss["first"] * 1.1 else "went"
+        yield (f"its RSS     {trend} {_mb(rss['first'])} -> {_mb(rss['last'])} (max {_mb(rss['max'])}, "
+               f"{rss['samples']} samples)")
+    if first["last_memory"]:
+        yield "last memory " + "  ".join(f"{k}={describe(v)}" for k, v in first["last_memory"].items())
+    if first["last_lines"]:
+        yield "its last console lines:"
+        for line in first["last_lines"][-10:]:
+            yield f"    {line}"
+
+
+def _mb(v: float) -> str:
+    return f"{v / 1024:.1f} GB" if v >= 1024 else f"{v:.0f} MB"
 
 
 def _identity(r: Replay) -> Iterator[str]:
@@ -305,10 +401,17 @@ def verify_report(r: Replay) -> dict[str, Any]:
                               "damage": [], "torn_tail": [], "media_damage": []}
     report["records"] = sum(1 for _ in r.events())
     seg_count = len(r.segments())
+    writers = {w["label"]: w for w in r.writers}
     for d in r.damage:
         is_tail = "tail" in d["reason"]
-        last_seg = d["segment"] == seg_count - 1 if seg_count else True
-        if is_tail and (r.state in ("crashed", "running") or not last_seg):
+        if r.shared:  # each writer's stream on its own: its last segment, its own state
+            w = writers.get(d.get("writer"), {})
+            last_seg = d["segment"] == w.get("attempts", 1) - 1
+            unfinished = w.get("state") in ("crashed", "running")
+        else:
+            last_seg = d["segment"] == seg_count - 1 if seg_count else True
+            unfinished = r.state in ("crashed", "running")
+        if is_tail and (unfinished or not last_seg):
             report["torn_tail"].append(d)
         else:
             report["damage"].append(d)

@@ -40,7 +40,7 @@ from wandblite.config_input import config_dict
 from wandblite.encode import encode_value
 from wandblite.env import current_run, set_active_run
 from wandblite.env import env_first as _env
-from wandblite.errors import ConfigError, DataError, Error, ResumeError, UsageError
+from wandblite.errors import ConfigError, DataError, Error, ResumeError, RunLockedError, UsageError
 from wandblite.fold import (
     FLUSH_AFTER_AT_STEP,
     FLUSH_AFTER_NO_STEP,
@@ -54,11 +54,15 @@ from wandblite.runfile import (
     RunFileWriter,
     RunLock,
     Ticker,
+    has_segments,
+    probe_writer,
     read_events,
     segment_path,
     segments,
     validate_run_id,
+    writer_streams,
 )
+from wandblite.shared import WriterSetup, shared_requested, shared_run_id, writer_setup
 from wandblite.surface import RunSurface
 from wandblite.term import is_silent, summary_lines, termlog, termwarn
 from wandblite.vocab import FILES_DIR
@@ -292,6 +296,7 @@ class Run:
         console_cap: int = 64 << 20,
         stats_interval: float = 0.0,
         quiet: bool = False,
+        writer: WriterSetup | None = None,
     ) -> None:
         self._lock = threading.RLock()  # re-entrant: a console sink may fire while this thread prints
         self._acquire, self._release = self._lock.acquire, self._lock.release  # log()'s cheap hold
@@ -305,6 +310,8 @@ class Run:
         self._media: Any = None
         self._packer = ev.new_packer()
         self._finish_callbacks: list[Callable[[], None]] = []
+        self._writer_setup = writer  # None: the run's one writer; else this process's place in a shared run
+        self._writer_label = writer.label if writer is not None else None
         existing = self._check_resume(resume)
         self._open_run_file(existing)
         meta = self._fold.meta
@@ -336,8 +343,16 @@ class Run:
         self._start_samplers(console, console_cap, stats_interval)
 
     def _check_resume(self, resume: str | None) -> bool:
-        """Whether the run exists already; ``ResumeError`` when ``resume`` forbids what we found."""
-        existing = bool(segments(self._path))
+        """Whether the run (in shared mode: this writer's stream) exists already; ``ResumeError``
+        when ``resume`` forbids what we found."""
+        if self._writer_label is not None:
+            return self._check_writer_resume(resume)
+        existing = has_segments(self._path)
+        if existing and any(label is not None for label in writer_streams(self._path)):
+            raise UsageError(
+                f"run {self.id!r} in {self._path} is a shared run (written by several processes); join it "
+                "with settings=Settings(mode='shared', x_label=...) or WANDBLITE_SHARED=1"
+            )
         if resume == "must" and not existing:
             raise ResumeError(
                 f"resume='must' but run {self.id!r} does not exist under {self._root}; "
@@ -350,12 +365,33 @@ class Run:
             )
         return existing
 
+    def _check_writer_resume(self, resume: str | None) -> bool:
+        """Shared mode: the run may exist (other writers made it); this writer's own stream is new,
+        or a resume of it (a requeued job) when ``resume`` allows."""
+        existing = bool(segments(self._path, self._writer_label))
+        if resume == "must" and not has_segments(self._path):
+            raise ResumeError(
+                f"resume='must' but run {self.id!r} does not exist under {self._root}; "
+                "check the id and the runs directory (dir= or $WANDBLITE_DIR)"
+            )
+        if existing and resume in (None, "never"):
+            raise ResumeError(
+                f"writer {self._writer_label!r} of run {self.id!r} already wrote in {self._path}; pass resume='allow' "
+                "to continue its stream, or give this process another label (settings x_label)"
+            )
+        return existing
+
     def _open_run_file(self, existing: bool) -> None:
         """Take the run's lock, fold what earlier attempts wrote, open this attempt's run file.
 
         On any failure the lock is released and nothing stays open."""
         self._path.mkdir(parents=True, exist_ok=True)
-        self._lockfile = RunLock(self._path)
+        if self._writer_label is not None and probe_writer(self._path):
+            raise RunLockedError(
+                f"run directory {self._path} is being written by a live process that is not in shared mode; "
+                "wait for it to finish, or use another run id"
+            )
+        self._lockfile = RunLock(self._path, self._writer_label)
         self._lockfile.acquire()
         try:
             self._fold = Fold()
@@ -366,12 +402,12 @@ class Run:
             if existing:
                 # Resume: fold everything earlier attempts wrote; their torn tails stay where they are.
                 positions: dict[int, int] = {}
-                for e in read_events(self._path, positions=positions):
+                for e in read_events(self._path, positions=positions, label=self._writer_label):
                     self._fold.apply(e.kind, e.data)
                 self._fold.warnings.clear()
-                attempt = max(positions) + 1 if positions else len(segments(self._path))
+                attempt = max(positions) + 1 if positions else len(segments(self._path, self._writer_label))
             self.attempt = attempt
-            self._writer = RunFileWriter(segment_path(self._path, attempt), on_error=self._write_error)
+            self._writer = RunFileWriter(segment_path(self._path, attempt, self._writer_label), on_error=self._write_error)
             self._read_pos = (attempt, self._writer.size)
             self._append = self._writer.append  # bound once: log() is the hottest path we have
             self._append_framed = self._writer.append_framed
@@ -384,8 +420,9 @@ class Run:
             raise
 
     def _start_record(self) -> dict[str, Any]:
-        """The START record of this attempt: who, where, what, and whether it resumed."""
-        return {
+        """The START record of this attempt: who, where, what, and whether it resumed; in shared
+        mode also which writer this process is (``writer``)."""
+        rec = {
             "v": ev.EVENT_SCHEMA_VERSION,
             "ts": self.start_time,
             "id": self.id,
@@ -403,12 +440,16 @@ class Run:
             "heartbeat": self.heartbeat,
             "context": _job_context(),
         }
+        if self._writer_setup is not None:
+            rec["writer"] = self._writer_setup.record()
+        return rec
 
     def _init_banner(self) -> list[str]:
         """What wandb users look for at ``init``: the run's name, id, project and directory."""
         verb = "resuming" if self.resumed else "tracking"
+        who = f" as writer {self._writer_label}" if self._writer_label is not None else ""
         return [
-            f"{verb} run {self._name} (id {self.id}) in project {self.project}, offline",
+            f"{verb} run {self._name} (id {self.id}) in project {self.project}, offline{who}",
             f"run data is saved locally in {self._path}",
         ]
 
@@ -470,6 +511,11 @@ class Run:
     def finished(self) -> bool:
         """True once ``finish`` ran in this process (logging to the run is then an error)."""
         return self._finished
+
+    @property
+    def writer_label(self) -> str | None:
+        """This process's label in a shared run (``mode="shared"``), None for a single-writer run."""
+        return self._writer_label
 
     @property
     def owner_pid(self) -> int:
@@ -769,7 +815,7 @@ class Run:
             seg, start = pos
             fold = self._fold
             # This attempt's segment only: earlier attempts were folded when the run opened.
-            reader = RecordReader(segment_path(self._path, seg), start=start, decode_kind=_LOG_SCALARS)
+            reader = RecordReader(segment_path(self._path, seg, self._writer_label), start=start, decode_kind=_LOG_SCALARS)
             try:
                 for batch in reader.batches():  # the batched fold, as replay's: the same state, faster
                     if background and self._finished:
@@ -1081,7 +1127,12 @@ def init(
             return current
         current.finish()
     root = Path(dir or _env("WANDBLITE_DIR", "WANDB_DIR") or "runs")
-    run_id = validate_run_id(id or _env("WANDBLITE_RUN_ID", "WANDB_RUN_ID") or _new_run_id())
+    writer = None
+    given_id = id or _env("WANDBLITE_RUN_ID", "WANDB_RUN_ID")
+    if shared_requested(mode, settings):
+        writer = writer_setup(settings)
+        given_id = given_id or shared_run_id(root, _new_run_id)
+    run_id = validate_run_id(given_id or _new_run_id())
     tag_list = list(tags) if tags else [t for t in (_env("WANDBLITE_TAGS", "WANDB_TAGS") or "").split(",") if t]
     io = _io_settings(settings)
     try:
@@ -1103,6 +1154,7 @@ def init(
             console=io.console,
             stats_interval=io.stats_interval,
             quiet=io.quiet,
+            writer=writer,
         )
     except OSError as exc:
         # A logging failure never kills training: no run directory (permissions, read-only or full

@@ -11,6 +11,12 @@ A run directory holds (the names are ``wandblite.vocab``'s)::
         files/              ``run.dir``: the user's own files
         media/              media blobs (``wandblite.media``)
 
+A shared run (several processes writing one run: the ranks of a distributed job) gives each writer
+its own stream and lock, named by its label: ``events-<label>-000.wlr``, ``events-<label>-001.wlr``,
+... and ``.lock-<label>``. Writers never share a file. ``segments``, ``read_events``, ``RunLock`` and
+``probe_writer`` take the stream's ``label`` (None, the default, is the single-writer stream above);
+``writer_streams`` lists them all. How the streams become one run is ``wandblite.merge``.
+
 Each attempt writes its own segment, so a resumed run never touches bytes an earlier process
 wrote: a torn tail stays the normal end of that segment, and readers go on with the next one.
 
@@ -55,13 +61,19 @@ from wandblite.format import (
     RecordReader,
     file_header,
 )
-from wandblite.vocab import FILES_DIR, LOCK_NAME, SEGMENT_RE, segment_name, segment_number
+from wandblite.vocab import (
+    FILES_DIR,
+    parse_segment,
+    writer_lock_name,
+    writer_segment_name,
+)
 
 __all__ = [
     "Event",
     "RunFileWriter",
     "RunLock",
     "find_runs",
+    "has_segments",
     "probe_writer",
     "read_events",
     "resolve_run_dir",
@@ -69,6 +81,7 @@ __all__ = [
     "segments",
     "validate_project_name",
     "validate_run_id",
+    "writer_streams",
 ]
 
 _FRAME_PACK = _FRAME.pack
@@ -101,34 +114,49 @@ def validate_project_name(project: str) -> str:
     return project
 
 
-def segment_path(run_dir: str | os.PathLike[str], attempt: int) -> Path:
-    return Path(run_dir) / segment_name(attempt)
+def segment_path(run_dir: str | os.PathLike[str], attempt: int, label: str | None = None) -> Path:
+    """The segment of attempt ``attempt`` of stream ``label`` (None: the single-writer stream)."""
+    return Path(run_dir) / writer_segment_name(label, attempt)
 
 
-def segments(run_dir: str | os.PathLike[str]) -> list[Path]:
-    """The run's segment files in attempt order."""
-    out: list[tuple[int, Path]] = []
+def writer_streams(run_dir: str | os.PathLike[str]) -> dict[str | None, list[Path]]:
+    """Every stream of the run: label (None for the single-writer stream) -> its segments in
+    attempt order. Labels come in sorted order, the single-writer stream first."""
+    found: dict[str | None, list[tuple[int, Path]]] = {}
     try:
         names = os.listdir(run_dir)
     except OSError:
-        return []
+        return {}
     for name in names:
-        m = SEGMENT_RE.match(name)
-        if m:
-            out.append((int(m.group(1)), Path(run_dir) / name))
-    out.sort()
-    return [p for _, p in out]
+        parsed = parse_segment(name)
+        if parsed is not None:
+            found.setdefault(parsed[0], []).append((parsed[1], Path(run_dir) / name))
+    order = sorted(found, key=lambda lab: (lab is not None, lab or ""))
+    return {lab: [p for _, p in sorted(found[lab])] for lab in order}
+
+
+def segments(run_dir: str | os.PathLike[str], label: str | None = None) -> list[Path]:
+    """The segment files of stream ``label`` (None: the single-writer stream) in attempt order."""
+    return writer_streams(run_dir).get(label, [])
+
+
+def has_segments(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether the directory holds a segment of any stream: it is a run directory."""
+    try:
+        return any(parse_segment(name) is not None for name in os.listdir(run_dir))
+    except OSError:
+        return False
 
 
 def resolve_run_dir(path: str | os.PathLike[str]) -> Path:
     """Accept a run directory, one of its segment files, or its ``files/`` folder (``run.dir``)."""
     p = Path(path)
-    if p.is_file() and SEGMENT_RE.match(p.name):
+    if p.is_file() and parse_segment(p.name) is not None:
         return p.parent
     if p.is_dir():
-        if segments(p):
+        if has_segments(p):
             return p
-        if p.name == FILES_DIR and segments(p.parent):
+        if p.name == FILES_DIR and has_segments(p.parent):
             return p.parent
     raise FileNotFoundError(f"{path}: not a wandblite run directory (no events-NNN.wlr file in it)")
 
@@ -140,7 +168,7 @@ def find_runs(root: str | os.PathLike[str]) -> list[Path]:
         return [resolve_run_dir(root)]
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        if any(SEGMENT_RE.match(f) for f in filenames):
+        if any(parse_segment(f) is not None for f in filenames):
             found.append(Path(dirpath))
             dirnames[:] = []  # a run directory holds no runs
             continue
@@ -162,16 +190,19 @@ def read_events(
     reporter: Callable[[int, Damage], None] | None = None,
     positions: dict[int, int] | None = None,
     kinds: frozenset[int] | None = None,
+    label: str | None = None,
 ) -> Iterator[Event]:
-    """Stream the decoded events of every segment in order, from ``start=(segment, offset)``.
+    """Stream the decoded events of every segment of stream ``label`` (None: the single-writer
+    stream) in order, from ``start=(segment, offset)``.
 
     Damage goes to ``reporter(segment, damage)``; a record that verifies but does not decode is
     reported as damage too. Each segment's resume offset (just past its last good record) is
     stored in ``positions[segment]`` when the caller passes a dict. ``kinds`` filters by kind.
     """
     decode = ev.decode
-    for path in segments(run_dir):
-        seg = segment_number(path.name) or 0  # segments() lists only names that have a number
+    for path in segments(run_dir, label):
+        parsed = parse_segment(path.name)
+        seg = parsed[1] if parsed is not None else 0  # segments() lists only names that parse
         if start is not None and seg < start[0]:
             continue
         off = start[1] if start is not None and seg == start[0] else None
@@ -201,7 +232,8 @@ def read_events(
 
 
 class RunLock:
-    """The exclusive write lock of one run directory (``flock`` on ``<run_dir>/.lock``).
+    """The exclusive write lock of one run directory (``flock`` on ``<run_dir>/.lock``), or of one
+    writer stream of a shared run (``<run_dir>/.lock-<label>``).
 
     flock locks belong to the open file description: they are released when the process dies
     (even by SIGKILL), and opening and closing the run's other files never drops them. On Linux
@@ -215,8 +247,9 @@ class RunLock:
     readers judge it by its flock (``probe_writer``), never by its presence.
     """
 
-    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
-        self.path = Path(run_dir) / LOCK_NAME
+    def __init__(self, run_dir: str | os.PathLike[str], label: str | None = None) -> None:
+        self.path = Path(run_dir) / writer_lock_name(label)
+        self.label = label
         self.fd: int | None = None
 
     def acquire(self) -> None:
@@ -252,9 +285,12 @@ class RunLock:
                 pass
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                who = f"writer {self.label!r} of run directory" if self.label is not None else "run directory"
+                advice = ("give each process its own label (settings x_label)" if self.label is not None
+                          else "wait for it to finish, or use another run id")
                 raise RunLockedError(
-                    f"run directory {self.path.parent} is being written by another live process"
-                    f"{f' ({holder})' if holder else ''}; wait for it to finish, or use another run id"
+                    f"{who} {self.path.parent} is being written by another live process"
+                    f"{f' ({holder})' if holder else ''}; {advice}"
                 ) from None
             raise
         return fd
@@ -282,9 +318,10 @@ class RunLock:
                 pass
 
 
-def probe_writer(run_dir: str | os.PathLike[str]) -> bool | None:
-    """Is a live process holding the run's lock? True/False, or None when it cannot be told."""
-    path = Path(run_dir) / LOCK_NAME
+def probe_writer(run_dir: str | os.PathLike[str], label: str | None = None) -> bool | None:
+    """Is a live process holding the lock of stream ``label`` (None: the run's ``.lock``)?
+    True/False, or None when it cannot be told."""
+    path = Path(run_dir) / writer_lock_name(label)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

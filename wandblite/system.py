@@ -54,6 +54,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from wandblite.vocab import PROCESS_RSS_KEY
+
 __all__ = ["SystemSampler", "SystemSink", "job_context"]
 
 SystemSink = Callable[[float, dict], None]
@@ -358,7 +360,7 @@ class SystemSampler:
         if wall > 0:
             m["cpu"] = 100.0 * (cpu_s - last[1]) / wall
         self._last_cpu = (now, cpu_s)
-        m["proc.memory.rssMB"] = rss / _MB
+        m[PROCESS_RSS_KEY] = rss / _MB
         total_kb = self._total_kb()
         if total_kb:
             m["proc.memory.percent"] = 100.0 * rss / (total_kb * 1024.0)

@@ -16,6 +16,7 @@ What it holds:
   ``_type``: media, histograms, tables, charts), what counts as a number;
 * run states, and the ones after which a run's files no longer grow;
 * the run directory's names: segment files ``events-NNN.wlr``, ``.lock``, ``files/``, ``media/``;
+  a shared run's writer streams ``events-<label>-NNN.wlr`` with their locks ``.lock-<label>``;
 * the home directory (``$WANDBLITE_HOME``, else ``~/.wandblite``);
 * the default wait between two alerts of one title;
 * the wandb version the drop-in alias reports;
@@ -42,8 +43,12 @@ __all__ = [
     "INTERNAL_PREFIX",
     "LOCK_NAME",
     "MAX_SAMPLED_ROWS",
+    "WRITER_LABEL_RE",
+    "WRITER_LOCK_PREFIX",
+    "WRITER_SEGMENT_RE",
     "MEDIA_DIR",
     "PREEMPTING_KEY",
+    "PROCESS_RSS_KEY",
     "RESERVED",
     "RESERVED_KEYS",
     "RUNTIME",
@@ -65,9 +70,14 @@ __all__ = [
     "is_subtree",
     "is_typed_value",
     "js_constants",
+    "is_segment_name",
+    "parse_segment",
     "segment_name",
     "segment_number",
     "spread",
+    "writer_label_problem",
+    "writer_lock_name",
+    "writer_segment_name",
 ]
 
 # --------------------------------------------------------------------------- history keys
@@ -204,6 +214,63 @@ def segment_number(name: str) -> int | None:
     """The attempt number of a segment file name, or None if ``name`` names no segment."""
     m = SEGMENT_RE.match(name)
     return int(m.group(1)) if m else None
+
+
+# A shared run (several processes writing one run, ``mode="shared"``) gives each writer its own
+# stream of segments and its own lock, named by the writer's label; a single-writer run's names
+# above are unchanged, and an old reader (which knows only ``SEGMENT_RE``) does not see them.
+
+#: A writer's label: 1-64 letters, digits, ``_``, ``.`` or ``-``, starting with a letter or digit
+#: (``rank0``, ``node017-rank37``). It names files, so it holds no separator.
+WRITER_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+#: A shared run's writer segment: ``events-<label>-NNN.wlr``, one per attempt of that writer. The
+#: label is the longest match, so a label may itself end in ``-<digits>``.
+WRITER_SEGMENT_RE = re.compile(r"^events-([A-Za-z0-9][A-Za-z0-9_.\-]{0,63})-(\d{3,})\.wlr$")
+#: A writer's lock file is this prefix and its label: ``.lock-rank0``.
+WRITER_LOCK_PREFIX = LOCK_NAME + "-"
+
+
+def writer_label_problem(label: object) -> str | None:
+    """None if ``label`` may label a writer of a shared run, else what was expected."""
+    if not isinstance(label, str) or not WRITER_LABEL_RE.match(label):
+        return ("1-64 letters, digits, '_', '.' or '-', starting with a letter or digit, expected "
+                f"(got {label!r})")
+    return None
+
+
+def writer_segment_name(label: str | None, attempt: int) -> str:
+    """The segment of ``label``'s attempt ``attempt``: ``events-rank0-000.wlr``; ``label`` None is
+    the single-writer stream (``segment_name``)."""
+    if label is None:
+        return segment_name(attempt)
+    return f"events-{label}-{attempt:03d}.wlr"
+
+
+def writer_lock_name(label: str | None) -> str:
+    """The lock file of writer ``label`` (``.lock-rank0``); ``label`` None: the run's ``.lock``."""
+    return LOCK_NAME if label is None else WRITER_LOCK_PREFIX + label
+
+
+def parse_segment(name: str) -> tuple[str | None, int] | None:
+    """``(label, attempt)`` of a segment file name (label None for ``events-NNN.wlr``), or None if
+    ``name`` names no segment."""
+    m = SEGMENT_RE.match(name)
+    if m:
+        return None, int(m.group(1))
+    m = WRITER_SEGMENT_RE.match(name)
+    if m:
+        return m.group(1), int(m.group(2))
+    return None
+
+
+def is_segment_name(name: str) -> bool:
+    """Whether ``name`` is a segment of any stream (single-writer or a shared run's writer)."""
+    return parse_segment(name) is not None
+
+
+#: The system-metrics key of the writing process's resident memory in MB (``wandblite.system``);
+#: a shared run's crash report follows it per writer.
+PROCESS_RSS_KEY = "proc.memory.rssMB"
 
 
 # --------------------------------------------------------------------------- the home directory

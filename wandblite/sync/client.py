@@ -34,6 +34,13 @@ A ``GapError`` (the server's position moved under us) resets the tail and the ru
 from the start; a ``RejectedError`` marks the run bad (reported, others go on); an
 ``UnavailableError`` (server down after retries) stops the pass with a clear message.
 
+A shared run (several writers, ``mode="shared"``) is synced by ``SharedRunTail`` as one run: its
+merged history (``wandblite.merge``, as replay gives it) numbered in ``_step`` order, every
+writer's console lines tagged ``[label] ``, every writer's system samples with their metrics named
+``<label>/<metric>``. The merged history is final only once every writer has ended, so until then
+only the run's metadata and state are sent; the files of every writer must be visible to the
+syncing machine (one shared disk).
+
 One-shot syncs keep a small cache per (store, run directory) under ``<home>/sync-state/``: when a
 finished, failed or crashed run's segment files have not changed since a sync the server
 acknowledged, and the server still reports exactly that position and digest, the run is not read
@@ -58,7 +65,7 @@ from typing import IO, Any
 
 from wandblite import events as ev
 from wandblite.fold import Fold
-from wandblite.runfile import find_runs, probe_writer, read_events, validate_run_id
+from wandblite.runfile import find_runs, probe_writer, read_events, validate_run_id, writer_streams
 from wandblite.sync.transport import (
     GapError,
     RejectedError,
@@ -68,7 +75,7 @@ from wandblite.sync.transport import (
 )
 from wandblite.vocab import FINAL_STATES, home_dir, is_number, segment_name, segment_number
 
-__all__ = ["RunResult", "RunTail", "Syncer", "discover", "run_digest"]
+__all__ = ["RunResult", "RunTail", "SharedRunTail", "Syncer", "discover", "run_digest", "tail_for"]
 
 
 DEFAULT_BATCH = 1000
@@ -275,6 +282,59 @@ class RunTail:
         return out
 
 
+class SharedRunTail(RunTail):
+    """A shared run read as one run through ``wandblite.replay`` (module docstring). Each ``read``
+    reads the files again from the start (indexes are the merged order, the same on every read);
+    the server's position makes the repeat send nothing."""
+
+    def reset(self) -> None:
+        super().reset()
+        self._state: str | None = None
+
+    def read(self) -> Iterator[tuple[str, int, Any]]:
+        from wandblite.replay import Replay
+
+        sizes = self.stat()
+        r = Replay(self.path)
+        rows = list(r.scan_history())  # folds every writer; the merged fold is then r.fold
+        self.fold = r.fold
+        self._state = r.state
+        self.damage = [d for d in r.damage if "torn" not in str(d.get("reason", ""))]
+        self.sizes = sizes
+        if any(w["state"] == "running" for w in r.writers):
+            return  # a live writer may still add to any step: nothing is final yet
+        for i, row in enumerate(rows):
+            yield "row", i, row
+        for i, (ts, stream, text) in enumerate(r.console(joined=True)):
+            yield "console", i, {"idx": i, "ts": ts, "stream": stream, "text": text}
+        for i, (ts, metrics) in enumerate(r.system_metrics()):
+            yield "system", i, {"idx": i, "ts": ts, "metrics": metrics}
+        counts = dict.fromkeys(RECORD_STREAMS, 0)
+        for label in writer_streams(self.path):  # writer by writer, in label order, as replay lists them
+            for e in read_events(self.path, kinds=frozenset(_RECORD_KINDS), label=label):
+                stream = _RECORD_KINDS[e.kind]
+                for item in _record_items(stream, e.data):
+                    item["idx"] = counts[stream]
+                    yield stream, counts[stream], item
+                    counts[stream] += 1
+        self.records_n = counts
+        self.bytes_done = sum(sizes.values())
+
+    def decide_state(self, now: float | None = None) -> tuple[str, Fold, dict[str, Any] | None]:
+        """The merged run's state and fold; a crashed writer's pending row is already in the history."""
+        if self._state is None:
+            for _item in self.read():
+                pass
+        return str(self._state), self.fold, None
+
+
+def tail_for(path: Path, project: str | None = None) -> RunTail:
+    """The tail that reads ``path``: ``SharedRunTail`` for a shared run, else ``RunTail``."""
+    if any(label is not None for label in writer_streams(path)):
+        return SharedRunTail(path, project)
+    return RunTail(path, project)
+
+
 def _has_nested(row: dict[str, Any]) -> bool:
     for v in row.values():
         t = type(v)
@@ -356,7 +416,7 @@ class Syncer:
     # ------------------------------------------------------------ syncing
     def sync_path(self, path: Path, attempts: int = 3) -> RunResult:
         """One-shot sync of one run directory; never raises for a bad run (see ``RunResult.error``)."""
-        tail = RunTail(path, self.project)
+        tail = tail_for(path, self.project)
         res = RunResult(str(path))
         try:
             if self.use_cache and self._unchanged(tail, res):
@@ -586,7 +646,7 @@ class Syncer:
                 found = []
             for p in found:
                 if p not in tails:
-                    tails[p] = RunTail(p, self.project)
+                    tails[p] = tail_for(p, self.project)
             for p, tail in list(tails.items()):
                 if stop.is_set():
                     break
@@ -684,7 +744,7 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
 def plan(path: Path, transport: Transport | None, project: str | None = None) -> dict[str, Any]:
     """What a sync of ``path`` would send (``--dry-run``): local counts against the server's position."""
-    tail = RunTail(path, project)
+    tail = tail_for(path, project)
     counts = {"row": 0, "console": 0, "system": 0}
     for kind, _idx, _item in tail.read():
         counts[kind] = counts.get(kind, 0) + 1  # rows, console, system, and the record streams
