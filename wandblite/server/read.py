@@ -12,7 +12,6 @@ end). Unknown projects and runs raise a 404 ``ApiError``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -24,8 +23,9 @@ from sqlalchemy.engine import Connection
 from wandblite.console import join_records
 from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
+from wandblite.server.history_store import pending_row, read_rows
 from wandblite.server.ingest import run_position
-from wandblite.server.schema import console, history, projects, runs, system
+from wandblite.server.schema import console, projects, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
 from wandblite.vocab import RUNTIME, is_number
@@ -81,10 +81,10 @@ def run_row(conn: Connection, project: str, run_id: str) -> Any:
 
 
 def tail_rows(conn: Connection, pk: int, final: int) -> Iterable[tuple[int, Any, dict[str, Any]]]:
-    """``(idx, step, row)`` of the run's history rows from index ``final`` on (the provisional ones)."""
-    q = sa.select(history.c.idx, history.c.step, history.c.row).where(history.c.run == pk, history.c.idx >= final)
-    for idx, step, text in conn.execute(q.order_by(history.c.idx)):
-        yield idx, step, json.loads(text)
+    """``(idx, step, row)`` of the run's history rows from index ``final`` on (the provisional one)."""
+    p = pending_row(conn, pk)
+    if p is not None and p[0] >= final:
+        yield p[0], p[1], p[4]
 
 
 def _runtime(summary: dict[str, Any], r: Any) -> float | None:
@@ -124,11 +124,15 @@ def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
 
 def get_history(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
     """History rows from idx ``start``: ``{"rows": [{"idx", "final", "row"}], "next"}``."""
-    with store.read_engine.connect() as conn:
-        pk = run_row(conn, project, run_id).id
-        q = (sa.select(history.c.idx, history.c.final, history.c.row)
-             .where(history.c.run == pk, history.c.idx >= start).order_by(history.c.idx).limit(limit))
-        rows = [{"idx": r.idx, "final": bool(r.final), "row": loads(r.row)} for r in conn.execute(q)]
+    with store.snapshot() as conn:  # the position and the chunks as of one moment
+        r = run_row(conn, project, run_id)
+        final = int(r.rows_final)
+        stop = start + limit
+        rows: list[dict[str, Any]] = [{"idx": idx, "final": True, "row": row}
+                                      for idx, row in read_rows(conn, r.id, start, min(stop, final))]
+        if len(rows) < limit:
+            rows.extend({"idx": idx, "final": False, "row": row} for idx, _step, row in tail_rows(conn, r.id, final)
+                        if start <= idx < stop)
     return {"rows": rows, "next": rows[-1]["idx"] + 1 if len(rows) == limit else None}
 
 
