@@ -125,7 +125,22 @@ def split_row(row: dict[str, Any], step: int | None, runtime: float | None, time
     leaves: dict[str, float] = {}
     lits: list[Any] = []
     out = _split(row, "", leaves, lits, (step, runtime, timestamp))
-    return json_text([out, lits] if lits else out), leaves
+    if lits:
+        return json_text([out, lits]), leaves
+    try:  # a flat template's text is looked up by its items and their types (0 == 0.0 == False)
+        sig = (tuple(out.items()), tuple(map(type, out.values())))
+        text = _TEXTS.get(sig)
+    except TypeError:  # a subtree, a list or a typed value: unhashable
+        return json_text(out), leaves
+    if text is None:
+        if len(_TEXTS) >= 4096:
+            _TEXTS.clear()
+        text = _TEXTS[sig] = json_text(out)
+    return text, leaves
+
+
+#: Template texts of flat templates by signature: most runs log a handful of row shapes.
+_TEXTS: dict[Any, str] = {}
 
 
 #: A template's fill plan: (path to the container, key in it, dotted key or column number, kind).
@@ -158,9 +173,75 @@ class RowColumns:
         return len(self.tid)
 
 
-def join_rows(cols: RowColumns, points: dict[str, list[float]], positions: Iterable[int]) -> list[dict[str, Any]]:
-    """The rows at ``positions`` of a chunk: ``points`` maps each key to its values by position in
-    the chunk (``dense_points``)."""
+_FLAT_CONST = (str, bool, type(None))  # values a flat template may share between its rows (immutable)
+
+
+def _flat_plan(obj: Any) -> list[tuple[str, int, Any, Any]] | None:
+    """For a template whose values are placeholders or immutable scalars only (no literals, no
+    subtree, no list or typed value): per key ``(key, source, what, kind)``, source 0 a constant,
+    1 a point (``what``: the key), 2 a row column (``what``: its number). Else None."""
+    if type(obj) is not dict:
+        return None
+    plan: list[tuple[str, int, Any, Any]] = []
+    for k, v in obj.items():
+        t = type(v)
+        if t is int or t is float:
+            if t is int and v == _LIT:
+                return None
+            if k in _COLUMN_OF:
+                plan.append((k, 2, _COLUMN_OF[k], v))
+            else:
+                plan.append((k, 1, k, v))
+        elif t in _FLAT_CONST:
+            plan.append((k, 0, v, None))
+        else:
+            return None
+    return plan
+
+
+def join_rows(cols: RowColumns, points: dict[str, list[float]], positions: Sequence[int]) -> list[dict[str, Any]]:
+    """The rows at ``positions`` (increasing) of a chunk: ``points`` maps each key to its values by
+    position in the chunk (``dense_points``). Rows of a flat template are built a column at a time."""
+    flat: dict[int, list[tuple[str, int, Any, Any]] | None] = {}
+    rows: list[dict[str, Any]] = []
+    tid = cols.tid
+    columns = (cols.step, cols.runtime, cols.timestamp)
+    n = len(positions)
+    start = 0
+    while start < n:
+        t = tid[positions[start]]
+        end = start + 1
+        while end < n and tid[positions[end]] == t:
+            end += 1
+        if t not in flat:
+            flat[t] = _flat_plan(json.loads(cols.templates[t]))
+        plan = flat[t]
+        pos = positions[start:end]
+        if plan is None:
+            rows.extend(_join_slow(cols, points, pos))
+        else:
+            lo, hi = pos[0], pos[-1] + 1
+            dense = hi - lo == len(pos)
+            keys = [k for k, _src, _what, _kind in plan]
+            vals: list[Any] = []
+            for _k, src, what, kind in plan:
+                if src == 0:
+                    vals.append([what] * len(pos))
+                    continue
+                full: list[Any] = points[what] if src == 1 else columns[what]
+                col = full[lo:hi] if dense else [full[i] for i in pos]
+                if type(kind) is int:
+                    col = list(map(int, col))
+                elif src == 2:
+                    col = list(map(float, col))
+                vals.append(col)
+            rows.extend(dict(zip(keys, v)) for v in zip(*vals))
+        start = end
+    return rows
+
+
+def _join_slow(cols: RowColumns, points: dict[str, list[float]], positions: Iterable[int]) -> list[dict[str, Any]]:
+    """Rows of any template: parsed, then filled by the template's plan."""
     plans: dict[int, tuple[bool, _Plan]] = {}
     rows: list[dict[str, Any]] = []
     columns = (cols.step, cols.runtime, cols.timestamp)
@@ -189,7 +270,6 @@ def join_rows(cols: RowColumns, points: dict[str, list[float]], positions: Itera
                 n_lit += 1
                 continue
             v: Any = columns[src][i] if type(src) is int else points[src][i]
-            # NaN as json.loads gives it (one shared object), so rows compare as parsed JSON does
             box[k] = int(v) if type(kind) is int else float(v) if v == v else _JSON_NAN
         rows.append(obj)
     return rows
@@ -271,6 +351,16 @@ def encode_rows(templates: list[str], step: list[int | None], runtime: list[floa
     return blob, step0
 
 
+def _nullable(a: Any) -> list[float | None]:
+    """float64 values as a list, NaN (a null column) as None."""
+    import numpy as np
+
+    out: list[float | None] = a.tolist()
+    for i in np.flatnonzero(np.isnan(a)).tolist():
+        out[i] = None
+    return out
+
+
 def decode_rows(first: int, blob: bytes) -> RowColumns:
     import numpy as np
 
@@ -282,12 +372,7 @@ def decode_rows(first: int, blob: bytes) -> RowColumns:
     if null.any():
         for i in np.flatnonzero(null).tolist():
             steps[i] = None
-    rt: list[float | None] = _unshuffle(rt_b, n).tolist()
-    ts: list[float | None] = _unshuffle(ts_b, n).tolist()
-    for col in (rt, ts):
-        for i, v in enumerate(col):
-            if v != v:
-                col[i] = None
+    rt, ts = (_nullable(_unshuffle(b, n)) for b in (rt_b, ts_b))
     return RowColumns(first, text.decode("utf-8").split("\n"), tid.tolist(), steps, rt, ts)
 
 
@@ -330,7 +415,10 @@ def dense_points(n: int, offsets: Any, values: Any) -> list[float]:
 
     dense = np.full(n, np.nan)
     dense[offsets] = values
-    return dense.tolist()  # type: ignore[no-any-return]
+    out: list[Any] = dense.tolist()
+    for i in offsets[np.isnan(values)].tolist():  # NaN as json.loads gives it (one shared object)
+        out[i] = _JSON_NAN
+    return out
 
 
 assert tuple(_COLUMN_OF) == RESERVED_KEYS  # the three row columns are the reserved keys

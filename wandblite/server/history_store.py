@@ -66,15 +66,40 @@ def write_rows(conn: Connection, pk: int, held: int, pending: bool, recs: Sequen
 class _ChunkBuild:
     """One chunk being written: its rows' templates and columns, and each key's points."""
 
-    __slots__ = ("keys", "rewrite", "rt", "step", "templates", "ts")
+    __slots__ = ("groups", "rewrite", "rt", "step", "templates", "ts")
 
     def __init__(self) -> None:
         self.templates: list[str] = []
         self.step: list[int | None] = []
         self.rt: list[float | None] = []
         self.ts: list[float | None] = []
-        self.keys: dict[str, tuple[list[int], list[float]]] = {}
+        # template -> (its keys, positions of its rows, their values): rows of one template have the
+        # same numeric keys in the same order, so their values make a matrix, one column per key.
+        self.groups: dict[str, tuple[tuple[str, ...], list[int], list[list[float]]]] = {}
         self.rewrite = False  # the chunk exists (partial) and is written again
+
+    def points(self) -> dict[str, tuple[Any, Any]]:
+        """key -> (positions, values) of the rows added, in position order."""
+        import numpy as np
+
+        parts: dict[str, list[tuple[Any, Any]]] = {}
+        for keys, pos, vals in self.groups.values():
+            if not keys:
+                continue
+            p = np.asarray(pos, dtype=np.int64)
+            m = np.asarray(vals, dtype=np.float64).reshape(len(pos), len(keys))
+            for j, key in enumerate(keys):
+                parts.setdefault(key, []).append((p, m[:, j]))
+        out: dict[str, tuple[Any, Any]] = {}
+        for key, got in parts.items():
+            if len(got) == 1:
+                out[key] = got[0]
+                continue
+            p = np.concatenate([g[0] for g in got])
+            v = np.concatenate([g[1] for g in got])
+            order = np.argsort(p, kind="stable")
+            out[key] = (p[order], v[order])
+        return out
 
 
 def _append(conn: Connection, pk: int, held: int, finals: Sequence[tuple[int, Any]]) -> None:
@@ -103,17 +128,16 @@ def _append(conn: Connection, pk: int, held: int, finals: Sequence[tuple[int, An
             cur = builds.setdefault(c, _ChunkBuild())
         b = cur
         pos = len(b.templates)
-        b.templates.append(row.template)
+        t = row.template
+        b.templates.append(t)
         b.step.append(row.step)
         b.rt.append(row.runtime)
         b.ts.append(row.timestamp)
-        keys = b.keys
-        for key, v in row.points.items():
-            ent = keys.get(key)
-            if ent is None:
-                ent = keys[key] = ([], [])
-            ent[0].append(pos)
-            ent[1].append(v)
+        g = b.groups.get(t)
+        if g is None:
+            g = b.groups[t] = (tuple(row.points), [], [])
+        g[1].append(pos)
+        g[2].append(list(row.points.values()))
     row_params: list[dict[str, Any]] = []
     ser_params: list[dict[str, Any]] = []
     replaced_keys: list[str] = []
@@ -121,9 +145,7 @@ def _append(conn: Connection, pk: int, held: int, finals: Sequence[tuple[int, An
         first = c << CHUNK_SHIFT
         blob, step0 = encode_rows(b.templates, b.step, b.rt, b.ts)
         row_params.append({"run": pk, "chunk": c, "n": len(b.templates), "step0": step0, "data": blob})
-        for key, (offs, vals) in b.keys.items():
-            off = np.asarray(offs, dtype=np.int64)
-            val = np.asarray(vals, dtype=np.float64)
+        for key, (off, val) in b.points().items():
             if b.rewrite and key in old_points:
                 o_off, o_val = old_points[key]
                 off, val = np.concatenate([o_off, off]), np.concatenate([o_val, val])
