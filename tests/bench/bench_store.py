@@ -1,4 +1,4 @@
-"""Store benchmark (issue 16): bytes per point, sync rate against the databases' bulk floors, read speed.
+"""Store benchmark at scale: bytes per point, sync rate against the databases' bulk floors, read speed.
 
 Run: ``python tests/bench/bench_store.py [--steps 1000000] [--chart-points 10000000] [--runs 10000]``,
 or ``--quick`` for small sizes. Not a test: nothing here asserts a time. Printed, each against its
