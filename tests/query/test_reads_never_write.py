@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from tests.server.conftest import PG_ADMIN, fresh_postgres_database
 from tests.server.old_layout import to_old_layout
 from wandblite.server import media_query, read, runs_query, series_query
+from wandblite.server.chunks import CHUNK_ROWS
 from wandblite.server.schema import history_chunks, media_rows, runs, series_chunks
 from wandblite.server.store import Store
 
@@ -158,7 +159,7 @@ def test_reads_never_write_and_the_indexes_grown_by_batches_equal_a_build_in_one
 
     # Grown batch by batch == the same final rows in one batch.
     grown = _indexes(store)
-    assert all(grown["plain"]) and len(grown["plain"][0]) == -(-N // 4096)
+    assert all(grown["plain"]) and len(grown["plain"][0]) == -(-N // CHUNK_ROWS)
     assert grown["resumed"] == grown["plain"]  # a crash at 7,778 and a resume change no byte
     items = [{"idx": i, "final": True, "row": _row(i, float(v))} for i, v in enumerate(finals["plain"])]
     store.apply_batch(project, "once", {"rows": items, "run": {"state": "running"}})
@@ -180,7 +181,7 @@ def test_a_store_in_the_layout_before_migration_0006_is_converted_with_the_same_
 
     lines: list[str] = []
     old_piece = migrations.CONVERT_PIECE
-    migrations.CONVERT_PIECE = 4096 * 3  # several transactions per run
+    migrations.CONVERT_PIECE = CHUNK_ROWS * 5  # several transactions per run
     try:
         store = Store(url, media_dir=tmp_path / "media", migrate=False)
         assert migrations.migrate(store.write_engine, lines.append) == ["0006_compact_history"]

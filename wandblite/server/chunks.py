@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 #: Rows per chunk (and the index span of a series chunk). A power of two: ``idx >> CHUNK_SHIFT``.
-CHUNK_SHIFT = 12
+CHUNK_SHIFT = 11
 CHUNK_ROWS = 1 << CHUNK_SHIFT
 _ZSTD_LEVEL = 3
 _EXACT_INT = 1 << 53  # ints up to this magnitude survive a float64
@@ -138,6 +139,8 @@ def split_row(row: dict[str, Any], step: int | None, runtime: float | None, time
         text = _TEXTS[sig] = json_text(out)
     return text, leaves
 
+
+_local = threading.local()
 
 #: Template texts of flat templates by signature: most runs log a handful of row shapes.
 _TEXTS: dict[Any, str] = {}
@@ -284,13 +287,22 @@ def _zstd() -> Any:
     return zstandard
 
 
+def _decompressor() -> Any:
+    """A decompressor for this thread (zstandard's objects are not thread-safe; making one costs)."""
+    d = getattr(_local, "d", None)
+    if d is None:
+        d = _local.d = _zstd().ZstdDecompressor()
+    return d
+
+
 def _pack(parts: Sequence[bytes]) -> bytes:
     head = struct.pack(f"<I{len(parts)}I", len(parts), *(len(p) for p in parts))
     return _zstd().ZstdCompressor(level=_ZSTD_LEVEL).compress(head + b"".join(parts))
 
 
-def _unpack(blob: bytes) -> list[bytes]:
-    raw = _zstd().ZstdDecompressor().decompress(blob)
+def _unpack(blob: bytes) -> list[Any]:
+    """The parts ``_pack`` packed, as memoryviews of one decompressed buffer (no copies)."""
+    raw = memoryview(_decompressor().decompress(blob))
     (n,) = struct.unpack_from("<I", raw)
     sizes = struct.unpack_from(f"<{n}I", raw, 4)
     out, pos = [], 4 + 4 * n
@@ -373,7 +385,7 @@ def decode_rows(first: int, blob: bytes) -> RowColumns:
         for i in np.flatnonzero(null).tolist():
             steps[i] = None
     rt, ts = (_nullable(_unshuffle(b, n)) for b in (rt_b, ts_b))
-    return RowColumns(first, text.decode("utf-8").split("\n"), tid.tolist(), steps, rt, ts)
+    return RowColumns(first, str(text, "utf-8").split("\n"), tid.tolist(), steps, rt, ts)
 
 
 # --------------------------------------------------------------------------- series chunks

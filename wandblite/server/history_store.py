@@ -8,7 +8,7 @@ Layer 5 (the server). The tables are ``history_chunks``, ``series_chunks`` and `
   are appended to the run's chunks (the partial last chunk is read, extended and written again; every
   other chunk a batch touches is new), and a provisional last row goes to ``history_pending``.
   Each chunk's statistics are computed as it is written, so a reader never writes. Statements are
-  one ``executemany`` per table (a batch of 10,000 rows of 10 keys is 3 row chunks and 30 series
+  one ``executemany`` per table (a batch of 10,000 rows of 10 keys is 5 row chunks and 50 series
   chunks: a few dozen database rows instead of 110,000).
 * ``read_rows(conn, pk, lo, hi)`` gives the final rows with indexes in ``[lo, hi)`` (the caller
   bounds ``hi`` by ``rows_final``) exactly as they were sent; ``pending_row`` gives the provisional row.

@@ -107,6 +107,15 @@ def _m0005_alert_throttle(conn: Connection) -> None:
                          .values(throttled=True), hit)
 
 
+def _create_chunk_tables(conn: Connection) -> None:
+    """The compact layout's tables (if missing). On PostgreSQL their blobs are stored as they are
+    (``STORAGE EXTERNAL``): already zstd-compressed, pglz would spend time failing to shrink them."""
+    metadata.create_all(conn, tables=[history_chunks, series_chunks, history_pending])
+    if conn.dialect.name == "postgresql":
+        for table in (history_chunks, series_chunks):
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ALTER COLUMN data SET STORAGE EXTERNAL"))
+
+
 #: Rows converted per transaction by migration 0006 (a multiple of the chunk size).
 CONVERT_PIECE = 65_536
 
@@ -120,7 +129,7 @@ def _convert_to_chunks(engine: Engine, progress: Callable[[str], None]) -> None:
         _lock(conn)
         if not sa.inspect(conn).has_table("history"):
             return
-        metadata.create_all(conn, tables=[history_chunks, series_chunks, history_pending])
+        _create_chunk_tables(conn)
         todo = conn.execute(sa.select(runs.c.id, runs.c.run_id, runs.c.rows_final).where(
             sa.exists().where(history.c.run == runs.c.id)).order_by(runs.c.id)).all()
     for n, (pk, run_id, rows_final) in enumerate(todo, 1):
@@ -154,7 +163,7 @@ def _m0006_compact_history(conn: Connection) -> None:
     row in ``history_pending``) instead of a row per history row (``history``), a row per point
     (``series``) and the pyramid (``series_agg``). ``_convert_to_chunks`` has moved the data; what
     is left to do here is to drop the old tables."""
-    metadata.create_all(conn, tables=[history_chunks, series_chunks, history_pending])
+    _create_chunk_tables(conn)
     inspector = sa.inspect(conn)
     if inspector.has_table("history"):
         left = conn.execute(sa.select(sa.func.count()).select_from(history)).scalar_one()

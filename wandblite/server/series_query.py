@@ -16,11 +16,11 @@ What it promises
   a chart); ``count`` still counts them (every point logged in the range). The x of a point is its
   row's ``_step``, ``_runtime``, ``_timestamp``, or the value another metric (``epoch``) has in the
   same history row (points whose row lacks that metric are dropped).
-* Speed: a metric is stored in chunks of 4,096 history indexes, each with its count, minimum and
+* Speed: a metric is stored in chunks of 2,048 history indexes, each with its count, minimum and
   maximum (``history_store``, ``store.series_chunks``), written as each sync batch is stored. A chart
   takes a chunk's statistics when the chunk lies inside one chart bucket and decodes only the
   chunks a bucket boundary cuts, so the minimum and maximum of every bucket are exact. A 10M-point
-  series reads 2,442 statistics rows and decodes at most one chunk per bucket. A crashed run's
+  series reads 4,883 statistics rows and decodes at most one chunk per bucket. A crashed run's
   provisional row is read raw.
 * ``min_x``/``max_x`` (zoom) locate the index range by binary search, which assumes x does not
   decrease along the run (true for ``_step``, ``_runtime``, ``_timestamp`` and usual epoch
@@ -161,7 +161,9 @@ class _Points:
 
     def __init__(self, conn: Connection, pk: int, final: int, key: str) -> None:
         self.conn, self.pk, self.key = conn, pk, key
-        self.chunks = key_chunks(conn, pk, key)
+        # (chunk, first_idx, last_idx, n, min_v, min_idx, max_v, max_idx) per chunk, in index order
+        self.chunks: list[tuple[Any, ...]] = [(int(r.chunk), int(r.first_idx), int(r.last_idx), int(r.n), r.min_v,
+                                               r.min_idx, r.max_v, r.max_idx) for r in key_chunks(conn, pk, key)]
         self.pending: tuple[int, float] | None = None  # (idx, value; NaN for a NaN)
         pend = pending_row(conn, pk)
         if pend is not None and pend[0] >= final:
@@ -173,8 +175,8 @@ class _Points:
     def first_last(self) -> tuple[int, int] | None:
         if not self.chunks and self.pending is None:
             return None
-        first = int(self.chunks[0].first_idx) if self.chunks else self.pending[0]  # type: ignore[index]
-        last = self.pending[0] if self.pending is not None else int(self.chunks[-1].last_idx)
+        first = self.chunks[0][1] if self.chunks else self.pending[0]  # type: ignore[index]
+        last = self.pending[0] if self.pending is not None else self.chunks[-1][2]
         return first, last
 
     def decoded(self, chunks: list[int]) -> dict[int, tuple[Any, Any]]:
@@ -186,13 +188,13 @@ class _Points:
 
     def in_range(self, lo: int, hi: int) -> list[Any]:
         """The chunks' statistics rows overlapping ``[lo, hi)``."""
-        return [st for st in self.chunks if st.last_idx >= lo and st.first_idx < hi]
+        return [st for st in self.chunks if st[2] >= lo and st[1] < hi]
 
     def raw(self, lo: int, hi: int) -> tuple[Any, Any]:
         """Every point in ``[lo, hi)``: (indexes, values) as numpy arrays."""
         import numpy as np
 
-        parts = self.decoded([int(st.chunk) for st in self.in_range(lo, hi)])
+        parts = self.decoded([st[0] for st in self.in_range(lo, hi)])
         idx = [parts[c][0] for c in sorted(parts)]
         val = [parts[c][1] for c in sorted(parts)]
         if self.pending is not None and lo <= self.pending[0] < hi:
@@ -209,9 +211,9 @@ class _Points:
         import numpy as np
 
         for st in self.chunks:
-            if st.last_idx < i:
+            if st[2] < i:
                 continue
-            idx, val = self.decoded([int(st.chunk)])[int(st.chunk)]
+            idx, val = self.decoded([st[0]])[st[0]]
             ok = np.flatnonzero((idx >= i) & ~np.isnan(val))
             if len(ok):
                 return int(idx[ok[0]]), float(val[ok[0]])
@@ -339,28 +341,30 @@ def _bucket_items(pts: _Points, lo: int, hi: int, nb: int, span: int) -> list[_I
 
     items: list[_Item] = []
     cut: list[int] = []
-    for st in pts.in_range(lo, hi):
-        a, b = int(st.first_idx), int(st.last_idx)
+    inside = pts.in_range(lo, hi)
+    for c, a, b, n, mn, mn_i, mx, mx_i in inside:
         if a >= lo and b < hi and (a - lo) * nb // span == (b - lo) * nb // span:
-            continue
-        cut.append(int(st.chunk))
+            items.append((a, b, n, mn, mn_i, mx, mx_i))
+        else:
+            cut.append(c)
     decoded = pts.decoded(cut)
-    for st in pts.in_range(lo, hi):
-        c = int(st.chunk)
-        if c not in decoded:
-            items.append((int(st.first_idx), int(st.last_idx), int(st.n), st.min_v, st.min_idx, st.max_v, st.max_idx))
-            continue
-        idx, val = decoded[c]
+    idx_parts = [decoded[c][0] for c in cut if c in decoded]
+    val_parts = [decoded[c][1] for c in cut if c in decoded]
+    if pts.pending is not None and lo <= pts.pending[0] < hi:
+        idx_parts.append(np.array([pts.pending[0]], dtype=np.int64))
+        val_parts.append(np.array([pts.pending[1]]))
+    if idx_parts:  # every cut chunk's points at once: one pass of numpy, not one per chunk
+        idx, val = np.concatenate(idx_parts), np.concatenate(val_parts)
         keep = (idx >= lo) & (idx < hi)
         items.extend(_segments(idx[keep], val[keep], lo, nb, span))
-    if pts.pending is not None and lo <= pts.pending[0] < hi:
-        items.extend(_segments(np.array([pts.pending[0]], dtype=np.int64), np.array([pts.pending[1]]), lo, nb, span))
+        items.sort(key=lambda it: it[0])
     return items
 
 
 def _segments(idx: Any, val: Any, lo: int, nb: int, span: int) -> list[_Item]:
-    """Points in index order as one item per chart bucket they fall in (the first index holding
-    the minimum and the maximum, as a point-by-point scan would keep)."""
+    """Points in index order as one item per run of points in one chart bucket (the first index
+    holding the minimum and the maximum). Runs of one bucket may enclose a chunk taken by its
+    statistics: ``_downsample`` breaks ties by index, so the answer is a point-by-point scan's."""
     import numpy as np
 
     if not len(idx):
@@ -407,9 +411,10 @@ def _downsample(items: list[Any], lo: int, span: int, nb: int) -> list[tuple[int
         if g != cur:
             flush()
             cur, mn, mx = g, None, None
-        if min_v is not None and (mn is None or min_v < mn[0]):
+        # Ties go to the lower index, whatever order the items come in (a point-by-point scan's answer).
+        if min_v is not None and (mn is None or min_v < mn[0] or (min_v == mn[0] and min_idx < mn[1])):
             mn = (min_v, min_idx)
-        if max_v is not None and (mx is None or max_v > mx[0]):
+        if max_v is not None and (mx is None or max_v > mx[0] or (max_v == mx[0] and max_idx < mx[1])):
             mx = (max_v, max_idx)
     flush()
     return out

@@ -72,7 +72,7 @@ __all__ = ["RunResult", "RunTail", "Syncer", "discover", "run_digest"]
 
 
 #: Records per batch: large enough that a batch fills whole chunks of the server's compact history
-#: (4,096 rows) and the per-request cost is small; about 3 MB of JSON for 10 scalars a row.
+#: (2,048 rows) and the per-request cost is small; about 3 MB of JSON for 10 scalars a row.
 DEFAULT_BATCH = 8192
 #: A batch body larger than this is sent in parts (the server refuses JSON bodies over 32 MiB).
 MAX_BATCH_BYTES = 16 << 20
