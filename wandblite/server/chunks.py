@@ -10,8 +10,8 @@ What it promises
   metric's series, ``0.0``: a float read back from it, ``1``: the next of the row's literals), and
   the reserved keys ``_step``/``_runtime``/``_timestamp`` replaced the same way when the row's
   columns (``step``, ``runtime``, ``timestamp``) give them back exactly. The leaves are the values a
-  ``series`` point holds: the same keys and values ``indexes.numeric_leaves`` gives, except that a
-  NaN stays a NaN. Rows of one run mostly share one template, so a chunk stores each distinct
+  metric's points hold: the same keys and values ``indexes.numeric_leaves`` gives, except that a
+  NaN stays a NaN (and a second leaf with a dotted key already taken stays a literal). Rows of one run mostly share one template, so a chunk stores each distinct
   template once. ``join_rows`` gives back rows equal to the ones split (key order, nested dicts,
   media references, ints vs floats, NaN and +-Infinity, -0.0, ints beyond a double's precision).
 * A run's rows are chunked by index: chunk ``c`` holds rows ``[c * CHUNK_ROWS, (c + 1) * CHUNK_ROWS)``

@@ -6,7 +6,7 @@ replica. ``series_args`` turns the query string of ``GET .../series`` into ``get
 
 What it promises
 ----------------
-* ``run_keys`` lists the numeric keys (dotted leaf paths, from ``store.series``) with their point
+* ``run_keys`` lists the numeric keys (dotted leaf paths, from ``store.series_chunks``) with their point
   counts and first/last steps, then the media and other ``_type`` keys (from ``store.media_rows``,
   written with the final rows, plus a crashed run's provisional row read raw), each with its
   ``kind`` (one of ``KINDS``).
@@ -65,7 +65,7 @@ def _kind(t: str) -> str:
 
 def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
     """``{"keys": [{"key", "kind", "count", "first_step", "last_step"}]}``: numeric keys (dotted
-    leaf paths, from ``series``) then media and other ``_type`` keys (from the history rows)."""
+    leaf paths, from the series chunks) then media and other ``_type`` keys (from the media index)."""
     out: list[dict[str, Any]] = []
     with store.snapshot() as conn:
         r = run_row(conn, project, run_id)
@@ -148,7 +148,7 @@ def get_series(store: Store, project: str, run_id: str, keys: list[str], x_axis:
         if key in _X_COLUMNS:
             raise bad_request(f"{key} is an x axis, not a metric key")
     out: dict[str, Any] = {}
-    with store.snapshot() as conn:  # the position, the rows and the pyramid as of one moment
+    with store.snapshot() as conn:  # the position and the chunks as of one moment
         r = run_row(conn, project, run_id)
         pk, final = r.id, int(r.rows_final)
         for key in keys:
