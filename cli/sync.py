@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 @click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between --watch passes.")
 @click.option("--dry-run", is_flag=True, help="Print what would be sent; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run on stdout.")
-@click.option("--batch-size", default=1000, show_default=True, type=click.IntRange(1, 100_000), help="Records per request.")
+@click.option("--batch-size", default=8192, show_default=True, type=click.IntRange(1, 100_000),
+              help="Records per request (a larger body is sent in parts; wandblite.sync.client.DEFAULT_BATCH).")
 @click.option("--to", "to", type=click.Choice(["wandb", "mlflow"]), default=None,
               help="Replay into W&B or MLflow instead of a wandblite server.")
 @click.option("--entity", default=None, help="W&B entity (with --to wandb).")

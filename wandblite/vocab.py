@@ -106,11 +106,14 @@ SUMMARY_BOOKKEEPING: frozenset[str] = RESERVED | {WANDB_KEY}
 INTERNAL_PREFIX = "_"
 
 
+_JSON_TEXT = json.JSONEncoder(allow_nan=True, ensure_ascii=True, separators=(",", ":"))  # built once: hot path
+
+
 def json_text(obj: Any) -> str:
     """The JSON text sync sends and the store keeps: compact, ASCII only, NaN and +-Infinity as the
     tokens ``NaN``/``Infinity``/``-Infinity`` (the extended JSON Python's json module and wandb's
     history use), so a NUL or a lone surrogate never reaches a database's text encoding."""
-    return json.dumps(obj, allow_nan=True, ensure_ascii=True, separators=(",", ":"))
+    return _JSON_TEXT.encode(obj)
 
 
 def key_text(key: Any) -> str:

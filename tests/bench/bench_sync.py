@@ -5,8 +5,8 @@ here asserts a time. Printed, each against a floor measured in the same run on t
 
   (a) rows/s of ``wandblite sync`` of a run of 10 scalars per step, from its run file into a
       ``wandblite server`` subprocess on 127.0.0.1 with SQLite
-      / rows/s of inserting the same rows (history + series) straight into the same schema with
-      SQLAlchemy executemany, parameters prepared in advance, one transaction per batch  >= 0.5x
+      / rows/s of inserting the same rows' points (run, step, key, value) into a plain table with
+      sqlite3 executemany, parameters prepared in advance, one transaction per batch      >= 0.5x
   (b) seconds of a re-sync of the unchanged run (new process state, the server asked)        < 1 s
       (also shown: a re-sync that cannot use the sync-state cache and reads the whole run)
 """
@@ -66,37 +66,26 @@ def start_server(tmp: Path, db: str) -> tuple[subprocess.Popen[bytes], str, str]
 
 
 def floor(run_dir: Path, db: str, batch: int) -> tuple[float, int]:
-    """Rows/s of executemany of prepared history + series parameters into the same schema."""
-    import wandblite
-    from wandblite.server.db import dumps
-    from wandblite.server.schema import history, projects, runs, series
-    from wandblite.server.store import Store
+    """Rows/s of one executemany per batch of the run's (run, step, key, value) points into a plain
+    SQLite table (the store's own tables are chunked since migration 0006: the floor of a plain table)."""
+    import sqlite3
 
-    store = Store(db)
+    import wandblite
+
     rows = list(wandblite.replay(run_dir).scan_history())
-    with store.write_engine.begin() as conn:
-        pid = conn.execute(projects.insert().values(name="floor", created_at=0.0)).inserted_primary_key[0]
-        pk = conn.execute(runs.insert().values(project_id=pid, run_id="big", state="finished", updated_at=0.0,
-                                               rows_final=0, pending=False, console_count=0,
-                                               system_count=0)).inserted_primary_key[0]
-    batches = []
-    for b in range(0, len(rows), batch):
-        hp, sp = [], []
-        for idx in range(b, min(b + batch, len(rows))):
-            r = rows[idx]
-            step, rt, ts = r["_step"], r["_runtime"], r["_timestamp"]
-            hp.append({"run": pk, "idx": idx, "step": step, "runtime": rt, "timestamp": ts, "row": dumps(r), "final": True})
-            for k, v in r.items():
-                if k[0] != "_":
-                    sp.append({"run": pk, "key": k, "idx": idx, "step": step, "runtime": rt, "timestamp": ts, "value": v})
-        batches.append((hp, sp))
+    path = db[len("sqlite:///"):]
+    c = sqlite3.connect(path)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("PRAGMA synchronous=NORMAL")
+    c.execute("CREATE TABLE plain (run integer, step integer, key text, value real)")
+    batches = [[(1, r["_step"], k, v) for r in rows[b:b + batch] for k, v in r.items() if k[0] != "_"]
+               for b in range(0, len(rows), batch)]
     t0 = time.perf_counter()
-    for hp, sp in batches:
-        with store.write_engine.begin() as conn:
-            conn.execute(history.insert(), hp)
-            conn.execute(series.insert(), sp)
+    for pts in batches:
+        c.executemany("INSERT INTO plain VALUES (?, ?, ?, ?)", pts)
+        c.commit()
     dt = time.perf_counter() - t0
-    store.close()
+    c.close()
     return len(rows) / dt, len(rows)
 
 

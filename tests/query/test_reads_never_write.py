@@ -1,11 +1,12 @@
-"""Reads never write: the chart pyramid and the media index are built as sync batches are stored.
+"""Reads never write: the history chunks, their statistics and the media index are built as sync batches are stored.
 
 On SQLite and PostgreSQL: after the batches of a plain run, a crashed-and-resumed run and a run
 whose provisional rows were replaced, no chart, key, media or runs read issues one INSERT, UPDATE,
 DELETE or DDL statement (counted on the store's engines), and the reads also succeed through a
-PostgreSQL role that may only SELECT and a SQLite file opened read-only. The indexes grown batch by
-batch equal the ones built in one go from ``series`` (what the read side used to build on a first
-read), so charts are unchanged; a store from before migration 0004 gets them from that migration.
+PostgreSQL role that may only SELECT and a SQLite file opened read-only. The chunks grown batch by
+batch (a crash, a resume, provisional rows replaced) are byte for byte the chunks of the same final
+rows sent in one batch, and a store in the layout before migration 0006 gets those same chunks, and
+the same answers, from that migration.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ import pytest
 import sqlalchemy as sa
 
 from tests.server.conftest import PG_ADMIN, fresh_postgres_database
+from tests.server.old_layout import to_old_layout
 from wandblite.server import media_query, read, runs_query, series_query
-from wandblite.server.indexes import backfill_read_indexes
-from wandblite.server.schema import derived_state, media_rows, runs, schema_migrations, series_agg
+from wandblite.server.chunks import CHUNK_ROWS
+from wandblite.server.schema import history_chunks, media_rows, runs, series_chunks
 from wandblite.server.store import Store
 
 from .conftest import Dataset, uniq
 
-N = 30_000  # over series_query._RAW_MAX: whole-run charts are answered from the pyramid
+N = 30_000  # 8 chunks: whole-run charts take chunk statistics and decode the chunks buckets cut
 IMG = {"_type": "image-file", "path": "media/images/x.png", "sha256": "0" * 64, "width": 8, "height": 8}
 WRITES = ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "REPLACE", "TRUNCATE")
 
@@ -100,17 +102,15 @@ def _reads(store: Store, project: str, run: str) -> dict[str, Any]:
     return out
 
 
-def _indexes(store: Store) -> tuple[list[Any], list[Any]]:
+def _indexes(store: Store) -> dict[str, tuple[list[Any], list[Any], list[Any]]]:
+    """Per run id: its history chunks, series chunks and media rows (without the run's surrogate key)."""
+    out = {}
     with store.read_engine.connect() as conn:
-        agg = sorted(tuple(r) for r in conn.execute(sa.select(series_agg)))
-        med = sorted(tuple(r) for r in conn.execute(sa.select(media_rows)))
-    return agg, med
-
-
-def _clear_indexes(store: Store) -> None:
-    with store.write_engine.begin() as conn:
-        conn.execute(series_agg.delete())
-        conn.execute(media_rows.delete())
+        for pk, run_id in conn.execute(sa.select(runs.c.id, runs.c.run_id)):
+            out[run_id] = tuple(sorted(tuple(v for k, v in r._mapping.items() if k != "run")
+                                       for r in conn.execute(sa.select(t).where(t.c.run == pk)))
+                                for t in (history_chunks, series_chunks, media_rows))
+    return out
 
 
 class _WriteCounter:
@@ -157,48 +157,45 @@ def test_reads_never_write_and_the_indexes_grown_by_batches_equal_a_build_in_one
     assert 1e9 not in replaced["y"] and replaced["y"][-1] == -1e9 and replaced["x"][-1] == N - 1
     assert before["replaced"]["run"]["pending"] is True
 
-    # Grown batch by batch == built in one go from ``series`` (what the first read used to build).
+    # Grown batch by batch == the same final rows in one batch.
     grown = _indexes(store)
-    assert grown[0] and grown[1]
-    _clear_indexes(store)
-    with store.write_engine.begin() as conn:
-        for pk, final in conn.execute(sa.select(runs.c.id, runs.c.rows_final)).all():
-            backfill_read_indexes(conn, pk, final)
-    assert _indexes(store) == grown
-    after = {run: _reads(store, project, run) for run in finals}
-    for run in finals:
-        for k in before[run]:
-            if k not in ("runs", "run"):  # updated_at and friends are the runs' own
-                assert after[run][k] == before[run][k], (run, k)
+    assert all(grown["plain"]) and len(grown["plain"][0]) == -(-N // CHUNK_ROWS)
+    assert grown["resumed"] == grown["plain"]  # a crash at 7,778 and a resume change no byte
+    items = [{"idx": i, "final": True, "row": _row(i, float(v))} for i, v in enumerate(finals["plain"])]
+    store.apply_batch(project, "once", {"rows": items, "run": {"state": "running"}})
+    assert _indexes(store)["once"] == grown["plain"]
     store.close()
 
 
-def test_a_store_from_before_migration_0004_gets_its_indexes_from_the_migration(url: str, tmp_path: Path) -> None:
+def test_a_store_in_the_layout_before_migration_0006_is_converted_with_the_same_chunks_and_answers(
+        url: str, tmp_path: Path) -> None:
     store = Store(url, media_dir=tmp_path / "media")
     project = uniq("mg")
-    _make_runs(store, project)
+    finals = _make_runs(store, project)
     grown = _indexes(store)
-    charts = {run: series_query.get_series(store, project, run, ["v", "nested.w"], samples=700)
-              for run in ("plain", "resumed", "replaced")}
-    # Roll back to the 0003 state: no indexes, except what an old first read of "plain" had built
-    # (its v pyramid and media index up to 12,345, recorded in derived_state), 0004 not applied.
-    _clear_indexes(store)
-    with store.write_engine.begin() as conn:
-        derived_state.create(conn)
-        pk = conn.execute(sa.select(runs.c.id).where(runs.c.run_id == "plain")).scalar_one()
-        backfill_read_indexes(conn, pk, 12_345, {(pk, "agg:epoch"): N, (pk, "agg:nested.w"): N})
-        conn.execute(derived_state.insert(), [{"run": pk, "name": "agg:v", "upto": 12_345},
-                                              {"run": pk, "name": "media", "upto": 12_345}])
-        conn.execute(schema_migrations.delete().where(schema_migrations.c.name == "0004_read_indexes_at_ingest"))
+    before = {run: _reads(store, project, run) for run in finals}
+    assert to_old_layout(store) == 3 * N  # every row (the replaced run: N - 1 final, one provisional)
     store.close()
 
-    store = Store(url, media_dir=tmp_path / "media")  # a server start: migrations run once
-    assert "0004_read_indexes_at_ingest" in store.applied_migrations()
-    assert _indexes(store) == grown
+    import wandblite.server.migrations as migrations
+
+    lines: list[str] = []
+    old_piece = migrations.CONVERT_PIECE
+    migrations.CONVERT_PIECE = CHUNK_ROWS * 5  # several transactions per run
+    try:
+        store = Store(url, media_dir=tmp_path / "media", migrate=False)
+        assert migrations.migrate(store.write_engine, lines.append) == ["0006_compact_history"]
+    finally:
+        migrations.CONVERT_PIECE = old_piece
+    assert len(lines) == 3 * 3 and lines[-1].endswith(f"{N - 1}/{N - 1} rows")  # progress per piece
     with store.read_engine.connect() as conn:
-        assert not sa.inspect(conn).has_table("derived_state")
-    for run, chart in charts.items():
-        assert series_query.get_series(store, project, run, ["v", "nested.w"], samples=700) == chart
+        assert not {"history", "series", "series_agg"} & set(sa.inspect(conn).get_table_names())
+    assert _indexes(store) == grown
+    for run in finals:
+        after = _reads(store, project, run)
+        for k in before[run]:
+            if k not in ("runs", "run"):
+                assert json.dumps(after[k]) == json.dumps(before[run][k]), (run, k)  # NaN equal to NaN
     store.close()
 
 
@@ -239,7 +236,7 @@ def test_charts_keys_and_media_are_served_by_a_user_that_may_only_read(url: str,
     ro = Store(_read_only_url(url, cleanup), media_dir=tmp_path / "media", migrate=False)
     try:
         with ro.write_engine.connect() as conn, pytest.raises(sa.exc.DBAPIError):  # the user really cannot write
-            conn.execute(series_agg.delete())
+            conn.execute(series_chunks.delete())
         for run, want in expected.items():
             got = _reads(ro, project, run)
             assert {k: v for k, v in got.items() if k != "runs"} == {k: v for k, v in want.items() if k != "runs"}

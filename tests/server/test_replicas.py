@@ -362,8 +362,8 @@ def test_one_blob_stored_through_two_stores_at_once_is_stored_once_without_error
                 got = _race(12, lambda i, data=data, sha=sha: stores[i % 2].put_media(sha, [data], "txt", 1 << 20))
                 assert got == [len(data)] * 12, got
                 assert stores[1].missing_media([sha]) == []
-                path, ext = stores[0].media_path(sha)
-                assert path.read_bytes() == data and ext == "txt"
+                blob = stores[0].media_blob(sha)
+                assert blob.read_bytes() == data and blob.ext == "txt"
         finally:
             for s in stores:
                 s.close()

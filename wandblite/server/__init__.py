@@ -12,7 +12,9 @@ The write side (the store, split the way sqlite-utils splits a database from its
 * ``wire``        the wire contract's validation: names, hashes, and each batch record's preparation
 * ``ingest``      ``apply_batch``: one table of streams (rows, console, system, files, artifacts,
                   uses, alerts), each with its preparation, position and writer; exactly-once
-* ``indexes``     the read indexes built at ingest: the min/max pyramid and the media index
+* ``chunks``      the compact history codec: row templates, chunks of rows and of points (zstd)
+* ``history_store`` a run's history chunks in the database: appended at ingest, read back as rows and points
+* ``indexes``     a row's numeric and typed leaves, the media index built at ingest (and the old pyramid)
 * ``auth``        API keys and browser sessions
 * ``media_index`` the media table over ``blobs``
 * ``blobs``       media bytes on disk by sha256 (temp file, hash check, rename)
@@ -22,7 +24,7 @@ The read side:
 * ``read``         projects, one run, history / console / system pages, joined console lines, sampled history
 * ``runs_query``   the runs table: the filter language, order and search
 * ``regex_guard``  the ``$regex`` cost check (catastrophic backtracking refused before it runs)
-* ``series_query`` metric keys and downsampled series from the pyramid
+* ``series_query`` metric keys and downsampled series from the chunks' statistics
 * ``media_query``  media per key, meshes and point clouds
 * ``records``      saved files, artifacts, uses and alerts
 

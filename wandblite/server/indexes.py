@@ -1,4 +1,4 @@
-"""What a history row adds to the store beyond its JSON: its series values and the read indexes.
+"""What a history row holds besides its JSON: its numeric leaves, its typed values, the media index.
 
 Layer 5 (the server). What it promises:
 
@@ -7,18 +7,16 @@ Layer 5 (the server). What it promises:
   is not a number, a dict without it is a subtree; NaN becomes None (NULL: SQLite cannot store a
   NaN REAL), +-Infinity stay, an int beyond a double's range has no chart value (the row keeps it).
 * ``typed_leaves``/``media_leaves``: the row's ``_type`` values (media, tables, charts), the keys
-  ``media_rows`` holds.
-* The read indexes, ``series_agg`` (the min/max pyramid charts are downsampled from) and
-  ``media_rows``, cover exactly the run's final rows ``[0, rows_final)``. ``extend_read_indexes``
-  adds the final rows a batch stores, in the batch's transaction, so a reader sees rows and their
-  indexes together and never writes (reads work on a read-only replica or role). A provisional row
-  (``final: false``) enters neither: the read side reads the one row at ``rows_final`` raw, and when
-  a later batch replaces it only the row itself is deleted; its replacement, once final, is
-  aggregated like any new row. So no bucket ever holds a value that was replaced.
-* ``backfill_read_indexes`` builds them for rows stored another way (migration
-  ``0004_read_indexes_at_ingest``, benchmarks).
-* Pyramid level L buckets ``16 ** (L + 1)`` history indexes (``PYRAMID_SHIFT``, ``PYRAMID_LEVELS``):
-  widths 16 .. 1048576; ``min_v``/``max_v`` are over finite values only.
+  ``media_rows`` hol* ``media_rows`` covers exactly the run's final rows ``[0, rows_final)``: ``add_media_rows`` adds
+  the final rows a batch stores, in the batch's transaction, so a reader sees rows and their index
+  together and never writes (reads work on a read-only replica or role). A provisional row
+  (``final: false``) does not enter it: the read side reads the one row at ``rows_final`` raw.
+* The old layout's pyramid (``series_agg``, from ``series``; retired by migration 0006):
+  ``backfill_read_indexes`` is kept for migration ``0004_read_indexes_at_ingest``, which still runs
+  on a store older than it. Level L buckets ``16 ** (L + 1)`` history indexes (``PYRAMID_SHIFT``,
+  ``PYRAMID_LEVELS``). The compact layout's chunk statistics replace it (``history_store.py``).
+
+y.
 
 numpy is imported when first needed.
 """
@@ -36,7 +34,7 @@ from wandblite.server.schema import history, media_rows, series, series_agg
 from wandblite.vocab import RESERVED, TYPE_KEY
 
 __all__ = [
-    "PYRAMID_LEVELS", "PYRAMID_SHIFT", "backfill_read_indexes", "extend_read_indexes",
+    "PYRAMID_LEVELS", "PYRAMID_SHIFT", "add_media_rows", "backfill_read_indexes",
     "media_leaves", "numeric_leaves", "typed_leaves",
 ]
 
@@ -157,30 +155,11 @@ def _write_agg(conn: Connection, params: list[dict[str, Any]], covered: int) -> 
     conn.execute(stmt, merge)
 
 
-def extend_read_indexes(conn: Connection, pk: int, covered: int,
-                         rows: list[tuple[int, int | None, list[tuple[str, float | None]], list[tuple[str, str]]]],
-                         ) -> None:
-    """Add final rows ``(idx, step, numeric leaves, media leaves)``, all at or above ``covered`` and
-    in index order, to the run's pyramid and media index (in the caller's transaction)."""
-    import numpy as np
-
-    by_key: dict[str, tuple[list[int], list[float]]] = {}
-    media_params: list[dict[str, Any]] = []
-    nan = math.nan
-    for idx, step, leaves, media_leaves in rows:
-        for key, value in leaves:
-            ent = by_key.get(key)
-            if ent is None:
-                ent = by_key[key] = ([], [])
-            ent[0].append(idx)
-            ent[1].append(nan if value is None else value)
-        media_params.extend({"run": pk, "key": k, "idx": idx, "step": step, "type": t} for k, t in media_leaves)
-    params: list[dict[str, Any]] = []
-    for key, (idxs, vals) in by_key.items():
-        params.extend(_aggregate(pk, key, np.asarray(idxs, dtype=np.int64), np.asarray(vals, dtype=np.float64)))
-    _write_agg(conn, params, covered)
-    for i in range(0, len(media_params), 5000):
-        conn.execute(media_rows.insert(), media_params[i:i + 5000])
+def add_media_rows(conn: Connection, pk: int, rows: list[tuple[int, int | None, list[tuple[str, str]]]]) -> None:
+    """Add final rows ``(idx, step, media leaves)`` to the run's media index (in the caller's transaction)."""
+    params = [{"run": pk, "key": k, "idx": idx, "step": step, "type": t} for idx, step, leaves in rows for k, t in leaves]
+    for i in range(0, len(params), 5000):
+        conn.execute(media_rows.insert(), params[i:i + 5000])
 
 
 def backfill_read_indexes(conn: Connection, pk: int, final: int, built: dict[tuple[int, str], int] | None = None,

@@ -39,19 +39,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request, conflict
-from wandblite.server.indexes import extend_read_indexes
+from wandblite.server.history_store import write_rows
+from wandblite.server.indexes import add_media_rows
 from wandblite.server.schema import (
     alerts,
     artifact_aliases,
     artifact_uses,
     artifacts,
     console,
-    history,
     projects,
     run_artifacts,
     run_files,
     runs,
-    series,
     system,
 )
 from wandblite.server.wire import (
@@ -157,21 +156,11 @@ def _append(table: sa.Table, counter: str | None = None) -> Callable[[Connection
 
 
 def _write_rows(conn: Connection, r: Any, held: int, recs: list[tuple[int, Row]]) -> dict[str, Any]:
-    """History rows, their series values and read indexes; a provisional row at ``held`` is replaced."""
-    pk = r.id
-    if r.pending:
-        # The provisional row at idx held (a crashed run's pending row) is replaced.
-        conn.execute(history.delete().where(history.c.run == pk, history.c.idx >= held))
-        conn.execute(series.delete().where(series.c.run == pk, series.c.idx >= held))
-    conn.execute(history.insert(), [{"run": pk, "idx": idx, "step": row.step, "runtime": row.runtime,
-                                     "timestamp": row.timestamp, "row": row.text, "final": row.final}
-                                    for idx, row in recs])
-    ser_params = [{"run": pk, "key": key, "idx": idx, "step": row.step, "runtime": row.runtime,
-                   "timestamp": row.timestamp, "value": value} for idx, row in recs for key, value in row.leaves]
-    if ser_params:
-        conn.execute(series.insert(), ser_params)
-    # The read indexes cover the final rows, so a read never has to build them (indexes.py).
-    extend_read_indexes(conn, pk, held, [(idx, row.step, row.leaves, row.media) for idx, row in recs if row.final])
+    """History rows into the run's chunks with their statistics, and the media index; a provisional
+    row at ``held`` is replaced (``history_store.write_rows``)."""
+    write_rows(conn, r.id, held, bool(r.pending), recs)
+    # The media index covers the final rows, so a read never has to build it (indexes.py).
+    add_media_rows(conn, r.id, [(idx, row.step, row.media) for idx, row in recs if row.final and row.media])
     last_final = recs[-1][1].final
     return {"rows_final": held + len(recs) - (0 if last_final else 1), "pending": not last_final}
 

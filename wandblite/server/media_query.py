@@ -19,9 +19,10 @@ import sqlalchemy as sa
 from wandblite.data_types.molecule import MOLECULE_TYPES, read_structure
 from wandblite.errors import DataError
 from wandblite.server.errors import bad_request
+from wandblite.server.history_store import row_values, rows_at
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.read import run_row, tail_rows
-from wandblite.server.schema import history, media_rows
+from wandblite.server.schema import media_rows
 from wandblite.server.store import Store
 from wandblite.vocab import is_typed_value
 
@@ -70,14 +71,12 @@ def list_media(store: Store, project: str, run_id: str, key: str, limit: int = 1
         if total > limit:
             idxs = sorted({idxs[round(j * (total - 1) / (limit - 1))] for j in range(limit)}) if limit > 1 else [idxs[-1]]
         steps = []
-        for i in range(0, len(idxs), 500):
-            chunk = idxs[i:i + 500]
-            q = (sa.select(history.c.idx, history.c.step, history.c.row)
-                 .where(history.c.run == pk, history.c.idx.in_(chunk)).order_by(history.c.idx))
-            for idx, step, text in conn.execute(q):
-                found, v = _leaf(json.loads(text), key)
-                if found:
-                    steps.append({"step": step, "idx": idx, "value": v})
+        step_of = row_values(conn, pk, "step")
+        step_of.preload(idxs)
+        for idx, row in rows_at(conn, pk, [i for i in idxs if i < final]):
+            found, v = _leaf(row, key)
+            if found:
+                steps.append({"step": step_of.get(idx), "idx": idx, "value": v})
         for idx, step, row in tail_rows(conn, pk, final):
             found, v = _leaf(row, key)
             if found and is_typed_value(v):

@@ -5,22 +5,31 @@ Layer 5 (the server). What it promises:
 * ``MIGRATIONS`` lists the steps in the order they run. A released step is never edited or
   reordered: a change to the schema is a new step appended at the end. Each step records itself in
   ``schema_migrations`` in the transaction that applies it, so a step either happened whole or not.
-* ``migrate(engine)`` applies the steps not applied yet and returns their names. Several server
+* ``migrate(engine, progress)`` applies the steps not applied yet and returns their names. Several server
   processes may start at once on one database: each step's check and apply run in one transaction
   that holds the database's write lock first (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
   advisory lock on PostgreSQL), so every step runs exactly once. Running it again applies nothing.
+
+* A step that converts stored data (``0006_compact_history``) does its work before its own
+  transaction, in pieces, each in its own transaction under the same lock, so it is resumable: a
+  server killed half-way converts the rest when it starts again, and two starting at once share the
+  work. ``progress`` (default: lines on stderr) is told what is being converted.
 
 The tables themselves are drawn in ``schema.py``.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from wandblite.server.chunks import split_row
+from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import backfill_read_indexes
 from wandblite.server.schema import (
     alerts,
@@ -31,6 +40,8 @@ from wandblite.server.schema import (
     console,
     derived_state,
     history,
+    history_chunks,
+    history_pending,
     media,
     media_rows,
     metadata,
@@ -41,9 +52,11 @@ from wandblite.server.schema import (
     schema_migrations,
     series,
     series_agg,
+    series_chunks,
     sessions,
     system,
 )
+from wandblite.server.wire import Row
 from wandblite.throttle import throttle
 
 __all__ = ["MIGRATIONS", "applied", "migrate"]
@@ -94,6 +107,73 @@ def _m0005_alert_throttle(conn: Connection) -> None:
                          .values(throttled=True), hit)
 
 
+def _create_chunk_tables(conn: Connection) -> None:
+    """The compact layout's tables (if missing). On PostgreSQL their blobs are stored as they are
+    (``STORAGE EXTERNAL``): already zstd-compressed, pglz would spend time failing to shrink them."""
+    metadata.create_all(conn, tables=[history_chunks, series_chunks, history_pending])
+    if conn.dialect.name == "postgresql":
+        for table in (history_chunks, series_chunks):
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ALTER COLUMN data SET STORAGE EXTERNAL"))
+
+
+#: Rows converted per transaction by migration 0006 (a multiple of the chunk size).
+CONVERT_PIECE = 65_536
+
+
+def _convert_to_chunks(engine: Engine, progress: Callable[[str], None]) -> None:
+    """Migration 0006's data work: every run's ``history`` rows (and so its ``series`` points) into
+    ``history_chunks``/``series_chunks``/``history_pending``, ``CONVERT_PIECE`` rows per transaction.
+    A converted piece's old rows are deleted in the transaction that writes its chunks, so where a
+    run stands is what is left in ``history``: a restart, or a second server, goes on from there."""
+    with engine.begin() as conn:
+        _lock(conn)
+        if not sa.inspect(conn).has_table("history"):
+            return
+        _create_chunk_tables(conn)
+        todo = conn.execute(sa.select(runs.c.id, runs.c.run_id, runs.c.rows_final).where(
+            sa.exists().where(history.c.run == runs.c.id)).order_by(runs.c.id)).all()
+    for n, (pk, run_id, rows_final) in enumerate(todo, 1):
+        while True:
+            with engine.begin() as conn:
+                _lock(conn)
+                if not sa.inspect(conn).has_table("history"):
+                    return  # another process finished the step
+                h = history.c
+                old = conn.execute(sa.select(h.idx, h.step, h.runtime, h.timestamp, h.row, h.final).where(
+                    h.run == pk).order_by(h.idx).limit(CONVERT_PIECE)).all()
+                if not old:
+                    break
+                held = int(old[0].idx)
+                recs = []
+                for o in old:
+                    row = json.loads(o.row)
+                    template, points = split_row(row, o.step, o.runtime, o.timestamp)
+                    recs.append((int(o.idx), Row(bool(o.final), None if o.final else o.row, template, o.step,
+                                                 o.runtime, o.timestamp, points, [])))
+                write_rows(conn, pk, held, True, recs)
+                top = int(old[-1].idx) + 1
+                conn.execute(history.delete().where(h.run == pk, h.idx < top))
+                conn.execute(series.delete().where(series.c.run == pk, series.c.idx < top))
+                progress(f"migrating history to chunks: run {n}/{len(todo)} ({run_id}), "
+                         f"{min(top, int(rows_final))}/{int(rows_final)} rows")
+
+
+def _m0006_compact_history(conn: Connection) -> None:
+    """The compact layout: a run's rows in chunks (``history_chunks``, ``series_chunks``, a provisional
+    row in ``history_pending``) instead of a row per history row (``history``), a row per point
+    (``series``) and the pyramid (``series_agg``). ``_convert_to_chunks`` has moved the data; what
+    is left to do here is to drop the old tables."""
+    _create_chunk_tables(conn)
+    inspector = sa.inspect(conn)
+    if inspector.has_table("history"):
+        left = conn.execute(sa.select(sa.func.count()).select_from(history)).scalar_one()
+        if left:
+            raise RuntimeError(f"migration 0006: {left} history rows were not converted; start the server again")
+    for table in (series_agg, series, history):
+        if inspector.has_table(table.name):
+            table.drop(conn)
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -102,7 +182,17 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0003_files_artifacts_alerts", _m0003_files_artifacts_alerts),
     ("0004_read_indexes_at_ingest", _m0004_read_indexes_at_ingest),
     ("0005_alert_throttle", _m0005_alert_throttle),
+    ("0006_compact_history", _m0006_compact_history),
 ]
+
+#: Data work a step does before its transaction, resumably (see the module's docstring).
+_BEFORE: dict[str, Callable[[Engine, Callable[[str], None]], None]] = {
+    "0006_compact_history": _convert_to_chunks,
+}
+
+
+def _to_stderr(line: str) -> None:
+    print(f"wandblite: {line}", file=sys.stderr, flush=True)
 
 
 def _lock(conn: Connection) -> None:
@@ -112,13 +202,21 @@ def _lock(conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(2004116589)"))
 
 
-def migrate(engine: Engine) -> list[str]:
-    """Apply the migrations not applied yet, in order, through the write ``engine``; return their names."""
+def migrate(engine: Engine, progress: Callable[[str], None] = _to_stderr) -> list[str]:
+    """Apply the migrations not applied yet, in order, through the write ``engine``; return their
+    names. ``progress`` is told about data being converted (nothing on a fresh database)."""
     with engine.begin() as conn:
         _lock(conn)
         schema_migrations.create(conn, checkfirst=True)
     done_now: list[str] = []
     for name, step in MIGRATIONS:
+        before = _BEFORE.get(name)
+        if before is not None:
+            with engine.connect() as conn:
+                done = conn.execute(
+                    sa.select(schema_migrations.c.name).where(schema_migrations.c.name == name)).first()
+            if not done:
+                before(engine, progress)
         with engine.begin() as conn:
             _lock(conn)
             done = conn.execute(

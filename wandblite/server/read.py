@@ -12,7 +12,6 @@ end). Unknown projects and runs raise a 404 ``ApiError``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -23,13 +22,15 @@ from sqlalchemy.engine import Connection
 
 from wandblite.console import join_records
 from wandblite.replay import flatten
+from wandblite.server.chunks import CHUNK_ROWS
 from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
+from wandblite.server.history_store import pending_row, read_rows, rows_at
 from wandblite.server.ingest import run_position
-from wandblite.server.schema import console, history, projects, runs, system
+from wandblite.server.schema import console, projects, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
-from wandblite.vocab import MAX_SAMPLED_ROWS, RESERVED, RUNTIME, TYPE_KEY, is_number, spread
+from wandblite.vocab import MAX_SAMPLED_ROWS, RUNTIME, TYPE_KEY, is_number, spread
 
 __all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history", "get_run",
            "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "sample_history",
@@ -83,10 +84,10 @@ def run_row(conn: Connection, project: str, run_id: str) -> Any:
 
 
 def tail_rows(conn: Connection, pk: int, final: int) -> Iterable[tuple[int, Any, dict[str, Any]]]:
-    """``(idx, step, row)`` of the run's history rows from index ``final`` on (the provisional ones)."""
-    q = sa.select(history.c.idx, history.c.step, history.c.row).where(history.c.run == pk, history.c.idx >= final)
-    for idx, step, text in conn.execute(q.order_by(history.c.idx)):
-        yield idx, step, json.loads(text)
+    """``(idx, step, row)`` of the run's history rows from index ``final`` on (the provisional one)."""
+    p = pending_row(conn, pk)
+    if p is not None and p[0] >= final:
+        yield p[0], p[1], p[4]
 
 
 def _runtime(summary: dict[str, Any], r: Any) -> float | None:
@@ -126,11 +127,15 @@ def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
 
 def get_history(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
     """History rows from idx ``start``: ``{"rows": [{"idx", "final", "row"}], "next"}``."""
-    with store.read_engine.connect() as conn:
-        pk = run_row(conn, project, run_id).id
-        q = (sa.select(history.c.idx, history.c.final, history.c.row)
-             .where(history.c.run == pk, history.c.idx >= start).order_by(history.c.idx).limit(limit))
-        rows = [{"idx": r.idx, "final": bool(r.final), "row": loads(r.row)} for r in conn.execute(q)]
+    with store.snapshot() as conn:  # the position and the chunks as of one moment
+        r = run_row(conn, project, run_id)
+        final = int(r.rows_final)
+        stop = start + limit
+        rows: list[dict[str, Any]] = [{"idx": idx, "final": True, "row": row}
+                                      for idx, row in read_rows(conn, r.id, start, min(stop, final))]
+        if len(rows) < limit:
+            rows.extend({"idx": idx, "final": False, "row": row} for idx, _step, row in tail_rows(conn, r.id, final)
+                        if start <= idx < stop)
     return {"rows": rows, "next": rows[-1]["idx"] + 1 if len(rows) == limit else None}
 
 
@@ -160,45 +165,26 @@ def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
     media values stay whole). Without ``keys``: whole rows, spaced over all the run's rows. With
     ``keys`` (flat names): only the rows holding every one of them, each reduced to those keys, spaced
     over the rows that hold them (wandb's sampled history). Answer: ``{"rows": [row], "matched": n}``,
-    ``matched`` counting the rows sampled from. Rows are read by index: a whole run is scanned only
-    when ``keys`` are given (a row whose JSON text cannot hold a key's last segment is skipped undecoded).
+    ``matched`` counting the rows sampled from. Final rows only (a provisional last row is not sampled).
+    Rows are read by index, each chunk once: a whole run is decoded only when ``keys`` are given.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLED_ROWS:
         raise bad_request(f"samples must be an integer between 1 and {MAX_SAMPLED_ROWS}")
     if keys is not None and (not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys)):
         raise bad_request("keys must be a list of non-empty names")
-    with store.read_engine.connect() as conn:
-        pk = run_row(conn, project, run_id).id
-        where = history.c.run == pk
+    with store.snapshot() as conn:  # the position and the chunks as of one moment
+        r = run_row(conn, project, run_id)
+        pk, final = r.id, int(r.rows_final)
         if not keys:
-            lo, n = conn.execute(sa.select(sa.func.min(history.c.idx), sa.func.count()).where(where)).one()
-            chosen = [int(lo) + i for i in spread(int(n), samples)] if n else []
+            n, chosen = final, list(spread(final, samples))
         else:
-            # A key is present only if the text holds its last dotted segment as JSON writes it (less its
-            # opening quote, so that a literal "a.b" key matches too); most other rows are never decoded.
-            needles = [json.dumps(k.rsplit(".", 1)[-1])[1:] for k in keys if k not in RESERVED]
-            # Keys without dots in a row with no object inside it (one "{"): a key delimited as JSON
-            # writes one ({"k": or ,"k": -- a quote inside a string is escaped) is a top-level leaf, so
-            # such rows are held without decoding. Anything else is decoded and looked up.
-            plain = [(f"{{{json.dumps(k)}:", f",{json.dumps(k)}:") for k in keys if k not in RESERVED]
-            simple = all("." not in k for k in keys)
             held: list[int] = []
-            q = sa.select(history.c.idx, history.c.row).where(where).order_by(history.c.idx)
-            for idx, text in conn.execution_options(stream_results=True, yield_per=5000).execute(q):
-                if not all(s in text for s in needles):
-                    continue
-                if simple and text.count("{") == 1 and all(a in text or b in text for a, b in plain):
-                    held.append(int(idx))
-                    continue
-                row = loads(text)
-                if all(_flat_get(row, k)[0] for k in keys):
-                    held.append(int(idx))
+            for lo in range(0, final, CHUNK_ROWS):  # a chunk at a time: bounded memory
+                for idx, row in read_rows(conn, pk, lo, min(lo + CHUNK_ROWS, final)):
+                    if all(_flat_get(row, k)[0] for k in keys):
+                        held.append(idx)
             n, chosen = len(held), [held[i] for i in spread(len(held), samples)]
-        rows: list[dict[str, Any]] = []
-        for i in range(0, len(chosen), 1000):
-            pick = (sa.select(history.c.row).where(where, history.c.idx.in_(chosen[i:i + 1000]))
-                    .order_by(history.c.idx))
-            rows.extend(flatten(loads(text)) for (text,) in conn.execute(pick))
+        rows = [flatten(row) for _idx, row in rows_at(conn, pk, chosen)]
     if keys:
         rows = [{k: r[k] for k in keys} for r in rows]
     return {"rows": rows, "matched": int(n)}

@@ -17,8 +17,8 @@ import sqlalchemy as sa
 
 __all__ = [
     "alerts", "api_keys", "artifact_aliases", "artifact_uses", "artifacts", "console", "derived_state", "history",
-    "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files", "runs", "schema_migrations",
-    "series", "series_agg", "sessions", "system",
+    "history_chunks", "history_pending", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
+    "runs", "schema_migrations", "series", "series_agg", "series_chunks", "sessions", "system",
 ]
 
 metadata = sa.MetaData()
@@ -80,6 +80,8 @@ runs = sa.Table(
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
 )
 
+# Retired by migration 0006 (``history_chunks``, ``series_chunks`` and ``history_pending`` hold what
+# ``history`` and ``series`` held): one row per history row and one per numeric point.
 history = sa.Table(
     "history", metadata,
     sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
@@ -138,7 +140,7 @@ sessions = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
-# Min/max pyramid of a numeric series for chart downsampling: level L aggregates the points of
+# Retired by migration 0006 (``series_chunks`` carries each chunk's statistics). Min/max pyramid of a numeric series for chart downsampling: level L aggregates the points of
 # ``(run, key)`` whose history idx falls in ``[bucket * 16**(L+1), (bucket+1) * 16**(L+1))``.
 # Derived from ``series``, final rows only: extended by ``apply_batch`` in the batch's transaction
 # (``indexes.py``; since migration 0004, before it by the first read). ``min_v``/``max_v`` are over
@@ -262,4 +264,50 @@ derived_state = sa.Table(
     sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("upto", sa.BigInteger, nullable=False),
+)
+
+
+# The compact layout (migration 0006; the codec is ``chunks.py``, reads and writes ``history_store.py``).
+# A run's final rows ``[0, rows_final)`` are chunked by index: chunk ``c`` holds rows
+# ``[c * CHUNK_ROWS, (c + 1) * CHUNK_ROWS)``; only the run's last chunk may be partial (a later
+# batch rewrites it). ``history_chunks`` holds each chunk's rows without their numeric leaves
+# (templates, steps, runtimes, timestamps), ``series_chunks`` each key's points in that chunk with
+# their statistics, so a chart reads statistics first and decodes only the chunks it must.
+history_chunks = sa.Table(
+    "history_chunks", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("chunk", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.Integer, nullable=False),  # rows in the chunk (from its first index on)
+    sa.Column("step0", sa.BigInteger),  # set when the chunk's steps are step0, step0 + 1, ... (no decode to place a point)
+    sa.Column("data", sa.LargeBinary, nullable=False),  # chunks.encode_rows
+)
+
+series_chunks = sa.Table(
+    "series_chunks", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("chunk", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.Integer, nullable=False),  # points (NaN and +-Infinity included)
+    sa.Column("first_idx", sa.BigInteger, nullable=False),
+    sa.Column("last_idx", sa.BigInteger, nullable=False),
+    sa.Column("first_step", sa.BigInteger),
+    sa.Column("last_step", sa.BigInteger),
+    sa.Column("min_v", sa.Float),  # over finite values (NULL when none), at the first index holding it
+    sa.Column("min_idx", sa.BigInteger),
+    sa.Column("max_v", sa.Float),
+    sa.Column("max_idx", sa.BigInteger),
+    sa.Column("data", sa.LargeBinary, nullable=False),  # chunks.encode_points
+    sa.Index("ix_series_chunks_run_chunk", "run", "chunk"),  # every key of a chunk: reading whole rows
+)
+
+# A crashed run's provisional row (``final: false``) at index ``rows_final``, as JSON text; at most
+# one per run, replaced by the next row sent at that index.
+history_pending = sa.Table(
+    "history_pending", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("idx", sa.BigInteger, nullable=False),
+    sa.Column("step", sa.BigInteger),
+    sa.Column("runtime", sa.Float),
+    sa.Column("timestamp", sa.Float),
+    sa.Column("row", sa.Text, nullable=False),
 )

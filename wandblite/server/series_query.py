@@ -6,7 +6,7 @@ replica. ``series_args`` turns the query string of ``GET .../series`` into ``get
 
 What it promises
 ----------------
-* ``run_keys`` lists the numeric keys (dotted leaf paths, from ``store.series``) with their point
+* ``run_keys`` lists the numeric keys (dotted leaf paths, from ``store.series_chunks``) with their point
   counts and first/last steps, then the media and other ``_type`` keys (from ``store.media_rows``,
   written with the final rows, plus a crashed run's provisional row read raw), each with its
   ``kind`` (one of ``KINDS``).
@@ -16,10 +16,12 @@ What it promises
   a chart); ``count`` still counts them (every point logged in the range). The x of a point is its
   row's ``_step``, ``_runtime``, ``_timestamp``, or the value another metric (``epoch``) has in the
   same history row (points whose row lacks that metric are dropped).
-* Speed: the min/max of each bucket comes from a per-(run, key) pyramid (``store.series_agg``,
-  buckets of 16, 256, 4096, 65536 and 1048576 history indexes) that the store extends as each sync
-  batch is stored. A chart of a 1M-point series reads about 4,000 aggregate rows instead of a
-  million points. Only final rows enter the pyramid; a crashed run's provisional row is read raw.
+* Speed: a metric is stored in chunks of 2,048 history indexes, each with its count, minimum and
+  maximum (``history_store``, ``store.series_chunks``), written as each sync batch is stored. A chart
+  takes a chunk's statistics when the chunk lies inside one chart bucket and decodes only the
+  chunks a bucket boundary cuts, so the minimum and maximum of every bucket are exact. A 10M-point
+  series reads 4,883 statistics rows and decodes at most one chunk per bucket. A crashed run's
+  provisional row is read raw.
 * ``min_x``/``max_x`` (zoom) locate the index range by binary search, which assumes x does not
   decrease along the run (true for ``_step``, ``_runtime``, ``_timestamp`` and usual epoch
   counters); the points returned are then filtered exactly by x.
@@ -34,10 +36,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from wandblite.server.chunks import CHUNK_SHIFT
 from wandblite.server.errors import bad_request
-from wandblite.server.indexes import PYRAMID_LEVELS, PYRAMID_SHIFT, typed_leaves
+from wandblite.server.history_store import key_chunks, key_points, key_summaries, pending_row, row_values
+from wandblite.server.indexes import numeric_leaves, typed_leaves
 from wandblite.server.read import run_row, tail_rows
-from wandblite.server.schema import history, media_rows, series, series_agg
+from wandblite.server.schema import media_rows
 from wandblite.server.store import Store
 from wandblite.vocab import RESERVED, RUNTIME, STEP, TIMESTAMP, TYPE_KEY
 
@@ -47,11 +51,8 @@ __all__ = ["KINDS", "MAX_SAMPLES", "get_series", "run_keys", "series_args"]
 KINDS = ("number", "image-file", "images/separated", "video-file", "audio-file", "histogram", "table-file",
          "chart", "object3D-file", "html-file", "other")
 MAX_SAMPLES = 100_000
-_SHIFT = PYRAMID_SHIFT  # each pyramid level buckets 16x more indexes than the one below
-_LEVELS = PYRAMID_LEVELS  # bucket widths 16, 256, 4096, 65536, 1048576
-_RAW_MAX = 20_000  # index spans up to this are read point by point
-#: The reserved keys (``vocab.RESERVED_KEYS``), each with the column of ``history`` and ``series``
-#: that holds it: an x-axis read from a column rather than from another metric's series.
+#: The reserved keys (``vocab.RESERVED_KEYS``), each with the row column that holds it
+#: (``history_store.row_values``): an x-axis read from a column rather than from another metric's series.
 _X_COLUMNS = {STEP: "step", RUNTIME: "runtime", TIMESTAMP: "timestamp"}
 
 
@@ -64,22 +65,20 @@ def _kind(t: str) -> str:
 
 def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
     """``{"keys": [{"key", "kind", "count", "first_step", "last_step"}]}``: numeric keys (dotted
-    leaf paths, from ``series``) then media and other ``_type`` keys (from the history rows)."""
+    leaf paths, from the series chunks) then media and other ``_type`` keys (from the media index)."""
     out: list[dict[str, Any]] = []
     with store.snapshot() as conn:
         r = run_row(conn, project, run_id)
         pk, final = r.id, int(r.rows_final)
-        key: str | None = None
-        while True:
-            q = sa.select(sa.func.min(series.c.key)).where(series.c.run == pk)
-            key = conn.execute(q.where(series.c.key > key) if key is not None else q).scalar()
-            if key is None:
-                break
-            cond = (series.c.run == pk, series.c.key == key)
-            first = conn.execute(sa.select(series.c.step).where(*cond).order_by(series.c.idx).limit(1)).scalar()
-            last = conn.execute(sa.select(series.c.step).where(*cond).order_by(series.c.idx.desc()).limit(1)).scalar()
-            count = _count(conn, pk, final, key)
-            out.append({"key": key, "kind": "number", "count": int(count or 0), "first_step": first, "last_step": last})
+        numbers = key_summaries(conn, pk)
+        pend = pending_row(conn, pk)
+        if pend is not None and pend[0] >= final:  # a provisional row's points count, and its step is the last
+            for k, _v in numeric_leaves(pend[4]):
+                n, lo, _hi = numbers.get(k, (0, pend[1], None))
+                numbers[k] = (n + 1, lo, pend[1])
+        for key in sorted(numbers):
+            count, first, last = numbers[key]
+            out.append({"key": key, "kind": "number", "count": count, "first_step": first, "last_step": last})
         media: dict[str, dict[str, Any]] = {}
         q2 = (sa.select(media_rows.c.key, media_rows.c.type, sa.func.count().label("n"),
                         sa.func.min(media_rows.c.step).label("lo"), sa.func.max(media_rows.c.step).label("hi"))
@@ -95,15 +94,6 @@ def run_keys(store: Store, project: str, run_id: str) -> dict[str, Any]:
     for d in out:
         d.pop("_n", None)
     return {"keys": out}
-
-
-def _count(conn: Connection, pk: int, final: int, key: str) -> int:
-    """Points of a key: the final rows' from its pyramid's top level, plus a provisional row's."""
-    a = series_agg.c
-    top = conn.execute(sa.select(sa.func.sum(a.n)).where(a.run == pk, a.key == key, a.level == _LEVELS - 1)).scalar()
-    rest = conn.execute(sa.select(sa.func.count()).select_from(series).where(
-        series.c.run == pk, series.c.key == key, series.c.idx >= final)).scalar()
-    return int(top or 0) + int(rest or 0)
 
 
 def _merge_media_key(media: dict[str, dict[str, Any]], key: str, t: str, n: int, lo: Any, hi: Any) -> None:
@@ -158,7 +148,7 @@ def get_series(store: Store, project: str, run_id: str, keys: list[str], x_axis:
         if key in _X_COLUMNS:
             raise bad_request(f"{key} is an x axis, not a metric key")
     out: dict[str, Any] = {}
-    with store.snapshot() as conn:  # the position, the rows and the pyramid as of one moment
+    with store.snapshot() as conn:  # the position and the chunks as of one moment
         r = run_row(conn, project, run_id)
         pk, final = r.id, int(r.rows_final)
         for key in keys:
@@ -166,30 +156,121 @@ def get_series(store: Store, project: str, run_id: str, keys: list[str], x_axis:
     return {"x_axis": x_axis, "series": out}
 
 
-def _x_probe(conn: Connection, pk: int, x_axis: str) -> Callable[[int], float | None]:
+class _Points:
+    """One key's points (final rows from its chunks, plus a provisional row's) as a chart reads them."""
+
+    def __init__(self, conn: Connection, pk: int, final: int, key: str) -> None:
+        self.conn, self.pk, self.key = conn, pk, key
+        # (chunk, first_idx, last_idx, n, min_v, min_idx, max_v, max_idx) per chunk, in index order
+        self.chunks: list[tuple[Any, ...]] = [(int(r.chunk), int(r.first_idx), int(r.last_idx), int(r.n), r.min_v,
+                                               r.min_idx, r.max_v, r.max_idx) for r in key_chunks(conn, pk, key)]
+        self.pending: tuple[int, float] | None = None  # (idx, value; NaN for a NaN)
+        pend = pending_row(conn, pk)
+        if pend is not None and pend[0] >= final:
+            for k, v in numeric_leaves(pend[4]):
+                if k == key:
+                    self.pending = (pend[0], math.nan if v is None else v)
+        self._decoded: dict[int, tuple[Any, Any]] = {}
+
+    def first_last(self) -> tuple[int, int] | None:
+        if not self.chunks and self.pending is None:
+            return None
+        first = self.chunks[0][1] if self.chunks else self.pending[0]  # type: ignore[index]
+        last = self.pending[0] if self.pending is not None else self.chunks[-1][2]
+        return first, last
+
+    def decoded(self, chunks: list[int]) -> dict[int, tuple[Any, Any]]:
+        """``chunk -> (indexes, values)``, each chunk decoded once."""
+        need = [c for c in chunks if c not in self._decoded]
+        if need:
+            self._decoded.update(key_points(self.conn, self.pk, self.key, need))
+        return {c: self._decoded[c] for c in chunks if c in self._decoded}
+
+    def in_range(self, lo: int, hi: int) -> list[Any]:
+        """The chunks' statistics rows overlapping ``[lo, hi)``."""
+        return [st for st in self.chunks if st[2] >= lo and st[1] < hi]
+
+    def raw(self, lo: int, hi: int) -> tuple[Any, Any]:
+        """Every point in ``[lo, hi)``: (indexes, values) as numpy arrays."""
+        import numpy as np
+
+        parts = self.decoded([st[0] for st in self.in_range(lo, hi)])
+        idx = [parts[c][0] for c in sorted(parts)]
+        val = [parts[c][1] for c in sorted(parts)]
+        if self.pending is not None and lo <= self.pending[0] < hi:
+            idx.append(np.array([self.pending[0]], dtype=np.int64))
+            val.append(np.array([self.pending[1]], dtype=np.float64))
+        if not idx:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        i, v = np.concatenate(idx), np.concatenate(val)
+        keep = (i >= lo) & (i < hi)
+        return i[keep], v[keep]
+
+    def first_at_or_after(self, i: int) -> tuple[int, float] | None:
+        """The first point with an index >= ``i`` whose value is not NaN."""
+        import numpy as np
+
+        for st in self.chunks:
+            if st[2] < i:
+                continue
+            idx, val = self.decoded([st[0]])[st[0]]
+            ok = np.flatnonzero((idx >= i) & ~np.isnan(val))
+            if len(ok):
+                return int(idx[ok[0]]), float(val[ok[0]])
+        if self.pending is not None and self.pending[0] >= i and not math.isnan(self.pending[1]):
+            return self.pending
+        return None
+
+
+class _RowX:
+    """x from a row column (``_step``, ``_runtime``, ``_timestamp``): final rows, then a provisional row."""
+
+    def __init__(self, conn: Connection, pk: int, final: int, x_axis: str) -> None:
+        self.final = final
+        self.column = _X_COLUMNS[x_axis]
+        self.values = row_values(conn, pk, self.column)
+        self.pending: tuple[int, Any] | None = None
+        pend = pending_row(conn, pk)
+        if pend is not None and pend[0] >= final:
+            self.pending = (pend[0], pend[1 + ("step", "runtime", "timestamp").index(self.column)])
+
+    def get(self, idx: int) -> Any:
+        if idx < self.final:
+            return self.values.get(idx)
+        return self.pending[1] if self.pending is not None and self.pending[0] == idx else None
+
+    def first_at_or_after(self, i: int) -> float | None:
+        """x at the first row with an index >= ``i`` that has one (None past the end)."""
+        while i < self.final:
+            v = self.values.get(i)
+            if v is not None:
+                return float(v)
+            i += 1
+        if self.pending is not None and self.pending[0] >= i and self.pending[1] is not None:
+            return float(self.pending[1])
+        return None
+
+
+def _x_probe(conn: Connection, pk: int, final: int, x_axis: str) -> Callable[[int], float | None]:
     """x at the first row with an index >= i that has one (None past the end)."""
     if x_axis in _X_COLUMNS:
-        col = history.c[_X_COLUMNS[x_axis]]
-        q = sa.select(col).where(history.c.run == pk, history.c.idx >= sa.bindparam("i"), col.is_not(None))
-    else:
-        col = series.c.value
-        q = sa.select(col).where(series.c.run == pk, series.c.key == x_axis, series.c.idx >= sa.bindparam("i"),
-                                 col.is_not(None))
-    q = q.order_by(history.c.idx if x_axis in _X_COLUMNS else series.c.idx).limit(1)
+        rows = _RowX(conn, pk, final, x_axis)
+        return rows.first_at_or_after
+    pts = _Points(conn, pk, final, x_axis)
 
     def probe(i: int) -> float | None:
-        v = conn.execute(q, {"i": i}).scalar()
-        return None if v is None else float(v)
+        got = pts.first_at_or_after(i)
+        return None if got is None else got[1]
 
     return probe
 
 
-def _idx_range(conn: Connection, pk: int, end: int, x_axis: str, min_x: float | None,
+def _idx_range(conn: Connection, pk: int, final: int, end: int, x_axis: str, min_x: float | None,
                max_x: float | None) -> tuple[int, int]:
     """The index range ``[lo, hi)`` whose x lies in ``[min_x, max_x]`` (x non-decreasing; binary search)."""
     if min_x is None and max_x is None:
         return 0, end
-    probe = _x_probe(conn, pk, x_axis)
+    probe = _x_probe(conn, pk, final, x_axis)
 
     def first_at_least(x: float, strict: bool) -> int:
         lo, hi = 0, end
@@ -208,50 +289,34 @@ def _idx_range(conn: Connection, pk: int, end: int, x_axis: str, min_x: float | 
     return max(0, lo - 1), min(end, hi + 1)
 
 
+#: An item a chart is downsampled from: (first_idx, last_idx, n, min_v, min_idx, max_v, max_idx),
+#: min/max over finite values only (None when there is none).
+_Item = tuple[int, int, int, Any, Any, Any, Any]
+
+
 def _one_series(conn: Connection, pk: int, final: int, key: str, x_axis: str, samples: int,
                 min_x: float | None, max_x: float | None) -> dict[str, Any]:
-    cond = (series.c.run == pk, series.c.key == key)
-    last = conn.execute(sa.select(series.c.idx).where(*cond).order_by(series.c.idx.desc()).limit(1)).scalar()
-    if last is None:
+    pts = _Points(conn, pk, final, key)
+    ends = pts.first_last()
+    if ends is None:
         return {"x": [], "y": [], "y_min": [], "y_max": [], "count": 0}
-    first = int(conn.execute(sa.select(series.c.idx).where(*cond).order_by(series.c.idx).limit(1)).scalar_one())
-    lo, hi = _idx_range(conn, pk, int(last) + 1, x_axis, min_x, max_x)
-    lo, hi = max(lo, first), min(hi, int(last) + 1)
+    first, last = ends
+    lo, hi = _idx_range(conn, pk, final, last + 1, x_axis, min_x, max_x)
+    lo, hi = max(lo, first), min(hi, last + 1)
     nb = max(1, samples // 2)
-    # items: (first_idx, last_idx, n, min_v, min_idx, max_v, max_idx), min/max over finite values only
-    items: list[tuple[int, int, int, float | None, int | None, float | None, int | None]] = []
-    span = hi - lo
-    level = -1
-    if span > _RAW_MAX:
-        for lv in range(_LEVELS):
-            if span >> (_SHIFT * (lv + 1)) <= 16 * nb:
-                level = lv
-                break
-        else:
-            level = _LEVELS - 1
-    if level < 0:
-        items = _raw_items(conn, cond, lo, hi)
-    else:
-        width = 1 << (_SHIFT * (level + 1))
-        agg_hi = min(hi, final)
-        b_lo = -(-lo // width)  # the first bucket starting at or after lo
-        b_hi = agg_hi // width if agg_hi < final else -(-final // width)  # buckets wholly in range
-        if b_hi <= b_lo:
-            items = _raw_items(conn, cond, lo, hi)
-        else:
-            a = series_agg.c
-            rows = conn.execute(sa.select(a.first_idx, a.last_idx, a.n, a.min_v, a.min_idx, a.max_v, a.max_idx).where(
-                a.run == pk, a.key == key, a.level == level, a.bucket >= b_lo, a.bucket < b_hi,
-            ).order_by(a.bucket)).all()
-            items = _raw_items(conn, cond, lo, min(hi, b_lo * width))
-            items.extend(tuple(r) for r in rows)  # type: ignore[misc]
-            items.extend(_raw_items(conn, cond, max(lo, min(b_hi * width, final)), hi))
+    span = max(1, hi - lo)
+    items = _bucket_items(pts, lo, hi, nb, span)
     count = sum(it[2] for it in items)
-    if count <= samples and level >= 0:
-        items = _raw_items(conn, cond, lo, hi)  # few points spread over many indexes: send them all
-    points: list[tuple[int, float, float, float]] = _downsample(items, lo, max(1, hi - lo), nb) if count > samples \
-        else [(it[0], it[3], it[3], it[3]) for it in items if it[3] is not None]
-    xs = _x_values(conn, pk, key, x_axis, [p[0] for p in points])
+    points: list[tuple[int, float, float, float]]
+    if count > samples:
+        points = _downsample(items, lo, span, nb)
+    else:  # few points: send them all
+        import numpy as np
+
+        idx, val = pts.raw(lo, hi)
+        ok = np.isfinite(val)
+        points = [(i, v, v, v) for i, v in zip(idx[ok].tolist(), val[ok].tolist())]
+    xs = _x_values(conn, pk, final, x_axis, [p[0] for p in points])
     kept = []
     for (idx, y, ylo, yhi) in points:
         x = xs.get(idx)
@@ -268,16 +333,60 @@ def _one_series(conn: Connection, pk: int, final: int, key: str, x_axis: str, sa
     return {"x": out_x, "y": out_y, "y_min": out_lo, "y_max": out_hi, "count": count}
 
 
-def _raw_items(conn: Connection, cond: tuple[Any, ...], lo: int, hi: int) -> list[Any]:
-    if hi <= lo:
+def _bucket_items(pts: _Points, lo: int, hi: int, nb: int, span: int) -> list[_Item]:
+    """Items covering every point in ``[lo, hi)``, none across a chart bucket's boundary (bucket of
+    index i: ``(i - lo) * nb // span``): a chunk's statistics when the chunk lies inside one bucket,
+    else its decoded points cut at the boundaries."""
+    import numpy as np
+
+    items: list[_Item] = []
+    cut: list[int] = []
+    inside = pts.in_range(lo, hi)
+    for c, a, b, n, mn, mn_i, mx, mx_i in inside:
+        if a >= lo and b < hi and (a - lo) * nb // span == (b - lo) * nb // span:
+            items.append((a, b, n, mn, mn_i, mx, mx_i))
+        else:
+            cut.append(c)
+    decoded = pts.decoded(cut)
+    idx_parts = [decoded[c][0] for c in cut if c in decoded]
+    val_parts = [decoded[c][1] for c in cut if c in decoded]
+    if pts.pending is not None and lo <= pts.pending[0] < hi:
+        idx_parts.append(np.array([pts.pending[0]], dtype=np.int64))
+        val_parts.append(np.array([pts.pending[1]]))
+    if idx_parts:  # every cut chunk's points at once: one pass of numpy, not one per chunk
+        idx, val = np.concatenate(idx_parts), np.concatenate(val_parts)
+        keep = (idx >= lo) & (idx < hi)
+        items.extend(_segments(idx[keep], val[keep], lo, nb, span))
+        items.sort(key=lambda it: it[0])
+    return items
+
+
+def _segments(idx: Any, val: Any, lo: int, nb: int, span: int) -> list[_Item]:
+    """Points in index order as one item per run of points in one chart bucket (the first index
+    holding the minimum and the maximum). Runs of one bucket may enclose a chunk taken by its
+    statistics: ``_downsample`` breaks ties by index, so the answer is a point-by-point scan's."""
+    import numpy as np
+
+    if not len(idx):
         return []
-    rows = conn.execute(sa.select(series.c.idx, series.c.value).where(*cond, series.c.idx >= lo, series.c.idx < hi)
-                        .order_by(series.c.idx)).all()
-    out = []
-    for idx, v in rows:
-        ok = v is not None and math.isfinite(v)
-        out.append((idx, idx, 1, v if ok else None, idx if ok else None, v if ok else None, idx if ok else None))
-    return out
+    g = (idx - lo) * nb // span
+    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+    ends = np.r_[starts[1:], len(idx)]
+    finite = np.isfinite(val)
+    vmin = np.where(finite, val, np.inf)
+    vmax = np.where(finite, val, -np.inf)
+    mins = np.minimum.reduceat(vmin, starts)
+    maxs = np.maximum.reduceat(vmax, starts)
+    counts = ends - starts
+    pos = np.arange(len(idx))
+    big = len(idx)
+    min_pos = np.minimum.reduceat(np.where(vmin == np.repeat(mins, counts), pos, big), starts)
+    max_pos = np.minimum.reduceat(np.where(vmax == np.repeat(maxs, counts), pos, big), starts)
+    ok = np.isfinite(mins).tolist()
+    cols = zip(ok, idx[starts].tolist(), idx[ends - 1].tolist(), counts.tolist(), mins.tolist(),
+               idx[np.minimum(min_pos, big - 1)].tolist(), maxs.tolist(), idx[np.minimum(max_pos, big - 1)].tolist())
+    return [(a, b, n, mn if f else None, mn_i if f else None, mx if f else None, mx_i if f else None)
+            for f, a, b, n, mn, mn_i, mx, mx_i in cols]
 
 
 def _downsample(items: list[Any], lo: int, span: int, nb: int) -> list[tuple[int, float, float, float]]:
@@ -302,25 +411,36 @@ def _downsample(items: list[Any], lo: int, span: int, nb: int) -> list[tuple[int
         if g != cur:
             flush()
             cur, mn, mx = g, None, None
-        if min_v is not None and (mn is None or min_v < mn[0]):
+        # Ties go to the lower index, whatever order the items come in (a point-by-point scan's answer).
+        if min_v is not None and (mn is None or min_v < mn[0] or (min_v == mn[0] and min_idx < mn[1])):
             mn = (min_v, min_idx)
-        if max_v is not None and (mx is None or max_v > mx[0]):
+        if max_v is not None and (mx is None or max_v > mx[0] or (max_v == mx[0] and max_idx < mx[1])):
             mx = (max_v, max_idx)
     flush()
     return out
 
 
-def _x_values(conn: Connection, pk: int, key: str, x_axis: str, idxs: list[int]) -> dict[int, float]:
+def _x_values(conn: Connection, pk: int, final: int, x_axis: str, idxs: list[int]) -> dict[int, float]:
     """x of each history index: a row column, or the x metric's value in that row (finite only)."""
     out: dict[int, float] = {}
     if x_axis in _X_COLUMNS:
-        col, cond = series.c[_X_COLUMNS[x_axis]], (series.c.run == pk, series.c.key == key)
-    else:
-        col, cond = series.c.value, (series.c.run == pk, series.c.key == x_axis)
-    uniq = sorted(set(idxs))
-    for i in range(0, len(uniq), 500):
-        chunk = uniq[i:i + 500]
-        for idx, x in conn.execute(sa.select(series.c.idx, col).where(*cond, series.c.idx.in_(chunk))):
+        rows = _RowX(conn, pk, final, x_axis)
+        rows.values.preload(i for i in idxs if i < final)
+        for i in idxs:
+            x = rows.get(i)
             if x is not None and math.isfinite(x):
-                out[idx] = x
+                out[i] = x
+        return out
+    import numpy as np
+
+    pts = _Points(conn, pk, final, x_axis)
+    want = np.asarray(sorted(set(idxs)), dtype=np.int64)
+    for idx, val in pts.decoded(sorted({int(i) >> CHUNK_SHIFT for i in want.tolist()})).values():
+        pos = np.searchsorted(idx, want)
+        hit = (pos < len(idx)) & (idx[np.minimum(pos, len(idx) - 1)] == want)
+        for i, v in zip(want[hit].tolist(), val[pos[hit]].tolist()):
+            if math.isfinite(v):
+                out[i] = v
+    if pts.pending is not None and math.isfinite(pts.pending[1]):
+        out[pts.pending[0]] = pts.pending[1]
     return out

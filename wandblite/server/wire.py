@@ -29,9 +29,10 @@ from typing import Any, NamedTuple
 
 from wandblite.errors import Error
 from wandblite.runfile import validate_project_name, validate_run_id
+from wandblite.server.chunks import split_row
 from wandblite.server.db import dumps
 from wandblite.server.errors import bad_request
-from wandblite.server.indexes import media_leaves, numeric_leaves
+from wandblite.server.indexes import media_leaves
 from wandblite.vocab import RUN_STATES, RUNTIME, STEP, TIMESTAMP, file_name_problem, is_plain_number
 
 __all__ = [
@@ -48,14 +49,15 @@ _RUN_JSON = ("tags", "config", "summary", "error", "context", "metrics")
 
 
 class Row(NamedTuple):
-    """One history row of a batch, ready for ``history``, ``series`` and the read indexes."""
+    """One history row of a batch, ready for the history chunks and the media index (``history_store``)."""
 
     final: bool  # False: a provisional row (a crashed run's pending row), replaced by the next row sent
-    text: str  # the row as JSON text (``db.dumps``)
+    text: str | None  # a provisional row as JSON text (``db.dumps``); None for a final row
+    template: str  # the row without its numeric leaves (``chunks.split_row``)
     step: int | None
     runtime: float | None
     timestamp: float | None
-    leaves: list[tuple[str, float | None]]  # numeric leaves: the row's ``series`` values
+    points: dict[str, float]  # numeric leaves: dotted key -> value (NaN kept)
     media: list[tuple[str, str]]  # (dotted key, ``_type``) of its typed values: its ``media_rows``
 
 
@@ -221,9 +223,10 @@ def prep_rows(items: list[Any]) -> list[tuple[int, Row]]:
         row = item.get("row")
         if not isinstance(row, dict):
             raise bad_request(f"rows[{i}].row must be an object")
-        text = dumps(row)
-        out.append((idx, Row(final, text, int64(row.get(STEP)), finite_number(row.get(RUNTIME)),
-                             finite_number(row.get(TIMESTAMP)), numeric_leaves(row), media_leaves(row, text))))
+        step, runtime, timestamp = int64(row.get(STEP)), finite_number(row.get(RUNTIME)), finite_number(row.get(TIMESTAMP))
+        template, points = split_row(row, step, runtime, timestamp)
+        out.append((idx, Row(final, None if final else dumps(row), template, step, runtime, timestamp, points,
+                             media_leaves(row, template))))
     return out
 
 

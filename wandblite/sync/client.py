@@ -78,7 +78,11 @@ from wandblite.vocab import FINAL_STATES, home_dir, is_number, segment_name, seg
 __all__ = ["RunResult", "RunTail", "SharedRunTail", "Syncer", "discover", "run_digest", "tail_for"]
 
 
-DEFAULT_BATCH = 1000
+#: Records per batch: large enough that a batch fills whole chunks of the server's compact history
+#: (2,048 rows) and the per-request cost is small; about 3 MB of JSON for 10 scalars a row.
+DEFAULT_BATCH = 8192
+#: A batch body larger than this is sent in parts (the server refuses JSON bodies over 32 MiB).
+MAX_BATCH_BYTES = 16 << 20
 _CHUNK = 1 << 20  # bytes read at a time when hashing a blob
 
 #: The record streams of saved files, artifacts, their uses and alerts, as the batch and the position
@@ -353,6 +357,19 @@ def _media_refs(run_dir: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any
     return list(refs_with_children(run_dir, refs))
 
 
+@dataclass
+class _Batch:
+    """One batch on its way: its records, its body, and the body as the transport sends it (or None)."""
+
+    rows: list[dict[str, Any]]
+    cons: list[dict[str, Any]]
+    syss: list[dict[str, Any]]
+    meta: dict[str, Any] | None
+    recs: dict[str, list[dict[str, Any]]]
+    body: dict[str, Any]
+    encoded: Any
+
+
 class Syncer:
     """Syncs runs through one transport. Not thread-safe; one Syncer per sync command."""
 
@@ -472,11 +489,13 @@ class Syncer:
                     syss.append(item)
                 n += 1
                 if n >= self.batch_size:
-                    # One batch in flight while the next is read and folded, so the server's insert
-                    # and our fold overlap; batches still go one at a time, each after the last ack.
+                    # Pipelined: this batch is encoded here while the last one is in flight (the
+                    # server stores it meanwhile), then handed to the sending thread; batches still
+                    # go one at a time, each after the last ack.
+                    batches = self._prepare(tail, rows, cons, syss, None, recs)
                     if inflight is not None:
                         inflight.result()
-                    inflight = self._pool.submit(self._send, tail, res, rows, cons, syss, None, recs)
+                    inflight = self._pool.submit(self._send_all, tail, res, batches)
                     rows, cons, syss, n = [], [], [], 0
                     recs = {k: [] for k in RECORD_STREAMS}
                     if progress is not None:
@@ -519,23 +538,52 @@ class Syncer:
     def _send(self, tail: RunTail, res: RunResult, rows: list[dict[str, Any]], cons: list[dict[str, Any]],
               syss: list[dict[str, Any]], meta: dict[str, Any] | None,
               recs: dict[str, list[dict[str, Any]]] | None = None) -> None:
-        transport = self.transport
-        assert transport is not None and tail.server is not None
-        # Media of the rows, and of the summary (a value set only there, like watch()'s graph_0).
-        media_rows = [r["row"] for r in rows] + ([meta["summary"]] if meta and meta.get("summary") else [])
-        if media_rows:
-            self._upload_media(tail, res, media_rows)
+        self._send_all(tail, res, self._prepare(tail, rows, cons, syss, meta, recs))
+
+    def _send_all(self, tail: RunTail, res: RunResult, batches: list[_Batch]) -> None:
+        for b in batches:
+            self._send_prepared(tail, res, b)
+
+    def _prepare(self, tail: RunTail, rows: list[dict[str, Any]], cons: list[dict[str, Any]],
+                 syss: list[dict[str, Any]], meta: dict[str, Any] | None,
+                 recs: dict[str, list[dict[str, Any]]] | None) -> list[_Batch]:
+        """A batch with its body encoded ahead (``Transport.encode_batch``), unless it carries file or
+        artifact records: their blobs' upload may still mark an item lost, so that body is encoded
+        after it. ``base`` is the position last acknowledged when the body was made (informative).
+        A body over ``MAX_BATCH_BYTES`` is cut in two by its rows (the first part takes the console
+        and system records, the second the metadata), as often as needed."""
+        assert tail.server is not None
+        recs = {k: v for k, v in (recs or {}).items() if v}
         body: dict[str, Any] = {
             "base": {k: tail.server.get(k, 0) for k in ("rows", "console", "system")},
             "rows": rows, "console": cons, "system": syss,
         }
-        recs = {k: v for k, v in (recs or {}).items() if v}
+        if meta is not None:
+            body["run"] = meta
+        encoded = None
+        if not recs and self.transport is not None:
+            encoded = self.transport.encode_batch(body)
+            if isinstance(encoded, bytes) and len(encoded) > MAX_BATCH_BYTES and len(rows) > 1:
+                half = len(rows) // 2
+                return (self._prepare(tail, rows[:half], cons, syss, None, None)
+                        + self._prepare(tail, rows[half:], [], [], meta, None))
+        return [_Batch(rows, cons, syss, meta, recs, body, encoded)]
+
+    def _send_prepared(self, tail: RunTail, res: RunResult, b: _Batch) -> None:
+        transport = self.transport
+        assert transport is not None and tail.server is not None
+        rows, cons, syss, meta, recs = b.rows, b.cons, b.syss, b.meta, b.recs
+        # Media of the rows, and of the summary (a value set only there, like watch()'s graph_0).
+        media_rows = [r["row"] for r in rows] + ([meta["summary"]] if meta and meta.get("summary") else [])
+        if media_rows:
+            self._upload_media(tail, res, media_rows)
+        body: Any = b.encoded
         if recs:
             # The bytes first (files, artifact objects), then the records that name them.
             self._upload_record_blobs(tail, res, recs)
-            body.update({k: [{f: x for f, x in item.items() if f != "_path"} for item in v] for k, v in recs.items()})
-        if meta is not None:
-            body["run"] = meta
+            b.body.update({k: [{f: x for f, x in item.items() if f != "_path"} for item in v] for k, v in recs.items()})
+        if body is None:
+            body = b.body
         pos = transport.batch(tail.project, tail.run_id, body)
         want_rows = (rows[-1]["idx"] + (1 if rows[-1]["final"] else 0)) if rows else 0
         if pos.get("rows", 0) < want_rows or (cons and pos.get("console", 0) <= cons[-1]["idx"]) or (

@@ -80,8 +80,14 @@ class Transport:
     def position(self, project: str, run_id: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def batch(self, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    def batch(self, project: str, run_id: str, body: Any) -> dict[str, Any]:
+        """Apply a batch: its body as a dict, or as ``encode_batch`` gave it."""
         raise NotImplementedError
+
+    def encode_batch(self, body: dict[str, Any]) -> Any:
+        """A batch's body as ``batch`` will send it, made ahead (sync encodes the next batch while the
+        last one is in flight); the default keeps the dict."""
+        return body
 
     def missing_media(self, shas: list[str]) -> list[str]:
         raise NotImplementedError
@@ -156,8 +162,12 @@ class HttpTransport(Transport):
     def position(self, project: str, run_id: str) -> dict[str, Any]:
         return dict(self._call("GET", self._run_path(project, run_id) + "/position"))
 
-    def batch(self, project: str, run_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call("POST", self._run_path(project, run_id) + "/batch", dumps(body).encode()))
+    def encode_batch(self, body: dict[str, Any]) -> bytes:
+        return dumps(body).encode()
+
+    def batch(self, project: str, run_id: str, body: Any) -> dict[str, Any]:
+        data = body if isinstance(body, bytes) else self.encode_batch(body)
+        return dict(self._call("POST", self._run_path(project, run_id) + "/batch", data))
 
     def missing_media(self, shas: list[str]) -> list[str]:
         answer = self._call("POST", "/api/v1/media/missing", dumps({"sha256": shas}).encode())
