@@ -162,8 +162,9 @@ def show_record(r: Replay, nrows: int = 5) -> dict[str, Any]:
         "last_alive": r.last_alive, "step": r.step, "rows": r.rows, "config": r.config,
         "summary": r.summary, "last_rows": last, "damage": r.damage, "path": str(r.path),
         "context": r.context, "alerts": alerts, "files": r.files, "artifacts": r.artifacts,
-        "uses": r.uses, "last_system": r.last_system, "preempting": r.preempting,
+        "uses": r.uses, "last_system": r.last_system,
         "console_tail": [t for _ts, _s, t in r.console_tail[-20:]],
+        **({"preempting": r.preempting} if r.preempting is not None else {}),
         **({"writers": [_writer_json(w) for w in r.writers],
             "stopped_first": stopped_first(r) if r.state in _ENDED_BADLY else None} if r.shared else {}),
     }

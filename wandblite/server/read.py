@@ -165,7 +165,7 @@ def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
     media values stay whole). Without ``keys``: whole rows, spaced over all the run's rows. With
     ``keys`` (flat names): only the rows holding every one of them, each reduced to those keys, spaced
     over the rows that hold them (wandb's sampled history). Answer: ``{"rows": [row], "matched": n}``,
-    ``matched`` counting the rows sampled from. Final rows only (a provisional last row is not sampled).
+    ``matched`` counting the rows sampled from (a crashed run's provisional last row included).
     Rows are read by index, each chunk once: a whole run is decoded only when ``keys`` are given.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_SAMPLED_ROWS:
@@ -175,16 +175,18 @@ def sample_history(store: Store, project: str, run_id: str, samples: int = 500,
     with store.snapshot() as conn:  # the position and the chunks as of one moment
         r = run_row(conn, project, run_id)
         pk, final = r.id, int(r.rows_final)
+        tail = {idx: row for idx, _step, row in tail_rows(conn, pk, final)}  # a crashed run's provisional row
         if not keys:
-            n, chosen = final, list(spread(final, samples))
+            n = final + len(tail)
+            chosen = list(spread(n, samples))
         else:
-            held: list[int] = []
-            for lo in range(0, final, CHUNK_ROWS):  # a chunk at a time: bounded memory
-                for idx, row in read_rows(conn, pk, lo, min(lo + CHUNK_ROWS, final)):
-                    if all(_flat_get(row, k)[0] for k in keys):
-                        held.append(idx)
+            held = [idx for lo in range(0, final, CHUNK_ROWS)  # a chunk at a time: bounded memory
+                    for idx, row in read_rows(conn, pk, lo, min(lo + CHUNK_ROWS, final))
+                    if all(_flat_get(row, k)[0] for k in keys)]
+            held += [idx for idx, row in tail.items() if all(_flat_get(row, k)[0] for k in keys)]
             n, chosen = len(held), [held[i] for i in spread(len(held), samples)]
-        rows = [flatten(row) for _idx, row in rows_at(conn, pk, chosen)]
+        picked = rows_at(conn, pk, [i for i in chosen if i < final]) + [(i, tail[i]) for i in chosen if i >= final]
+        rows = [flatten(row) for _idx, row in picked]
     if keys:
         rows = [{k: r[k] for k in keys} for r in rows]
     return {"rows": rows, "matched": int(n)}
