@@ -16,7 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import pytest
 
 import wandblite
 from tests.interop import wandb_log
-from tests.interop.conftest import need, sync_cli
+from tests.interop.conftest import sync_cli
 from wandblite.interop.common import shared_history
 from wandblite.interop.wandb_target import WandbTarget
 from wandblite.interop.wandb_target import sync_run as wandb_sync
@@ -38,7 +38,7 @@ STEPS = 6
 _WRITER = textwrap.dedent("""
     import os, signal, sys, time, wandblite
     root, label, mode, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    run = wandblite.init(project="proj", id=%r, dir=root, config={"seen_by_" + label: True},
+    run = wandblite.init(project="proj", id="RUN_ID", dir=root, config={"seen_by_" + label: True},
                          settings=wandblite.Settings(mode="shared", x_label=label, x_primary=label == "rank0"))
     rank = int(label[4:])
     for s in range(steps):
@@ -55,7 +55,7 @@ _WRITER = textwrap.dedent("""
         sys.stdin.readline()
         run.log({label: {"x": -1}}, step=steps, commit=True)
     run.finish()
-""" % RUN_ID)
+""").replace("RUN_ID", RUN_ID)
 
 
 def _env() -> dict[str, str]:
@@ -225,3 +225,104 @@ def test_wandb_holds_back_a_crashed_writers_pending_row_until_it_is_resumed(
     assert [line for _t, line, _ts in got["console"] + got2["console"]] == [
         text for _ts, _s, text in wandblite.replay(shared_job.path).console()]
     assert wandb_sync(shared_job.path, WandbTarget()).status == "unchanged"
+
+
+# ------------------------------------------------------------------------------------------ MLflow
+
+
+def _mlflow(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def _artifact_text(client: Any, run_id: str, name: str, tmp: Path) -> str:
+    return Path(client.download_artifacts(run_id, name, str(tmp))).read_text("utf-8")
+
+
+def test_mlflow_gets_one_run_with_console_per_writer_and_system_metrics_per_writer(
+        mlflow_server: str, finished_shared_run: Path, tmp_path: Path) -> None:
+    from wandblite.interop.mlflow_target import MlflowTarget, mlflow_key
+    from wandblite.interop.mlflow_target import sync_run as mlflow_sync
+
+    target = MlflowTarget(mlflow_server, experiment="shared")
+    res = mlflow_sync(finished_shared_run, target)
+    assert res.status == "synced" and res.rows == STEPS, res.message
+    client = _mlflow(mlflow_server)
+    exp = client.get_experiment_by_name("shared")
+    [run] = client.search_runs([exp.experiment_id])  # one MLflow run for three writers
+    assert run.info.run_id == res.remote_id and run.info.status == "FINISHED"
+    r = wandblite.replay(finished_shared_run)
+    assert run.data.params == {f"seen_by_{label}": "True" for label in LABELS}
+    # history: the merged rows, every writer's keys at their steps
+    for key in ("loss", *(f"{label}.x" for label in LABELS)):
+        got = sorted((m.step, m.value) for m in client.get_metric_history(res.remote_id, mlflow_key(key)))
+        want = [(row["_step"], float(row[key.split(".")[0]]["x"] if "." in key else row[key])) for row in r.history()]
+        assert got == want, key
+    # console: one labelled output.log and one file per writer
+    names = {a.path for a in client.list_artifacts(res.remote_id)}
+    assert names >= {"output.log", *(f"output-{label}.log" for label in LABELS)}
+    assert _artifact_text(client, res.remote_id, "output.log", tmp_path / "dl") == r.output()
+    for label in LABELS:
+        text = _artifact_text(client, res.remote_id, f"output-{label}.log", tmp_path / f"dl-{label}")
+        assert text == r.output(writer=label) and f"{label} says step {STEPS - 1}\n" in text
+        assert "[" not in text  # a writer's own file is not labelled line by line
+    # system metrics: system/<label>/<metric> per writer, at each sample's time, step = its index
+    sent_samples = 0
+    for label in LABELS:
+        samples = r.system_metrics(writer=label)
+        sent_samples += len(samples)
+        key = f"system/{label}/{PROCESS_RSS_KEY}"
+        got = sorted((m.step, m.value, m.timestamp) for m in client.get_metric_history(res.remote_id, key))
+        assert got == [(i, pytest.approx(m[PROCESS_RSS_KEY]), round(ts * 1000)) for i, (ts, m) in enumerate(samples)]
+    assert res.extra["system"] == sent_samples
+    assert json.loads(run.data.tags["wandblite.system"]) == {
+        label: len(r.system_metrics(writer=label)) for label in LABELS}
+
+    again = mlflow_sync(finished_shared_run, target)
+    assert again.status == "unchanged"
+    target.state_home = str(tmp_path / "forgotten")  # the state file lost: MLflow's own position still holds
+    third = mlflow_sync(finished_shared_run, target)
+    assert third.status == "synced" and (third.rows, third.metrics, third.extra["system"]) == (0, 0, 0), third
+    assert len(client.get_metric_history(res.remote_id, "loss")) == STEPS
+
+
+def test_mlflow_keeps_a_crashed_writers_pending_row_in_a_tag_until_it_is_resumed(
+        mlflow_server: str, shared_job: SharedJob, tmp_path: Path) -> None:
+    from wandblite.interop.mlflow_target import MlflowTarget
+    from wandblite.interop.mlflow_target import sync_run as mlflow_sync
+
+    shared_job.write("rank0")
+    helper = shared_job.start("rank2")
+    target = MlflowTarget(mlflow_server, experiment="shared-crash")
+    res = mlflow_sync(shared_job.path, target)
+    assert res.status == "skipped" and "writer rank2 running" in res.message, res
+    helper.kill()  # SIGKILL: rank2 dies with nothing pending
+    helper.wait()
+    shared_job.write("rank1", mode="crash")
+    r = wandblite.replay(shared_job.path)
+    assert r.state == "finished" and {w["label"]: w["state"] for w in r.writers} == {
+        "rank0": "finished", "rank1": "crashed", "rank2": "crashed"}
+    res = mlflow_sync(shared_job.path, target)
+    assert res.status == "synced" and res.rows == STEPS, res.message
+    client = _mlflow(mlflow_server)
+    assert [m.step for m in client.get_metric_history(res.remote_id, "late")] == []  # not a point yet
+    run = client.get_run(res.remote_id)
+    assert json.loads(run.data.tags["wandblite.pending"]) == {"steps": [STEPS + 2], "metrics": {"late": 1.5}}
+    assert "[rank1] rank1 last words\n" in _artifact_text(client, res.remote_id, "output.log", tmp_path / "a")
+
+    code = f"""
+        import wandblite
+        run = wandblite.init(project="proj", id={RUN_ID!r}, dir={str(shared_job.root)!r}, resume="allow",
+                             settings=wandblite.Settings(mode="shared", x_label="rank1", x_primary=False))
+        run.log({{"late": 9.0}}, step={STEPS + 2}, commit=True)
+        run.finish()
+    """
+    assert subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=_env(), capture_output=True,
+                          text=True, timeout=120).returncode == 0
+    again = mlflow_sync(shared_job.path, target)
+    assert again.status == "synced" and again.rows == 1, again.message
+    assert [(m.step, m.value) for m in client.get_metric_history(res.remote_id, "late")] == [(STEPS + 2, 9.0)]
+    assert "wandblite.pending" not in client.get_run(res.remote_id).data.tags
+    assert len(client.get_metric_history(res.remote_id, "loss")) == STEPS  # nothing sent twice
+    assert mlflow_sync(shared_job.path, target).status == "unchanged"

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wandblite.errors import Error
-from wandblite.vocab import FINAL_STATES, RESERVED, STEP, SUMMARY_BOOKKEEPING, is_number, is_subtree
+from wandblite.vocab import FINAL_STATES, RESERVED, RUNTIME, STEP, SUMMARY_BOOKKEEPING, is_number, is_subtree
 
 __all__ = [
     "InteropError",
@@ -163,10 +163,19 @@ def shared_history(r: Any) -> Iterator[SharedRow]:
         final = None
         if nxt is not None and int(nxt[STEP]) == step:
             final, nxt = nxt, next(committed, None)
-        yield SharedRow(step, final, None if row == final else row)
+        if final is not None and _same_row(row, final):
+            yield SharedRow(step, row)
+        else:
+            yield SharedRow(step, final, row)
     while nxt is not None:
         yield SharedRow(int(nxt[STEP]), nxt)
         nxt = next(committed, None)
+
+
+def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal but for ``_runtime``, which each reading derives from its writers' lifetimes, not a value
+    that was logged."""
+    return {k: v for k, v in a.items() if k != RUNTIME} == {k: v for k, v in b.items() if k != RUNTIME}
 
 
 def writer_file_label(label: Any) -> str:

@@ -419,6 +419,7 @@ def _stats_publisher(run: Any) -> Callable[[float, Mapping[str, Any]], None] | N
     import json
 
     iface = getattr(run, "_interface", None) or getattr(getattr(run, "_backend", None), "interface", None)
+    pb: Any
     try:
         from wandb.proto import wandb_internal_pb2 as pb
     except ImportError:
