@@ -24,7 +24,7 @@ import pytest
 
 import wandblite
 from tests.interop import wandb_log
-from tests.interop.conftest import sync_cli
+from tests.interop.conftest import need, sync_cli
 from wandblite.interop.common import shared_history
 from wandblite.interop.wandb_target import WandbTarget
 from wandblite.interop.wandb_target import sync_run as wandb_sync
@@ -326,3 +326,47 @@ def test_mlflow_keeps_a_crashed_writers_pending_row_in_a_tag_until_it_is_resumed
     assert "wandblite.pending" not in client.get_run(res.remote_id).data.tags
     assert len(client.get_metric_history(res.remote_id, "loss")) == STEPS  # nothing sent twice
     assert mlflow_sync(shared_job.path, target).status == "unchanged"
+
+
+# ------------------------------------------------------------------------------------------ TensorBoard
+
+
+def test_tensorboard_gets_the_merged_history_and_one_run_per_writer(
+        finished_shared_run: Path, tmp_path: Path) -> None:
+    need("tensorboard")
+    import numpy as np
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    from wandblite.interop.tensorboard import export_tensorboard
+
+    out = tmp_path / "tb"
+    files: list[Path] = []
+    main = export_tensorboard(finished_shared_run, out, files=files)
+    assert files[0] == main and main.parent == out  # the merged history where a single run's would go
+    assert [p.parent.name for p in files[1:]] == list(LABELS) and all(p.parent.parent == out for p in files[1:])
+    mux = EventMultiplexer(size_guidance={"scalars": 0, "tensors": 0})
+    mux.AddRunsFromDirectory(str(out))
+    mux.Reload()
+    assert set(mux.Runs()) == {".", *LABELS}  # TensorBoard shows each writer as a run of its own
+    r = wandblite.replay(finished_shared_run)
+    merged = mux.GetAccumulator(".")
+    assert [(e.step, e.value) for e in merged.Scalars("loss")] == [
+        (row["_step"], float(np.float32(row["loss"]))) for row in r.history()]
+    assert {t for t in merged.Tags()["scalars"] if t.startswith("system/")} == set()
+    for label in LABELS:
+        ea = mux.GetAccumulator(label)
+        samples = r.system_metrics(writer=label)
+        got = [(e.step, e.wall_time, e.value) for e in ea.Scalars(f"system/{PROCESS_RSS_KEY}")]
+        assert got == [(i, pytest.approx(ts), float(np.float32(m[PROCESS_RSS_KEY]))) for i, (ts, m) in enumerate(samples)]
+        assert not [t for t in ea.Tags()["scalars"] if not t.startswith("system/")]  # no history rows here
+        [console] = ea.Tensors("console")
+        text = console.tensor_proto.string_val[0].decode()
+        assert text.splitlines() == ["    " + x for x in r.output(writer=label).splitlines()]
+        assert f"{label} says step {STEPS - 1}" in text and not any(
+            f"{other} says" in text for other in LABELS if other != label)
+
+    again: list[Path] = []
+    export_tensorboard(finished_shared_run, out, files=again)
+    assert again == files  # a second export replaces the same files, never adds copies
+    assert sorted(p.relative_to(out) for p in out.rglob("events.out.tfevents.*")) == sorted(
+        p.relative_to(out) for p in files)
