@@ -328,6 +328,27 @@ def test_mlflow_keeps_a_crashed_writers_pending_row_in_a_tag_until_it_is_resumed
     assert mlflow_sync(shared_job.path, target).status == "unchanged"
 
 
+def test_a_crashed_primary_crashes_the_run_in_wandb_and_mlflow(
+        wandb_offline: Path, mlflow_server: str, shared_job: SharedJob) -> None:
+    from wandblite.interop.mlflow_target import MlflowTarget
+    from wandblite.interop.mlflow_target import sync_run as mlflow_sync
+
+    shared_job.write("rank1")
+    shared_job.write("rank0", mode="crash")  # the deciding writer dies with a pending row
+    r = wandblite.replay(shared_job.path)
+    assert r.state == "crashed" and r.writer("rank1")["state"] == "finished"
+    res = wandb_sync(shared_job.path, WandbTarget())
+    assert (res.status, res.state, res.rows) == ("synced", "crashed", STEPS), res.message
+    got = _wandb_runs(str(res.remote_id))
+    assert got["exit_code"] == 1 and got["summary"]["_wandblite"] == {"state": "crashed", "pending_steps": [STEPS + 2]}
+    assert _rows(got["history"]) == _rows(r.history()[:-1])
+    ml = mlflow_sync(shared_job.path, MlflowTarget(mlflow_server, experiment="shared-primary"))
+    assert (ml.status, ml.rows) == ("synced", STEPS), ml.message
+    run = _mlflow(mlflow_server).get_run(ml.remote_id)
+    assert run.info.status == "KILLED" and run.data.tags["wandblite.state"] == "crashed"
+    assert json.loads(run.data.tags["wandblite.pending"]) == {"steps": [STEPS + 2], "metrics": {"late": 0.5}}
+
+
 # ------------------------------------------------------------------------------------------ TensorBoard
 
 

@@ -29,6 +29,16 @@ row                    points (see below); the tag is removed once the row is co
 
 Metric and tag keys with characters MLflow refuses are rewritten (each bad character -> ``_``).
 
+A shared run (several writer processes, ``mode="shared"``) becomes ONE MLflow run, sent once every
+writer has ended: the merged history, summary, config and state as replay gives them; console
+output as ``output.log`` (every writer's lines in time order, each prefixed ``[<label>] ``) plus
+``output-<label>.log`` per writer; each writer's system metrics as ``system/<label>/<metric>``
+(MLflow's own name for a node's system metrics is ``system/<node id>/<metric>``) at the sample's
+time, step = its index in the writer's stream. Its history position is the last step sent (tag
+``wandblite.last_step``, a resumed writer may add rows between steps already sent), its system
+position the samples sent per writer (tag ``wandblite.system``, JSON, written with the last of
+them); crashed writers' pending rows go to ``wandblite.pending`` as ``{"steps", "metrics"}``.
+
 Exactly once: the MLflow run holds its own position, the tag ``wandblite.rows`` = history rows
 already sent; it is written in the same ``log_batch`` call as (after) the metrics of those rows,
 and the media of a batch are uploaded before its metrics. A re-run finds the run by its tag,

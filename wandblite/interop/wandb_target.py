@@ -46,6 +46,21 @@ What maps to what:
   run that is never resumed keeps that last step in its summary only.)
 * a run still being written (state ``running``) is skipped and synced on a later pass once it
   ends.
+* a shared run (several writer processes, ``mode="shared"``; docs/semantics.md section 15) goes
+  as ONE W&B run: its merged history, summary, config and state as replay gives them. It is sent
+  once every writer has ended (its state may read finished while a non-deciding writer still
+  appends: such a run is skipped until that writer ends too). Console: every writer's lines in
+  time order, each prefixed with ``[<label>] `` (``Replay.console()``; wandb's console records
+  carry no writer, and the sync is one process). System metrics: every writer's samples as
+  wandb's own system-metrics records (``StatsRecord``) at the sample's time, each metric named as
+  wandb's shared mode names a labelled writer's metric, ``<metric>/l:<label>`` (W&B shows
+  ``system/<metric>/l:<label>``; a single-writer run's system metrics are not sent, as before).
+  Crashed writers' pending rows (flushed by replay at their steps) are held back like a single
+  crashed run's: a step holding one is sent with the other writers' values only, or not at all
+  when only the pending row is there; ``_wandblite`` = ``{"state", "pending_steps": [...]}``
+  lists them. After a resume of that writer, its committed row goes at its step if W&B has not
+  passed it (a W&B step is never logged twice: keys a resumed writer adds at steps already sent
+  stay out of W&B).
 
 Exactly once: the state file (``wandblite.interop.state``) keyed by run directory and id records
 the final rows and console chunks acknowledged by ``run.finish()`` (wandb has flushed them). A run
@@ -53,6 +68,9 @@ whose files have not changed since it was fully synced is not opened again; a ru
 resumed wandblite run) is continued with ``resume="allow"``: only later rows and chunks are sent,
 starting with a held-back pending row now committed. Online, the server's position wins too: rows
 below ``run.starting_step`` (the step W&B reports for the resumed run) are never sent again.
+A shared run's position is the last step sent (``last_step``), not a row count (a resumed writer
+may add rows between steps already sent), with its system samples sent per writer (``system``)
+and its held-back steps (``pending_steps``).
 """
 
 from __future__ import annotations
