@@ -162,6 +162,8 @@ def test_wandb_gets_one_run_with_labelled_console_and_system_metrics(
     assert all(f"{PROCESS_RSS_KEY}/l:{label}" in m for _ts, m in got["stats"] for label in LABELS
                if any(k.endswith(f"/l:{label}") for k in m))
     assert res.extra["system"] == len(want)
+    assert res.line().startswith(f"run {RUN_ID} (finished): sent {STEPS} rows, 0 media, ")
+    assert res.line().endswith(f"{len(want)} system samples to {res.target} as {res.remote_id}")
 
     again = wandb_sync(finished_shared_run, WandbTarget())
     assert again.status == "unchanged"

@@ -78,6 +78,8 @@ class SyncOutcome:
         parts.append(f"{self.media} media")
         if self.console:
             parts.append(f"{self.console} console chunks")
+        if self.extra.get("system"):  # a shared run's writers' system-metrics samples
+            parts.append(f"{self.extra['system']} system samples")
         where = f" as {self.remote_id}" if self.remote_id else ""
         return f"run {self.run_id} ({self.state}): sent {', '.join(parts)} to {self.target}{where}"
 
