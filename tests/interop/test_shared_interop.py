@@ -294,7 +294,7 @@ def test_mlflow_keeps_a_crashed_writers_pending_row_in_a_tag_until_it_is_resumed
     from wandblite.interop.mlflow_target import MlflowTarget
     from wandblite.interop.mlflow_target import sync_run as mlflow_sync
 
-    shared_job.write("rank0")
+    shared_job.write("rank0", steps=STEPS + 5)  # the primary goes on past rank1's pending step
     helper = shared_job.start("rank2")
     target = MlflowTarget(mlflow_server, experiment="shared-crash")
     res = mlflow_sync(shared_job.path, target)
@@ -306,9 +306,10 @@ def test_mlflow_keeps_a_crashed_writers_pending_row_in_a_tag_until_it_is_resumed
     assert r.state == "finished" and {w["label"]: w["state"] for w in r.writers} == {
         "rank0": "finished", "rank1": "crashed", "rank2": "crashed"}
     res = mlflow_sync(shared_job.path, target)
-    assert res.status == "synced" and res.rows == STEPS, res.message
+    assert res.status == "synced" and res.rows == STEPS + 5, res.message
     client = _mlflow(mlflow_server)
     assert [m.step for m in client.get_metric_history(res.remote_id, "late")] == []  # not a point yet
+    assert STEPS + 2 in [m.step for m in client.get_metric_history(res.remote_id, "loss")]  # rank0's, at that step
     run = client.get_run(res.remote_id)
     assert json.loads(run.data.tags["wandblite.pending"]) == {"steps": [STEPS + 2], "metrics": {"late": 1.5}}
     assert "[rank1] rank1 last words\n" in _artifact_text(client, res.remote_id, "output.log", tmp_path / "a")
@@ -326,7 +327,8 @@ def test_mlflow_keeps_a_crashed_writers_pending_row_in_a_tag_until_it_is_resumed
     assert again.status == "synced" and again.rows == 1, again.message
     assert [(m.step, m.value) for m in client.get_metric_history(res.remote_id, "late")] == [(STEPS + 2, 9.0)]
     assert "wandblite.pending" not in client.get_run(res.remote_id).data.tags
-    assert len(client.get_metric_history(res.remote_id, "loss")) == STEPS  # nothing sent twice
+    assert len(client.get_metric_history(res.remote_id, "loss")) == STEPS + 5  # nothing twice
+    assert client.get_run(res.remote_id).data.tags["wandblite.last_step"] == str(STEPS + 4)
     assert mlflow_sync(shared_job.path, target).status == "unchanged"
 
 

@@ -35,9 +35,12 @@ output as ``output.log`` (every writer's lines in time order, each prefixed ``[<
 ``output-<label>.log`` per writer; each writer's system metrics as ``system/<label>/<metric>``
 (MLflow's own name for a node's system metrics is ``system/<node id>/<metric>``) at the sample's
 time, step = its index in the writer's stream. Its history position is the last step sent (tag
-``wandblite.last_step``, a resumed writer may add rows between steps already sent), its system
-position the samples sent per writer (tag ``wandblite.system``, JSON, written with the last of
-them); crashed writers' pending rows go to ``wandblite.pending`` as ``{"steps", "metrics"}``.
+``wandblite.last_step``; a resumed writer may add rows between steps already sent, and rows at or
+below the position are not sent again), its system position the samples sent per writer (tag
+``wandblite.system``, JSON, written with the last of them); crashed writers' pending rows go to
+``wandblite.pending`` as ``{"steps", "metrics"}``, and once such a writer is resumed and its row
+committed, the row of each step listed there is sent, below the position too (the other writers'
+points at that step are the same points again, which MLflow keeps once).
 
 Exactly once: the MLflow run holds its own position, the tag ``wandblite.rows`` = history rows
 already sent; it is written in the same ``log_batch`` call as (after) the metrics of those rows,
@@ -373,8 +376,11 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
 
     # A shared run's position is its last step sent: a writer resumed after a sync may add rows at
     # steps between the ones sent, which a row count would miss.
+    # Steps held back as provisional by the last sync are sent once final, even below the position
+    # (MLflow takes points at any step; the other writers' points there again are the same points).
     last_sent = run.data.tags.get(STEP_POSITION_TAG) if r.shared else None
     last_sent_step = int(last_sent) if last_sent not in (None, "") else None
+    held_back = _pending_steps(run.data.tags.get(PENDING_TAG)) if r.shared else set()
 
     def flush(upto: int) -> None:
         nonlocal pending, pending_refs, pending_rows
@@ -397,7 +403,9 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
             values = numeric_leaves(provisional)
             for k, v in values.items():
                 sent.last_value[mlflow_key(k)] = v  # its values are in the tag, not a summary metric
-            _add_pending(sent, step, {mlflow_key(k): v for k, v in values.items()}, r.shared)
+            committed = numeric_leaves(row) if row is not None else {}  # the other writers' values there
+            _add_pending(sent, step, {mlflow_key(k): v for k, v in values.items() if committed.get(k) != v},
+                         r.shared)
         if row is None:
             continue
         values = numeric_leaves(row)
@@ -405,7 +413,8 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
             for k, v in values.items():
                 sent.last_value[mlflow_key(k)] = v
         sent.last_step = max(sent.last_step, step) if r.shared else step
-        if (i < position) if not r.shared else (last_sent_step is not None and step <= last_sent_step):
+        if (i < position) if not r.shared else (
+                last_sent_step is not None and step <= last_sent_step and step not in held_back):
             continue  # MLflow has this row already
         ts = _ms(row.get(TIMESTAMP), created)
         pending.extend(mc.Metric(mlflow_key(k), v, ts, step) for k, v in values.items())
@@ -441,6 +450,15 @@ def _final_rows(r: Any) -> Iterator[tuple[int, int, dict[str, Any] | None, dict[
             yield i, int(row[STEP]), None, row
             return
         yield i, int(row[STEP]), row, None
+
+
+def _pending_steps(tag: str | None) -> set[int]:
+    """The steps a shared run's ``wandblite.pending`` tag lists (none if absent or unreadable)."""
+    try:
+        steps = json.loads(tag or "{}").get("steps") or []
+        return {int(x) for x in steps}
+    except (ValueError, TypeError, AttributeError):
+        return set()
 
 
 def _add_pending(sent: _Sent, step: int, metrics: dict[str, float], shared: bool) -> None:
