@@ -108,18 +108,22 @@ def sync_to(target: str, paths: Iterable[str | os.PathLike[str]], *, entity: str
 
 def export_tensorboard(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                        log: Callable[[str], None] | None = None) -> int:
-    """Write the run's TensorBoard event file into ``out_dir``; returns the exit code (1 on failure)."""
+    """Write the run's TensorBoard event file (a shared run: and one per writer, in a subdirectory
+    named after its label) into ``out_dir``; returns the exit code (1 on failure)."""
     from wandblite.interop.tensorboard import export_tensorboard as export
 
     log = log or _echo_err
     warnings: list[str] = []
+    files: list[Path] = []
     try:
-        path = export(run_dir, out_dir, warnings=warnings)
+        path = export(run_dir, out_dir, warnings=warnings, files=files)
     except Exception as exc:  # noqa: BLE001 - one clear line, exit 1
         log(f"error: {run_dir}: cannot export for TensorBoard: {exc}")
         return 1
     for w in warnings:
         log(f"warning: {w}")
+    for writer_file in files[1:]:  # a shared run: one file per writer, a TensorBoard run each
+        log(f"wrote {writer_file}")
     log(f"wrote {path} (view with: tensorboard --logdir {out_dir})")
     return 0
 

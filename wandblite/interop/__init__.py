@@ -10,6 +10,9 @@ standard library, numpy and Pillow only.
 * ``mlflow_target.sync_run(run_dir, target)``: one run into an MLflow tracking server.
 * ``wandb_target.sync_run(run_dir, target)``: one run into W&B through the official package.
 * ``state.SyncState``: what was sent per (target, run), so a re-run sends nothing twice.
+
+A shared run (many writer processes) goes to each target as one run, its writers' console and
+system metrics labelled; TensorBoard gets one event file per writer beside the merged history.
 """
 
 from __future__ import annotations

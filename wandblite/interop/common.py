@@ -3,25 +3,32 @@
 Layer 5. Stdlib, ``wandblite.errors`` and ``wandblite.vocab`` (the reserved keys, the subtree rule,
 what a number is); ``final_row_count`` reads the run with ``wandblite.replay`` when called.
 ``SyncOutcome`` is what ``sync_run`` of every target returns and what the CLI prints (one line per
-run, or one JSON object with ``--json``). ``InteropError`` (a ``wandblite.Error``) carries a message
+run, or one JSON object with ``--json``). ``not_ready`` says why a run cannot be sent yet;
+``shared_history`` is a shared run's history split into what is final and what is provisional, and
+``writer_file_label`` a writer label as a file or metric name part (the three targets share them). ``InteropError`` (a ``wandblite.Error``) carries a message
 that is already a complete sentence for the user: it names what went wrong and what to do; the CLI
 prefixes the run id.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from wandblite.errors import Error
-from wandblite.vocab import RESERVED, SUMMARY_BOOKKEEPING, is_number, is_subtree
+from wandblite.vocab import FINAL_STATES, RESERVED, RUNTIME, STEP, SUMMARY_BOOKKEEPING, is_number, is_subtree
 
 __all__ = [
     "InteropError",
+    "SharedRow",
     "SyncOutcome",
     "final_row_count",
+    "not_ready",
     "numeric_leaves",
+    "shared_history",
     "user_summary",
+    "writer_file_label",
 ]
 
 
@@ -71,6 +78,8 @@ class SyncOutcome:
         parts.append(f"{self.media} media")
         if self.console:
             parts.append(f"{self.console} console chunks")
+        if self.extra.get("system"):  # a shared run's writers' system-metrics samples
+            parts.append(f"{self.extra['system']} system samples")
         where = f" as {self.remote_id}" if self.remote_id else ""
         return f"run {self.run_id} ({self.state}): sent {', '.join(parts)} to {self.target}{where}"
 
@@ -96,6 +105,85 @@ def final_row_count(r: Any) -> int:
     from wandblite.replay import Replay
 
     return int(Replay(r.path, writer_alive=True, grace=math.inf).rows)
+
+
+def not_ready(r: Any) -> str | None:
+    """Why the run ``r`` (a ``wandblite.replay.Replay``) cannot be sent yet, or None when it can.
+
+    A run is sent once it has ended. A shared run is sent once every writer has ended: its state
+    is decided by its deciding writers only (docs/semantics.md section 15), so it may read finished
+    while another writer still appends rows at steps a target would already hold.
+    """
+    if r.state not in FINAL_STATES:
+        return f"still being written ({r.state}); it will be synced once it ends"
+    if r.shared:
+        busy = [str(w["label"]) for w in r.writers if w["state"] not in FINAL_STATES]
+        if busy:
+            return (f"still being written (writer {', '.join(busy)} running); "
+                    "it will be synced once every writer has ended")
+    return None
+
+
+@dataclass
+class SharedRow:
+    """One step of a shared run's history as a target sends it.
+
+    ``final`` is the row of every writer's committed records at ``step`` (None when only a crashed
+    writer's pending row is at that step); ``provisional`` is the replayed row when it differs from
+    ``final``: it holds a crashed writer's pending (uncommitted) values, which a resume of that
+    writer may still change (``final_row_count`` says the same for a single writer's last row).
+    """
+
+    step: int
+    final: dict[str, Any] | None
+    provisional: dict[str, Any] | None = None
+
+
+def shared_history(r: Any) -> Iterator[SharedRow]:
+    """The history of the shared run ``r`` (a ended ``Replay``), step by step, in constant memory.
+
+    Without a crashed writer every row is final. With one, the run is read twice, as replayed
+    (crashed writers' pending rows flushed at their steps) and as if every writer were still alive
+    (no pending row flushed), and the two streams, both ordered by ``_step``, are walked side by
+    side: a step whose rows differ holds pending values.
+    """
+    if not any(w["state"] == "crashed" for w in r.writers):
+        for row in r.scan_history():
+            yield SharedRow(int(row[STEP]), row)
+        return
+    import math
+
+    from wandblite.replay import Replay
+
+    committed = iter(Replay(r.path, writer_alive=True, grace=math.inf).scan_history())
+    nxt = next(committed, None)
+    for row in r.scan_history():
+        step = int(row[STEP])
+        while nxt is not None and int(nxt[STEP]) < step:  # not expected: pending rows only add
+            yield SharedRow(int(nxt[STEP]), nxt)
+            nxt = next(committed, None)
+        final = None
+        if nxt is not None and int(nxt[STEP]) == step:
+            final, nxt = nxt, next(committed, None)
+        if final is not None and _same_row(row, final):
+            yield SharedRow(step, row)
+        else:
+            yield SharedRow(step, final, row)
+    while nxt is not None:
+        yield SharedRow(int(nxt[STEP]), nxt)
+        nxt = next(committed, None)
+
+
+def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal but for ``_runtime``, which each reading derives from its writers' lifetimes, not a value
+    that was logged."""
+    return {k: v for k, v in a.items() if k != RUNTIME} == {k: v for k, v in b.items() if k != RUNTIME}
+
+
+def writer_file_label(label: Any) -> str:
+    """A writer's label as one path or metric name part: ``/`` and other separators become ``_``."""
+    text = str(label if label is not None else "")
+    return "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in text).strip(".") or "_"
 
 
 def numeric_leaves(row: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -29,6 +29,19 @@ row                    points (see below); the tag is removed once the row is co
 
 Metric and tag keys with characters MLflow refuses are rewritten (each bad character -> ``_``).
 
+A shared run (several writer processes, ``mode="shared"``) becomes ONE MLflow run, sent once every
+writer has ended: the merged history, summary, config and state as replay gives them; console
+output as ``output.log`` (every writer's lines in time order, each prefixed ``[<label>] ``) plus
+``output-<label>.log`` per writer; each writer's system metrics as ``system/<label>/<metric>``
+(MLflow's own name for a node's system metrics is ``system/<node id>/<metric>``) at the sample's
+time, step = its index in the writer's stream. Its history position is the last step sent (tag
+``wandblite.last_step``; a resumed writer may add rows between steps already sent, and rows at or
+below the position are not sent again), its system position the samples sent per writer (tag
+``wandblite.system``, JSON, written with the last of them); crashed writers' pending rows go to
+``wandblite.pending`` as ``{"steps", "metrics"}``, and once such a writer is resumed and its row
+committed, the row of each step listed there is sent, below the position too (the other writers'
+points at that step are the same points again, which MLflow keeps once).
+
 Exactly once: the MLflow run holds its own position, the tag ``wandblite.rows`` = history rows
 already sent; it is written in the same ``log_batch`` call as (after) the metrics of those rows,
 and the media of a batch are uploaded before its metrics. A re-run finds the run by its tag,
@@ -65,12 +78,15 @@ from wandblite.interop.common import (
     InteropError,
     SyncOutcome,
     final_row_count,
+    not_ready,
     numeric_leaves,
     probe_http,
+    shared_history,
     user_summary,
+    writer_file_label,
 )
 from wandblite.interop.state import SyncState, run_digest, run_key
-from wandblite.vocab import FINAL_STATES, STEP, TIMESTAMP, WANDB_KEY, is_number, is_typed_value
+from wandblite.vocab import STEP, TIMESTAMP, WANDB_KEY, is_number, is_typed_value
 
 __all__ = ["MAX_ENTITIES", "MAX_METRICS", "MAX_PARAMS_TAGS", "MlflowTarget", "batches", "mlflow_key", "sync_run"]
 
@@ -83,6 +99,8 @@ MAX_PARAM_VALUE = 6000
 MAX_TAG_VALUE = 8000
 
 POSITION_TAG = "wandblite.rows"
+STEP_POSITION_TAG = "wandblite.last_step"  # a shared run: the last step sent
+SYSTEM_POSITION_TAG = "wandblite.system"  # a shared run: writer label -> system samples sent (JSON)
 PENDING_TAG = "wandblite.pending"
 RUN_ID_TAG = "wandblite.run_id"
 PROJECT_TAG = "wandblite.project"
@@ -269,9 +287,9 @@ def sync_run(run_dir: str | os.PathLike[str], target: MlflowTarget, batch_rows: 
 
 
 def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> None:
-    if r.state not in FINAL_STATES:
-        out.status = "skipped"
-        out.message = f"still being written ({r.state}); it will be synced once it ends"
+    why = not_ready(r)
+    if why is not None:
+        out.status, out.message = "skipped", why
         return
     state = SyncState("mlflow", f"{target.tracking_uri}\n{target.experiment or ''}", target.state_home)
     key = run_key(r.path, r.id)
@@ -301,6 +319,8 @@ def _sync(r: Any, target: MlflowTarget, out: SyncOutcome, batch_rows: int) -> No
     conflicts = _send_params_and_tags(r, mc, run)
     sent = _send_history(r, mc, run, out, batch_rows, lambda rows: state.update(
         key, run_id=r.id, remote_id=mlflow_id, rows=rows, state=r.state, done=False))
+    if r.shared:
+        _send_system_metrics(r, mc, run, out)
     _send_summary(r, mc, run, out, sent, conflicts)
     _send_console(r, mc, mlflow_id, out)
     with contextlib.redirect_stdout(io.StringIO()):  # MLflow prints "View run" links; stdout is for --json
@@ -333,7 +353,7 @@ class _Sent:
     total_rows: int = 0  # final rows MLflow holds now (the position tag)
     last_step: int = 0  # the step of the last final row
     last_value: dict[str, float] = field(default_factory=dict)  # each metric key's last history value
-    pending_row: dict[str, Any] | None = None  # a crashed run's provisional row: ``{"step", "metrics"}``
+    pending_row: dict[str, Any] | None = None  # provisional rows: ``{"step", "metrics"}`` (shared: ``"steps"``)
 
 
 def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: int,
@@ -354,6 +374,14 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
     pending_refs: list[dict[str, Any]] = []
     pending_rows = 0
 
+    # A shared run's position is its last step sent: a writer resumed after a sync may add rows at
+    # steps between the ones sent, which a row count would miss.
+    # Steps held back as provisional by the last sync are sent once final, even below the position
+    # (MLflow takes points at any step; the other writers' points there again are the same points).
+    last_sent = run.data.tags.get(STEP_POSITION_TAG) if r.shared else None
+    last_sent_step = int(last_sent) if last_sent not in (None, "") else None
+    held_back = _pending_steps(run.data.tags.get(PENDING_TAG)) if r.shared else set()
+
     def flush(upto: int) -> None:
         nonlocal pending, pending_refs, pending_rows
         if pending_refs:
@@ -362,22 +390,31 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
                 if written:
                     mc.call(mc.client.log_artifacts, mlflow_id, tmp)
                 out.media += len(written)
-        mc.log_batch(mlflow_id, pending, [], [mc.RunTag(POSITION_TAG, str(upto))])
+        tags = [mc.RunTag(POSITION_TAG, str(upto))]
+        if r.shared:
+            tags.append(mc.RunTag(STEP_POSITION_TAG, str(sent.last_step)))
+        mc.log_batch(mlflow_id, pending, [], tags)
         out.metrics += len(pending)
         acknowledged(upto)
         pending, pending_refs, pending_rows = [], [], 0
 
-    final_rows = final_row_count(r)
-    for i, row in enumerate(r.scan_history()):
-        step = int(row[STEP])
+    for i, step, row, provisional in _final_rows(r):
+        if provisional is not None:  # a crashed writer's provisional row: in a tag until it is committed
+            values = numeric_leaves(provisional)
+            for k, v in values.items():
+                sent.last_value[mlflow_key(k)] = v  # its values are in the tag, not a summary metric
+            committed = numeric_leaves(row) if row is not None else {}  # the other writers' values there
+            _add_pending(sent, step, {mlflow_key(k): v for k, v in values.items() if committed.get(k) != v},
+                         r.shared)
+        if row is None:
+            continue
         values = numeric_leaves(row)
-        for k, v in values.items():
-            sent.last_value[mlflow_key(k)] = v  # the pending row's too: its tag shows them, not a summary metric
-        if i >= final_rows:  # a crashed run's provisional row: in a tag until it is committed
-            sent.pending_row = {"step": step, "metrics": {mlflow_key(k): v for k, v in values.items()}}
-            break
-        sent.last_step = step
-        if i < position:
+        if provisional is None:
+            for k, v in values.items():
+                sent.last_value[mlflow_key(k)] = v
+        sent.last_step = max(sent.last_step, step) if r.shared else step
+        if (i < position) if not r.shared else (
+                last_sent_step is not None and step <= last_sent_step and step not in held_back):
             continue  # MLflow has this row already
         ts = _ms(row.get(TIMESTAMP), created)
         pending.extend(mc.Metric(mlflow_key(k), v, ts, step) for k, v in values.items())
@@ -385,13 +422,88 @@ def _send_history(r: Any, mc: _Client, run: Any, out: SyncOutcome, batch_rows: i
         pending_rows += 1
         count += 1
         if pending_rows >= batch_rows or len(pending) >= MAX_METRICS * 5:
-            flush(i + 1)
+            flush(position + count if r.shared else i + 1)
     sent.total_rows = position + count
     if pending_rows:
         flush(sent.total_rows)
     out.rows = count
     sent.end_s = float(r.ended_at or r.last_alive or created)
     return sent
+
+
+def _final_rows(r: Any) -> Iterator[tuple[int, int, dict[str, Any] | None, dict[str, Any] | None]]:
+    """``(index, step, final row, provisional row)`` per step of the history, ``index`` counting the
+    final rows before this one.
+
+    A single writer: every row is final but a crashed run's last pending row (``final_row_count``),
+    which comes as provisional and ends the history. A shared run: ``common.shared_history``.
+    """
+    if r.shared:
+        i = 0
+        for srow in shared_history(r):
+            yield i, srow.step, srow.final, srow.provisional
+            i += srow.final is not None
+        return
+    final_rows = final_row_count(r)
+    for i, row in enumerate(r.scan_history()):
+        if i >= final_rows:
+            yield i, int(row[STEP]), None, row
+            return
+        yield i, int(row[STEP]), row, None
+
+
+def _pending_steps(tag: str | None) -> set[int]:
+    """The steps a shared run's ``wandblite.pending`` tag lists (none if absent or unreadable)."""
+    try:
+        steps = json.loads(tag or "{}").get("steps") or []
+        return {int(x) for x in steps}
+    except (ValueError, TypeError, AttributeError):
+        return set()
+
+
+def _add_pending(sent: _Sent, step: int, metrics: dict[str, float], shared: bool) -> None:
+    """Note a provisional row: a single writer has one (``{"step", "metrics"}``); a shared run may
+    have one per crashed writer (``{"steps", "metrics"}``, the latest value of each key)."""
+    if not shared:
+        sent.pending_row = {"step": step, "metrics": metrics}
+        return
+    if sent.pending_row is None:
+        sent.pending_row = {"steps": [], "metrics": {}}
+    sent.pending_row["steps"].append(step)
+    sent.pending_row["metrics"].update(metrics)
+
+
+def _send_system_metrics(r: Any, mc: _Client, run: Any, out: SyncOutcome) -> None:
+    """A shared run's system-metrics samples MLflow lacks, writer by writer.
+
+    Named as MLflow names a node's system metrics (``system/<node id>/<metric>``):
+    ``system/<label>/<metric>``, at the sample's time, step = the sample's index in its writer's
+    stream. The position, label -> samples sent (tag ``wandblite.system``, JSON), goes in the same
+    ``log_batch`` as (after) the last of those points; ``out.extra["system"]`` counts the samples
+    this call sent.
+    """
+    mlflow_id = run.info.run_id
+    try:
+        done = {str(k): int(v) for k, v in json.loads(run.data.tags.get(SYSTEM_POSITION_TAG) or "{}").items()}
+    except (ValueError, TypeError, AttributeError):
+        done = {}
+    metrics: list[Any] = []
+    samples_sent = 0
+    now = dict(done)
+    for w in r.writers:
+        name = "" if w["label"] is None else str(w["label"])
+        samples = r.system_metrics(writer=name)
+        prefix = f"system/{writer_file_label(name)}/" if name else "system/"
+        for idx in range(done.get(name, 0), len(samples)):
+            ts, values = samples[idx]
+            metrics.extend(mc.Metric(mlflow_key(prefix + k), float(v), _ms(ts, 0.0), idx)
+                           for k, v in values.items() if is_number(v))
+            samples_sent += 1
+        now[name] = len(samples)
+    if now != done:
+        mc.log_batch(mlflow_id, metrics, [], [mc.RunTag(SYSTEM_POSITION_TAG, json.dumps(now, sort_keys=True))])
+    out.metrics += len(metrics)
+    out.extra["system"] = samples_sent
 
 
 def _send_summary(r: Any, mc: _Client, run: Any, out: SyncOutcome, sent: _Sent, conflicts: list[str]) -> None:
@@ -426,6 +538,8 @@ def _send_summary(r: Any, mc: _Client, run: Any, out: SyncOutcome, sent: _Sent, 
     if sent.pending_row is not None:
         final_tags.append(mc.RunTag(PENDING_TAG, _pending_tag(sent.pending_row)))
     final_tags.append(mc.RunTag(POSITION_TAG, str(sent.total_rows)))
+    if r.shared:
+        final_tags.append(mc.RunTag(STEP_POSITION_TAG, str(sent.last_step)))
     mc.log_batch(mlflow_id, final_metrics, [], final_tags)
     out.metrics += len(final_metrics)
     if sent.pending_row is None and PENDING_TAG in run.data.tags:
@@ -433,14 +547,26 @@ def _send_summary(r: Any, mc: _Client, run: Any, out: SyncOutcome, sent: _Sent, 
 
 
 def _send_console(r: Any, mc: _Client, mlflow_id: str, out: SyncOutcome) -> None:
-    """The run's console output as the artifact ``output.log``."""
-    console = r.output()
-    if console:
+    """The run's console output as the artifact ``output.log``.
+
+    A shared run: ``output.log`` holds every writer's lines in time order, each prefixed with
+    ``[label] `` (``Replay.output()``), and ``output-<label>.log`` each writer's own lines.
+    """
+    files = {"output.log": r.output()}
+    if r.shared:
+        for w in r.writers:
+            name = "" if w["label"] is None else str(w["label"])
+            files[f"output-{writer_file_label(name)}.log"] = r.output(writer=name)
+    files = {name: text for name, text in files.items() if text}
+    if files:
         with tempfile.TemporaryDirectory(prefix="wandblite-mlflow-") as tmp:
-            p = Path(tmp) / "output.log"
-            p.write_text(console, "utf-8")
-            mc.call(mc.client.log_artifact, mlflow_id, str(p))
-        out.console = 1
+            for name, text in files.items():
+                (Path(tmp) / name).write_text(text, "utf-8")
+            if r.shared:
+                mc.call(mc.client.log_artifacts, mlflow_id, tmp)
+            else:
+                mc.call(mc.client.log_artifact, mlflow_id, str(Path(tmp) / "output.log"))
+        out.console = len(files)
 
 
 def _pending_tag(row: dict[str, Any]) -> str:

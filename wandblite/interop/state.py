@@ -12,6 +12,9 @@ the experiment, or the W&B base URL plus entity/project. The file maps a key
      "media": media files sent, "state": the run's state when last synced,
      "digest": sizes of the run's segment files then, "done": true once a final state was sent}
 
+plus, for a shared run sent to W&B, ``"last_step"`` (the last step sent), ``"pending_steps"``
+(steps held back) and ``"system"`` (writer label -> system samples sent).
+
 Promises:
 
 * ``SyncState.update`` rewrites the file atomically (a temporary file in the same directory,

@@ -2,7 +2,7 @@
 
 ``export_tensorboard(run_dir, out_dir)`` writes ONE file,
 ``<out_dir>/events.out.tfevents.<created_at>.<host>.wandblite``, that TensorBoard (and its
-``EventAccumulator``) reads:
+``EventAccumulator``) reads (a shared run adds one file per writer, see below):
 
 * every numeric history leaf -> a scalar summary (``simple_value``, a float32) at the row's
   ``_step``, tag = the dotted key (``{"acc": {"top1": x}}`` -> ``acc.top1``), wall time = the row's
@@ -16,6 +16,12 @@
 
 Videos, tables, 3D objects and HTML have no TensorBoard equivalent and are not written.
 
+A shared run (several writers, ``mode="shared"``): the file above holds the merged history, as a
+single run's would; each writer gets its own file ``<out_dir>/<label>/events.out.tfevents...``
+(the label with path separators replaced), which TensorBoard lists as a run of its own beside it:
+the writer's system metrics as scalars ``system/<metric>`` (step = sample index, wall time = the
+sample's time) and its console output as the text summary ``console``.
+
 The file name carries the run's creation time, so exporting the same run again replaces the same
 file (written to a temporary name and renamed) instead of adding a second copy of every point.
 
@@ -26,12 +32,13 @@ uint32 masked_crc32c(data)``, little-endian, where ``masked(c) = ((c >> 15) | (c
 protobuf; the first event of a file carries ``file_version = "brain.Event:2"``. The protobuf
 wire encoding is written by hand below (varints, fixed 32/64-bit, length-delimited fields).
 
-Layer 5. Imports: stdlib, numpy and ``wandblite.vocab``; ``wandblite.replay`` when exporting; Pillow
-only to re-encode a non-PNG image.
+Layer 5. Imports: stdlib, numpy, ``wandblite.vocab`` and ``wandblite.interop.common``;
+``wandblite.replay`` when exporting; Pillow only to re-encode a non-PNG image.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -45,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from wandblite.interop.common import writer_file_label
 from wandblite.vocab import (
     RESERVED,
     STEP,
@@ -286,17 +294,29 @@ def _config_markdown(config: Mapping[str, Any]) -> str:
 
 
 def export_tensorboard(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                       warnings: list[str] | None = None) -> Path:
+                       warnings: list[str] | None = None, files: list[Path] | None = None) -> Path:
     """Write the run's event file into ``out_dir`` (created if needed); returns its path.
 
-    ``warnings`` (if given) receives one line per value that could not be exported.
+    ``warnings`` (if given) receives one line per value that could not be exported; ``files`` (if
+    given) every event file written, the run's first, then a shared run's writers' files.
     """
     from wandblite.replay import Replay
 
     r = Replay(run_dir)
-    out = Path(out_dir)
+    dest = _export_run(r, Path(out_dir), warnings if warnings is not None else [])
+    written = [dest]
+    if r.shared:
+        created = float(r.created_at or time.time())
+        for w in r.writers:
+            written.append(_export_writer(r, w, Path(out_dir), created))
+    if files is not None:
+        files.extend(written)
+    return dest
+
+
+def _export_run(r: Any, out: Path, warn: list[str]) -> Path:
+    """The run's own event file (a shared run: its merged history) in ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    warn = warnings if warnings is not None else []
     created = r.created_at or time.time()  # loads the metadata: one pass; the rows are a second
     host = (r.host or socket.gethostname()).replace("/", "_")
     dest = out / f"events.out.tfevents.{int(created)}.{host}.wandblite"
@@ -333,3 +353,46 @@ def export_tensorboard(run_dir: str | os.PathLike[str], out_dir: str | os.PathLi
             pass
         raise
     return dest
+
+
+def _export_writer(r: Any, w: dict[str, Any], out: Path, created: float) -> Path:
+    """One writer of a shared run as its own TensorBoard run: ``<out>/<label>/events...``.
+
+    Its system-metrics samples become scalars ``system/<metric>`` (step = the sample's index in
+    the writer's stream, wall time = the sample's time) and its console output one text summary
+    ``console`` (a Markdown code block) at step 0; the merged history is the run's own file.
+    """
+    name = "" if w["label"] is None else str(w["label"])
+    wdir = out / writer_file_label(name)
+    wdir.mkdir(parents=True, exist_ok=True)
+    host = str(w.get("host") or r.host or socket.gethostname()).replace("/", "_")
+    dest = wdir / f"events.out.tfevents.{int(created)}.{host}.wandblite"
+    started = float(w.get("started_at") or created)
+    events = [tfrecord(_event(started, 0, file_version="brain.Event:2"))]
+    for i, (ts, metrics) in enumerate(r.system_metrics(writer=name)):
+        values = [_value_scalar(f"system/{k}", float(v)) for k, v in metrics.items() if is_number(v)]
+        if values:
+            events.append(tfrecord(_event(float(ts), i, summary=_summary(values))))
+    lines = list(r.console(joined=True, writer=name))
+    if lines:
+        text = "".join(line for _ts, _stream, line in lines)
+        block = "\n".join("    " + x for x in text.splitlines())  # Markdown code: shown verbatim
+        events.append(tfrecord(_event(float(lines[-1][0]), 0, summary=_summary([_value_text("console", block)]))))
+    _write_atomically(dest, events)
+    return dest
+
+
+def _write_atomically(dest: Path, records: list[bytes]) -> None:
+    """``records`` as the file ``dest``: a temporary file in its directory, fsync, rename."""
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".tfevents", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for rec in records:
+                f.write(rec)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise

@@ -46,6 +46,21 @@ What maps to what:
   run that is never resumed keeps that last step in its summary only.)
 * a run still being written (state ``running``) is skipped and synced on a later pass once it
   ends.
+* a shared run (several writer processes, ``mode="shared"``; docs/semantics.md section 15) goes
+  as ONE W&B run: its merged history, summary, config and state as replay gives them. It is sent
+  once every writer has ended (its state may read finished while a non-deciding writer still
+  appends: such a run is skipped until that writer ends too). Console: every writer's lines in
+  time order, each prefixed with ``[<label>] `` (``Replay.console()``; wandb's console records
+  carry no writer, and the sync is one process). System metrics: every writer's samples as
+  wandb's own system-metrics records (``StatsRecord``) at the sample's time, each metric named as
+  wandb's shared mode names a labelled writer's metric, ``<metric>/l:<label>`` (W&B shows
+  ``system/<metric>/l:<label>``; a single-writer run's system metrics are not sent, as before).
+  Crashed writers' pending rows (flushed by replay at their steps) are held back like a single
+  crashed run's: a step holding one is sent with the other writers' values only, or not at all
+  when only the pending row is there; ``_wandblite`` = ``{"state", "pending_steps": [...]}``
+  lists them. After a resume of that writer, its committed row goes at its step if W&B has not
+  passed it (a W&B step is never logged twice: keys a resumed writer adds at steps already sent
+  stay out of W&B).
 
 Exactly once: the state file (``wandblite.interop.state``) keyed by run directory and id records
 the final rows and console chunks acknowledged by ``run.finish()`` (wandb has flushed them). A run
@@ -53,6 +68,9 @@ whose files have not changed since it was fully synced is not opened again; a ru
 resumed wandblite run) is continued with ``resume="allow"``: only later rows and chunks are sent,
 starting with a held-back pending row now committed. Online, the server's position wins too: rows
 below ``run.starting_step`` (the step W&B reports for the resumed run) are never sent again.
+A shared run's position is the last step sent (``last_step``), not a row count (a resumed writer
+may add rows between steps already sent), with its system samples sent per writer (``system``)
+and its held-back steps (``pending_steps``).
 """
 
 from __future__ import annotations
@@ -68,11 +86,13 @@ from wandblite.interop.common import (
     InteropError,
     SyncOutcome,
     final_row_count,
+    not_ready,
     probe_http,
+    shared_history,
     user_summary,
 )
 from wandblite.interop.state import SyncState, run_digest, run_key
-from wandblite.vocab import FINAL_STATES, RESERVED, STEP, TIMESTAMP, TYPE_KEY, WANDB_KEY, is_typed_value
+from wandblite.vocab import RESERVED, STEP, TIMESTAMP, TYPE_KEY, WANDB_KEY, is_typed_value
 
 __all__ = ["WandbTarget", "convert_value", "sync_run"]
 
@@ -244,9 +264,9 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
-    if r.state not in FINAL_STATES:
-        out.status = "skipped"
-        out.message = f"still being written ({r.state}); it will be synced once it ends"
+    why = not_ready(r)
+    if why is not None:
+        out.status, out.message = "skipped", why
         return
     mode = target.mode
     identity = "\n".join([mode, target.base_url if mode not in _OFFLINE_MODES else os.environ.get("WANDB_DIR", ""),
@@ -263,7 +283,7 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
         probe_http(target.base_url, "W&B", "start the W&B server or fix WANDB_BASE_URL")
     rows_done = int(rec.get("rows") or 0)
     console_done = int(rec.get("console") or 0)
-    final_rows = final_row_count(r)
+    final_rows = 0 if r.shared else final_row_count(r)  # a shared run: shared_history says it
 
     settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, disable_git=True,
                               save_code=False, x_save_requirements=False, silent=True)
@@ -280,6 +300,7 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
     except Exception as exc:  # noqa: BLE001 - one line for the user, the other runs go on
         raise _explain(exc, target) from exc
     finished = False
+    shared: dict[str, Any] = {}  # a shared run's position, pending steps and system samples sent
     try:
         for name, m in r.metrics.items():
             step_metric = m.get("step_metric")
@@ -291,20 +312,28 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
         history_keys: set[str] = set()
         sent = 0
         pending_step: int | None = None
-        for i, row in enumerate(r.scan_history()):
-            if i >= final_rows:
-                pending_step = int(row[STEP])  # a crashed run's provisional row: held back (module doc)
-                break
-            for k, v in row.items():
-                if is_typed_value(v):
-                    history_keys.add(k)
-            if i < rows_done or (starting_step and row[STEP] < starting_step):
-                continue
+
+        def send(row: dict[str, Any]) -> None:
+            nonlocal sent
             payload = {k: convert_value(wandb, v, r.path) for k, v in row.items()
                        if k not in RESERVED or k == TIMESTAMP}
             run.log(payload, step=int(row[STEP]), commit=True)
             sent += 1
             out.media += sum(1 for v in row.values() if is_typed_value(v))
+
+        if r.shared:
+            shared = _send_shared_history(r, rec, starting_step, history_keys, send)
+        else:
+            for i, row in enumerate(r.scan_history()):
+                if i >= final_rows:
+                    pending_step = int(row[STEP])  # a crashed run's provisional row: held back (module doc)
+                    break
+                for k, v in row.items():
+                    if is_typed_value(v):
+                        history_keys.add(k)
+                if i < rows_done or (starting_step and row[STEP] < starting_step):
+                    continue
+                send(row)
         out.rows = sent
 
         chunks = 0
@@ -314,18 +343,23 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
             if j >= console_done:
                 publish(ts, stream, text)
                 out.console += 1
+        if r.shared:
+            shared["system"] = _send_system_metrics(wandb, run, r, rec, out)
 
         summary = user_summary(r.summary)
         for k, v in summary.items():
             if is_typed_value(v) and k in history_keys:
                 continue  # wandb's summary already holds this media value from the history
             run.summary[k] = convert_value(wandb, v, r.path)
-        if r.state == "crashed":
-            marker: dict[str, Any] = {"state": "crashed"}
+        pending_steps = shared.get("pending_steps") or []
+        if r.state == "crashed" or pending_steps:
+            marker: dict[str, Any] = {"state": r.state}
             if pending_step is not None:
                 marker["pending_step"] = pending_step
+            if pending_steps:
+                marker["pending_steps"] = pending_steps  # a shared run's crashed writers' pending rows
             run.summary["_wandblite"] = marker
-        elif rec.get("state") == "crashed":
+        elif rec.get("state") == "crashed" or rec.get("pending_steps"):
             run.summary["_wandblite"] = {"state": r.state}  # synced as crashed before; resumed since
         exit_code = 0 if r.state == "finished" else (r.exit_code or 1)
         out.remote_id = f"{run.entity}/{run.project}/{run.id}" if mode not in _OFFLINE_MODES else os.path.dirname(run.dir)
@@ -340,8 +374,87 @@ def _sync(r: Any, target: WandbTarget, out: SyncOutcome) -> None:
         if not finished:
             with contextlib.suppress(Exception), _quiet_stdout():
                 run.finish(exit_code=1)
+    more = {k: shared[k] for k in ("last_step", "pending_steps", "system")} if r.shared else {}
     state.update(key, run_id=r.id, remote_id=out.remote_id, rows=rows_done + out.rows, console=chunks,
-                 state=r.state, done=True, digest=digest)
+                 state=r.state, done=True, digest=digest, **more)
+
+
+def _send_shared_history(r: Any, rec: Mapping[str, Any], starting_step: int, history_keys: set[str],
+                         send: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Send a shared run's final rows W&B lacks; returns ``{"last_step", "pending_steps"}``.
+
+    The position is the last step sent (``last_step`` in the state file), not a row count: a
+    writer resumed after a sync may add rows at steps between the ones sent. Rows holding a crashed
+    writer's pending values go without them (``common.shared_history``); their steps are listed.
+    """
+    last_step = rec.get("last_step")
+    pending_steps: list[int] = []
+    for srow in shared_history(r):
+        if srow.provisional is not None:
+            pending_steps.append(srow.step)
+        row = srow.final
+        if row is None:
+            continue
+        for k, v in row.items():
+            if is_typed_value(v):
+                history_keys.add(k)
+        if (last_step is not None and srow.step <= last_step) or (starting_step and srow.step < starting_step):
+            continue
+        send(row)
+        last_step = srow.step
+    return {"last_step": last_step, "pending_steps": pending_steps}
+
+
+def _send_system_metrics(wandb: Any, run: Any, r: Any, rec: Mapping[str, Any], out: SyncOutcome) -> dict[str, int]:
+    """Every writer's system-metrics samples W&B lacks, as wandb's own system-metrics records.
+
+    Named as wandb's shared mode names them: ``<metric>/l:<label>`` (W&B shows it as
+    ``system/<metric>/l:<label>``), at the sample's own time. Returns label -> samples sent in all
+    (``system`` in the state file); ``out.extra["system"]`` counts the samples this call sent.
+    """
+    done = {str(k): int(v) for k, v in (rec.get("system") or {}).items()}
+    publish = _stats_publisher(run)
+    if publish is None:
+        out.message = "system metrics not sent: this wandb version has no interface for them"
+        return done
+    total = 0
+    for w in r.writers:
+        label = w["label"]
+        name = "" if label is None else str(label)
+        samples = r.system_metrics(writer=name)
+        for ts, metrics in samples[done.get(name, 0):]:
+            suffix = f"/l:{name}" if name else ""
+            publish(ts, {f"{k}{suffix}": v for k, v in metrics.items()})
+            total += 1
+        done[name] = len(samples)
+    out.extra["system"] = total
+    return done
+
+
+def _stats_publisher(run: Any) -> Callable[[float, Mapping[str, Any]], None] | None:
+    """A function sending one system-metrics sample as wandb's ``StatsRecord`` at its own time, or
+    None when this wandb has no such interface (its system monitor sends the same records)."""
+    import json
+
+    iface = getattr(run, "_interface", None) or getattr(getattr(run, "_backend", None), "interface", None)
+    pb: Any
+    try:
+        from wandb.proto import wandb_internal_pb2 as pb
+    except ImportError:
+        return None
+    if iface is None or not hasattr(iface, "_make_record") or not hasattr(iface, "_publish"):
+        return None
+
+    def publish(ts: float, metrics: Mapping[str, Any]) -> None:
+        stats = pb.StatsRecord(stats_type=pb.StatsRecord.StatsType.SYSTEM)
+        stats.timestamp.FromNanoseconds(int(ts * 1e9))
+        for k, v in metrics.items():
+            item = stats.item.add()
+            item.key = k
+            item.value_json = json.dumps(v, allow_nan=True)
+        iface._publish(iface._make_record(stats=stats))
+
+    return publish
 
 
 def _console_publisher(wandb: Any, run: Any) -> Callable[[float, str, str], None]:
