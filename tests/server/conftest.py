@@ -8,7 +8,8 @@
   port and can SIGKILL and restart it on the same port and database.
 * ``cli`` runs ``wandblite ...`` in a fresh interpreter, as a user would.
 * ``s3`` is a real S3-compatible server on 127.0.0.1: moto's standalone server started as a
-  subprocess for the session, or the one at ``$WANDBLITE_TEST_S3_ENDPOINT`` when CI started it.
+  subprocess for the session (``moto_server``, which the benchmarks use too), or the one at
+  ``$WANDBLITE_TEST_S3_ENDPOINT`` when CI started it.
   Never skipped. ``media_kind`` (``disk`` or ``s3``) says where a ``server``'s blobs live; a test
   module that sets ``MEDIA_KINDS = ("disk", "s3")`` runs its tests against both.
 """

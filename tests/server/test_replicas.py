@@ -152,17 +152,13 @@ def start_together(servers: list[ServerProc]) -> None:
 
 
 class Replicas:
-    """Two replicas on the database ``db`` with their blobs in a new bucket of ``s3`` (``s3://<bucket>/blobs``),
-    or, without ``s3``, in the media directory ``root/media`` they share."""
+    """Two replicas on the database ``db`` with their blobs in one new bucket of ``s3`` (``s3://<bucket>/blobs``)."""
 
-    def __init__(self, db: str, root: Path, s3: S3Server | None = None) -> None:
+    def __init__(self, db: str, root: Path, s3: S3Server) -> None:
         self.db, self.s3 = db, s3
-        self.bucket = s3.bucket() if s3 is not None else None
-        if s3 is not None:
-            self.servers = [ServerProc(db, f"s3://{self.bucket}/{BLOB_PREFIX}", root / f"home{i}", env=s3.env,
-                                       extra_args=s3.server_args()) for i in range(2)]
-        else:
-            self.servers = [ServerProc(db, root / "media", root / f"home{i}") for i in range(2)]
+        self.bucket = s3.bucket()
+        self.servers = [ServerProc(db, f"s3://{self.bucket}/{BLOB_PREFIX}", root / f"home{i}", env=s3.env,
+                                   extra_args=s3.server_args()) for i in range(2)]
         start_together(self.servers)
         admin = [s.admin_key for s in self.servers if s.admin_key]
         self.admin_keys_shown = len(admin)
@@ -175,12 +171,9 @@ class Replicas:
         return [s.url for s in self.servers]
 
     def stored_bytes(self, sha: str) -> bytes:
-        """The blob's bytes as the blob store itself holds them (the bucket's object, or the file)."""
-        key = f"{sha[:2]}/{sha[2:4]}/{sha}"
-        if self.s3 is not None:
-            obj = self.s3.client().get_object(Bucket=self.bucket, Key=f"{BLOB_PREFIX}/{key}")
-            return bytes(obj["Body"].read())
-        return (Path(str(self.servers[0].media)) / key).read_bytes()
+        """The blob's bytes as the bucket holds them (the object under the blob layout's key)."""
+        obj = self.s3.client().get_object(Bucket=self.bucket, Key=f"{BLOB_PREFIX}/{sha[:2]}/{sha[2:4]}/{sha}")
+        return bytes(obj["Body"].read())
 
     def stop(self) -> None:
         for s in self.servers:
@@ -308,7 +301,6 @@ def test_batches_alternating_between_replicas_one_killed_at_random_are_exact(rep
     # The kills must really have landed inside syncs, or this test proves nothing.
     assert midway >= 3, f"only {midway} kills interrupted a sync (a whole sync takes {full:.2f}s)"
     # Every object in the bucket is a whole blob under its own sha256 (a killed upload left none half-made).
-    assert replicas.s3 is not None and replicas.bucket is not None
     keys = replicas.s3.keys(replicas.bucket, BLOB_PREFIX + "/")
     assert len(keys) == (TRIALS + 1) * (STEPS // MEDIA_EVERY + 1)
     for key in keys:
