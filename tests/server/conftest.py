@@ -8,7 +8,8 @@
   port and can SIGKILL and restart it on the same port and database.
 * ``cli`` runs ``wandblite ...`` in a fresh interpreter, as a user would.
 * ``s3`` is a real S3-compatible server on 127.0.0.1: moto's standalone server started as a
-  subprocess for the session, or the one at ``$WANDBLITE_TEST_S3_ENDPOINT`` when CI started it.
+  subprocess for the session (``moto_server``, which the benchmarks use too), or the one at
+  ``$WANDBLITE_TEST_S3_ENDPOINT`` when CI started it.
   Never skipped. ``media_kind`` (``disk`` or ``s3``) says where a ``server``'s blobs live; a test
   module that sets ``MEDIA_KINDS = ("disk", "s3")`` runs its tests against both.
 """
@@ -245,17 +246,14 @@ class S3Server:
         return ["--s3-endpoint-url", self.endpoint, "--s3-multipart-threshold", str(threshold)]
 
 
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """The S3-compatible server: ``$WANDBLITE_TEST_S3_ENDPOINT`` if CI started one, else moto's own
-    standalone server as a subprocess on a free port (``moto[server]``, the test extra). Never skips."""
-    if S3_ENDPOINT:
-        yield S3Server(S3_ENDPOINT)
-        return
+@contextlib.contextmanager
+def moto_server(log_dir: Path) -> Iterator[S3Server]:
+    """moto's standalone S3 server (``moto[server]``, the test extra) as a subprocess on a free port
+    of 127.0.0.1 for the ``with`` block; its log goes to ``log_dir/moto.log``."""
     port = free_port()
     # Its log goes to a file: a pipe nobody reads fills up and stops the server mid-request.
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - open for the session, closed below
+    log_path = log_dir / "moto.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - open for the block, closed below
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{port}"
@@ -281,6 +279,17 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The S3-compatible server: ``$WANDBLITE_TEST_S3_ENDPOINT`` if CI started one, else moto's own
+    standalone server as a subprocess (``moto_server``). Never skips."""
+    if S3_ENDPOINT:
+        yield S3Server(S3_ENDPOINT)
+        return
+    with moto_server(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
