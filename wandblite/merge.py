@@ -15,7 +15,9 @@ own stream of records (``wandblite.runfile.writer_streams``). Each stream is fol
 * **history**: the committed rows of all writers, merged by ``_step``: rows of the same step combine
   their keys, leaf by leaf (a media value is one leaf); a leaf written by several writers at that
   step takes the highest-ranked writer's value, and so do ``_timestamp`` and ``_runtime``.
-  ``merge_rows`` streams this from per-writer iterators in constant memory.
+  ``merge_rows`` streams this from per-writer iterators in constant memory; ``merge_windows``
+  (what replay uses) gives it a window of rows at a time, combining the rows of writers that log
+  in step a whole list at a time.
 * **summary**: the summary of the merged history (``Fold.add_row`` on each merged row, with the
   merged metric definitions), as if one writer had logged it; then every key that some writer set
   or deleted through ``run.summary`` takes that writer's own final summary value (the
@@ -213,7 +215,8 @@ def merge_windows(streams: Sequence[Iterable[list[dict[str, Any]]]],
 
 
 def _same_steps(takes: list[list[dict[str, Any]]]) -> bool:
-    """Whether every list holds rows of the same steps (each list's steps increase)."""
+    """Whether every list holds rows of the same steps (each list's steps increasing ints, as a
+    fold's rows have)."""
     first = takes[0]
     n, lo, hi = len(first), first[0][STEP], first[-1][STEP]
     for t in takes:
