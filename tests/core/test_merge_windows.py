@@ -103,6 +103,7 @@ def test_merge_windows_gives_the_step_by_step_merge(data: Any, n: int, lockstep:
             assert all(map(_is_flat, rows))
         got.extend(rows)
     assert got == want
+    assert [list(row) for row in got] == [list(row) for row in want]  # the keys in the same order too
     assert [row[STEP] for row in got] == sorted({row[STEP] for rows in streams for row in rows})
     if lie_flat:  # asked once about every row
         assert len(asked) == len(set(asked)) == sum(map(len, streams))
