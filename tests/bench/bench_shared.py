@@ -12,7 +12,9 @@ a time. ``--replay-only``: (c) and (d) only.
   (c) rows/s replaying the merged run (8 writers x N steps x 10 scalars: N rows of 80 keys)
       / rows/s replaying a single-writer run of N rows of the same 80 scalars               >= 0.8x
       (the merged run holds 8 records per row where the single-writer run holds one, and each
-      record has its own framing, decoding and fold bookkeeping)
+      record has its own framing, decoding and fold bookkeeping: reading and folding the merged
+      run's records alone, with no merge at all, costs about 1.8x the instructions of the whole
+      single-writer replay, so (c) stays near 0.5x at best while each record is folded in Python)
   (d) logged rows/s replaying the merged run (8 N rows of 10 scalars logged, N merged rows)
       / rows/s replaying a single-writer run of 8 N rows of 10 scalars: the same records, so
       what the merge itself costs
