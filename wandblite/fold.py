@@ -774,6 +774,33 @@ class Fold:
             return
         self._update_summary(_leaves(row))
 
+    def add_rows(self, rows: list[dict[str, Any]], flat: bool = True) -> None:
+        """``add_row`` for each of ``rows`` in turn, with the same result. ``flat``: the caller
+        expects the rows to hold only scalars; then, without metric definitions, the summary takes
+        each row with one dict update, checked afterwards. Where a row held more than scalars,
+        ``add_row`` would have differed only by skipping a None leaf and by merging a subtree leaf
+        by leaf; so when the updates added no key (the keys keep their order) and left no None
+        and no subtree that was not there before, the result is the same. Else the summary is put
+        back as it was and the rows go through ``add_row`` one by one."""
+        summary = self.summary
+        if flat and not self._has_metrics and len(rows) > 1:
+            before = dict(summary)
+            for _ in map(summary.update, rows):
+                pass
+            if len(summary) == len(before) and not any(
+                    (v is None or (type(v) is dict and TYPE_KEY not in v)) and before[k] is not v
+                    for k, v in summary.items()):
+                self.rows += len(rows)
+                for row in rows:
+                    step = row.get(STEP)
+                    if type(step) is int and step >= self.step:
+                        self.step = step + 1
+                return
+            summary.clear()
+            summary.update(before)
+        for row in rows:
+            self.add_row(row)
+
     # ---------------------------------------------------------------- state
     def state(self, now: float, writer_alive: bool | None, grace: float) -> str:
         return run_state(self.exit, self.last_alive(), now, writer_alive, grace)

@@ -15,7 +15,9 @@ own stream of records (``wandblite.runfile.writer_streams``). Each stream is fol
 * **history**: the committed rows of all writers, merged by ``_step``: rows of the same step combine
   their keys, leaf by leaf (a media value is one leaf); a leaf written by several writers at that
   step takes the highest-ranked writer's value, and so do ``_timestamp`` and ``_runtime``.
-  ``merge_rows`` streams this from per-writer iterators in constant memory.
+  ``merge_rows`` streams this from per-writer iterators in constant memory; ``merge_windows``
+  (what replay uses) gives it a window of rows at a time, combining the rows of writers that log
+  in step a whole list at a time.
 * **summary**: the summary of the merged history (``Fold.add_row`` on each merged row, with the
   merged metric definitions), as if one writer had logged it; then every key that some writer set
   or deleted through ``run.summary`` takes that writer's own final summary value (the
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from wandblite.fold import Fold, merge_tree
@@ -51,6 +54,7 @@ __all__ = [
     "identity",
     "merge_batches",
     "merge_rows",
+    "merge_windows",
     "precedence",
     "rank_key",
     "shared_state",
@@ -122,21 +126,46 @@ def merge_rows(streams: Sequence[Iterable[dict[str, Any]]],
     ``streams[i]`` yields writer i's rows in increasing ``_step`` (as a fold flushes them).
     ``rank(i)`` orders the writers for the rows of one step (lowest first wins); it may depend on
     what the streams have read by then (their start records come before their rows). Default: the
-    streams' order. ``merge_batches`` does the work; this gives it one row at a time.
+    streams' order. ``merge_windows`` does the work; this gives it one row at a time.
     """
     return merge_batches([([row] for row in s) for s in streams], rank)
 
 
 def merge_batches(streams: Sequence[Iterable[list[dict[str, Any]]]],
                   rank: Callable[[int], Any] | None = None,
-                  flat: Callable[[Sequence[dict[str, Any]]], bool] | None = None) -> Iterator[dict[str, Any]]:
-    """``merge_rows`` for streams that yield lists of rows (a fold's batches), for replay speed.
+                  flat: Callable[[list[dict[str, Any]]], bool] | None = None,
+                  inplace: bool = False) -> Iterator[dict[str, Any]]:
+    """``merge_rows`` for streams that yield lists of rows (a fold's batches): ``merge_windows``,
+    one row at a time."""
+    for rows, _flat in merge_windows(streams, rank, flat, inplace):
+        yield from rows
+
+
+# A stream's buffer is topped up to at least this many rows before a window is cut, so that one
+# writer's batch ending a little before the others' does not cut a window of a row or two.
+_LOW = 128
+
+
+def merge_windows(streams: Sequence[Iterable[list[dict[str, Any]]]],
+                  rank: Callable[[int], Any] | None = None,
+                  flat: Callable[[list[dict[str, Any]]], bool] | None = None,
+                  inplace: bool = False) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """The merged history of writers' streams of row lists, a window of rows at a time, for
+    replay speed: yields ``(rows, flat)``, ``rows`` in ``_step`` order, ``flat`` True when the
+    caller's ``flat`` said every row that went into them holds only scalars.
 
     A step's rows are complete once every stream still going has read a row of that step or a
     later one (a stream's steps only increase), so the rows read so far are merged up to the
-    smallest last step of those streams, a window at a time: memory is a batch per writer. When
-    every stream's window holds the same steps (ranks logging in step), the rows are zipped.
-    ``flat(rows)``: True when the caller knows those rows hold only scalars (else they are looked at).
+    smallest last step of those streams, a window at a time: memory is a batch or so per writer.
+
+    ``flat(rows)``: True when the caller knows those rows hold only scalars (else they are
+    looked at); it is asked once about every list of rows a window takes from a stream, and
+    the rows it was asked about are not seen again. When every row of a window is flat, a
+    step's rows combine by plain dict updates, and when every stream's part of the window holds
+    the same steps (ranks logging in step) a stream's rows are combined with the next stream's
+    a whole list at a time. ``inplace``: the caller hands the rows over (nobody else holds
+    them), so the lowest-ranked writer's row of a step may be updated into instead of copied
+    (the same keys in the same order either way).
     """
     order = rank if rank is not None else (lambda i: i)
     iters = [iter(s) for s in streams]
@@ -144,12 +173,16 @@ def merge_batches(streams: Sequence[Iterable[list[dict[str, Any]]]],
     live = list(range(len(iters)))
     while True:
         for i in list(live):
-            while not bufs[i]:
+            buf = bufs[i]
+            while len(buf) < _LOW:
                 try:
-                    bufs[i] = list(next(iters[i]))
+                    more = next(iters[i])
                 except StopIteration:
                     live.remove(i)
                     break
+                if more:
+                    buf = buf + list(more) if buf else list(more)
+            bufs[i] = buf
         if not any(bufs):
             return
         limit = min(bufs[i][-1][STEP] for i in live) if live else None
@@ -165,27 +198,63 @@ def merge_batches(streams: Sequence[Iterable[list[dict[str, Any]]]],
                 take, bufs[i] = buf[:cut], buf[cut:]
             if take:
                 takes.append(take)
-        if len(takes) > 1:
-            steps = list(map(_step_of, takes[0]))
-            if all(len(t) == len(steps) for t in takes) and all(list(map(_step_of, t)) == steps for t in takes[1:]):
-                for g in zip(*takes):
-                    yield combine_rows(g, flat(g) if flat is not None else None)
-                continue
-        groups: dict[int, list[dict[str, Any]]] = {}
-        for take in takes:
-            for row in take:
-                g = groups.get(row[STEP])
-                if g is None:
-                    groups[row[STEP]] = [row]
-                else:
-                    g.append(row)
-        for step in sorted(groups):
-            g = groups[step]
-            yield g[0] if len(g) == 1 else combine_rows(g, flat(g) if flat is not None else None)
+        if not takes:
+            continue
+        fl = flat is not None and all([flat(t) for t in takes])  # a list: every take is asked
+        if len(takes) == 1:
+            yield takes[0], fl
+        elif fl and _same_steps(takes):
+            base = takes[-1] if inplace else list(map(dict, takes[-1]))
+            update = dict.update
+            for t in reversed(takes[:-1]):  # lowest-ranked first: the highest-ranked writes last
+                for _ in map(update, base, t):
+                    pass
+            yield base, True
+        else:
+            yield _combine_groups(takes, True if fl else None, inplace), fl
 
 
-def _step_of(row: dict[str, Any]) -> Any:
-    return row[STEP]
+def _same_steps(takes: list[list[dict[str, Any]]]) -> bool:
+    """Whether every list holds rows of the same steps (each list's steps increasing ints, as a
+    fold's rows have)."""
+    first = takes[0]
+    n, lo, hi = len(first), first[0][STEP], first[-1][STEP]
+    for t in takes:
+        if len(t) != n or t[0][STEP] != lo or t[-1][STEP] != hi:
+            return False
+    if type(lo) is int and type(hi) is int and hi - lo == n - 1:
+        return True  # n increasing ints from lo to lo + n - 1: the same steps in every list
+    steps = list(map(_step_of, first))
+    return all(list(map(_step_of, t)) == steps for t in takes[1:])
+
+
+def _combine_groups(takes: list[list[dict[str, Any]]], flat: bool | None,
+                    inplace: bool) -> list[dict[str, Any]]:
+    """The rows of ``takes`` (highest-ranked writer's first) grouped by step and combined."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for take in takes:
+        for row in take:
+            g = groups.get(row[STEP])
+            if g is None:
+                groups[row[STEP]] = [row]
+            else:
+                g.append(row)
+    out: list[dict[str, Any]] = []
+    for step in sorted(groups):
+        g = groups[step]
+        if len(g) == 1:
+            out.append(g[0])
+        elif flat and inplace:
+            row = g[-1]
+            for r in reversed(g[:-1]):
+                row.update(r)
+            out.append(row)
+        else:
+            out.append(combine_rows(g, flat))
+    return out
+
+
+_step_of = itemgetter(STEP)
 
 
 def shared_state(states: Mapping[str | None, str], deciding: Iterable[str | None]) -> str:
@@ -209,10 +278,11 @@ class SharedRun:
 
     Use: make ``SharedRun(folds)`` with one ``Fold`` per writer (they may still be folding: the
     replay streams them); feed it the merged rows (``merge_rows``) in ``_step`` order with
-    ``add_row``; when every writer's stream is folded, ``finish(states)`` with each writer's own
-    state. ``fold`` is then a ``Fold`` describing the whole run (meta, config, summary, metric
-    definitions, exit, files, artifacts, alerts, uses), so whatever projects a fold
-    (``wandblite.replay.run_record``) projects a shared run the same way.
+    ``add_row`` (or a window at a time with ``add_rows``); when every writer's stream is folded,
+    ``finish(states)`` with each writer's own state. ``fold`` is then a ``Fold`` describing the
+    whole run (meta, config, summary, metric definitions, exit, files, artifacts, alerts, uses),
+    so whatever projects a fold (``wandblite.replay.run_record``) projects a shared run the same
+    way.
 
     A ``define_metric`` call of any writer applies to the merged rows from the step that writer
     was at when it made it (``Fold.metric_log``); calls at the same step are applied the
@@ -234,6 +304,15 @@ class SharedRun:
         if sum(map(len, self._logs)) != self._seen:  # a definition not applied yet (rare)
             self._define_upto(row[STEP])
         self.fold.add_row(row)
+
+    def add_rows(self, rows: list[dict[str, Any]], flat: bool = False) -> None:
+        """``add_row`` for each of ``rows`` (a window of ``merge_windows``), the same result;
+        ``flat``: the rows are expected to hold only scalars (``Fold.add_rows``)."""
+        if sum(map(len, self._logs)) != self._seen:
+            for row in rows:
+                self.add_row(row)
+        else:
+            self.fold.add_rows(rows, flat)
 
     def _define_upto(self, step: int | None) -> None:
         order = precedence(self.folds)

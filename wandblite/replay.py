@@ -35,7 +35,7 @@ from typing import Any
 from wandblite import events as ev
 from wandblite.fold import Fold, get_path, has_path, run_state, split_name
 from wandblite.format import Damage, RecordReader
-from wandblite.merge import SharedRun, identity, merge_batches, precedence, rank_key
+from wandblite.merge import SharedRun, identity, merge_windows, precedence, rank_key
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments, writer_streams
 from wandblite.vocab import PREEMPTING_KEY, STEP, TYPE_KEY, parse_segment, segment_name, segment_number
 
@@ -358,12 +358,18 @@ class Replay:
         logs = [f.metric_log for f in folds.values()]
         seen = [0, False]  # definitions looked at; whether one syncs a dotted step metric into rows
 
-        def flat(rows: Any) -> bool:
+        def flat(rows: list[dict[str, Any]]) -> bool:
+            # merge_windows asks once about every row: its id leaves ``nested`` then
             n = sum(map(len, logs))
             if n != seen[0]:  # a synced step metric "a.b" adds a subtree to rows the fold calls flat
                 seen[0] = n
                 seen[1] = any("." in str(spec.get("step_metric") or "") for log in logs for _s, spec in log)
-            return not seen[1] and (not nested or not any(id(r) in nested for r in rows))
+            if nested:
+                hits = nested.intersection(map(id, rows))
+                if hits:
+                    nested.difference_update(hits)
+                    return False
+            return not seen[1]
 
         ranks: dict[int, tuple[int, str]] = {}
 
@@ -376,10 +382,14 @@ class Replay:
                     ranks[i] = r
             return r
 
-        for row in merge_batches([rows_of(lab) for lab in labels], rank=rank, flat=flat):
+        # the rows are the folds' own, handed over: a step's rows may be combined into one of them
+        for rows, rows_flat in merge_windows([rows_of(lab) for lab in labels], rank=rank, flat=flat, inplace=True):
             if everything:
-                merged.add_row(row)
-            if filtered:
+                merged.add_rows(rows, rows_flat)
+            if not filtered:
+                yield from rows
+                continue
+            for row in rows:
                 if want:
                     row = _select(row, want, keys)  # type: ignore[assignment]
                     if row is None:
@@ -388,7 +398,7 @@ class Replay:
                     continue
                 if max_step is not None and row[STEP] >= max_step:
                     continue
-            yield row
+                yield row
         if everything:
             self.grace = max((self._grace_arg if self._grace_arg is not None else heartbeat_grace(f.heartbeat_interval))
                              for f in folds.values()) if folds else DEFAULT_GRACE
