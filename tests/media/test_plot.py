@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -155,5 +156,9 @@ def test_line_series(store: MediaStore, run_dir: Path, table: Any) -> None:
 
 
 def test_plot_needs_no_sklearn_or_pandas() -> None:
-    plot.pr_curve([0, 1], [[0.2, 0.8], [0.3, 0.7]])
-    assert "sklearn" not in sys.modules
+    """In a fresh interpreter: other tests (the LightGBM and XGBoost integrations) import sklearn."""
+    code = ("import sys; from wandblite import plot; plot.pr_curve([0, 1], [[0.2, 0.8], [0.3, 0.7]]); "
+            "plot.roc_curve([0, 1], [[0.2, 0.8], [0.3, 0.7]]); "
+            "print(sorted(m for m in ('sklearn', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
