@@ -271,19 +271,7 @@ class Replay:
                 rows, unflat = fold_records(batch, decode, on_error)
                 for i in unflat:
                     rows[i] = wrap(rows[i])
-                if not filtered:
-                    yield from rows
-                    continue
-                for row in rows:
-                    if want:
-                        row = _select(row, want, keys)  # type: ignore[assignment]
-                        if row is None:
-                            continue
-                    if min_step is not None and row[STEP] < min_step:
-                        continue
-                    if max_step is not None and row[STEP] >= max_step:
-                        continue
-                    yield row
+                yield from (_filtered(rows, want, keys, min_step, max_step) if filtered else rows)
             if reader.tail is not None:
                 d = reader.tail
                 damage.append({"file": seg_path.name, "segment": seg, **d.as_dict()})
@@ -386,19 +374,7 @@ class Replay:
         for rows, rows_flat in merge_windows([rows_of(lab) for lab in labels], rank=rank, flat=flat, inplace=True):
             if everything:
                 merged.add_rows(rows, rows_flat)
-            if not filtered:
-                yield from rows
-                continue
-            for row in rows:
-                if want:
-                    row = _select(row, want, keys)  # type: ignore[assignment]
-                    if row is None:
-                        continue
-                if min_step is not None and row[STEP] < min_step:
-                    continue
-                if max_step is not None and row[STEP] >= max_step:
-                    continue
-                yield row
+            yield from (_filtered(rows, want, keys, min_step, max_step) if filtered else rows)
         if everything:
             self.grace = max((self._grace_arg if self._grace_arg is not None else heartbeat_grace(f.heartbeat_interval))
                              for f in folds.values()) if folds else DEFAULT_GRACE
@@ -482,6 +458,21 @@ class Replay:
                for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}), label=label)]
         out.sort(key=lambda r: (r[0], r[1]))
         return [(ts, m) for ts, _lab, m in out]
+
+
+def _filtered(rows: list[dict[str, Any]], want: Any, keys: Any, min_step: int | None,
+              max_step: int | None) -> Iterator[dict[str, Any]]:
+    """``scan_history``'s filter over a batch of rows: the wanted keys (``_select``), then the step range."""
+    for row in rows:
+        if want:
+            row = _select(row, want, keys)  # type: ignore[assignment]
+            if row is None:
+                continue
+        if min_step is not None and row[STEP] < min_step:
+            continue
+        if max_step is not None and row[STEP] >= max_step:
+            continue
+        yield row
 
 
 def _select(row: dict[str, Any], want: list[tuple[str, ...]], keys: list[str] | None) -> dict[str, Any] | None:
