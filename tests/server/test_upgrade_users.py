@@ -14,7 +14,14 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from tests.golden.test_golden import FIXTURE_RUN, JSON_READS, _speedups_env, _sync_and_check, check, normalise_rest
+from tests.golden.test_golden import (
+    FIXTURE_RUN,
+    JSON_READS,
+    _speedups_env,
+    _sync_and_check,
+    check,
+    normalise_rest,
+)
 from tests.server.conftest import ServerProc, fresh_postgres_database
 from tests.server.pre_users import to_pre_users
 
