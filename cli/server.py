@@ -9,6 +9,8 @@ import time
 
 import click
 
+from wandblite.vocab import KEY_SCOPES, ROLES, VISIBILITIES
+
 _DB_HELP = "Database URL: sqlite:///path.db or postgresql://user@host/db (default: the embedded store in $WANDBLITE_HOME)."
 
 
@@ -143,7 +145,7 @@ def _when(ts: float | None) -> str:
 @keys.command("create")
 @click.option("--name", default=None, help="A label for the key (who or what uses it).")
 @click.option("--user", default=None, help="The user the key belongs to (default: the admin user).")
-@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="write", show_default=True,
+@click.option("--scope", type=click.Choice(KEY_SCOPES), default="write", show_default=True,
               help="read: reads only; write: reads and writes as the user's project roles allow; admin: also "
                    "the whole audit log (the admin user's keys only).")
 @click.option("--expires-in", "expires_at", callback=_expiry, default=None, metavar="DURATION",
@@ -272,7 +274,7 @@ def members_list(ctx: click.Context, project: str, db: str | None, as_json: bool
 @members.command("set")
 @click.argument("project")
 @click.argument("user")
-@click.argument("role", type=click.Choice(["viewer", "writer", "admin"]))
+@click.argument("role", type=click.Choice(ROLES))
 @_db_option
 @click.pass_context
 def members_set(ctx: click.Context, project: str, user: str, role: str, db: str | None) -> None:
@@ -297,7 +299,7 @@ def members_remove(ctx: click.Context, project: str, user: str, db: str | None) 
 
 @server.command("visibility")
 @click.argument("project")
-@click.argument("visibility", type=click.Choice(["private", "internal", "public"]))
+@click.argument("visibility", type=click.Choice(VISIBILITIES))
 @_db_option
 @click.pass_context
 def visibility(ctx: click.Context, project: str, visibility: str, db: str | None) -> None:

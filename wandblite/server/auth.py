@@ -33,7 +33,7 @@ from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request, not_found
 from wandblite.server.schema import api_keys, audit_log, sessions, users
 from wandblite.server.wire import clean_text
-from wandblite.vocab import ADMIN_USER, KEY_SCOPES
+from wandblite.vocab import ADMIN_USER, AUDIT_ACTIONS, KEY_SCOPES
 
 __all__ = [
     "SESSION_SECONDS", "Principal", "admin_user_id", "check_key", "check_session", "create_key", "create_session",
@@ -86,6 +86,8 @@ def _hash(secret: str) -> str:
 def record(conn: Connection, actor: Principal | None, action: str, detail: dict[str, Any],
            project: str | None = None, run_id: str | None = None) -> None:
     """One audit log entry, in ``conn``'s transaction (``audit.py`` reads them)."""
+    if action not in AUDIT_ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}: add it to vocab.AUDIT_ACTIONS")
     a = actor or Principal.cli()
     conn.execute(audit_log.insert().values(ts=time.time(), user_id=a.user_id, key_id=a.key_id, client=a.client,
                                            action=action, project=project, run_id=run_id, detail=dumps(detail)))
