@@ -369,3 +369,22 @@ def js_constants() -> dict[str, Any]:
         "FILE_NAME_MAX": FILE_NAME_MAX,
         "FILE_NAME_PATTERN": FILE_NAME_PATTERN,
     }
+
+
+# --------------------------------------------------------------------------- the server's users and roles
+
+#: The server's administrator: holds the first-start key and every key made before users existed.
+ADMIN_USER = "admin"
+#: What a key may do, least first: read only; read and write (as its user's project roles allow);
+#: also administer (users, keys, members, the audit log; only a server admin's key may hold it).
+KEY_SCOPES = ("read", "write", "admin")
+#: A project member's roles, least first: read; also create runs and append to their own; also
+#: append to anyone's run, grant, and manage the project's members and visibility.
+ROLES = ("viewer", "writer", "admin")
+#: Who may read a project: its members only; every user of the server; anyone, without a key.
+VISIBILITIES = ("private", "internal", "public")
+#: A new project's visibility (and an upgraded store's projects').
+DEFAULT_VISIBILITY = "internal"
+#: What the audit log records, one name per kind of write.
+AUDIT_ACTIONS = ("run.created", "batch.stored", "key.created", "key.revoked", "user.created", "user.disabled",
+                 "member.added", "role.changed", "member.removed", "visibility.changed", "grant.added")

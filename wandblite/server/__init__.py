@@ -15,7 +15,10 @@ The write side (the store, split the way sqlite-utils splits a database from its
 * ``chunks``      the compact history codec: row templates, chunks of rows and of points (zstd)
 * ``history_store`` a run's history chunks in the database: appended at ingest, read back as rows and points
 * ``indexes``     a row's numeric and typed leaves, the media index built at ingest (and the old pyramid)
-* ``auth``        API keys and browser sessions
+* ``auth``        API keys and browser sessions: who is asking (a ``Principal``), audit entries written
+* ``users``       users: create, list, disable; optional argon2id passwords
+* ``access``      project roles, visibility, run ownership and grants (checked in the batch's transaction)
+* ``audit``       the audit log, read
 * ``media_index`` the media table over ``blobs``
 * ``blobs``       media bytes on disk by sha256 (temp file, hash check, rename)
 

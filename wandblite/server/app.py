@@ -10,9 +10,12 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 * The app keeps no state of its own between requests: keys, sessions and positions are read from
   the database on every request, so any number of server processes may serve one database
   (``docs/deployment.md`` lists what a process holds and why none of it can go stale).
-* Every write needs a valid, unrevoked API key (``Authorization: Bearer <key>``); reads need one
-  too unless the app was made with ``public_read=True``. A 401 changes nothing. ``/api/v1/health``
-  is open (it says only that the server is up).
+* Every write needs a valid, unrevoked, unexpired API key of write scope (``Authorization: Bearer
+  <key>``) of an enabled user; reads need a key or a session too, unless the project is public or
+  the app was made with ``public_read=True``. Who may read and write which project and run is
+  decided per request from the database (``access.py``; ``docs/roles.md`` draws the matrix): 401
+  without valid credentials, 403 ``forbidden`` with credentials that do not reach; either changes
+  nothing. ``/api/v1/health`` is open (it says only that the server is up).
 * Browsers: ``POST /api/v1/session {"api_key"}`` sets an HttpOnly, SameSite=Strict session cookie
   (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
   Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
@@ -50,7 +53,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from wandblite.server import blobs, media_query, read, records, runs_query, series_query
+from wandblite.server import audit, blobs, media_query, read, records, runs_query, series_query
+from wandblite.server.access import forbidden
+from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.media_index import MediaBlob
@@ -263,24 +268,34 @@ class _Handlers:
     def __init__(self, store: Store, public_read: bool, blob_limit: int) -> None:
         self.store, self.public_read, self.blob_limit = store, public_read, blob_limit
 
-    async def auth(self, request: Request, write: bool) -> None:
-        if not write and self.public_read:
-            return
+    async def auth(self, request: Request, write: bool, project: str | None = None) -> Principal:
+        """Who is asking, after the check a read (of ``project``) or a write needs (401/403)."""
+        client = request.client.host if request.client else None
         key = _bearer(request)
         if key is not None or write:
             # Writes take the Bearer header only: a cookie, which a browser attaches by itself, can
             # never authorise one (no cross-site write, whatever SameSite a browser implements).
-            if not await run_in_threadpool(self.store.check_key, key):
+            who = await run_in_threadpool(self.store.principal_of_key, key)
+            if who is None:
                 raise unauthorized()
-            return
-        if not await run_in_threadpool(self.store.check_session, request.cookies.get(SESSION_COOKIE)):
-            raise unauthorized("a valid API key (Authorization: Bearer <key>) or a session cookie is required")
+            who = who.at(client)
+            if write and not who.may("write"):
+                raise forbidden(f"user {who.user!r} sent a {who.scope} key: writing needs a key of write scope")
+        else:
+            who = (await run_in_threadpool(self.store.principal_of_session, request.cookies.get(SESSION_COOKIE))
+                   or Principal.anonymous()).at(client)
+        if not write:
+            if project is not None:
+                await run_in_threadpool(self.store.check_read, who, project, self.public_read)
+            elif who.user_id is None and not self.public_read:
+                raise unauthorized("a valid API key (Authorization: Bearer <key>) or a session cookie is required")
+        return who
 
     def reader(self, fn: Callable[..., Any], paged: bool = False,
                params: Callable[[Any], dict[str, Any]] | None = None) -> Callable[[Request], Awaitable[Response]]:
         """An endpoint answering ``fn(store, *path params[, start, limit], **params(query))`` after a read check."""
         async def endpoint(request: Request) -> Response:
-            await self.auth(request, write=False)
+            await self.auth(request, write=False, project=request.path_params.get("project"))
             args = list(request.path_params.values())
             if paged:
                 args.extend(read.page_args(request.query_params.get("start"), request.query_params.get("limit")))
@@ -289,12 +304,80 @@ class _Handlers:
 
         return endpoint
 
+    async def projects(self, request: Request) -> Response:
+        """The projects the asker may read."""
+        who = await self.auth(request, write=False)
+        answer = await run_in_threadpool(read.list_projects, self.store)
+        names = await run_in_threadpool(self.store.readable_projects, who, self.public_read)
+        if names is not None:
+            answer["projects"] = [p for p in answer["projects"] if p["name"] in names]
+        return JSONResponse(answer)
+
+    # ---------------------------------------------------------------- members, grants, the audit log
+    async def audit_get(self, request: Request) -> Response:
+        """The audit log: all of it for the server admin's admin-scope key, a project's for its admins."""
+        who = await self.auth(request, write=False)
+        args = audit.page_args(request.query_params)
+        if args["project"] is None:
+            if not (who.is_admin and who.may("admin")):
+                raise forbidden("the whole audit log needs the server admin's key of admin scope; "
+                                "a project's admins may read its part (?project=NAME)")
+        elif await run_in_threadpool(self.store.role_of, who, args["project"]) != "admin" or not who.may("write"):
+            raise forbidden(f"the audit log of project {args['project']!r} needs its admin role")
+        return JSONResponse(await run_in_threadpool(lambda: self.store.audit(**args)))
+
+    async def members_get(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        await self.auth(request, write=False, project=project)
+        return JSONResponse(await run_in_threadpool(self.store.list_members, project))
+
+    async def member_put(self, request: Request) -> Response:
+        who = await self.auth(request, write=True)
+        body = await _read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("role"), str):
+            raise bad_request('expected {"role": "viewer" | "writer" | "admin"}')
+        p = request.path_params
+        await run_in_threadpool(self.store.set_member, p["project"], p["user"], body["role"], who)
+        return JSONResponse(await run_in_threadpool(self.store.list_members, p["project"]))
+
+    async def member_delete(self, request: Request) -> Response:
+        who = await self.auth(request, write=True)
+        p = request.path_params
+        await run_in_threadpool(self.store.remove_member, p["project"], p["user"], who)
+        return JSONResponse(await run_in_threadpool(self.store.list_members, p["project"]))
+
+    async def visibility_put(self, request: Request) -> Response:
+        who = await self.auth(request, write=True)
+        body = await _read_json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("visibility"), str):
+            raise bad_request('expected {"visibility": "private" | "internal" | "public"}')
+        project = request.path_params["project"]
+        await run_in_threadpool(self.store.set_visibility, project, body["visibility"], who)
+        return JSONResponse(await run_in_threadpool(self.store.list_members, project))
+
+    async def grant_post(self, request: Request) -> Response:
+        who = await self.auth(request, write=True)
+        body = await _read_json(request)
+        key_id = body.get("key_id") if isinstance(body, dict) else None
+        if not isinstance(key_id, int) or isinstance(key_id, bool) or not 0 < key_id < 2**31:
+            raise bad_request('expected {"key_id": <the id of the key to grant, from `keys list`>}')
+        p = request.path_params
+        await run_in_threadpool(self.store.grant, p["project"], p["run_id"], key_id, who)
+        return JSONResponse({"project": p["project"], "run_id": p["run_id"], "granted": key_id})
+
     # ---------------------------------------------------------------- browser sessions
     async def session_get(self, request: Request) -> Response:
         key, token = _bearer(request), request.cookies.get(SESSION_COOKIE)
-        ok = (await run_in_threadpool(self.store.check_key, key)) if key else (
-            await run_in_threadpool(self.store.check_session, token))
-        return JSONResponse({"authenticated": bool(ok), "public_read": self.public_read})
+        who = (await run_in_threadpool(self.store.principal_of_key, key)) if key else (
+            await run_in_threadpool(self.store.principal_of_session, token))
+        return JSONResponse({"authenticated": who is not None, "public_read": self.public_read})
+
+    async def me(self, request: Request) -> Response:
+        """Who the key or session belongs to (401 for neither)."""
+        who = await self.auth(request, write=False)
+        if who.user_id is None:
+            raise unauthorized()
+        return JSONResponse({"user": who.user, "key_id": who.key_id, "scope": who.scope, "admin": who.is_admin})
 
     async def session_post(self, request: Request) -> Response:
         body = await _read_json(request)
@@ -317,15 +400,15 @@ class _Handlers:
 
     # ---------------------------------------------------------------- sync: positions, batches, media
     async def position(self, request: Request) -> Response:
-        await self.auth(request, write=False)
         p = request.path_params
+        await self.auth(request, write=False, project=p["project"])
         return JSONResponse(await run_in_threadpool(self.store.position, p["project"], p["run_id"]))
 
     async def batch(self, request: Request) -> Response:
-        await self.auth(request, write=True)
+        who = await self.auth(request, write=True)
         body = await _read_json(request)
         p = request.path_params
-        return JSONResponse(await run_in_threadpool(self.store.apply_batch, p["project"], p["run_id"], body))
+        return JSONResponse(await run_in_threadpool(self.store.apply_batch, p["project"], p["run_id"], body, who))
 
     async def media_missing(self, request: Request) -> Response:
         await self.auth(request, write=True)
@@ -360,8 +443,8 @@ class _Handlers:
 
     async def run_file(self, request: Request) -> Response:
         # A file the run saved (wandblite.save): always an attachment, never rendered in the server's origin.
-        await self.auth(request, write=False)
         p = request.path_params
+        await self.auth(request, write=False, project=p["project"])
         blob, filename = await run_in_threadpool(records.run_file, self.store, p["project"], p["run_id"], p["name"])
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
                    "Cache-Control": "private, no-cache"}
@@ -379,7 +462,14 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/session", h.session_get, methods=["GET"]),
         Route(base + "/session", h.session_post, methods=["POST"]),
         Route(base + "/session", h.session_delete, methods=["DELETE"]),
-        Route(base + "/projects", reader(read.list_projects), methods=["GET"]),
+        Route(base + "/projects", h.projects, methods=["GET"]),
+        Route(base + "/audit", h.audit_get, methods=["GET"]),
+        Route(base + "/me", h.me, methods=["GET"]),
+        Route(base + "/projects/{project}/members", h.members_get, methods=["GET"]),
+        Route(base + "/projects/{project}/members/{user}", h.member_put, methods=["PUT"]),
+        Route(base + "/projects/{project}/members/{user}", h.member_delete, methods=["DELETE"]),
+        Route(base + "/projects/{project}/visibility", h.visibility_put, methods=["PUT"]),
+        Route(run + "/grants", h.grant_post, methods=["POST"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
         Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),

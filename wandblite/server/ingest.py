@@ -37,6 +37,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from wandblite.server.access import check_append, check_create_run
+from wandblite.server.auth import Principal, admin_user_id, record
 from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request, conflict
 from wandblite.server.history_store import write_rows
@@ -47,6 +49,7 @@ from wandblite.server.schema import (
     artifact_uses,
     artifacts,
     console,
+    project_members,
     projects,
     run_artifacts,
     run_files,
@@ -68,6 +71,7 @@ from wandblite.server.wire import (
     validate_run,
 )
 from wandblite.throttle import throttle
+from wandblite.vocab import DEFAULT_VISIBILITY
 
 __all__ = ["STREAMS", "Stream", "apply_batch", "position", "position_of", "run_position"]
 
@@ -289,28 +293,46 @@ def _find_run(conn: Connection, project: str, run_id: str, lock: bool = False) -
     return conn.execute(q).first()
 
 
-def _get_or_create(conn: Connection, project: str, run_id: str) -> Any:
-    """The run's row, locked for this transaction; created (with its project) if new."""
+def _get_or_create(conn: Connection, project: str, run_id: str, actor: Principal | None) -> Any:
+    """The run's row, locked for this transaction; created (with its project) if new, owned by the
+    actor's user (the "admin" user for the embedded store). Who may create or append is checked
+    here, before anything is written (``access.py``): a refusal is a 403 and the transaction rolls
+    back whole. A new project's creator becomes its admin member."""
     r = _find_run(conn, project, run_id, lock=True)
     if r is not None:
+        check_append(conn, actor, r, project)
         return r
     now = time.time()
+    owner = actor.user_id if actor is not None and actor.user_id is not None else admin_user_id(conn)
     # A concurrent creator (PostgreSQL) makes our INSERT fail: retry the lookup in a savepoint.
     pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
+    check_create_run(conn, actor, pid, project, run_id)
     if pid is None:
         try:
             with conn.begin_nested():
-                pid = conn.execute(projects.insert().values(name=project, created_at=now)).inserted_primary_key[0]  # type: ignore[index]
+                pid = conn.execute(projects.insert().values(
+                    name=project, created_at=now, visibility=DEFAULT_VISIBILITY)).inserted_primary_key[0]  # type: ignore[index]
+                if actor is not None and actor.user_id is not None:  # the server's own admin needs no membership
+                    conn.execute(project_members.insert().values(project_id=pid, user_id=owner, role="admin",
+                                                                 created_at=now))
+                    record(conn, actor, "member.added", {"user": actor.user, "role": "admin", "new_project": True},
+                           project=project)
         except sa.exc.IntegrityError:
             pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar_one()
+            check_create_run(conn, actor, pid, project, run_id)
     try:
         with conn.begin_nested():
             conn.execute(runs.insert().values(
                 project_id=pid, run_id=run_id, state="running", updated_at=now, rows_final=0,
-                pending=False, console_count=0, system_count=0,
+                pending=False, console_count=0, system_count=0, owner_id=owner,
             ))
+            record(conn, actor, "run.created", {"owner": actor.user if actor is not None else None},
+                   project=project, run_id=run_id)
     except sa.exc.IntegrityError:
-        pass
+        # Another transaction created it first: appending to it is checked as for any existing run.
+        r = _find_run(conn, project, run_id, lock=True)
+        check_append(conn, actor, r, project)
+        return r
     return _find_run(conn, project, run_id, lock=True)
 
 
@@ -342,9 +364,11 @@ def _check_blobs(batch: dict[str, Records], missing_media: Callable[[list[str]],
 
 
 def apply_batch(engine: Engine, project: str, run_id: str, body: Any,
-                missing_media: Callable[[list[str]], list[str]]) -> dict[str, Any]:
+                missing_media: Callable[[list[str]], list[str]], actor: Principal | None = None) -> dict[str, Any]:
     """Apply one batch (see PROTOCOL.md) through the write ``engine`` in one transaction; return the
-    new position. ``missing_media`` says which of some sha256s the media store lacks."""
+    new position. ``missing_media`` says which of some sha256s the media store lacks. ``actor`` is
+    who sends it (None: the embedded store, acting as the server's admin); what it stores is
+    recorded in the audit log in the same transaction."""
     validate_project(project)
     validate_run(run_id)
     if not isinstance(body, dict):
@@ -358,7 +382,7 @@ def apply_batch(engine: Engine, project: str, run_id: str, body: Any,
     batch = {s.field: s.prepare(items[s.field]) for s in STREAMS}
     _check_blobs(batch, missing_media)
     with engine.begin() as conn:
-        r = _get_or_create(conn, project, run_id)
+        r = _get_or_create(conn, project, run_id, actor)
         positions = _Positions(conn, r)
         todo: list[tuple[Stream, int, Records]] = []
         for s in STREAMS:
@@ -375,4 +399,7 @@ def apply_batch(engine: Engine, project: str, run_id: str, body: Any,
             upd.update(s.write(conn, r, n, recs))
         upd["updated_at"] = time.time()
         conn.execute(runs.update().where(runs.c.id == r.id).values(**upd))
+        if todo or meta_values:
+            stored = {s.field: [recs[0][0], recs[-1][0] + 1] for s, _n, recs in todo}
+            record(conn, actor, "batch.stored", {**stored, "run": sorted(meta_values)}, project=project, run_id=run_id)
         return position_of(conn, conn.execute(sa.select(runs).where(runs.c.id == r.id)).first())

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from wandblite.server.auth import admin_user_id
 from wandblite.server.chunks import split_row
 from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import backfill_read_indexes
@@ -37,6 +38,7 @@ from wandblite.server.schema import (
     artifact_aliases,
     artifact_uses,
     artifacts,
+    audit_log,
     console,
     derived_state,
     history,
@@ -45,9 +47,11 @@ from wandblite.server.schema import (
     media,
     media_rows,
     metadata,
+    project_members,
     projects,
     run_artifacts,
     run_files,
+    run_grants,
     runs,
     schema_migrations,
     series,
@@ -55,9 +59,11 @@ from wandblite.server.schema import (
     series_chunks,
     sessions,
     system,
+    users,
 )
 from wandblite.server.wire import Row
 from wandblite.throttle import throttle
+from wandblite.vocab import DEFAULT_VISIBILITY
 
 __all__ = ["MIGRATIONS", "applied", "migrate"]
 
@@ -174,6 +180,31 @@ def _m0006_compact_history(conn: Connection) -> None:
             table.drop(conn)
 
 
+def _add_columns(conn: Connection, table: sa.Table, names: list[str]) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each of ``names`` the stored table lacks (a store made
+    after the column entered ``schema.py`` has it from its first step)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name not in have:
+            col = table.c[name]
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {col.type.compile(conn.dialect)}"))
+
+
+def _m0007_users_roles_audit(conn: Connection) -> None:
+    """Users, project members and roles, run ownership and grants, the audit log. What was stored
+    keeps its meaning: every key becomes the "admin" user's (admin scope: it could do everything),
+    every project internal (every key could read it), every run the admin's."""
+    metadata.create_all(conn, tables=[users, project_members, run_grants, audit_log])
+    _add_columns(conn, api_keys, ["user_id", "scope", "expires_at"])
+    _add_columns(conn, projects, ["visibility"])
+    _add_columns(conn, runs, ["owner_id"])
+    admin = admin_user_id(conn)
+    conn.execute(api_keys.update().where(api_keys.c.user_id.is_(None)).values(user_id=admin))
+    conn.execute(api_keys.update().where(api_keys.c.scope.is_(None)).values(scope="admin"))
+    conn.execute(projects.update().where(projects.c.visibility.is_(None)).values(visibility=DEFAULT_VISIBILITY))
+    conn.execute(runs.update().where(runs.c.owner_id.is_(None)).values(owner_id=admin))
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -183,6 +214,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0004_read_indexes_at_ingest", _m0004_read_indexes_at_ingest),
     ("0005_alert_throttle", _m0005_alert_throttle),
     ("0006_compact_history", _m0006_compact_history),
+    ("0007_users_roles_audit", _m0007_users_roles_audit),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

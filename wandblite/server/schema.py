@@ -18,6 +18,7 @@ import sqlalchemy as sa
 __all__ = [
     "alerts", "api_keys", "artifact_aliases", "artifact_uses", "artifacts", "console", "derived_state", "history",
     "history_chunks", "history_pending", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
+    "project_members", "run_grants", "audit_log", "users",
     "runs", "schema_migrations", "series", "series_agg", "series_chunks", "sessions", "system",
 ]
 
@@ -39,6 +40,10 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),  # sha256 hex of the key
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("revoked_at", sa.Float),
+    # Added by 0007_users_roles_audit (no foreign keys: an upgraded store gets them by ALTER TABLE ADD COLUMN).
+    sa.Column("user_id", sa.Integer),  # users.id: whose key it is (the "admin" user's for older keys)
+    sa.Column("scope", sa.String(16)),  # read | write | admin (vocab.KEY_SCOPES); NULL on no current store
+    sa.Column("expires_at", sa.Float),  # NULL: never
 )
 
 projects = sa.Table(
@@ -46,6 +51,7 @@ projects = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(128), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("visibility", sa.String(16)),  # 0007: private | internal | public (vocab.VISIBILITIES)
 )
 
 runs = sa.Table(
@@ -77,6 +83,7 @@ runs = sa.Table(
     sa.Column("console_count", sa.BigInteger, nullable=False),
     sa.Column("system_count", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.Text),  # the client's digest of the metadata it last sent
+    sa.Column("owner_id", sa.Integer),  # 0007: users.id of the user whose key created the run
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
 )
 
@@ -310,4 +317,52 @@ history_pending = sa.Table(
     sa.Column("runtime", sa.Float),
     sa.Column("timestamp", sa.Float),
     sa.Column("row", sa.Text, nullable=False),
+)
+
+
+# Migration 0007_users_roles_audit: who may do what (``access.py``), and what was done (``audit.py``).
+# A user holds keys (``api_keys.user_id``); the "admin" user (``vocab.ADMIN_USER``) is the server's
+# administrator and holds the first-start key and every key made before 0007.
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text),  # argon2id (argon2-cffi's PasswordHasher); NULL: no password
+    sa.Column("is_admin", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("disabled_at", sa.Float),  # a disabled user's keys and sessions no longer pass
+)
+
+# A project's members and their role (viewer | writer | admin, ``vocab.ROLES``).
+project_members = sa.Table(
+    "project_members", metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Keys a run's owner (or a project admin) allowed to append to the run.
+run_grants = sa.Table(
+    "run_grants", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), primary_key=True),
+    sa.Column("granted_by", sa.Integer),  # users.id
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Every write: who (user, key), when, from where, what (an action of ``vocab.AUDIT_ACTIONS``, its
+# project and run, and a JSON object saying what changed). Written in the transaction of the write.
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("user_id", sa.Integer),  # NULL: the server's own command line without a user
+    sa.Column("key_id", sa.Integer),  # NULL: not through a key (the command line)
+    sa.Column("client", sa.Text),  # the client's address, or "cli"
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("project", sa.String(128)),
+    sa.Column("run_id", sa.String(128)),
+    sa.Column("detail", sa.Text, nullable=False),  # JSON object
+    sa.Index("ix_audit_log_project", "project", "id"),
 )

@@ -13,7 +13,10 @@ the rule, so callers keep calling ``Store(url).apply_batch(...)``:
 ``wire.py``         validation of names and of a batch's records
 ``ingest.py``       ``apply_batch`` and ``position``: every batch stream by one mechanism
 ``indexes.py``      series values and the read indexes (the min/max pyramid, the media index)
-``auth.py``         API keys and browser sessions
+``auth.py``         API keys and browser sessions: who is asking (a ``Principal``)
+``users.py``        users (optional argon2 passwords)
+``access.py``       project roles, visibility, run ownership and grants: who may do what
+``audit.py``        the audit log, read (each write records itself in its transaction)
 ``media_index.py``  which media blobs are stored (``missing_media``, ``put_media``, ``media_blob``)
 ``blobs.py``        the blob store: a directory, or a bucket (``blobstore_s3.py``)
 ==================  ==============================================================================
@@ -38,7 +41,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from wandblite.server import auth, db, ingest, media_index, migrations
+from wandblite.server import access, audit, auth, db, ingest, media_index, migrations, users
+from wandblite.server.auth import Principal
 from wandblite.server.blobs import BlobStore, DiskBlobStore
 from wandblite.vocab import home_dir
 
@@ -88,24 +92,77 @@ class Store:
     def applied_migrations(self) -> list[str]:
         return migrations.applied(self.read_engine)
 
-    # ---------------------------------------------------------------- api keys and browser sessions
-    def create_key(self, name: str | None = None) -> tuple[int, str]:
-        """A new API key: ``(key id, key)``. Only its sha256 is stored; the key is shown once."""
-        return db.retrying(lambda: auth.create_key(self.write_engine, name), "creating a key")
+    # ---------------------------------------------------------------- api keys, users, browser sessions
+    def create_key(self, name: str | None = None, user: str | None = None, scope: str = "write",
+                   expires_at: float | None = None, actor: Principal | None = None) -> tuple[int, str]:
+        """A new API key of ``user`` (default: the "admin" user): ``(key id, key)``. Only its sha256
+        is stored; the key is shown once."""
+        return db.retrying(lambda: auth.create_key(self.write_engine, name, user, scope, expires_at, actor),
+                           "creating a key")
 
     def ensure_admin_key(self) -> str | None:
         """On an empty key table create the first (admin) key and return it; else None."""
         return db.retrying(lambda: auth.ensure_admin_key(self.write_engine), "creating the admin key")
 
-    def list_keys(self) -> list[dict[str, Any]]:
-        return auth.list_keys(self.read_engine)
+    def list_keys(self, user: str | None = None) -> list[dict[str, Any]]:
+        return auth.list_keys(self.read_engine, user)
 
-    def revoke_key(self, id_or_prefix: str) -> int:
+    def revoke_key(self, id_or_prefix: str, actor: Principal | None = None) -> int:
         """Revoke by key id, by the shown prefix, or by the full key; returns how many were revoked."""
-        return db.retrying(lambda: auth.revoke_key(self.write_engine, id_or_prefix), "revoking a key")
+        return db.retrying(lambda: auth.revoke_key(self.write_engine, id_or_prefix, actor), "revoking a key")
 
     def check_key(self, key: str | None) -> bool:
         return auth.check_key(self.read_engine, key)
+
+    def principal_of_key(self, key: str | None) -> Principal | None:
+        return auth.principal_of_key(self.read_engine, key)
+
+    def principal_of_session(self, token: str | None) -> Principal | None:
+        return auth.principal_of_session(self.read_engine, token)
+
+    def create_user(self, name: str, password: str | None = None, admin: bool = False,
+                    actor: Principal | None = None) -> int:
+        return db.retrying(lambda: users.create_user(self.write_engine, name, password, admin, actor), "creating a user")
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return users.list_users(self.read_engine)
+
+    def disable_user(self, name: str, actor: Principal | None = None) -> bool:
+        return db.retrying(lambda: users.disable_user(self.write_engine, name, actor), "disabling a user")
+
+    def set_password(self, name: str, password: str | None) -> None:
+        db.retrying(lambda: users.set_password(self.write_engine, name, password), "setting a password")
+
+    def check_password(self, name: str, password: str) -> bool:
+        return users.check_password(self.read_engine, name, password)
+
+    # ---------------------------------------------------------------- project roles, grants, the audit log
+    def check_read(self, actor: Principal, project: str, public_read: bool = False) -> None:
+        access.check_read(self.read_engine, actor, project, public_read)
+
+    def role_of(self, actor: Principal, project: str) -> str | None:
+        return access.role_of(self.read_engine, actor, project)
+
+    def readable_projects(self, actor: Principal, public_read: bool = False) -> set[str] | None:
+        return access.readable_projects(self.read_engine, actor, public_read)
+
+    def set_member(self, project: str, user: str, role: str, actor: Principal | None = None) -> str:
+        return db.retrying(lambda: access.set_member(self.write_engine, project, user, role, actor), "setting a role")
+
+    def remove_member(self, project: str, user: str, actor: Principal | None = None) -> bool:
+        return db.retrying(lambda: access.remove_member(self.write_engine, project, user, actor), "removing a member")
+
+    def list_members(self, project: str) -> dict[str, Any]:
+        return access.list_members(self.read_engine, project)
+
+    def set_visibility(self, project: str, visibility: str, actor: Principal | None = None) -> None:
+        db.retrying(lambda: access.set_visibility(self.write_engine, project, visibility, actor), "setting visibility")
+
+    def grant(self, project: str, run_id: str, key_id: int, actor: Principal | None = None) -> None:
+        db.retrying(lambda: access.grant(self.write_engine, project, run_id, key_id, actor), "granting a key")
+
+    def audit(self, project: str | None = None, limit: int = 1000, before: int | None = None) -> dict[str, Any]:
+        return audit.entries(self.read_engine, project, limit, before)
 
     def create_session(self, key: str | None) -> str | None:
         """A new session token for a valid, unrevoked API key (None for a bad key)."""
@@ -124,9 +181,11 @@ class Store:
         """Where the store stands for a run (zeros for an unknown run)."""
         return ingest.position(self.read_engine, project, run_id)
 
-    def apply_batch(self, project: str, run_id: str, body: Any) -> dict[str, Any]:
-        """Apply one batch (see PROTOCOL.md) in one transaction; return the new position."""
-        return db.retrying(lambda: ingest.apply_batch(self.write_engine, project, run_id, body, self.missing_media),
+    def apply_batch(self, project: str, run_id: str, body: Any, actor: Principal | None = None) -> dict[str, Any]:
+        """Apply one batch (see PROTOCOL.md) in one transaction, as ``actor`` (None: the embedded
+        store, as the server's admin); return the new position."""
+        return db.retrying(lambda: ingest.apply_batch(self.write_engine, project, run_id, body, self.missing_media,
+                                                      actor),
                            f"the batch of run {project}/{run_id}")
 
     # ---------------------------------------------------------------- media
