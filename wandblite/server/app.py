@@ -2,6 +2,9 @@
 
 Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 
+* ``GET /api/v1/openapi.json`` is the API's OpenAPI 3 contract, built from this module's route
+  table (``openapi.build``: the app is not made when a route and its operation differ); every query
+  string is checked against its operation before the handler runs (``openapi.checked``).
 * Every error, whatever its cause (bad JSON, wrong types, unknown route, a gap, a crash in a
   handler), is answered as ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx status;
   a bad request changes nothing and the server goes on serving. A database that is busy or
@@ -13,7 +16,8 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 * Every write needs a valid, unrevoked API key (``Authorization: Bearer <key>``); reads need one
   too unless the app was made with ``public_read=True``. A 401 changes nothing. ``/api/v1/health``
   is open (it says only that the server is up).
-* Browsers: ``POST /api/v1/session {"api_key"}`` sets an HttpOnly, SameSite=Strict session cookie
+* Browsers: ``POST /api/v1/session {"api_key"}`` (``application/json`` only: 415 for a form or
+  ``text/plain``, which a cross-site page could post) sets an HttpOnly, SameSite=Strict session cookie
   (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
   Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
@@ -50,12 +54,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from wandblite.server import blobs, media_query, read, records, runs_query, series_query
+from wandblite.server import blobs, media_query, openapi, read, records, runs_query, series_query
 from wandblite.server.db import busy, dumps, is_transient
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
-from wandblite.server.wire import validate_sha256
+from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, validate_sha256
 
 __all__ = ["MAX_JSON_BYTES", "SESSION_COOKIE", "JSONResponse", "create_app"]
 
@@ -106,7 +110,8 @@ async def _database_error(req: Request, exc: Exception) -> Response:
     return await _internal_error(req, exc)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request",
+               415: "unsupported_media_type"}
 
 
 async def _http_error(_req: Request, exc: Exception) -> Response:
@@ -150,9 +155,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def _read_json(request: Request) -> Any:
     raw = await _read_body(request, MAX_JSON_BYTES)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        body = json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep", code="too_deep")
+    except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the body is not valid JSON: {exc}", code="malformed_json")
+    check_depth(body, MAX_JSON_DEPTH, "the body")
+    return body
 
 
 def _pieces(request: Request) -> Iterator[bytes]:
@@ -257,6 +266,11 @@ async def health(_request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def openapi_json(request: Request) -> Response:
+    """The API's contract, made from the route table when the app was (``openapi.build``)."""
+    return JSONResponse(request.app.state.openapi)
+
+
 class _Handlers:
     """The endpoints of one app: its store, whether reads are public, and its blob size limit."""
 
@@ -297,6 +311,12 @@ class _Handlers:
         return JSONResponse({"authenticated": bool(ok), "public_read": self.public_read})
 
     async def session_post(self, request: Request) -> Response:
+        # JSON only: a form or text/plain body is what a cross-site page can post without a CORS
+        # preflight, so refusing every other type closes login CSRF whatever SameSite a browser does.
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "unsupported_media_type", f"log in with a JSON body (Content-Type: application/json), "
+                                                          f"not {ctype or 'no content type'}")
         body = await _read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("api_key"), str):
             raise bad_request('expected {"api_key": "..."}')
@@ -376,6 +396,7 @@ def _routes(h: _Handlers) -> list[Route]:
     reader = h.reader
     return [
         Route(base + "/health", health, methods=["GET"]),
+        Route(base + "/openapi.json", openapi_json, methods=["GET"]),
         Route(base + "/session", h.session_get, methods=["GET"]),
         Route(base + "/session", h.session_post, methods=["POST"]),
         Route(base + "/session", h.session_delete, methods=["DELETE"]),
@@ -409,7 +430,9 @@ def _routes(h: _Handlers) -> list[Route]:
 def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | None = None) -> Starlette:
     """The ASGI app serving ``store``; blobs up to ``max_blob_bytes`` (default: ``$WANDBLITE_MAX_BLOB_SIZE``)."""
     blob_limit = blobs.max_blob_bytes() if max_blob_bytes is None else max_blob_bytes
-    routes = _routes(_Handlers(store, public_read, blob_limit))
+    api = _routes(_Handlers(store, public_read, blob_limit))
+    contract = openapi.build(api)  # a route without its operation (or the reverse) fails here
+    routes = openapi.checked(api)  # every query string checked against its operation first
     from wandblite.server.dashboard import dashboard_routes  # the web dashboard: /, /static
 
     routes += dashboard_routes()
@@ -419,4 +442,5 @@ def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | No
                             sa_exc.TimeoutError: _database_error, Exception: _internal_error},
     )
     app.state.store = store
+    app.state.openapi = contract
     return app

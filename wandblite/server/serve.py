@@ -77,8 +77,14 @@ def prepare_blobs(blobs: BlobStore) -> int:
 
 def serve(host: str, port: int, db: str | None, media: str | None, public_read: bool,
           log_level: str = "warning", max_blob_bytes: int | None = None,
-          blob_settings: BlobSettings | None = None) -> None:
-    """Serve the store; blobs up to ``max_blob_bytes`` (None: ``$WANDBLITE_MAX_BLOB_SIZE`` or 16 GiB)."""
+          blob_settings: BlobSettings | None = None, forwarded_allow_ips: str | None = None) -> None:
+    """Serve the store; blobs up to ``max_blob_bytes`` (None: ``$WANDBLITE_MAX_BLOB_SIZE`` or 16 GiB).
+
+    ``forwarded_allow_ips`` (``--forwarded-allow-ips``): the addresses of the proxies whose
+    ``X-Forwarded-Proto``/``X-Forwarded-For`` are believed (uvicorn's proxy headers), so that behind a
+    TLS-terminating proxy the session cookie is ``Secure`` and the client's address is the client's.
+    None trusts no proxy: the headers are ignored and the peer's address is the client's.
+    """
     import uvicorn
 
     from wandblite.server.app import create_app
@@ -98,4 +104,6 @@ def serve(host: str, port: int, db: str | None, media: str | None, public_read: 
     print(f"wandblite: serving {store.url.split('@')[-1]} with blobs in {blobs.location} on http://{host}:{port}"
           + (" (public read)" if public_read else ""), file=sys.stderr, flush=True)
     app = create_app(store, public_read=public_read, max_blob_bytes=max_blob_bytes)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    # proxy_headers is off unless an address is trusted: uvicorn would otherwise believe 127.0.0.1's headers.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                proxy_headers=bool(forwarded_allow_ips), forwarded_allow_ips=forwarded_allow_ips or None)
