@@ -52,7 +52,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from wandblite.server import blobs, media_query, openapi, read, records, runs_query, series_query
 from wandblite.server.db import busy, dumps, is_transient
@@ -114,9 +114,23 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 40
                415: "unsupported_media_type"}
 
 
-async def _http_error(_req: Request, exc: Exception) -> Response:
+def _allowed(request: Request) -> str:
+    """The methods every route of this path answers (Starlette's 405 names only the first route's)."""
+    literal: set[str] = set()  # routes naming this very path (``/media/missing``) come before templates
+    templated: set[str] = set()
+    for r in request.app.routes:
+        if isinstance(r, Route) and r.matches({**request.scope, "method": "GET"})[0] != Match.NONE:
+            (templated if r.param_convertors else literal).update(r.methods or ())
+    return ", ".join(sorted(literal or templated))
+
+
+async def _http_error(req: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+    resp = _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+    resp.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        resp.headers["Allow"] = _allowed(req)  # RFC 9110: every method the resource answers
+    return resp
 
 
 async def _internal_error(_req: Request, exc: Exception) -> Response:
@@ -271,6 +285,12 @@ async def openapi_json(request: Request) -> Response:
     return JSONResponse(request.app.state.openapi)
 
 
+def _not_media_missing(request: Request) -> None:
+    """405 for another method on ``/media/missing``: the path of ``POST .../media/missing``, not a blob's."""
+    if request.path_params["sha256"] == "missing":
+        raise HTTPException(405)
+
+
 class _Handlers:
     """The endpoints of one app: its store, whether reads are public, and its blob size limit."""
 
@@ -356,6 +376,7 @@ class _Handlers:
         return JSONResponse({"missing": missing, "max_size": self.blob_limit})
 
     async def media_put(self, request: Request) -> Response:
+        _not_media_missing(request)
         await self.auth(request, write=True)
         sha = validate_sha256(request.path_params["sha256"])
         _check_declared_length(request, self.blob_limit, blob=True)
@@ -368,6 +389,7 @@ class _Handlers:
         return JSONResponse({"sha256": sha, "size": size})
 
     async def media_get(self, request: Request) -> Response:
+        _not_media_missing(request)
         await self.auth(request, write=False)
         blob = await run_in_threadpool(self.store.media_blob, request.path_params["sha256"])
         ctype = _PASSIVE_TYPES.get((blob.ext or "").lower())

@@ -31,13 +31,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from wandblite.runfile import PROJECT_NAME_PATTERN, RUN_ID_PATTERN
 from wandblite.server.errors import bad_request
 from wandblite.server.media_query import MAX_MEDIA_STEPS
 from wandblite.server.read import MAX_PAGE, MAX_SEARCH, MAX_TAIL
-from wandblite.server.runs_query import MAX_RUNS_PAGE
+from wandblite.server.runs_query import MAX_RUNS_PAGE, ORDER_COLUMNS
 from wandblite.server.series_query import MAX_SAMPLES
-from wandblite.server.wire import MAX_ARTIFACT_VERSION
-from wandblite.vocab import MAX_SAMPLED_ROWS
+from wandblite.server.wire import ARTIFACT_NAME_PATTERN, MAX_ARTIFACT_VERSION
+from wandblite.vocab import FILE_NAME_MAX, FILE_NAME_PATTERN, MAX_SAMPLED_ROWS
 
 __all__ = ["API_PREFIX", "ERROR", "OPERATIONS", "Operation", "Param", "build", "check_query", "checked"]
 
@@ -45,11 +46,13 @@ API_PREFIX = "/api/v1"
 #: The largest index a page may start at (the store's indexes are below 2**62).
 _MAX_INDEX = (1 << 62) - 1
 #: A query string value longer than this is refused, whatever the parameter (a filter, a search).
-_MAX_QUERY_TEXT = 1 << 16
+_MAX_QUERY_TEXT = 8192  # the maxLength of ``_TEXT`` (``serve`` lets uvicorn read a URL this long)
 
 # ------------------------------------------------------------------------------ schema pieces
 
 STR: dict[str, Any] = {"type": "string"}
+#: A text query parameter: bounded, without NUL (``_check_value``).
+_TEXT: dict[str, Any] = {"type": "string", "maxLength": _MAX_QUERY_TEXT, "pattern": "^[^\\x00]*$"}
 INT: dict[str, Any] = {"type": "integer"}
 NUM: dict[str, Any] = {"type": "number"}
 BOOL: dict[str, Any] = {"type": "boolean"}
@@ -75,6 +78,8 @@ ERROR = _obj(error={"type": "object", "required": ["code", "message"],
                     "properties": {"code": STR, "message": STR}})
 
 _SHA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+#: What ``runs_query.order_key`` orders by: a column, or summary.<key>/config.<key>; '-' for descending.
+_ORDER_PATTERN = "^[-+]*(?:" + "|".join(ORDER_COLUMNS) + "|(?:summary|config)\\.[^\\x00]*)$"
 _NEXT = _null(INT)
 _POSITION = _obj(rows=INT, pending=BOOL, console=INT, system=INT, digest=_null(STR), state=_null(STR))
 _RUN_ITEM = _obj(id=STR, name=_null(STR), state=_null(STR), tags=_arr(STR), group=_null(STR), job_type=_null(STR),
@@ -141,9 +146,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "The projects", _obj(projects=_arr(_obj(name=STR, runs=INT, created_at=_null(NUM), updated_at=_null(NUM))))),
     ("GET", API_PREFIX + "/projects/{project}/runs"): Operation(
         "A project's runs: filtered, searched, ordered, paged", _obj(runs=_arr(_RUN_ITEM), total=INT),
-        params=(Param("filters", STR, doc="a JSON filter (MongoDB-like, as wandb's api.runs(filters=))"),
-                Param("order", STR, doc="a column or summary.<key>/config.<key>, '-' for descending"),
-                Param("search", STR, doc="text found in a run's name, id, notes or tags"),
+        params=(Param("filters", _TEXT, doc="a JSON filter (MongoDB-like, as wandb's api.runs(filters=))"),
+                Param("order", {**_TEXT, "pattern": _ORDER_PATTERN},
+                      doc="a column or summary.<key>/config.<key>, '-' for descending"),
+                Param("search", _TEXT, doc="text found in a run's name, id, notes or tags"),
                 _int("limit", 1, MAX_RUNS_PAGE), _int("offset", 0, _MAX_INDEX))),
     ("GET", _RUN_PATH): Operation("One run", _RUN),
     ("GET", _RUN_PATH + "/keys"): Operation(
@@ -155,25 +161,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Metrics downsampled for a chart",
         _obj(x_axis=STR, series={"type": "object", "additionalProperties": _obj(
             x=_arr(ANY), y=_arr(ANY), y_min=_arr(ANY), y_max=_arr(ANY), count=INT)}),
-        params=(Param("keys", {"type": "string", "minLength": 1}, True, "comma-separated metric keys (at most 100)"),
-                Param("x_axis", STR, doc="_step (default), _runtime, _timestamp or a metric"),
+        params=(Param("keys", {**_TEXT, "minLength": 1}, True, "comma-separated metric keys (at most 100)"),
+                Param("x_axis", _TEXT, doc="_step (default), _runtime, _timestamp or a metric"),
                 _int("samples", 2, MAX_SAMPLES), Param("min_x", NUM), Param("max_x", NUM))),
     ("GET", _RUN_PATH + "/media"): Operation(
         "The rows holding a media key", _obj(key=STR, count=INT, steps=_arr(_obj(step=_null(INT), idx=INT,
                                                                                   value=ANY))),
-        params=(Param("key", {"type": "string", "minLength": 1}, True), _int("limit", 1, MAX_MEDIA_STEPS))),
+        params=(Param("key", {**_TEXT, "minLength": 1}, True), _int("limit", 1, MAX_MEDIA_STEPS))),
     ("GET", _RUN_PATH + "/position"): Operation("Where the store stands for a run (sync)", OBJ),
     ("POST", _RUN_PATH + "/batch"): Operation(
         "Store one sync batch, exactly once (PROTOCOL.md)", OBJ,
-        body={"type": "object", "properties": {
-            "run": OBJ, "rows": _arr(OBJ), "console": _arr(OBJ), "system": _arr(OBJ), "files": _arr(OBJ),
-            "artifacts": _arr(OBJ), "uses": _arr(OBJ), "alerts": _arr(OBJ)}}),
+        body={"type": "object", "properties": {  # null: as if absent
+            "run": _null(OBJ), **{f: _null(_arr(OBJ)) for f in ("rows", "console", "system", "files", "artifacts",
+                                                                  "uses", "alerts")}}}),
     ("GET", _RUN_PATH + "/history"): Operation(
         "History rows by index", _paged("rows", _obj(idx=INT, final=BOOL, row=OBJ)), params=_PAGE),
     ("GET", _RUN_PATH + "/history/sampled"): Operation(
         "History rows sampled over the run", _obj(rows=_arr(OBJ), matched=INT),
         params=(_int("samples", 1, MAX_SAMPLED_ROWS),
-                Param("key", {"type": "array", "items": {"type": "string", "minLength": 1}},
+                Param("key", {"type": "array", "items": {**_TEXT, "minLength": 1}},
                       doc="flat key names (repeat the parameter)"))),
     ("GET", _RUN_PATH + "/console"): Operation(
         "Console records by index", _paged("console", _obj(idx=INT, ts=_null(NUM), stream=_null(STR), text=STR)),
@@ -182,7 +188,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "The last console lines, joined",
         _obj(lines=_arr(_obj(ts=_null(NUM), stream=_null(STR), text=STR, open=BOOL)), total=INT, matched=INT,
              records=INT),
-        params=(_int("tail", 1, MAX_TAIL), Param("search", {"type": "string", "maxLength": MAX_SEARCH}))),
+        params=(_int("tail", 1, MAX_TAIL), Param("search", {**_TEXT, "maxLength": MAX_SEARCH}))),
     ("GET", _RUN_PATH + "/system"): Operation(
         "System metrics records by index", _paged("system", _obj(idx=INT, ts=_null(NUM), metrics=ANY)), params=_PAGE),
     ("POST", API_PREFIX + "/media/missing"): Operation(
@@ -191,7 +197,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
               "properties": {"sha256": {"type": "array", "maxItems": 100_000, "items": _SHA}}}),
     ("PUT", API_PREFIX + "/media/{sha256}"): Operation(
         "Upload a blob named by its sha256", _obj(sha256=_SHA, size=INT), blob_body=True,
-        params=(Param("ext", STR, doc="its extension (kept when plain ASCII, else served as .bin)"),)),
+        params=(Param("ext", _TEXT, doc="its extension (kept when plain ASCII, else served as .bin)"),)),
     ("GET", API_PREFIX + "/media/{sha256}"): Operation("A blob's bytes", blob=True),
     ("GET", API_PREFIX + "/media/{sha256}/mesh"): Operation("A 3D blob as JSON for a viewer", OBJ),
     ("GET", _RUN_PATH + "/files"): Operation(
@@ -233,6 +239,21 @@ def _api_pairs(routes: list[Route]) -> list[tuple[str, str, Route]]:
     return out
 
 
+def _path_schema(path: str, name: str) -> dict[str, Any]:
+    """A path segment's schema: the very pattern its validator matches (``runfile``, ``vocab``, ``wire``)."""
+    if name == "sha256":
+        return _SHA
+    if name == "project":
+        return {"type": "string", "pattern": PROJECT_NAME_PATTERN}
+    if name == "run_id":
+        return {"type": "string", "pattern": RUN_ID_PATTERN}
+    if name == "name" and "/files/" in path:
+        return {"type": "string", "maxLength": FILE_NAME_MAX, "pattern": f"^(?:{FILE_NAME_PATTERN})$"}
+    if name in ("name", "ref"):  # an artifact's name; a version (vN) or an alias
+        return {"type": "string", "pattern": ARTIFACT_NAME_PATTERN}
+    raise LookupError(f"no schema for the path parameter {name!r} of {path} (wandblite/server/openapi.py)")
+
+
 def _query_schema(p: Param) -> dict[str, Any]:
     d: dict[str, Any] = {"name": p.name, "in": "query", "required": p.required, "schema": p.schema}
     if p.schema.get("type") == "array":
@@ -243,8 +264,7 @@ def _query_schema(p: Param) -> dict[str, Any]:
 
 
 def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
-    params = [{"name": n, "in": "path", "required": True,
-               "schema": _SHA if n == "sha256" else {"type": "string", "minLength": 1}}
+    params = [{"name": n, "in": "path", "required": True, "schema": _path_schema(path, n)}
               for n in _PATH_PARAM.findall(path)]
     params += [_query_schema(p) for p in op.params]
     error = {"description": "the one error shape", "content": {"application/json": {"schema": ERROR}}}
@@ -321,6 +341,8 @@ def _check_value(p: Param, schema: dict[str, Any], raw: str) -> None:
         if len(raw) < schema.get("minLength", 0) or len(raw) > schema.get("maxLength", _MAX_QUERY_TEXT):
             raise bad_request(f"{what} must have {schema.get('minLength', 0)} to "
                               f"{schema.get('maxLength', _MAX_QUERY_TEXT)} characters", code="bad_query")
+        if "pattern" in schema and re.search(schema["pattern"], raw) is None:
+            raise bad_request(f"{what} {raw[:40]!r} does not match {schema['pattern']}", code="bad_query")
         return
     lo, hi = schema.get("minimum"), schema.get("maximum")
     if (lo is not None and v < lo) or (hi is not None and v > hi):

@@ -18,7 +18,10 @@ from wandblite.server.blobs import S3_SCHEME, STALE_TMP_SECONDS, BlobStore, Disk
 from wandblite.server.store import Store
 from wandblite.vocab import home_dir
 
-__all__ = ["BlobSettings", "open_blob_store", "open_store", "prepare_blobs", "serve"]
+#: The largest request line and headers uvicorn (h11) reads; a longer one is a 400 from uvicorn itself.
+MAX_REQUEST_HEAD = 1 << 20
+
+__all__ = ["MAX_REQUEST_HEAD", "BlobSettings", "open_blob_store", "open_store", "prepare_blobs", "serve"]
 
 
 def open_blob_store(location: str | os.PathLike[str], *, stale_seconds: float = STALE_TMP_SECONDS,
@@ -105,5 +108,8 @@ def serve(host: str, port: int, db: str | None, media: str | None, public_read: 
           + (" (public read)" if public_read else ""), file=sys.stderr, flush=True)
     app = create_app(store, public_read=public_read, max_blob_bytes=max_blob_bytes)
     # proxy_headers is off unless an address is trusted: uvicorn would otherwise believe 127.0.0.1's headers.
+    # h11 reads a request head of up to MAX_REQUEST_HEAD bytes: the longest query string the API's
+    # contract allows (openapi: 8192 characters a parameter, up to 12 bytes each percent-encoded) fits.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                proxy_headers=bool(forwarded_allow_ips), forwarded_allow_ips=forwarded_allow_ips or None)
+                proxy_headers=bool(forwarded_allow_ips), forwarded_allow_ips=forwarded_allow_ips or None,
+                h11_max_incomplete_event_size=MAX_REQUEST_HEAD)

@@ -36,7 +36,7 @@ from wandblite.server.indexes import media_leaves
 from wandblite.vocab import RUN_STATES, RUNTIME, STEP, TIMESTAMP, file_name_problem, is_plain_number
 
 __all__ = [
-    "MAX_ARTIFACT_VERSION", "MAX_JSON_DEPTH", "Row", "artifact_digest", "check_depth", "clean_text", "finite_number", "int64", "media_ext",
+    "ARTIFACT_NAME_PATTERN", "MAX_ARTIFACT_VERSION", "MAX_JSON_DEPTH", "Row", "artifact_digest", "check_depth", "clean_text", "finite_number", "int64", "media_ext",
     "numbered", "prep_alert", "prep_artifact",
     "prep_console", "prep_file", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
     "validate_artifact_name", "validate_file_name", "validate_project", "validate_run", "validate_sha256",
@@ -46,6 +46,9 @@ _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 #: A media extension the store keeps: ASCII letters, digits and ``. _ + -``, 1-64 characters, not
 #: starting with a dot (``png``, ``table.json``, ``boxes2D.json``); it ends up in a file name and a header.
 _EXT_RE = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}$")
+#: An artifact name or alias (the HTTP API's contract publishes it; valid in JavaScript too).
+ARTIFACT_NAME_PATTERN = r"^(?!\.\.?$)[^/\\:\x00-\x1f\x7f]{1,128}$"
+_ARTIFACT_NAME_RE = re.compile(ARTIFACT_NAME_PATTERN)
 #: The deepest nesting of arrays and objects a JSON body may have: the run file's msgpack framing
 #: refuses deeper values (its packer stops at 511 levels), so no run can log one, and every reader
 #: (``dumps``, the fold, the comparisons of the filter language) stays far from Python's recursion limit.
@@ -167,8 +170,7 @@ def validate_file_name(name: Any, what: str = "file name") -> str:
 def validate_artifact_name(name: Any, what: str = "artifact name") -> str:
     """An artifact name or alias: 1-128 characters without ``/``, ``\\``, ``:`` or control characters,
     not ``.`` or ``..`` (the same characters ``wandblite.Artifact`` refuses, and URL-path safe)."""
-    if (not isinstance(name, str) or not 0 < len(name) <= 128 or any(c in name for c in "/\\:")
-            or _has_control(name) or name in (".", "..")):
+    if not isinstance(name, str) or not _ARTIFACT_NAME_RE.fullmatch(name):
         raise bad_request(f"invalid {what} {name!r}: 1-128 characters without '/', '\\', ':' or control "
                           "characters expected", code="invalid_name")
     return _utf8(name, what)
