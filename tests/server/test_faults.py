@@ -201,3 +201,33 @@ def test_postgres_connections_terminated_mid_request_are_answered_and_the_next_s
             srv.stop()
             if srv.proc is not None and srv.proc.poll() is None:
                 os.kill(srv.proc.pid, 9)
+
+
+def test_a_database_that_accepts_no_connections_is_a_503_and_the_next_sync_is_exact(tmp_path: Path) -> None:
+    import psycopg
+
+    from .conftest import PG_ADMIN
+
+    with fresh_postgres_database("wl_down") as url:
+        db = url.rsplit("/", 1)[-1]
+        srv = ServerProc(url, tmp_path / "media", tmp_path / "home").start()
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+        try:
+            project = uniq()
+            run_dir = _write(tmp_path, project, "down")
+            # The database goes away for this server: no new connection, the open ones ended.
+            admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db,))
+            r = srv.get(f"/api/v1/projects/{project}/runs/down/position")
+            message = _error(r, 503, "database_unavailable")
+            assert "database" in message and "running" in message and r.headers.get("Retry-After")
+            res = _sync(srv, run_dir)
+            assert not res.ok and "503" in str(res.error), res
+            admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+            res = _sync(srv, run_dir, retries=3)
+            assert res.ok, res
+            assert_same_history(srv, project, "down", run_dir)
+        finally:
+            admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+            admin.close()
+            srv.stop()

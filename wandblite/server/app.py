@@ -9,7 +9,8 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
   handler), is answered as ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx status;
   a bad request changes nothing and the server goes on serving. A database that is busy or
   restarting (after the store's own retries of a write, ``db.retrying``) is a 503 ``busy`` with
-  ``Retry-After``, which sync retries; 500 ``internal`` is left for a defect.
+  ``Retry-After``, which sync retries; one that cannot be reached at all is a 503
+  ``database_unavailable`` saying what the operator should check; 500 ``internal`` is left for a defect.
 * The app keeps no state of its own between requests: keys, sessions and positions are read from
   the database on every request, so any number of server processes may serve one database
   (``docs/deployment.md`` lists what a process holds and why none of it can go stale).
@@ -107,6 +108,12 @@ async def _database_error(req: Request, exc: Exception) -> Response:
     file, a full pool) is a 503 ``busy`` the client retries; anything else is an internal error."""
     if isinstance(exc, sa_exc.TimeoutError) or is_transient(exc):
         return await _api_error(req, busy(f"{req.method} {req.url.path}", "the database is busy or restarting"))
+    if isinstance(exc, sa_exc.OperationalError):  # no connection: refused, shut down, not accepting any
+        why = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return await _api_error(req, ApiError(
+            503, "database_unavailable", f"{req.method} {req.url.path}: the database cannot be reached ({why}); "
+                                         "the request changed nothing. Operator: check that the database server "
+                                         "is running and accepts connections from this server (--db), then retry"))
     return await _internal_error(req, exc)
 
 
