@@ -325,8 +325,8 @@ def _check_value(p: Param, schema: dict[str, Any], raw: str) -> None:
     if len(raw) > _MAX_QUERY_TEXT or "\x00" in raw:
         raise bad_request(f"{p.name} must be a text of at most {_MAX_QUERY_TEXT} characters without NUL")
     t = schema.get("type")
-    lo, hi = schema.get("minimum"), schema.get("maximum")
-    if t == "integer":
+    if t == "integer":  # every integer parameter has both bounds (``_int``)
+        lo, hi = int(schema["minimum"]), int(schema["maximum"])
         if not re.fullmatch(r"[+-]?[0-9]+", raw.strip()) or not lo <= int(raw) <= hi:
             raise bad_request(f"{p.name} must be an integer between {lo} and {hi}")
     elif t == "number":
