@@ -70,9 +70,9 @@ def _threshold(_ctx: click.Context, _param: click.Parameter, value: str | None) 
               help="Largest media blob, saved file or artifact object accepted: bytes or 500M, 16G, 1T "
                    "(powers of 1024) [default: $WANDBLITE_MAX_BLOB_SIZE, else 16G].")
 @click.option("--forwarded-allow-ips", default=None, envvar="WANDBLITE_FORWARDED_ALLOW_IPS", metavar="IPS",
-              help="Behind a TLS-terminating proxy: the proxy addresses (comma-separated, or '*') whose "
-                   "X-Forwarded-Proto/-For headers are trusted, so cookies are Secure and client addresses right "
-                   "[default: none trusted].")
+              help="Behind a TLS-terminating proxy on another host: the proxy addresses (comma-separated, or "
+                   "'*') whose X-Forwarded-Proto/-For headers are trusted, so cookies are Secure and client "
+                   "addresses right [default: $FORWARDED_ALLOW_IPS, else 127.0.0.1].")
 @click.pass_context
 def server(ctx: click.Context, host: str, port: int, db: str | None, media: str | None, s3_endpoint_url: str | None,
            s3_presign: bool, s3_multipart_threshold: int | None, stale_upload_minutes: float, public_read: bool,

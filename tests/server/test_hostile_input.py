@@ -5,8 +5,8 @@
 * A media extension that is not plain ASCII (or carries a header break) is stored as none, and a bad
   extension already in the store (written by an older server) never breaks a GET of its blob.
 * Login takes JSON only: a form or ``text/plain`` post (what a cross-site page can send) is a 415.
-* Behind a TLS-terminating proxy (``--forwarded-allow-ips``) the session cookie is ``Secure``; the
-  forwarded headers of an untrusted peer change nothing.
+* Behind a TLS-terminating proxy (``--forwarded-allow-ips``; by default one on this host) the
+  session cookie is ``Secure``; the forwarded headers of an untrusted peer change nothing.
 """
 
 from __future__ import annotations
@@ -111,10 +111,16 @@ def _cookie_after_login(srv: ServerProc) -> str:
 def test_behind_a_trusted_proxy_the_session_cookie_is_secure(tmp_path: Path) -> None:
     trusted = ServerProc(f"sqlite:///{tmp_path / 't.db'}", tmp_path / "tm", tmp_path / "th",
                          extra_args=["--forwarded-allow-ips", "127.0.0.1"]).start()
-    untrusted = ServerProc(f"sqlite:///{tmp_path / 'u.db'}", tmp_path / "um", tmp_path / "uh").start()
+    # A proxy on another host (192.0.2.1): this test's own requests come from an untrusted peer.
+    untrusted = ServerProc(f"sqlite:///{tmp_path / 'u.db'}", tmp_path / "um", tmp_path / "uh",
+                           extra_args=["--forwarded-allow-ips", "192.0.2.1"]).start()
+    default = ServerProc(f"sqlite:///{tmp_path / 'd.db'}", tmp_path / "dm", tmp_path / "dh").start()
     try:
         assert "; secure" in _cookie_after_login(trusted).lower()
         assert "; secure" not in _cookie_after_login(untrusted).lower()
+        assert "; secure" in _cookie_after_login(default).lower()  # a proxy on this host, trusted by default
+        plain = requests.post(default.url + "/api/v1/session", json={"api_key": default.key}, timeout=10)
+        assert "; secure" not in plain.headers["set-cookie"].lower()  # plain HTTP, no proxy: not Secure
     finally:
-        trusted.stop()
-        untrusted.stop()
+        for srv in (trusted, untrusted, default):
+            srv.stop()

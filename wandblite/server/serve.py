@@ -85,8 +85,9 @@ def serve(host: str, port: int, db: str | None, media: str | None, public_read: 
 
     ``forwarded_allow_ips`` (``--forwarded-allow-ips``): the addresses of the proxies whose
     ``X-Forwarded-Proto``/``X-Forwarded-For`` are believed (uvicorn's proxy headers), so that behind a
-    TLS-terminating proxy the session cookie is ``Secure`` and the client's address is the client's.
-    None trusts no proxy: the headers are ignored and the peer's address is the client's.
+    TLS-terminating proxy on another host the session cookie is ``Secure`` and the client's address
+    is the client's. None keeps uvicorn's default: ``$FORWARDED_ALLOW_IPS``, else 127.0.0.1 (a proxy
+    on this host); from any other peer the headers are ignored.
     """
     import uvicorn
 
@@ -107,9 +108,8 @@ def serve(host: str, port: int, db: str | None, media: str | None, public_read: 
     print(f"wandblite: serving {store.url.split('@')[-1]} with blobs in {blobs.location} on http://{host}:{port}"
           + (" (public read)" if public_read else ""), file=sys.stderr, flush=True)
     app = create_app(store, public_read=public_read, max_blob_bytes=max_blob_bytes)
-    # proxy_headers is off unless an address is trusted: uvicorn would otherwise believe 127.0.0.1's headers.
     # h11 reads a request head of up to MAX_REQUEST_HEAD bytes: the longest query string the API's
     # contract allows (openapi: 8192 characters a parameter, up to 12 bytes each percent-encoded) fits.
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                proxy_headers=bool(forwarded_allow_ips), forwarded_allow_ips=forwarded_allow_ips or None,
+                proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips or None,
                 h11_max_incomplete_event_size=MAX_REQUEST_HEAD)
