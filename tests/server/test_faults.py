@@ -15,6 +15,7 @@ After each fault is cleared, a sync of the same run directory stores it exactly.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import subprocess
@@ -27,6 +28,8 @@ from typing import Any
 import pytest
 import requests
 
+from wandblite.server import blobs
+from wandblite.server.errors import ApiError
 from wandblite.sync.client import Syncer
 from wandblite.sync.transport import HttpTransport
 
@@ -231,3 +234,29 @@ def test_a_database_that_accepts_no_connections_is_a_503_and_the_next_sync_is_ex
             admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
             admin.close()
             srv.stop()
+
+
+def test_a_disk_that_fills_mid_upload_is_a_507_and_leaves_nothing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC itself (the RLIMIT test above meets EFBIG): the second write of an upload finds the disk full."""
+    store = blobs.DiskBlobStore(tmp_path / "media")
+    data = os.urandom(3 << 20)
+    sha = hashlib.sha256(data).hexdigest()
+    real_write = os.write
+    calls = [0]
+
+    def write(fd: int, b: Any) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / "media")):
+            calls[0] += 1
+            if calls[0] > 1:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, b)
+
+    monkeypatch.setattr(blobs.os, "write", write)
+    with pytest.raises(ApiError) as err:
+        store.put(sha, (data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)), 1 << 30)
+    assert err.value.status == 507 and err.value.code == "insufficient_storage", err.value.body()
+    assert "full" in err.value.message and "with 2097152 bytes of the blob received" in err.value.message
+    assert not store.exists(sha) and not list((tmp_path / "media" / "tmp").iterdir())
+    monkeypatch.setattr(blobs.os, "write", real_write)
+    assert store.put(sha, [data], 1 << 30) == len(data) and store.read_bytes(sha) == data

@@ -115,7 +115,7 @@ def storage_fault(exc: OSError, location: str, what: str) -> ApiError:
     """The 5xx for a file-system fault of the blob store at ``location``, saying what the operator
     should do: 507 ``insufficient_storage`` when it is full (or a file-size limit was met), 503
     ``storage_read_only`` when it cannot be written, 503 ``storage_unavailable`` otherwise.
-    ``what`` says how far the request got (``"after 10 bytes; nothing was stored"``)."""
+    ``what`` says how far the request got (``"with 10 bytes of the blob received; nothing was stored"``)."""
     why = exc.strerror or type(exc).__name__
     if exc.errno in _FULL:
         return ApiError(507, "insufficient_storage", f"the media store {location} is full ({why}) {what}: free "
@@ -266,29 +266,36 @@ class DiskBlobStore(BlobStore):
         tmp_dir = self.root / "tmp"
         tmp = tmp_dir / f"{sha}.{secrets.token_hex(6)}"
         size = 0
+
+        def fs(op: Any, *args: Any) -> Any:
+            """A file operation of this upload; its fault (not the body's, a client gone) is the store's."""
+            try:
+                return op(*args)
+            except OSError as exc:
+                raise storage_fault(exc, self.location, f"with {size} bytes of the blob received; "
+                                                        "nothing was stored") from exc
+
         try:
-            tmp_dir.mkdir(parents=True, exist_ok=True)
+            fs(lambda: tmp_dir.mkdir(parents=True, exist_ok=True))
             self.sweep()
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = fs(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 for chunk in checked_chunks(chunks, limit, h):
                     size += len(chunk)
                     view = memoryview(chunk)
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[fs(os.write, fd, view):]
                 verify_sha256(h, sha)
-                os.fsync(fd)
+                fs(os.fsync, fd)
             finally:
                 os.close(fd)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-        except BaseException as exc:
+            fs(lambda: final.parent.mkdir(parents=True, exist_ok=True))
+            fs(os.replace, tmp, final)
+        except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-            if isinstance(exc, OSError):
-                raise storage_fault(exc, self.location, f"after {size} bytes; nothing was stored") from exc
             raise
         return size
 
