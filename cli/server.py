@@ -69,7 +69,7 @@ def _threshold(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.option("--max-blob-size", callback=_blob_size, default=None, metavar="SIZE",
               help="Largest media blob, saved file or artifact object accepted: bytes or 500M, 16G, 1T "
                    "(powers of 1024) [default: $WANDBLITE_MAX_BLOB_SIZE, else 16G].")
-@click.option("--forwarded-allow-ips", default=None, envvar="WANDBLITE_FORWARDED_ALLOW_IPS", metavar="IPS",
+@click.option("--forwarded-allow-ips", default=None, metavar="IPS",
               help="Behind a TLS-terminating proxy on another host: the proxy addresses (comma-separated, or "
                    "'*') whose X-Forwarded-Proto/-For headers are trusted, so cookies are Secure and client "
                    "addresses right [default: $FORWARDED_ALLOW_IPS, else 127.0.0.1].")
