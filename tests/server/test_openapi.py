@@ -299,7 +299,7 @@ def _fuzz(srv: ServerProc, tmp_path: Path) -> None:
          "--checks", "all", "--exclude-checks", "positive_data_acceptance", "--max-examples", "10",
          "--workers", "1", "--seed", "1717", "--suppress-health-check", "all", "--generation-database", "none",
          "--no-color", "--output-truncate", "true", "--report", "junit", "--report-dir", str(tmp_path / "st")],
-        capture_output=True, text=True, timeout=1200, env=clean_env())
+        capture_output=True, text=True, timeout=1200, env=clean_env(), cwd=str(tmp_path))  # its cache stays there
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     (report,) = (tmp_path / "st").glob("junit*.xml")
