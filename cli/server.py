@@ -72,10 +72,14 @@ def _threshold(_ctx: click.Context, _param: click.Parameter, value: str | None) 
 @click.option("--max-blob-size", callback=_blob_size, default=None, metavar="SIZE",
               help="Largest media blob, saved file or artifact object accepted: bytes or 500M, 16G, 1T "
                    "(powers of 1024) [default: $WANDBLITE_MAX_BLOB_SIZE, else 16G].")
+@click.option("--forwarded-allow-ips", default=None, metavar="IPS",
+              help="Behind a TLS-terminating proxy on another host: the proxy addresses (comma-separated, or "
+                   "'*') whose X-Forwarded-Proto/-For headers are trusted, so cookies are Secure and client "
+                   "addresses right [default: $FORWARDED_ALLOW_IPS, else 127.0.0.1].")
 @click.pass_context
 def server(ctx: click.Context, host: str, port: int, db: str | None, media: str | None, s3_endpoint_url: str | None,
            s3_presign: bool, s3_multipart_threshold: int | None, stale_upload_minutes: float, public_read: bool,
-           max_blob_size: int | None) -> None:
+           max_blob_size: int | None, forwarded_allow_ips: str | None) -> None:
     """Serve a store over HTTP (first start prints an admin API key once)."""
     ctx.obj = {"db": db, "media": media}
     if ctx.invoked_subcommand is not None:
@@ -87,7 +91,8 @@ def server(ctx: click.Context, host: str, port: int, db: str | None, media: str 
     settings = BlobSettings(stale_seconds=stale_upload_minutes * 60, s3_endpoint_url=s3_endpoint_url,
                             s3_presign=s3_presign, s3_multipart_threshold=s3_multipart_threshold)
     try:
-        serve(host, port, db, media, public_read, max_blob_bytes=max_blob_size, blob_settings=settings)
+        serve(host, port, db, media, public_read, max_blob_bytes=max_blob_size, blob_settings=settings,
+              forwarded_allow_ips=forwarded_allow_ips)
     except Exception as exc:  # noqa: BLE001
         _fail(str(exc))
 

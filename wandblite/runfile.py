@@ -69,6 +69,8 @@ from wandblite.vocab import (
 )
 
 __all__ = [
+    "PROJECT_NAME_PATTERN",
+    "RUN_ID_PATTERN",
     "Event",
     "RunFileWriter",
     "RunLock",
@@ -87,12 +89,15 @@ __all__ = [
 _FRAME_PACK = _FRAME.pack
 _crc32 = zlib.crc32
 assert RECORD_MAGIC == 0xD7 and FRAME_HEADER_SIZE == 10  # append() inlines both
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+#: A run id, as a regular expression valid in Python and JavaScript alike (the HTTP API's contract
+#: publishes it): 1-128 letters, digits, ``_ . -``, not starting with ``.`` or ``-``, no ``..``.
+RUN_ID_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$"
+_RUN_ID_RE = re.compile(RUN_ID_PATTERN)
 
 
 def validate_run_id(run_id: str) -> str:
     """Run ids name directories: allow letters, digits, ``_ . -`` only (no separators, no ``..``)."""
-    if not isinstance(run_id, str) or not _RUN_ID_RE.match(run_id) or ".." in run_id:
+    if not isinstance(run_id, str) or not _RUN_ID_RE.fullmatch(run_id) or ".." in run_id:
         raise Error(
             f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '.' or '-', "
             "not starting with '.' or '-'"
@@ -101,12 +106,14 @@ def validate_run_id(run_id: str) -> str:
 
 
 # W&B's rule for project names: no / \\ # ? % :, no control characters. Names are never paths.
-_PROJECT_RE = re.compile(r"^[^/\\#?%:\x00-\x1f\x7f.\-][^/\\#?%:\x00-\x1f\x7f]{0,127}$")
+#: The project name rule as a regular expression valid in Python and JavaScript alike.
+PROJECT_NAME_PATTERN = r"^[^/\\#?%:\x00-\x1f\x7f.\-][^/\\#?%:\x00-\x1f\x7f]{0,127}$"
+_PROJECT_RE = re.compile(PROJECT_NAME_PATTERN)
 
 
 def validate_project_name(project: str) -> str:
     """1-128 printable characters without ``/ \\ # ? % :``, not starting with ``.`` or ``-``."""
-    if not isinstance(project, str) or not _PROJECT_RE.match(project):
+    if not isinstance(project, str) or not _PROJECT_RE.fullmatch(project):
         raise Error(
             f"invalid project name {project!r}: use 1-128 printable characters without / \\ # ? % :, "
             "not starting with '.' or '-'"

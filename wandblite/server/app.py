@@ -2,11 +2,15 @@
 
 Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 
+* ``GET /api/v1/openapi.json`` is the API's OpenAPI 3 contract, built from this module's route
+  table (``openapi.build``: the app is not made when a route and its operation differ); every query
+  string is checked against its operation before the handler runs (``openapi.checked``).
 * Every error, whatever its cause (bad JSON, wrong types, unknown route, a gap, a crash in a
   handler), is answered as ``{"error": {"code": "...", "message": "..."}}`` with a 4xx/5xx status;
   a bad request changes nothing and the server goes on serving. A database that is busy or
   restarting (after the store's own retries of a write, ``db.retrying``) is a 503 ``busy`` with
-  ``Retry-After``, which sync retries; 500 ``internal`` is left for a defect.
+  ``Retry-After``, which sync retries; one that cannot be reached at all is a 503
+  ``database_unavailable`` saying what the operator should check; 500 ``internal`` is left for a defect.
 * The app keeps no state of its own between requests: keys, sessions and positions are read from
   the database on every request, so any number of server processes may serve one database
   (``docs/deployment.md`` lists what a process holds and why none of it can go stale).
@@ -16,7 +20,8 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
   decided per request from the database (``access.py``; ``docs/roles.md`` draws the matrix): 401
   without valid credentials, 403 ``forbidden`` with credentials that do not reach; either changes
   nothing. ``/api/v1/health`` is open (it says only that the server is up).
-* Browsers: ``POST /api/v1/session {"api_key"}`` sets an HttpOnly, SameSite=Strict session cookie
+* Browsers: ``POST /api/v1/session {"api_key"}`` (``application/json`` only: 415 for a form or
+  ``text/plain``, which a cross-site page could post) sets an HttpOnly, SameSite=Strict session cookie
   (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
   Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
@@ -51,16 +56,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
-from wandblite.server import audit, blobs, media_query, read, records, runs_query, series_query
+from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
 from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
-from wandblite.server.wire import validate_sha256
+from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, validate_sha256
 
 __all__ = ["MAX_JSON_BYTES", "SESSION_COOKIE", "JSONResponse", "create_app"]
 
@@ -108,15 +113,36 @@ async def _database_error(req: Request, exc: Exception) -> Response:
     file, a full pool) is a 503 ``busy`` the client retries; anything else is an internal error."""
     if isinstance(exc, sa_exc.TimeoutError) or is_transient(exc):
         return await _api_error(req, busy(f"{req.method} {req.url.path}", "the database is busy or restarting"))
+    if isinstance(exc, sa_exc.OperationalError):  # no connection: refused, shut down, not accepting any
+        why = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        return await _api_error(req, ApiError(
+            503, "database_unavailable", f"{req.method} {req.url.path}: the database cannot be reached ({why}); "
+                                         "the request changed nothing. Operator: check that the database server "
+                                         "is running and accepts connections from this server (--db), then retry"))
     return await _internal_error(req, exc)
 
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request"}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large", 400: "bad_request",
+               415: "unsupported_media_type"}
 
 
-async def _http_error(_req: Request, exc: Exception) -> Response:
+def _allowed(request: Request) -> str:
+    """The methods every route of this path answers (Starlette's 405 names only the first route's)."""
+    literal: set[str] = set()  # routes naming this very path (``/media/missing``) come before templates
+    templated: set[str] = set()
+    for r in request.app.routes:
+        if isinstance(r, Route) and r.matches({**request.scope, "method": "GET"})[0] != Match.NONE:
+            (templated if r.param_convertors else literal).update(r.methods or ())
+    return ", ".join(sorted(literal or templated))
+
+
+async def _http_error(req: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+    resp = _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail))
+    resp.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        resp.headers["Allow"] = _allowed(req)  # RFC 9110: every method the resource answers
+    return resp
 
 
 async def _internal_error(_req: Request, exc: Exception) -> Response:
@@ -155,9 +181,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 async def _read_json(request: Request) -> Any:
     raw = await _read_body(request, MAX_JSON_BYTES)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        body = json.loads(raw)
+    except RecursionError:
+        raise bad_request(f"the body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep", code="too_deep")
+    except (ValueError, UnicodeDecodeError) as exc:
         raise bad_request(f"the body is not valid JSON: {exc}", code="malformed_json")
+    check_depth(body, MAX_JSON_DEPTH, "the body")
+    return body
 
 
 def _pieces(request: Request) -> Iterator[bytes]:
@@ -260,6 +290,17 @@ def _media_params(q: Any) -> dict[str, Any]:
 
 async def health(_request: Request) -> Response:
     return JSONResponse({"ok": True})
+
+
+async def openapi_json(request: Request) -> Response:
+    """The API's contract, made from the route table when the app was (``openapi.build``)."""
+    return JSONResponse(request.app.state.openapi)
+
+
+def _not_media_missing(request: Request) -> None:
+    """405 for another method on ``/media/missing``: the path of ``POST .../media/missing``, not a blob's."""
+    if request.path_params["sha256"] == "missing":
+        raise HTTPException(405)
 
 
 class _Handlers:
@@ -380,6 +421,12 @@ class _Handlers:
         return JSONResponse({"user": who.user, "key_id": who.key_id, "scope": who.scope, "admin": who.is_admin})
 
     async def session_post(self, request: Request) -> Response:
+        # JSON only: a form or text/plain body is what a cross-site page can post without a CORS
+        # preflight, so refusing every other type closes login CSRF whatever SameSite a browser does.
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            raise ApiError(415, "unsupported_media_type", f"log in with a JSON body (Content-Type: application/json), "
+                                                          f"not {ctype or 'no content type'}")
         body = await _read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("api_key"), str):
             raise bad_request('expected {"api_key": "..."}')
@@ -419,6 +466,7 @@ class _Handlers:
         return JSONResponse({"missing": missing, "max_size": self.blob_limit})
 
     async def media_put(self, request: Request) -> Response:
+        _not_media_missing(request)
         await self.auth(request, write=True)
         sha = validate_sha256(request.path_params["sha256"])
         _check_declared_length(request, self.blob_limit, blob=True)
@@ -431,6 +479,7 @@ class _Handlers:
         return JSONResponse({"sha256": sha, "size": size})
 
     async def media_get(self, request: Request) -> Response:
+        _not_media_missing(request)
         await self.auth(request, write=False)
         blob = await run_in_threadpool(self.store.media_blob, request.path_params["sha256"])
         ctype = _PASSIVE_TYPES.get((blob.ext or "").lower())
@@ -459,6 +508,7 @@ def _routes(h: _Handlers) -> list[Route]:
     reader = h.reader
     return [
         Route(base + "/health", health, methods=["GET"]),
+        Route(base + "/openapi.json", openapi_json, methods=["GET"]),
         Route(base + "/session", h.session_get, methods=["GET"]),
         Route(base + "/session", h.session_post, methods=["POST"]),
         Route(base + "/session", h.session_delete, methods=["DELETE"]),
@@ -499,7 +549,9 @@ def _routes(h: _Handlers) -> list[Route]:
 def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | None = None) -> Starlette:
     """The ASGI app serving ``store``; blobs up to ``max_blob_bytes`` (default: ``$WANDBLITE_MAX_BLOB_SIZE``)."""
     blob_limit = blobs.max_blob_bytes() if max_blob_bytes is None else max_blob_bytes
-    routes = _routes(_Handlers(store, public_read, blob_limit))
+    api = _routes(_Handlers(store, public_read, blob_limit))
+    contract = openapi.build(api)  # a route without its operation (or the reverse) fails here
+    routes = openapi.checked(api)  # every query string checked against its operation first
     from wandblite.server.dashboard import dashboard_routes  # the web dashboard: /, /static
 
     routes += dashboard_routes()
@@ -509,4 +561,5 @@ def create_app(store: Store, public_read: bool = False, max_blob_bytes: int | No
                             sa_exc.TimeoutError: _database_error, Exception: _internal_error},
     )
     app.state.store = store
+    app.state.openapi = contract
     return app

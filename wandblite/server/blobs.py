@@ -21,7 +21,9 @@ against each):
   multipart upload); ``sweep`` removes what has not been written to for ``stale_seconds`` (an upload
   in progress keeps touching its debris), so several servers may share one store.
 * A storage fault the caller cannot fix (a full disk, an unreachable or refusing object store) is a
-  5xx ``ApiError`` in the server's one error shape, never a bare exception.
+  5xx ``ApiError`` in the server's one error shape, never a bare exception; on the disk
+  (``storage_fault``) a full one is 507, one that cannot be written (read-only, permissions) 503,
+  each saying what the operator should do.
 * The sha256 is validated by the caller (64 lowercase hex digits) before it becomes a path or a key.
 
 ``max_blob_bytes`` reads the one setting, ``$WANDBLITE_MAX_BLOB_SIZE``, used by the HTTP server and
@@ -50,7 +52,7 @@ from typing import IO, Any, cast
 from wandblite.server.errors import ApiError, bad_request, not_found
 
 __all__ = ["DEFAULT_MAX_BLOB_BYTES", "STALE_TMP_SECONDS", "S3_SCHEME", "BlobStore", "DiskBlobStore", "checked_chunks",
-           "max_blob_bytes", "parse_size", "verify_sha256"]
+           "max_blob_bytes", "parse_size", "storage_fault", "verify_sha256"]
 
 #: The largest blob a store accepts unless ``$WANDBLITE_MAX_BLOB_SIZE`` says otherwise: 16 GiB.
 DEFAULT_MAX_BLOB_BYTES = 16 << 30
@@ -103,6 +105,27 @@ def verify_sha256(h: hashlib._Hash, sha: str) -> None:
     """400 ``hash_mismatch`` unless the bytes hashed into ``h`` are the blob named ``sha``."""
     if h.hexdigest() != sha:
         raise bad_request(f"the bytes hash to {h.hexdigest()}, not {sha}; nothing was stored", code="hash_mismatch")
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def storage_fault(exc: OSError, location: str, what: str) -> ApiError:
+    """The 5xx for a file-system fault of the blob store at ``location``, saying what the operator
+    should do: 507 ``insufficient_storage`` when it is full (or a file-size limit was met), 503
+    ``storage_read_only`` when it cannot be written, 503 ``storage_unavailable`` otherwise.
+    ``what`` says how far the request got (``"with 10 bytes of the blob received; nothing was stored"``)."""
+    why = exc.strerror or type(exc).__name__
+    if exc.errno in _FULL:
+        return ApiError(507, "insufficient_storage", f"the media store {location} is full ({why}) {what}: free "
+                                                     "space there or move it to a larger disk (--media), then sync again")
+    if exc.errno in _NOT_WRITABLE:
+        return ApiError(503, "storage_read_only", f"the media store {location} cannot be written ({why}) {what}: "
+                                                  "make it writable by the server's user (or remount it read-write), "
+                                                  "then sync again")
+    return ApiError(503, "storage_unavailable", f"the media store {location} failed ({why}) {what}: check the disk "
+                                                "and the server's log, then sync again")
 
 
 class BlobStore(abc.ABC):
@@ -211,6 +234,8 @@ class DiskBlobStore(BlobStore):
             f = open(self.path(sha), "rb")
         except FileNotFoundError:
             raise not_found(f"no media blob {sha}")
+        except OSError as exc:
+            raise storage_fault(exc, self.location, f"reading blob {sha}") from exc
         f.seek(start)
         return f if length is None else cast(IO[bytes], _Window(f, length))
 
@@ -239,32 +264,38 @@ class DiskBlobStore(BlobStore):
             verify_sha256(h, sha)
             return size
         tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        self.sweep()
         tmp = tmp_dir / f"{sha}.{secrets.token_hex(6)}"
         size = 0
+
+        def fs(op: Any, *args: Any) -> Any:
+            """A file operation of this upload; its fault (not the body's, a client gone) is the store's."""
+            try:
+                return op(*args)
+            except OSError as exc:
+                raise storage_fault(exc, self.location, f"with {size} bytes of the blob received; "
+                                                        "nothing was stored") from exc
+
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fs(lambda: tmp_dir.mkdir(parents=True, exist_ok=True))
+            self.sweep()
+            fd = fs(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 for chunk in checked_chunks(chunks, limit, h):
                     size += len(chunk)
                     view = memoryview(chunk)
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[fs(os.write, fd, view):]
                 verify_sha256(h, sha)
-                os.fsync(fd)
+                fs(os.fsync, fd)
             finally:
                 os.close(fd)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-        except BaseException as exc:
+            fs(lambda: final.parent.mkdir(parents=True, exist_ok=True))
+            fs(os.replace, tmp, final)
+        except BaseException:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ApiError(507, "insufficient_storage", f"the media directory is full ({exc.strerror}) after "
-                                                            f"{size} bytes; nothing was stored") from exc
             raise
         return size
 

@@ -345,7 +345,9 @@ def position(engine: Engine, project: str, run_id: str) -> dict[str, Any]:
 
 
 def _items(body: dict[str, Any], stream: Stream) -> list[Any]:
-    items = body.get(stream.field) or []
+    items = body.get(stream.field)
+    if items is None:
+        return []
     if not isinstance(items, list) or (stream.limit is not None and len(items) > stream.limit):
         limit = "" if stream.limit is None else f" of at most {stream.limit} records"
         raise bad_request(f"{stream.field} must be a list{limit}")

@@ -7,7 +7,9 @@ Layer 5 (the server). Functions over the store's engines and its blob store (the
   truth for the bytes: a ``media`` row whose blob went missing asks for the bytes again.
 * ``put`` stores a blob from byte chunks (``BlobStore.put``: hashed, size-limited by the caller,
   visible only when the hash matches), then records it once with its extension (two processes
-  storing the same blob at once both succeed: the loser of the insert finds the row).
+  storing the same blob at once both succeed: the loser of the insert finds the row). An
+  extension that is not plain ASCII (``wire.media_ext``) is stored as none, and a stored one is
+  checked again when read, so no stored value can break a later response.
 * ``blob`` finds a stored blob: a ``MediaBlob`` (its size and extension, and the ways to serve
   it: a local file, a presigned URL, or a stream); 404 when the row or the bytes are absent.
 * A store without a blob store answers 503 ``no_media_dir`` wherever bytes are needed.
@@ -28,7 +30,7 @@ from wandblite.server.blobs import BlobStore
 from wandblite.server.db import retrying
 from wandblite.server.errors import ApiError, bad_request, not_found
 from wandblite.server.schema import media
-from wandblite.server.wire import clean_text, validate_sha256
+from wandblite.server.wire import media_ext, validate_sha256
 
 __all__ = ["MediaBlob", "blob", "missing", "put"]
 
@@ -90,7 +92,7 @@ def put(engine: Engine, blobs: BlobStore | None, sha: str, chunks: Iterable[byte
     """Store a blob of at most ``limit`` bytes after checking its sha256; return its size."""
     validate_sha256(sha)
     size = _blob_store(blobs).put(sha, chunks, limit)
-    ext = clean_text(ext, "ext", 64)
+    ext = media_ext(ext)  # normalised before it is stored: it becomes a file name and a header
 
     def index() -> None:
         with engine.begin() as conn:
@@ -112,4 +114,4 @@ def blob(engine: Engine, blobs: BlobStore | None, sha: str) -> MediaBlob:
     store = _blob_store(blobs)
     if r is None or not store.exists(sha):
         raise not_found(f"no media blob {sha}")
-    return MediaBlob(sha, int(r[0]), r[1], store)
+    return MediaBlob(sha, int(r[0]), media_ext(r[1]), store)

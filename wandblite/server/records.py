@@ -27,7 +27,7 @@ from wandblite.server.schema import (
     run_files,
 )
 from wandblite.server.store import Store
-from wandblite.server.wire import validate_artifact_name, validate_file_name
+from wandblite.server.wire import MAX_ARTIFACT_VERSION, validate_artifact_name, validate_file_name
 
 __all__ = ["get_artifact", "list_alerts", "list_artifacts", "list_files", "run_artifacts_of", "run_file"]
 
@@ -119,8 +119,12 @@ def get_artifact(store: Store, project: str, name: str, ref: str) -> dict[str, A
     with store.read_engine.connect() as conn:
         pid = project_id(conn, project)
         where = (artifacts.c.project_id == pid, artifacts.c.name == name)
-        if ref[:1] == "v" and ref[1:].isdigit():
-            r = conn.execute(sa.select(artifacts).where(*where, artifacts.c.version == int(ref[1:]))).first()
+        if ref[:1] == "v" and ref[1:].isascii() and ref[1:].isdigit():
+            version = int(ref[1:])
+            if version > MAX_ARTIFACT_VERSION:  # never stored (``wire.prep_artifact``); beyond a 64-bit column too
+                raise not_found(f"project {project!r} has no artifact {name}:{ref[:40]}: versions run from v0 to "
+                                f"v{MAX_ARTIFACT_VERSION}")
+            r = conn.execute(sa.select(artifacts).where(*where, artifacts.c.version == version)).first()
         else:
             validate_artifact_name(ref, "alias")
             r = conn.execute(sa.select(artifacts).join(artifact_aliases, artifact_aliases.c.artifact == artifacts.c.id)

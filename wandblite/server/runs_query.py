@@ -13,6 +13,7 @@ What it promises
   and ``$and $or $nor``. A list value (tags) matches when any element does, as in MongoDB. Keys are
   dotted paths (a key with dots of its own is found too); wandb's names (``displayName``,
   ``createdAt``, ``summary_metrics``, ``config.<key>.value``, ...) read the same values.
+* A filter nests at most ``MAX_FILTER_DEPTH`` levels (400 ``too_deep``, however deep the text).
 * ``check_filter`` refuses unknown operators and malformed operands with a 400 before any database
   work; ``match_filter`` is the pure matcher (a run dict and a filter in, a bool out).
 * ``$regex`` (Python syntax; ``$options: "i"`` ignores case) is searched in the first
@@ -39,15 +40,19 @@ from wandblite.server.read import project_id, run_dict
 from wandblite.server.regex_guard import REGEX_SUBJECT, check_regex
 from wandblite.server.schema import runs
 from wandblite.server.store import Store
+from wandblite.server.wire import check_depth
 from wandblite.vocab import is_number
 
-__all__ = ["MAX_RUNS_PAGE", "ORDER_COLUMNS", "REGEX_SECONDS", "check_filter", "list_runs", "match_filter",
+__all__ = ["MAX_FILTER_DEPTH", "MAX_RUNS_PAGE", "ORDER_COLUMNS", "REGEX_SECONDS", "check_filter", "list_runs", "match_filter",
            "order_key", "runs_args"]
 
 ORDER_COLUMNS = ("created_at", "updated_at", "name", "state", "runtime", "id", "rows", "group", "job_type",
                  "heartbeat_at", "exit_code")
 MAX_RUNS_PAGE = 10_000
 REGEX_SECONDS = 2.0  # matching time one request may spend before it is refused
+#: The deepest nesting of arrays and objects a filter may have (operators and operands together):
+#: the matcher recurses, and no run's value worth comparing is deeper.
+MAX_FILTER_DEPTH = 64
 
 
 def runs_args(params: Any) -> dict[str, Any]:
@@ -57,8 +62,12 @@ def runs_args(params: Any) -> dict[str, Any]:
     if raw:
         try:
             out["filters"] = json.loads(raw)
+        except RecursionError:
+            raise bad_request(f"filters nest arrays and objects more than {MAX_FILTER_DEPTH} levels deep",
+                              code="too_deep")
         except ValueError as exc:
             raise bad_request(f"filters is not valid JSON: {exc}", code="malformed_json")
+        check_depth(out["filters"], MAX_FILTER_DEPTH, "the filter")
     try:
         out["limit"] = int(params.get("limit") or 1000)
         out["offset"] = int(params.get("offset") or 0)
@@ -80,6 +89,7 @@ def list_runs(store: Store, project: str, filters: Any = None, order: str = "-cr
     if not 1 <= limit <= MAX_RUNS_PAGE or offset < 0:
         raise bad_request(f"limit must be between 1 and {MAX_RUNS_PAGE} and offset >= 0")
     if filters:
+        check_depth(filters, MAX_FILTER_DEPTH, "the filter")  # the embedded store's callers pass objects
         check_filter(filters)  # before any database work: a bad filter costs nothing
     sort_key = order_key(order)
     with store.read_engine.connect() as conn:

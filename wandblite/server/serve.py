@@ -18,7 +18,10 @@ from wandblite.server.blobs import S3_SCHEME, STALE_TMP_SECONDS, BlobStore, Disk
 from wandblite.server.store import Store
 from wandblite.vocab import home_dir
 
-__all__ = ["BlobSettings", "open_blob_store", "open_store", "prepare_blobs", "serve"]
+#: The largest request line and headers uvicorn (h11) reads; a longer one is a 400 from uvicorn itself.
+MAX_REQUEST_HEAD = 1 << 20
+
+__all__ = ["MAX_REQUEST_HEAD", "BlobSettings", "open_blob_store", "open_store", "prepare_blobs", "serve"]
 
 
 def open_blob_store(location: str | os.PathLike[str], *, stale_seconds: float = STALE_TMP_SECONDS,
@@ -77,8 +80,15 @@ def prepare_blobs(blobs: BlobStore) -> int:
 
 def serve(host: str, port: int, db: str | None, media: str | None, public_read: bool,
           log_level: str = "warning", max_blob_bytes: int | None = None,
-          blob_settings: BlobSettings | None = None) -> None:
-    """Serve the store; blobs up to ``max_blob_bytes`` (None: ``$WANDBLITE_MAX_BLOB_SIZE`` or 16 GiB)."""
+          blob_settings: BlobSettings | None = None, forwarded_allow_ips: str | None = None) -> None:
+    """Serve the store; blobs up to ``max_blob_bytes`` (None: ``$WANDBLITE_MAX_BLOB_SIZE`` or 16 GiB).
+
+    ``forwarded_allow_ips`` (``--forwarded-allow-ips``): the addresses of the proxies whose
+    ``X-Forwarded-Proto``/``X-Forwarded-For`` are believed (uvicorn's proxy headers), so that behind a
+    TLS-terminating proxy on another host the session cookie is ``Secure`` and the client's address
+    is the client's. None keeps uvicorn's default: ``$FORWARDED_ALLOW_IPS``, else 127.0.0.1 (a proxy
+    on this host); from any other peer the headers are ignored.
+    """
     import uvicorn
 
     from wandblite.server.app import create_app
@@ -98,4 +108,8 @@ def serve(host: str, port: int, db: str | None, media: str | None, public_read: 
     print(f"wandblite: serving {store.url.split('@')[-1]} with blobs in {blobs.location} on http://{host}:{port}"
           + (" (public read)" if public_read else ""), file=sys.stderr, flush=True)
     app = create_app(store, public_read=public_read, max_blob_bytes=max_blob_bytes)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    # h11 reads a request head of up to MAX_REQUEST_HEAD bytes: the longest query string the API's
+    # contract allows (openapi: 8192 characters a parameter, up to 12 bytes each percent-encoded) fits.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
+                proxy_headers=True, forwarded_allow_ips=forwarded_allow_ips or None,
+                h11_max_incomplete_event_size=MAX_REQUEST_HEAD)

@@ -29,14 +29,16 @@ from wandblite.server.errors import ApiError, bad_request, not_found
 from wandblite.server.schema import api_keys, users
 from wandblite.vocab import ADMIN_USER
 
-__all__ = ["check_password", "create_user", "disable_user", "list_users", "set_password", "validate_user_name"]
+__all__ = ["USER_NAME_PATTERN", "check_password", "create_user", "disable_user", "list_users", "set_password", "validate_user_name"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$")
+#: A user name (the OpenAPI contract's path pattern too).
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{0,63}$"
+_NAME = re.compile(USER_NAME_PATTERN)
 
 
 def validate_user_name(name: Any) -> str:
     """``name`` when it is a valid user name, else a 400 saying what a name may hold."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise bad_request(f"invalid user name {name!r}: 1-64 letters, digits, '_', '.', '@' or '-', "
                           "starting with a letter or digit")
     return name

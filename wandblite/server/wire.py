@@ -36,12 +36,25 @@ from wandblite.server.indexes import media_leaves
 from wandblite.vocab import RUN_STATES, RUNTIME, STEP, TIMESTAMP, file_name_problem, is_plain_number
 
 __all__ = [
-    "Row", "artifact_digest", "clean_text", "finite_number", "int64", "numbered", "prep_alert", "prep_artifact",
+    "ARTIFACT_NAME_PATTERN", "MAX_ARTIFACT_VERSION", "MAX_JSON_DEPTH", "Row", "artifact_digest", "check_depth", "clean_text", "finite_number", "int64", "media_ext",
+    "numbered", "prep_alert", "prep_artifact",
     "prep_console", "prep_file", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
     "validate_artifact_name", "validate_file_name", "validate_project", "validate_run", "validate_sha256",
 ]
 
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+#: A media extension the store keeps: ASCII letters, digits and ``. _ + -``, 1-64 characters, not
+#: starting with a dot (``png``, ``table.json``, ``boxes2D.json``); it ends up in a file name and a header.
+_EXT_RE = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}$")
+#: An artifact name or alias (the HTTP API's contract publishes it; valid in JavaScript too).
+ARTIFACT_NAME_PATTERN = r"^(?!\.\.?$)[^/\\:\x00-\x1f\x7f]{1,128}$"
+_ARTIFACT_NAME_RE = re.compile(ARTIFACT_NAME_PATTERN)
+#: The deepest nesting of arrays and objects a JSON body may have: the run file's msgpack framing
+#: refuses deeper values (its packer stops at 511 levels), so no run can log one, and every reader
+#: (``dumps``, the fold, the comparisons of the filter language) stays far from Python's recursion limit.
+MAX_JSON_DEPTH = 512
+#: The largest artifact version number a batch may record (and so the largest a read can find).
+MAX_ARTIFACT_VERSION = (1 << 31) - 1
 # Columns of the runs table a batch's "run" object may set, with the Python type each must have.
 _RUN_TEXT = ("name", "group", "job_type", "notes", "state", "signal", "host", "entity", "digest")
 _RUN_FLOAT = ("created_at", "heartbeat_at", "ended_at")
@@ -76,6 +89,34 @@ def clean_text(s: Any, what: str, limit: int = 1 << 20) -> str | None:
     except UnicodeEncodeError:
         s = s.encode("utf-8", "replace").decode("utf-8")
     return s
+
+
+def check_depth(obj: Any, limit: int, what: str) -> None:
+    """400 ``too_deep`` when arrays and objects nest in ``obj`` more than ``limit`` levels (measured
+    without recursion, so any depth the JSON parser produced can be measured)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            children: Any = v.values()
+        elif isinstance(v, list):
+            children = v
+        else:
+            continue
+        if d > limit:
+            raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+        stack.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
+
+
+def media_ext(ext: Any) -> str | None:
+    """The extension a media blob is stored and served with: ``ext`` when it is a plain ASCII
+    extension (``_EXT_RE``), else None (served as ``.bin``, ``application/octet-stream``).
+
+    Normalised rather than refused: the sync client sends the suffix of a saved file's name, which
+    may be anything a file system allows, and a run must still sync. Applied again when a stored
+    value is read, so a value stored by an older server can never break a response.
+    """
+    return ext if isinstance(ext, str) and _EXT_RE.match(ext) else None
 
 
 def validate_project(project: Any) -> str:
@@ -129,8 +170,7 @@ def validate_file_name(name: Any, what: str = "file name") -> str:
 def validate_artifact_name(name: Any, what: str = "artifact name") -> str:
     """An artifact name or alias: 1-128 characters without ``/``, ``\\``, ``:`` or control characters,
     not ``.`` or ``..`` (the same characters ``wandblite.Artifact`` refuses, and URL-path safe)."""
-    if (not isinstance(name, str) or not 0 < len(name) <= 128 or any(c in name for c in "/\\:")
-            or _has_control(name) or name in (".", "..")):
+    if not isinstance(name, str) or not _ARTIFACT_NAME_RE.fullmatch(name):
         raise bad_request(f"invalid {what} {name!r}: 1-128 characters without '/', '\\', ':' or control "
                           "characters expected", code="invalid_name")
     return _utf8(name, what)
@@ -290,8 +330,8 @@ def prep_file(item: dict[str, Any], what: str) -> dict[str, Any]:
 def prep_artifact(item: dict[str, Any], what: str) -> dict[str, Any]:
     """One ARTIFACT manifest, checked against its digest; entries keep only ``sha256``/``size``/``ref``."""
     version = item.get("version")
-    if type(version) is not int or not 0 <= version < 1 << 31:
-        raise bad_request(f"{what}.version must be a non-negative integer")
+    if type(version) is not int or not 0 <= version <= MAX_ARTIFACT_VERSION:
+        raise bad_request(f"{what}.version must be an integer from 0 to {MAX_ARTIFACT_VERSION}")
     aliases = item.get("aliases") or []
     if not isinstance(aliases, list) or len(aliases) > 256:
         raise bad_request(f"{what}.aliases must be a list of at most 256 aliases")
@@ -339,8 +379,8 @@ def prep_artifact(item: dict[str, Any], what: str) -> dict[str, Any]:
 def prep_use(item: dict[str, Any], what: str) -> dict[str, Any]:
     """One USE record: ``{name, version, digest, type, run, ts}``."""
     version = item.get("version")
-    if version is not None and (type(version) is not int or not 0 <= version < 1 << 31):
-        raise bad_request(f"{what}.version must be a non-negative integer or null")
+    if version is not None and (type(version) is not int or not 0 <= version <= MAX_ARTIFACT_VERSION):
+        raise bad_request(f"{what}.version must be an integer from 0 to {MAX_ARTIFACT_VERSION} or null")
     digest = item.get("digest")
     return {"name": validate_artifact_name(item.get("name"), f"{what}.name"), "version": version,
             "digest": None if digest is None else validate_sha256(digest),
