@@ -21,10 +21,12 @@ from wandblite.server.db import loads
 from wandblite.server.errors import bad_request
 from wandblite.server.schema import audit_log, users
 
-__all__ = ["MAX_PAGE", "entries", "page_args"]
+__all__ = ["MAX_ENTRY_ID", "MAX_PAGE", "entries", "page_args"]
 
 #: The most entries one page answers.
 MAX_PAGE = 10_000
+#: The largest id an audit entry can have (its column is a 32-bit integer on PostgreSQL).
+MAX_ENTRY_ID = (1 << 31) - 1
 
 
 def page_args(q: Any) -> dict[str, Any]:
@@ -36,6 +38,8 @@ def page_args(q: Any) -> dict[str, Any]:
         raise bad_request("limit and before must be integers") from None
     if not 1 <= limit <= MAX_PAGE:
         raise bad_request(f"limit must be between 1 and {MAX_PAGE}")
+    if before is not None and before > MAX_ENTRY_ID:
+        before = None  # older than an id no entry can reach: every entry (PostgreSQL's integer would refuse it)
     return {"project": q.get("project") or None, "limit": limit, "before": before}
 
 

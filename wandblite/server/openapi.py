@@ -138,7 +138,8 @@ def _int(name: str, lo: int, hi: int, doc: str = "", required: bool = False) -> 
 
 
 _PAGE = (_int("start", 0, _MAX_INDEX, "the first index wanted"), _int("limit", 1, MAX_PAGE, "how many at most"))
-_RUN_PATH = API_PREFIX + "/projects/{project}/runs/{run_id}"
+_PROJECT_PATH = API_PREFIX + "/projects/{project}"
+_RUN_PATH = _PROJECT_PATH + "/runs/{run_id}"
 
 
 def _paged(field_name: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +320,9 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "schema": {"type": "string", "format": "binary"}}}}
     if not op.auth:
         out["security"] = []
+    elif method == "GET" and path.startswith(_PROJECT_PATH):
+        # a public project's reads need no key (``access.py``; docs/roles.md): anonymous is allowed too
+        out["security"] = [{"bearer": []}, {"session": []}, {}]
     return out
 
 
