@@ -288,8 +288,15 @@ def _path_schema(path: str, name: str) -> dict[str, Any]:
     raise LookupError(f"no schema for the path parameter {name!r} of {path} (wandblite/server/openapi.py)")
 
 
+def _empty_is_absent(p: Param) -> bool:
+    """Whether an empty value of ``p`` means "not given" (a number: the handlers' ``or default``)."""
+    return p.schema.get("type") in ("integer", "number")
+
+
 def _query_schema(p: Param) -> dict[str, Any]:
     d: dict[str, Any] = {"name": p.name, "in": "query", "required": p.required, "schema": p.schema}
+    if _empty_is_absent(p) and not p.required:
+        d["allowEmptyValue"] = True
     if p.schema.get("type") == "array":
         d.update(style="form", explode=True)
     if p.doc:
@@ -385,6 +392,8 @@ def check_query(op: Operation, query: Any) -> None:
     """400 ``bad_request`` unless the query string (a Starlette ``QueryParams``) fits ``op.params``."""
     for p in op.params:
         values = query.getlist(p.name)
+        if values and values[-1] == "" and _empty_is_absent(p):
+            values = []  # ?tail= : the handlers read an empty number as its default
         if not values:
             if p.required:
                 raise bad_request(f"{p.name} is required" + (f": {p.doc}" if p.doc else ""))
