@@ -174,6 +174,27 @@ class ServerProc:
 
 
 @contextlib.contextmanager
+def backend_store(backend: str, tmp_path: Path, prefix: str) -> Iterator[Any]:
+    """A ``Store`` on a fresh PostgreSQL database (``backend == "postgres"``) or a SQLite file under
+    ``tmp_path``, with its media directory there too; closed afterwards."""
+    from wandblite.server.store import Store
+
+    if backend == "postgres":
+        with fresh_postgres_database(prefix) as url:
+            s = Store(url, media_dir=tmp_path / "media")
+            try:
+                yield s
+            finally:
+                s.close()
+    else:
+        s = Store(f"sqlite:///{tmp_path / 'store.db'}", media_dir=tmp_path / "media")
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+@contextlib.contextmanager
 def fresh_postgres_database(prefix: str = "wl_test") -> Iterator[str]:
     """A new, uniquely named database on the local PostgreSQL, dropped afterwards.
 

@@ -24,22 +24,15 @@ from wandblite.server.schema import history_chunks, runs, series_chunks
 from wandblite.server.store import Store
 from wandblite.vocab import json_text
 
-from .conftest import fresh_postgres_database
+from .conftest import backend_store
 
 IMG = {"_type": "image-file", "path": "media/images/x.png", "sha256": "0" * 64, "width": 8, "height": 8}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "postgres":
-        with fresh_postgres_database("wl_chunks") as url:
-            s = Store(url, media_dir=tmp_path / "media")
-            yield s
-            s.close()
-    else:
-        s = Store(f"sqlite:///{tmp_path / 'store.db'}", media_dir=tmp_path / "media")
+    with backend_store(request.param, tmp_path, "wl_chunks") as s:
         yield s
-        s.close()
 
 
 def _row(i: int, rnd: random.Random) -> dict[str, Any]:

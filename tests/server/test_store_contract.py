@@ -23,7 +23,7 @@ from wandblite.server.schema import console, runs, system
 from wandblite.server.store import Store
 from wandblite.server.wire import artifact_digest
 
-from .conftest import fresh_postgres_database
+from .conftest import backend_store
 
 LIMIT = 1 << 20
 ZEROS = {"rows": 0, "pending": False, "console": 0, "system": 0, "digest": None, "state": None,
@@ -32,15 +32,8 @@ ZEROS = {"rows": 0, "pending": False, "console": 0, "system": 0, "digest": None,
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "postgres":
-        with fresh_postgres_database("wl_contract") as url:
-            s = Store(url, media_dir=tmp_path / "media")
-            yield s
-            s.close()
-    else:
-        s = Store(f"sqlite:///{tmp_path / 'store.db'}", media_dir=tmp_path / "media")
+    with backend_store(request.param, tmp_path, "wl_contract") as s:
         yield s
-        s.close()
 
 
 def _rows(start: int, stop: int, final_last: bool = True, **extra: Any) -> list[dict[str, Any]]:
