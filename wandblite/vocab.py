@@ -368,6 +368,8 @@ def js_constants() -> dict[str, Any]:
         "DEFAULT_ALERT_WAIT": DEFAULT_ALERT_WAIT,
         "FILE_NAME_MAX": FILE_NAME_MAX,
         "FILE_NAME_PATTERN": FILE_NAME_PATTERN,
+        "ROLES": list(ROLES),
+        "VISIBILITIES": list(VISIBILITIES),
     }
 
 
@@ -387,4 +389,5 @@ VISIBILITIES = ("private", "internal", "public")
 DEFAULT_VISIBILITY = "internal"
 #: What the audit log records, one name per kind of write.
 AUDIT_ACTIONS = ("run.created", "batch.stored", "key.created", "key.revoked", "user.created", "user.disabled",
-                 "member.added", "role.changed", "member.removed", "visibility.changed", "grant.added")
+                 "member.added", "role.changed", "member.removed", "visibility.changed", "grant.added",
+                 "session.opened", "login.failed")

@@ -20,10 +20,15 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
   decided per request from the database (``access.py``; ``docs/roles.md`` draws the matrix): 401
   without valid credentials, 403 ``forbidden`` with credentials that do not reach; either changes
   nothing. ``/api/v1/health`` is open (it says only that the server is up).
-* Browsers: ``POST /api/v1/session {"api_key"}`` (``application/json`` only: 415 for a form or
-  ``text/plain``, which a cross-site page could post) sets an HttpOnly, SameSite=Strict session cookie
-  (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
-  Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
+* Browsers: ``POST /api/v1/session`` with ``{"user", "password"}`` or ``{"api_key"}``
+  (``application/json`` only: 415 for a form or ``text/plain``, which a cross-site page could post)
+  sets an HttpOnly, SameSite=Strict session cookie (a random token; the store keeps its sha256, tied
+  to the key, so revoking the key ends it, or to the user, so disabling the user ends it; failed
+  logins are throttled and audited: ``login.py``). Reads accept the Bearer key or the cookie;
+  writes accept only the Bearer header, except a project's members and visibility, which the
+  dashboard changes through its session: those take the cookie only with the header
+  ``X-Requested-With: wandblite`` (``PAGE_HEADER``), which no cross-site page can send without a CORS
+  preflight this server never grants.
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
   blob (``$WANDBLITE_MAX_BLOB_SIZE``, 16 GiB by default; ``blobs.max_blob_bytes``). A declared
   ``Content-Length`` over the limit is refused before the body is read; a body without one is cut
@@ -67,10 +72,12 @@ from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
 from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, validate_sha256
 
-__all__ = ["MAX_JSON_BYTES", "SESSION_COOKIE", "JSONResponse", "create_app"]
+__all__ = ["MAX_JSON_BYTES", "PAGE_HEADER", "SESSION_COOKIE", "JSONResponse", "create_app"]
 
 #: The browser session cookie (HttpOnly, SameSite=Strict, Path=/): reads only, never writes.
 SESSION_COOKIE = "wandblite_session"
+#: The header (and value) the dashboard sends with the writes its session may make (members, visibility).
+PAGE_HEADER = ("x-requested-with", "wandblite")
 
 MAX_JSON_BYTES = 32 << 20
 #: How much of a media body is handed to the writing thread at once (bounds the memory of an upload).
@@ -105,6 +112,8 @@ RETRY_AFTER_SECONDS = 1
 async def _api_error(_req: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status == 503 else None
+    if exc.status == 429 and isinstance(exc.extra.get("retry_after"), int):
+        headers = {"Retry-After": str(exc.extra["retry_after"])}
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
@@ -309,10 +318,21 @@ class _Handlers:
     def __init__(self, store: Store, public_read: bool, blob_limit: int) -> None:
         self.store, self.public_read, self.blob_limit = store, public_read, blob_limit
 
-    async def auth(self, request: Request, write: bool, project: str | None = None) -> Principal:
-        """Who is asking, after the check a read (of ``project``) or a write needs (401/403)."""
+    async def auth(self, request: Request, write: bool, project: str | None = None,
+                   manage: bool = False) -> Principal:
+        """Who is asking, after the check a read (of ``project``) or a write needs (401/403). A
+        ``manage`` write (a project's members, visibility) may come from the dashboard's session."""
         client = request.client.host if request.client else None
         key = _bearer(request)
+        from_page = manage and request.headers.get(PAGE_HEADER[0]) == PAGE_HEADER[1]
+        if write and key is None and from_page:
+            found = await run_in_threadpool(self.store.principal_of_session, request.cookies.get(SESSION_COOKIE))
+            if found is None or found.user_id is None:
+                raise unauthorized("log in again: this change needs a session (or a Bearer key)")
+            who = found.at(client)
+            if not who.may("write"):
+                raise forbidden(f"user {who.user!r} logged in with a {who.scope} key: changes need the write scope")
+            return who
         if key is not None or write:
             # Writes take the Bearer header only: a cookie, which a browser attaches by itself, can
             # never authorise one (no cross-site write, whatever SameSite a browser implements).
@@ -360,7 +380,7 @@ class _Handlers:
         who = await self.auth(request, write=False)
         args = audit.page_args(request.query_params)
         if args["project"] is None:
-            if not (who.is_admin and who.may("admin")):
+            if not who.reads_whole_audit:
                 raise forbidden("the whole audit log needs the server admin's key of admin scope; "
                                 "a project's admins may read its part (?project=NAME)")
         elif await run_in_threadpool(self.store.role_of, who, args["project"]) != "admin" or not who.may("write"):
@@ -373,7 +393,7 @@ class _Handlers:
         return JSONResponse(await run_in_threadpool(self.store.list_members, project))
 
     async def member_put(self, request: Request) -> Response:
-        who = await self.auth(request, write=True)
+        who = await self.auth(request, write=True, manage=True)
         body = await _read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("role"), str):
             raise bad_request('expected {"role": "viewer" | "writer" | "admin"}')
@@ -382,13 +402,13 @@ class _Handlers:
         return JSONResponse(await run_in_threadpool(self.store.list_members, p["project"]))
 
     async def member_delete(self, request: Request) -> Response:
-        who = await self.auth(request, write=True)
+        who = await self.auth(request, write=True, manage=True)
         p = request.path_params
         await run_in_threadpool(self.store.remove_member, p["project"], p["user"], who)
         return JSONResponse(await run_in_threadpool(self.store.list_members, p["project"]))
 
     async def visibility_put(self, request: Request) -> Response:
-        who = await self.auth(request, write=True)
+        who = await self.auth(request, write=True, manage=True)
         body = await _read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("visibility"), str):
             raise bad_request('expected {"visibility": "private" | "internal" | "public"}')
@@ -414,11 +434,18 @@ class _Handlers:
         return JSONResponse({"authenticated": who is not None, "public_read": self.public_read})
 
     async def me(self, request: Request) -> Response:
-        """Who the key or session belongs to (401 for neither)."""
+        """Who the key or session belongs to (401 for neither); with ``?project=`` also their role in it."""
         who = await self.auth(request, write=False)
         if who.user_id is None:
             raise unauthorized()
-        return JSONResponse({"user": who.user, "key_id": who.key_id, "scope": who.scope, "admin": who.is_admin})
+        answer = {"user": who.user, "key_id": who.key_id, "scope": who.scope, "admin": who.is_admin,
+                  "audit": who.reads_whole_audit}
+        project = request.query_params.get("project")
+        if project:
+            role = await run_in_threadpool(self.store.role_of, who, project)
+            answer["role"] = role
+            answer["manage"] = role == "admin"  # role_in never makes a read-only key an admin
+        return JSONResponse(answer)
 
     async def session_post(self, request: Request) -> Response:
         # JSON only: a form or text/plain body is what a cross-site page can post without a CORS
@@ -428,11 +455,8 @@ class _Handlers:
             raise ApiError(415, "unsupported_media_type", f"log in with a JSON body (Content-Type: application/json), "
                                                           f"not {ctype or 'no content type'}")
         body = await _read_json(request)
-        if not isinstance(body, dict) or not isinstance(body.get("api_key"), str):
-            raise bad_request('expected {"api_key": "..."}')
-        token = await run_in_threadpool(self.store.create_session, body["api_key"])
-        if token is None:
-            raise unauthorized("that API key is not valid (wrong or revoked)")
+        client = request.client.host if request.client else None
+        token = await run_in_threadpool(self.store.open_session, body, client)
         resp = JSONResponse({"authenticated": True, "public_read": self.public_read})
         resp.set_cookie(SESSION_COOKIE, token, max_age=int(self.store.SESSION_SECONDS), path="/", httponly=True,
                         samesite="strict", secure=request.url.scheme == "https")

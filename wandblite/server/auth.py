@@ -10,9 +10,12 @@ for checks). What it promises:
   expired key, or a key of a disabled user, never passes ``principal_of_key`` again.
 * ``principal_of_key``/``principal_of_session`` say who is asking (a ``Principal``: user, key id,
   scope, whether the user is the server's admin) or None.
-* A browser session is ``wls_`` + 32 random bytes, opened only by a valid key and kept
-  ``SESSION_SECONDS`` (30 days); only its sha256 is stored, tied to the key that opened it, so
-  revoking the key (or disabling its user) ends its sessions. Opening a session sweeps expired ones.
+* A browser session is ``wls_`` + 32 random bytes, kept ``SESSION_SECONDS`` (30 days); only its
+  sha256 is stored. A session opened by a valid key is tied to that key, so revoking the key (or
+  disabling its user) ends it, and it acts with the key's scope. A session opened by a user's
+  password (``login.py`` checks it) is tied to the user: it acts with the user's roles (scope
+  write; admin for the server's admin user) and disabling the user ends it. Opening a session
+  sweeps expired ones.
 * Nothing is kept in the process: every check reads the database, so a key revoked or a session
   opened or ended through one server process holds at once in every other process on the database.
 * Creating and revoking a key is recorded in the audit log in the same transaction (``audit.py``).
@@ -37,8 +40,8 @@ from wandblite.vocab import ADMIN_USER, AUDIT_ACTIONS, KEY_SCOPES
 
 __all__ = [
     "SESSION_SECONDS", "Principal", "admin_user_id", "check_key", "check_session", "create_key", "create_session",
-    "end_session", "ensure_admin_key", "list_keys", "principal_of_key", "principal_of_session", "record",
-    "revoke_key",
+    "end_session", "ensure_admin_key", "list_keys", "new_session", "principal_of_key", "principal_of_session",
+    "record", "revoke_key", "session_scope",
 ]
 
 #: How long a browser session lasts: 30 days.
@@ -65,6 +68,11 @@ class Principal:
     def server_admin(self) -> bool:
         """A server admin's key of write scope or more (a read key of the admin only reads)."""
         return self.is_admin and self.may("write")
+
+    @property
+    def reads_whole_audit(self) -> bool:
+        """The server admin with an admin-scope key (or a password session): the whole audit log."""
+        return self.is_admin and self.may("admin")
 
     def at(self, client: str | None) -> Principal:
         return Principal(self.user_id, self.user, self.key_id, self.scope, self.is_admin, client)
@@ -227,6 +235,21 @@ def check_key(engine: Engine, key: str | None) -> bool:
     return principal_of_key(engine, key) is not None
 
 
+def new_session(conn: Connection, now: float, key_id: int | None = None, user_id: int | None = None) -> str:
+    """Store a new session of a key or (``key_id`` None) of a user, in ``conn``'s transaction; its token."""
+    token = "wls_" + secrets.token_urlsafe(32)
+    conn.execute(sessions.delete().where(sessions.c.expires_at < now))  # keep the table small
+    conn.execute(sessions.insert().values(token_hash=_hash(token), key_id=key_id, user_id=user_id, created_at=now,
+                                          expires_at=now + SESSION_SECONDS))
+    return token
+
+
+def session_scope(is_admin: bool) -> str:
+    """The scope of a session opened by a user's password: what the user's roles allow (write), and
+    the admin scope for the server's admin, who proved who they are as a key would."""
+    return "admin" if is_admin else "write"
+
+
 def create_session(engine: Engine, key: str | None) -> str | None:
     """A new session token for a valid API key (None for a bad key); only its hash is kept."""
     if not key:
@@ -237,24 +260,30 @@ def create_session(engine: Engine, key: str | None) -> str | None:
             api_keys.c.key_hash == _hash(key), *_valid(now))).scalar()
         if key_id is None:
             return None
-        token = "wls_" + secrets.token_urlsafe(32)
-        conn.execute(sessions.delete().where(sessions.c.expires_at < now))  # keep the table small
-        conn.execute(sessions.insert().values(token_hash=_hash(token), key_id=key_id, created_at=now,
-                                              expires_at=now + SESSION_SECONDS))
-    return token
+        return new_session(conn, now, key_id=int(key_id))
 
 
 def principal_of_session(engine: Engine, token: str | None) -> Principal | None:
-    """Who opened an unexpired session whose key still passes (revoking a key ends its sessions)."""
+    """Who opened an unexpired session: the holder of a key that still passes (revoking a key ends
+    its sessions), or an enabled user who logged in with a password (disabling the user ends them)."""
     if not token:
         return None
     now = time.time()
+    owner = sa.func.coalesce(api_keys.c.user_id, sessions.c.user_id)
+    key_ok = sa.or_(sessions.c.key_id.is_(None), sa.and_(
+        api_keys.c.revoked_at.is_(None), sa.or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > now)))
     with engine.connect() as conn:
         row = conn.execute(
-            sa.select(*_WHO).select_from(sessions.join(api_keys, api_keys.c.id == sessions.c.key_id)
-                                         .join(users, users.c.id == api_keys.c.user_id))
-            .where(sessions.c.token_hash == _hash(token), sessions.c.expires_at > now, *_valid(now))
+            sa.select(api_keys.c.id, api_keys.c.scope, users.c.id.label("user_id"), users.c.name, users.c.is_admin)
+            .select_from(sessions.outerjoin(api_keys, api_keys.c.id == sessions.c.key_id)
+                         .join(users, users.c.id == owner))
+            .where(sessions.c.token_hash == _hash(token), sessions.c.expires_at > now, users.c.disabled_at.is_(None),
+                   key_ok)
         ).first()
+    if row is None:
+        return None
+    if row.id is None:
+        return Principal(int(row.user_id), str(row.name), None, session_scope(bool(row.is_admin)), bool(row.is_admin))
     return _principal(row)
 
 

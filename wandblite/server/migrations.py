@@ -44,6 +44,7 @@ from wandblite.server.schema import (
     history,
     history_chunks,
     history_pending,
+    login_failures,
     media,
     media_rows,
     metadata,
@@ -205,6 +206,26 @@ def _m0007_users_roles_audit(conn: Connection) -> None:
     conn.execute(runs.update().where(runs.c.owner_id.is_(None)).values(owner_id=admin))
 
 
+def _m0008_user_sessions(conn: Connection) -> None:
+    """A browser session may belong to a user who logged in with a password (``sessions.user_id``;
+    ``key_id`` becomes nullable: such a session has no key), and failed logins are counted per name
+    (``login_failures``). Sessions already open keep working: SQLite cannot drop a NOT NULL, so its
+    table is rebuilt with its rows; PostgreSQL alters the column."""
+    metadata.create_all(conn, tables=[login_failures])
+    _add_columns(conn, sessions, ["user_id"])
+    key_col = next(c for c in sa.inspect(conn).get_columns("sessions") if c["name"] == "key_id")
+    if key_col["nullable"]:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("ALTER TABLE sessions ALTER COLUMN key_id DROP NOT NULL"))
+        return
+    conn.execute(sa.text("ALTER TABLE sessions RENAME TO sessions_before_0008"))
+    sessions.create(conn)
+    conn.execute(sa.text("INSERT INTO sessions (token_hash, key_id, created_at, expires_at, user_id) "
+                         "SELECT token_hash, key_id, created_at, expires_at, user_id FROM sessions_before_0008"))
+    conn.execute(sa.text("DROP TABLE sessions_before_0008"))
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -215,6 +236,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0005_alert_throttle", _m0005_alert_throttle),
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
+    ("0008_user_sessions", _m0008_user_sessions),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from wandblite.runfile import PROJECT_NAME_PATTERN, RUN_ID_PATTERN
 from wandblite.server.audit import MAX_PAGE as MAX_AUDIT_PAGE
 from wandblite.server.errors import bad_request
+from wandblite.server.login import MAX_PASSWORD_CHARS
 from wandblite.server.media_query import MAX_MEDIA_STEPS
 from wandblite.server.read import MAX_PAGE, MAX_SEARCH, MAX_TAIL
 from wandblite.server.runs_query import MAX_RUNS_PAGE, ORDER_COLUMNS
@@ -93,13 +94,16 @@ _NEXT = _null(INT)
 _POSITION = _obj(rows=INT, pending=BOOL, console=INT, system=INT, digest=_null(STR), state=_null(STR))
 _RUN_ITEM = _obj(id=STR, name=_null(STR), state=_null(STR), tags=_arr(STR), group=_null(STR), job_type=_null(STR),
                  notes=_null(STR), created_at=_null(NUM), updated_at=_null(NUM), heartbeat_at=_null(NUM),
-                 runtime=_null(NUM), host=_null(STR), exit_code=_null(INT), rows=INT, config=OBJ, summary=OBJ)
+                 runtime=_null(NUM), host=_null(STR), exit_code=_null(INT), rows=INT, config=OBJ, summary=OBJ,
+                 owner=_null(STR))
 _RUN = {**_RUN_ITEM, "required": sorted([*_RUN_ITEM["required"], "project", "position", "pending", "console",
                                          "system"]),
         "properties": {**_RUN_ITEM["properties"], "project": STR, "entity": _null(STR), "ended_at": _null(NUM),
                        "metrics": OBJ, "context": ANY, "error": ANY, "signal": _null(STR), "pending": BOOL,
                        "console": INT, "system": INT, "position": _POSITION}}
 _SESSION = _obj(authenticated=BOOL, public_read=BOOL)
+_ME = _obj(user=STR, key_id=_null(INT), scope=_null({"type": "string", "enum": list(KEY_SCOPES)}), admin=BOOL, audit=BOOL)
+_ME["properties"].update(role=_null({"type": "string", "enum": list(ROLES)}), manage=BOOL)  # with ?project= only
 _MEMBERS = _obj(project=STR, visibility={"type": "string", "enum": list(VISIBILITIES)},
                 members=_arr(_obj(user=STR, role={"type": "string", "enum": list(ROLES)})))
 _ARTIFACT_VERSION = _obj(version=INT, digest=STR, size=INT, run=_null(STR), created_at=_null(NUM), aliases=_arr(STR))
@@ -151,8 +155,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", API_PREFIX + "/openapi.json"): Operation("This contract", OBJ, auth=False),
     ("GET", API_PREFIX + "/session"): Operation("Whether the request is authenticated", _SESSION, auth=False),
     ("POST", API_PREFIX + "/session"): Operation(
-        "Log in: a session cookie for a valid API key (JSON only)", _SESSION, auth=False,
-        body={"type": "object", "required": ["api_key"], "properties": {"api_key": STR}}),
+        "Log in: a session cookie for a user's name and password, or for a valid API key (JSON only; "
+        "failed logins are throttled per name: 429)", _SESSION, auth=False,
+        body={"oneOf": [{"type": "object", "required": ["user", "password"], "additionalProperties": False,
+                         "properties": {"user": STR, "password": {"type": "string", "maxLength": MAX_PASSWORD_CHARS}}},
+                        {"type": "object", "required": ["api_key"], "additionalProperties": False,
+                         "properties": {"api_key": STR}}]}),
     ("DELETE", API_PREFIX + "/session"): Operation("Log out", _SESSION, auth=False),
     ("GET", API_PREFIX + "/projects"): Operation(
         "The projects", _obj(projects=_arr(_obj(name=STR, runs=INT, created_at=_null(NUM), updated_at=_null(NUM))))),
@@ -227,7 +235,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "A project's artifacts",
         _obj(artifacts=_arr(_obj(name=STR, type=_null(STR), versions=_arr(_ARTIFACT_VERSION), aliases=OBJ)))),
     ("GET", API_PREFIX + "/me"): Operation(
-        "Who the key or session belongs to", _obj(user=STR, key_id=_null(INT), scope=_null({"type": "string", "enum": list(KEY_SCOPES)}), admin=BOOL)),
+        "Who the key or session belongs to; with project=, their role in it and whether they manage it",
+        _ME,
+        (Param("project", {"type": "string", "pattern": PROJECT_NAME_PATTERN}, doc="a project to learn one's role in"),)),
     ("GET", API_PREFIX + "/audit"): Operation(
         "The audit log, newest first (the server admin; a project's admins with project=)",
         _obj(entries=_arr(_obj(id=INT, ts=NUM, user=_null(STR), key_id=_null(INT), client=_null(STR), action=STR,
@@ -354,7 +364,8 @@ def build(routes: list[Route], version: str = "") -> dict[str, Any]:
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
             "session": {"type": "apiKey", "in": "cookie", "name": "wandblite_session",
-                        "description": "a browser session (reads only)"}},
+                        "description": "a browser session (reads; and a project's members and visibility "
+                                       "with the header X-Requested-With: wandblite)"}},
             "schemas": {"Error": ERROR}},
         "security": [{"bearer": []}, {"session": []}],
         "paths": paths,

@@ -27,7 +27,7 @@ from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
 from wandblite.server.history_store import pending_row, read_rows, rows_at
 from wandblite.server.ingest import run_position
-from wandblite.server.schema import console, projects, runs, system
+from wandblite.server.schema import console, projects, runs, system, users
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
 from wandblite.vocab import MAX_SAMPLED_ROWS, RUNTIME, TYPE_KEY, is_number, spread
@@ -111,13 +111,15 @@ def run_dict(r: Any) -> dict[str, Any]:
 
 
 def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
-    """One run: the ``list_runs`` fields plus ``project``, ``entity``, ``ended_at``, ``metrics``
+    """One run: the ``list_runs`` fields (``owner`` included: the name of the user whose key created it) plus ``project``, ``entity``, ``ended_at``, ``metrics``
     (define_metric definitions), ``context``, ``error``, ``signal``, ``pending``, ``console``,
     ``system`` (record counts) and ``position`` (the sync position)."""
     with store.read_engine.connect() as conn:
         r = run_row(conn, project, run_id)
+        owner = None if r.owner_id is None else conn.execute(
+            sa.select(users.c.name).where(users.c.id == r.owner_id)).scalar()
     d = run_dict(r)
-    d.update({
+    d.update({"owner": owner,
         "project": project, "entity": r.entity, "ended_at": r.ended_at, "metrics": loads(r.metrics) or {},
         "context": loads(r.context), "error": loads(r.error), "signal": r.signal, "pending": bool(r.pending),
         "console": int(r.console_count), "system": int(r.system_count), "position": run_position(r),

@@ -1,6 +1,7 @@
 """The runs table: list a project's runs through a small filter language, a search, an order, a page.
 
-Layer 5 (server). ``list_runs`` reads one project's ``runs`` rows (``read.run_dict`` shape) and
+Layer 5 (server). ``list_runs`` reads one project's ``runs`` rows (``read.run_dict`` shape, plus
+``owner``: the name of the user whose key created the run, joined in the same query) and
 does everything else in Python, so nothing here builds SQL from user text. ``runs_args`` turns the
 query string of ``GET .../runs`` into its arguments. The HTTP app and ``wandblite.Api()`` on the
 embedded store call the same functions, so both read the same answers.
@@ -38,7 +39,7 @@ import sqlalchemy as sa
 from wandblite.server.errors import bad_request
 from wandblite.server.read import project_id, run_dict
 from wandblite.server.regex_guard import REGEX_SUBJECT, check_regex
-from wandblite.server.schema import runs
+from wandblite.server.schema import runs, users
 from wandblite.server.store import Store
 from wandblite.server.wire import check_depth
 from wandblite.vocab import is_number
@@ -94,9 +95,11 @@ def list_runs(store: Store, project: str, filters: Any = None, order: str = "-cr
     sort_key = order_key(order)
     with store.read_engine.connect() as conn:
         pid = project_id(conn, project)
-        rows = conn.execute(sa.select(runs).where(runs.c.project_id == pid)
-                            .order_by(runs.c.created_at, runs.c.run_id)).all()
-    out = [run_dict(r) for r in rows]
+        # The owner's name comes by a join (one query for the whole table, never one per run).
+        rows = conn.execute(sa.select(runs, users.c.name.label("owner_name"))
+                            .select_from(runs.outerjoin(users, users.c.id == runs.c.owner_id))
+                            .where(runs.c.project_id == pid).order_by(runs.c.created_at, runs.c.run_id)).all()
+    out = [{**run_dict(r), "owner": r.owner_name} for r in rows]
     if search:
         s = search.lower()
         out = [d for d in out if any(s in str(v).lower() for v in (d["name"], d["id"], d["notes"], *d["tags"])

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "alerts", "api_keys", "artifact_aliases", "artifact_uses", "artifacts", "console", "derived_state", "history",
-    "history_chunks", "history_pending", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
+    "history_chunks", "history_pending", "login_failures", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
     "project_members", "run_grants", "audit_log", "users",
     "runs", "schema_migrations", "series", "series_agg", "series_chunks", "sessions", "system",
 ]
@@ -138,13 +138,25 @@ media = sa.Table(
 
 # Browser sessions (migration 0002). A session is a random token in an HttpOnly cookie; only its
 # sha256 is stored, tied to the API key that opened it, so revoking the key ends its sessions (the
-# check joins ``api_keys``).
+# check joins ``api_keys``), or (0008_user_sessions) to the user who logged in with a password, so
+# disabling the user ends them. Exactly one of ``key_id`` and ``user_id`` is set.
 sessions = sa.Table(
     "sessions", metadata,
     sa.Column("token_hash", sa.String(64), primary_key=True),
-    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id"), nullable=False),
+    sa.Column("key_id", sa.Integer, sa.ForeignKey("api_keys.id")),  # NOT NULL before 0008
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("user_id", sa.Integer),  # 0008: users.id of a session opened by password
+)
+
+# Failed dashboard logins per submitted user name (0008_user_sessions): the throttle that answers
+# 429 after ``auth.LOGIN_MAX_FAILURES`` failures within ``auth.LOGIN_WINDOW_SECONDS``. In the
+# database, not in a process, so every replica counts the same failures.
+login_failures = sa.Table(
+    "login_failures", metadata,
+    sa.Column("name", sa.String(128), primary_key=True),  # the name as submitted (a user's or not)
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Float, nullable=False),
 )
 
 # Retired by migration 0006 (``series_chunks`` carries each chunk's statistics). Min/max pyramid of a numeric series for chart downsampling: level L aggregates the points of

@@ -15,6 +15,7 @@ the rule, so callers keep calling ``Store(url).apply_batch(...)``:
 ``indexes.py``      series values and the read indexes (the min/max pyramid, the media index)
 ``auth.py``         API keys and browser sessions: who is asking (a ``Principal``)
 ``users.py``        users (optional argon2 passwords)
+``login.py``        the dashboard's login (password or key) into a session, its throttle
 ``access.py``       project roles, visibility, run ownership and grants: who may do what
 ``audit.py``        the audit log, read (each write records itself in its transaction)
 ``media_index.py``  which media blobs are stored (``missing_media``, ``put_media``, ``media_blob``)
@@ -41,7 +42,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from wandblite.server import access, audit, auth, db, ingest, media_index, migrations, users
+from wandblite.server import access, audit, auth, db, ingest, login, media_index, migrations, users
 from wandblite.server.auth import Principal
 from wandblite.server.blobs import BlobStore, DiskBlobStore
 from wandblite.vocab import home_dir
@@ -167,6 +168,11 @@ class Store:
     def create_session(self, key: str | None) -> str | None:
         """A new session token for a valid, unrevoked API key (None for a bad key)."""
         return db.retrying(lambda: auth.create_session(self.write_engine, key), "opening a session")
+
+    def open_session(self, body: Any, client: str | None = None) -> str:
+        """A session token for a login body (``{"user", "password"}`` or ``{"api_key"}``); 400/401/429
+        otherwise (``login.open_session``)."""
+        return db.retrying(lambda: login.open_session(self.write_engine, body, client), "logging in")
 
     def check_session(self, token: str | None) -> bool:
         """True for an unexpired session whose API key is not revoked."""

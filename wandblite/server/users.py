@@ -10,8 +10,8 @@ Layer 5 (the server). What it promises:
   It cannot be disabled (the server would lose its operator).
 * A password is optional (keys stay the way scripts authenticate; a password is for the dashboard's
   login). Only its argon2id hash is stored (argon2-cffi's ``PasswordHasher``, imported when first
-  needed); ``check_password`` answers the same way for an unknown user, a user without a password
-  and a wrong password.
+  needed); ``check_password`` answers the same way, after the same argon2 work, for an unknown user,
+  a disabled one, a user without a password and a wrong password.
 * Creating and disabling a user is recorded in the audit log in the same transaction.
 """
 
@@ -103,16 +103,31 @@ def set_password(engine: Engine, name: str, password: str | None) -> None:
             raise not_found(f"no user {name!r}")
 
 
+#: A hash of no one's password, verified when there is no hash to check, so that an unknown user, a
+#: disabled one and one without a password cost the same argon2 work as a wrong password (made once).
+_NO_ONE: list[str] = []
+
+
+def _no_one_hash() -> str:
+    if not _NO_ONE:
+        import secrets
+
+        _NO_ONE.append(_hasher().hash(secrets.token_urlsafe(24)))
+    return _NO_ONE[0]
+
+
 def check_password(engine: Engine, name: str, password: str) -> bool:
-    """True when ``name`` is an enabled user whose password is ``password``."""
+    """True when ``name`` is an enabled user whose password is ``password``. Every other case (an
+    unknown or disabled user, a user without a password) verifies a password against a hash all the
+    same, so that the time taken does not tell them apart from a wrong password."""
     with engine.connect() as conn:
         row = conn.execute(sa.select(users.c.password_hash).where(
             users.c.name == name, users.c.disabled_at.is_(None))).first()
-    if row is None or row.password_hash is None:
-        return False
+    stored = row.password_hash if row is not None else None
     from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     try:
-        return bool(_hasher().verify(row.password_hash, password))
+        ok = bool(_hasher().verify(stored or _no_one_hash(), password))
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+    return ok and stored is not None
