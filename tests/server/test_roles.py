@@ -94,7 +94,7 @@ def test_keys_stop_passing_when_revoked_expired_or_their_user_disabled(server: S
     assert server.get(me, key=c.keys["viewer"]).json()["user"] == c.users["viewer"]
     kid, second = store.create_key("second", user=c.users["viewer"], scope="read")
     assert server.get(me, key=second).json() == {"user": c.users["viewer"], "key_id": kid, "scope": "read",
-                                                 "admin": False}
+                                                 "admin": False, "audit": False}
     assert store.revoke_key(str(kid)) == 1
     assert server.get(me, key=second).status_code == 401
     assert server.get(me, key=c.keys["viewer"]).status_code == 200  # the user's other key still passes

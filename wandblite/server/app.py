@@ -329,13 +329,12 @@ class _Handlers:
             found = await run_in_threadpool(self.store.principal_of_session, request.cookies.get(SESSION_COOKIE))
             if found is None or found.user_id is None:
                 raise unauthorized("log in again: this change needs a session (or a Bearer key)")
-            who = found.at(client)
-            if not who.may("write"):
-                raise forbidden(f"user {who.user!r} logged in with a {who.scope} key: changes need the write scope")
-            return who
+            if not found.may("write"):
+                raise forbidden(f"user {found.user!r} logged in with a {found.scope} key: changes need the write scope")
+            return found.at(client)
         if key is not None or write:
-            # Writes take the Bearer header only: a cookie, which a browser attaches by itself, can
-            # never authorise one (no cross-site write, whatever SameSite a browser implements).
+            # Other writes take the Bearer header only: a cookie, which a browser attaches by itself,
+            # never authorises one (no cross-site write, whatever SameSite a browser implements).
             who = await run_in_threadpool(self.store.principal_of_key, key)
             if who is None:
                 raise unauthorized()
