@@ -18,8 +18,13 @@ const enc = encodeURIComponent;
 /** Listeners called with no argument when a read answers 401 (the app shows the login form). */
 export const onUnauthorized = new Set();
 
-async function request(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+/** The header the server asks of the writes a session may make (members, visibility): no
+ * cross-site page can send it without a CORS preflight, which the server never grants. */
+const PAGE_HEADER = { "X-Requested-With": "wandblite" };
+
+/** `opts.quiet`: a 401 is the caller's answer (who am I?), not a reason to show the login form. */
+async function request(method, path, body, opts = {}) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", ...(opts.headers || {}) } };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -39,7 +44,7 @@ async function request(method, path, body) {
   }
   if (!resp.ok) {
     const err = (data && data.error) || {};
-    if (resp.status === 401) for (const f of onUnauthorized) f();
+    if (resp.status === 401 && !opts.quiet) for (const f of onUnauthorized) f();
     throw new ApiError(resp.status, err.code || "http_error", err.message || `${method} ${path}: HTTP ${resp.status}`);
   }
   return data;
@@ -98,7 +103,28 @@ export function fileUrl(p, r, name) {
 
 export const api = {
   session: () => request("GET", "/session"),
-  login: (apiKey) => request("POST", "/session", { api_key: apiKey }),
+  login: (apiKey) => request("POST", "/session", { api_key: apiKey }, { quiet: true }),
+  loginPassword: (user, password) => request("POST", "/session", { user, password }, { quiet: true }),
+  /** Who the session is (null when anonymous); with a project, the role in it and whether one manages it. */
+  me: async (project) => {
+    try {
+      return await request("GET", "/me" + (project ? `?${new URLSearchParams({ project })}` : ""), undefined, { quiet: true });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) return null;
+      throw e;
+    }
+  },
+  members: (p) => request("GET", `/projects/${enc(p)}/members`),
+  setMember: (p, user, role) => request("PUT", `/projects/${enc(p)}/members/${enc(user)}`, { role }, { headers: PAGE_HEADER }),
+  removeMember: (p, user) => request("DELETE", `/projects/${enc(p)}/members/${enc(user)}`, undefined, { headers: PAGE_HEADER }),
+  setVisibility: (p, visibility) => request("PUT", `/projects/${enc(p)}/visibility`, { visibility }, { headers: PAGE_HEADER }),
+  audit: ({ project, before, limit } = {}) => {
+    const q = new URLSearchParams();
+    if (project) q.set("project", project);
+    if (before) q.set("before", String(before));
+    if (limit) q.set("limit", String(limit));
+    return request("GET", `/audit?${q}`);
+  },
   logout: () => request("DELETE", "/session"),
   projects: () => request("GET", "/projects"),
   runs: (project, { order, search, filters, limit, offset } = {}) => {

@@ -8,9 +8,12 @@
 // setAttribute, never innerHTML); plotly gets text through `plotText()`; HTML media shows only
 // in a sandboxed iframe. The page runs under a strict CSP (dashboard.py). Routes are in the
 // URL hash: #/, #/p/<project>, #/p/<project>/artifacts, #/p/<project>/r/<run>[/<tab>],
-// #/p/<project>/compare/<run>,<run>.
+// #/p/<project>/compare/<run>,<run>, #/p/<project>/settings, #/audit[/<project>] (account.js,
+// settings.js).
 
-import { api, ApiError, onUnauthorized } from "./api.js";
+import { api, ApiError } from "./api.js";
+import { initAccount, loginHidden, refreshAccount, showLogin } from "./account.js";
+import { auditView, settingsView } from "./settings.js";
 import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, sectionOf } from "./dom.js";
 import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
 import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
@@ -20,7 +23,6 @@ import { INTERNAL_PREFIX, RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
 const main = document.getElementById("main");
 const crumbs = document.getElementById("crumbs");
 const statusEl = document.getElementById("status");
-const logoutBtn = document.getElementById("logout");
 
 const REFRESH_MS = 4000;
 const PAGE = 50;
@@ -66,49 +68,6 @@ function setCrumbs(...parts) {
   });
 }
 
-// -------------------------------------------------------------------------------------- login
-
-let loginShown = false;
-function showLogin(message) {
-  if (loginShown) return;
-  loginShown = true;
-  leave();
-  setCrumbs(["log in", null]);
-  const input = h("input", { type: "password", name: "api_key", autocomplete: "current-password", placeholder: "API key", required: true, id: "api-key" });
-  const err = h("p", { class: "error", role: "alert" }, message || "");
-  const form = h("form", { class: "login", id: "login-form" },
-    h("h1", null, "Log in"),
-    h("p", { class: "muted" }, "This server is private. Enter an API key (wandblite server keys create)."),
-    h("label", { for: "api-key" }, "API key"), input,
-    h("button", { type: "submit" }, "Log in"), err);
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    err.textContent = "";
-    try {
-      await api.login(input.value.trim());
-      input.value = "";
-      loginShown = false;
-      logoutBtn.hidden = false;
-      route();
-    } catch (e) {
-      err.textContent = e.status === 401 ? "That key is not valid." : e.message;
-    }
-  });
-  clear(main).append(form);
-  input.focus();
-}
-onUnauthorized.add(() => showLogin());
-
-logoutBtn.addEventListener("click", async () => {
-  try {
-    await api.logout();
-  } finally {
-    logoutBtn.hidden = true;
-    location.hash = "#/";
-    showLogin("Logged out.");
-  }
-});
-
 // ----------------------------------------------------------------------------------- projects
 
 async function projectsView() {
@@ -125,6 +84,17 @@ async function projectsView() {
 }
 
 // ------------------------------------------------------------------------------------ runs table
+
+/** The links between a project's pages: runs, artifacts, settings (`here` is the current one). */
+function projectLinks(project, here) {
+  const pages = [["runs", "Runs", ""], ["artifacts", "Artifacts", "/artifacts"], ["settings", "Settings", "/settings"]];
+  const out = [];
+  pages.forEach(([id, label, suffix], i) => {
+    if (i) out.push(" · ");
+    out.push(id === here ? h("span", { class: "here" }, label) : h("a", { href: `#/p/${enc(project)}${suffix}`, id: `${id}-link` }, label));
+  });
+  return h("nav", { class: "project-links" }, out);
+}
 
 /** "config.lr >= 0.01 and state = finished" -> {"$and": [{"config.lr": {"$gte": 0.01}}, {"state": "finished"}]}. */
 export function parseFilter(text) {
@@ -176,8 +146,7 @@ async function runsView(project) {
     if (sel.size) location.hash = `#/p/${enc(project)}/compare/${[...sel.keys()].map(enc).join(",")}`;
   });
   clear(main).append(h("h1", null, project),
-    h("nav", { class: "project-links" }, h("span", { class: "here" }, "Runs"), " · ",
-      h("a", { href: `#/p/${enc(project)}/artifacts`, id: "artifacts-link" }, "Artifacts")),
+    projectLinks(project, "runs"),
     h("div", { class: "toolbar" }, search, stateSel, filter, compareBtn, clearBtn), msg, tableWrap, pager);
 
   let lastData = { runs: [], total: 0 };
@@ -240,7 +209,7 @@ async function runsView(project) {
       } });
     const table = h("table", { class: "data runs", id: "runs-table" },
       h("thead", null, h("tr", null, h("th", null, all), header("name", "name"), header("state", "state"), h("th", null, "tags"),
-        header("created", "created_at"), header("runtime", "runtime", "num"),
+        h("th", null, "owner"), header("created", "created_at"), header("runtime", "runtime", "num"),
         cols.summary.map((k) => header(k, `summary.${k}`, "num summary-col")),
         cols.config.map((k) => header(k, `config.${k}`, "config-col")))),
       h("tbody", null, runs.map((r, i) => {
@@ -251,6 +220,7 @@ async function runsView(project) {
             r.name && r.name !== r.id ? h("span", { class: "muted small" }, ` ${r.id}`) : null),
           h("td", null, stateBadge(r.state)),
           h("td", null, (r.tags || []).map((t) => h("span", { class: "tag" }, String(t)))),
+          h("td", { class: "owner" }, r.owner || ""),
           h("td", null, fmtTime(r.created_at)),
           h("td", { class: "num" }, fmtDuration(r.runtime)),
           cols.summary.map((k) => h("td", { class: "num" }, fmtValue(flat[i].s.get(k)))),
@@ -292,7 +262,7 @@ async function artifactsView(project) {
   setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], ["artifacts", null]);
   const body = h("div", { class: "artifacts-page" });
   clear(main).append(h("h1", null, project),
-    h("nav", { class: "project-links" }, h("a", { href: `#/p/${enc(project)}` }, "Runs"), " · ", h("span", { class: "here" }, "Artifacts")),
+    projectLinks(project, "artifacts"),
     body);
   await projectArtifacts(project, body);
 }
@@ -525,7 +495,7 @@ function overview(project, runs, previous) {
   const rows = [];
   if (runs.length === 1) {
     const r = runs[0];
-    const meta = [["id", r.id], ["name", r.name], ["state", r.state], ["exit code", r.exit_code], ["created", fmtTime(r.created_at)],
+    const meta = [["id", r.id], ["name", r.name], ["owner", r.owner], ["state", r.state], ["exit code", r.exit_code], ["created", fmtTime(r.created_at)],
       ["updated", fmtTime(r.updated_at)], ["heartbeat", fmtTime(r.heartbeat_at)], ["runtime", fmtDuration(r.runtime)], ["host", r.host],
       ["group", r.group], ["job type", r.job_type], ["history rows", r.rows], ["signal", r.signal],
       ["error", r.error ? (typeof r.error === "object" ? r.error.message || JSON.stringify(r.error) : r.error) : null]];
@@ -672,8 +642,10 @@ async function route() {
       if (parts[2] === "r" && parts[3]) return await workspaceView(project, [parts[3]], parts[4]);
       if (parts[2] === "compare" && parts[3]) return await workspaceView(project, parts[3].split(",").filter(Boolean), parts[4]);
       if (parts[2] === "artifacts") return await artifactsView(project);
+      if (parts[2] === "settings") return await settingsView(project, { main, setCrumbs, projectLinks });
       return await runsView(project);
     }
+    if (parts[0] === "audit") return await auditView(parts[1] || null, { main, setCrumbs });
     return await projectsView();
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return; // the login form is showing
@@ -682,7 +654,8 @@ async function route() {
 }
 
 async function boot() {
-  window.addEventListener("hashchange", () => { loginShown = false; route(); });
+  initAccount({ leave, setCrumbs, route });
+  window.addEventListener("hashchange", () => { loginHidden(); route(); });
   let session = null;
   try {
     session = await api.session();
@@ -690,7 +663,7 @@ async function boot() {
     if (!(e instanceof ApiError) || e.status !== 404) throw e; // 404: a server without sessions
   }
   if (!window.Plotly) setStatus("plotly.js did not load: charts cannot be drawn (pip install 'wandblite[server]')", true);
-  if (session && session.authenticated) logoutBtn.hidden = false;
+  if (session) await refreshAccount(session); // the header: who is logged in (or a log in button)
   if (session && !session.authenticated && !session.public_read) return showLogin();
   return route();
 }
