@@ -17,6 +17,7 @@ The write side (the store, split the way sqlite-utils splits a database from its
 * ``indexes``     a row's numeric and typed leaves, the media index built at ingest (and the old pyramid)
 * ``auth``        API keys and browser sessions: who is asking (a ``Principal``), audit entries written
 * ``users``       users: create, list, disable; optional argon2id passwords
+* ``login``       the dashboard's login (password or key) into a session; its throttle; failures audited
 * ``access``      project roles, visibility, run ownership and grants (checked in the batch's transaction)
 * ``audit``       the audit log, read
 * ``media_index`` the media table over ``blobs``
