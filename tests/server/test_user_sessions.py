@@ -194,10 +194,8 @@ def _old_sessions_store(url: str, tmp_media: Path) -> str:
         conn.execute(sa.text("DROP TABLE sessions"))
         conn.execute(sa.text("CREATE TABLE sessions (token_hash VARCHAR(64) PRIMARY KEY, key_id INTEGER NOT NULL "
                              "REFERENCES api_keys (id), created_at FLOAT NOT NULL, expires_at FLOAT NOT NULL)"))
-    _kid, key = s.create_key("old")
+    kid, _key = s.create_key("old")
     with s.write_engine.begin() as conn:
-        kid = conn.execute(sa.select(sa.text("id")).select_from(sa.text("api_keys")).where(
-            sa.text("name = 'old'"))).scalar_one()
         now = time.time()
         token = "wls_old_session_token"
         conn.execute(sa.text("INSERT INTO sessions VALUES (:h, :k, :c, :e)"),
@@ -229,3 +227,49 @@ def test_migration_0008_keeps_open_sessions_and_allows_user_sessions(kind: str, 
             check(url)
     else:
         check(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_the_runs_table_names_owners_with_one_query_however_many_runs(kind: str, tmp_path: Path) -> None:
+    """The owner comes by a join: listing 40 runs of 4 owners costs the statements listing 1 does."""
+    from wandblite.server import runs_query
+    from wandblite.server.auth import Principal
+    from wandblite.server.store import Store
+
+    def check(url: str) -> None:
+        s = Store(url, media_dir=tmp_path / "m")
+        names = [uniq_user(f"o{i}") for i in range(4)]
+        project = "owners" + uniq_user("p").replace("-", "")
+        for i, name in enumerate(names):
+            uid = s.create_user(name)
+            who = Principal(uid, name, None, "write", False)
+            if i:
+                s.set_member(project, name, "writer")
+            for j in range(10 if i else 1):
+                s.apply_batch(project, f"r{i}-{j}", {}, who)
+
+        statements: list[str] = []
+
+        def count(*args: object) -> None:
+            statements.append(str(args[2]))
+
+        sa.event.listen(s.read_engine, "before_cursor_execute", count)
+        try:
+            one = runs_query.list_runs(s, project, filters={"id": "r0-0"})
+            n_one = len(statements)
+            statements.clear()
+            every = runs_query.list_runs(s, project)
+            n_every = len(statements)
+        finally:
+            sa.event.remove(s.read_engine, "before_cursor_execute", count)
+        assert [r["owner"] for r in one["runs"]] == [names[0]]
+        assert every["total"] == 31
+        assert sorted({r["owner"] for r in every["runs"]}) == sorted(names)
+        assert n_every == n_one, statements
+        s.close()
+
+    if kind == "postgres":
+        with fresh_postgres_database("wl_owner") as url:
+            check(url)
+    else:
+        check(f"sqlite:///{tmp_path / 'owners.db'}")
