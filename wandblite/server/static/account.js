@@ -26,7 +26,11 @@ let loginShown = false;
 /** The app's router hooks: `leave()` stops the current view, `setCrumbs(...)`, `route()`. */
 export function initAccount(h0) {
   hooks = h0;
-  onUnauthorized.add(() => showLogin());
+  onUnauthorized.add(() => {
+    current = null; // the session ended (logged out elsewhere, key revoked, user disabled)
+    paintHeader();
+    showLogin();
+  });
   loginBtn.addEventListener("click", () => showLogin());
   logoutBtn.addEventListener("click", async () => {
     try {
@@ -45,11 +49,7 @@ export function currentUser() {
   return current;
 }
 
-/** Whether the login form is showing (a route change hides it). */
-export function loginShowing() {
-  return loginShown;
-}
-
+/** A route change hides the login form. */
 export function loginHidden() {
   loginShown = false;
 }
