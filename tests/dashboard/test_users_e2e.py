@@ -41,6 +41,10 @@ def team(dash_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     tmp = tmp_path_factory.mktemp(f"users-{dash_backend}")
     with database(dash_backend, tmp / "store.db") as url:
         srv = ServerProc(url, tmp / "media", tmp / "home").start()
+        # The server gzips plotly.js on its first request: done here, not inside a page load's timeout
+        # on a busy machine.
+        warm = requests.get(srv.url + "/static/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"}, timeout=300)
+        assert warm.status_code == 200
         store = Store(url)
         try:
             tag = uuid.uuid4().hex[:6]
