@@ -36,8 +36,9 @@ from the start; a ``RejectedError`` marks the run bad (reported, others go on); 
 
 A shared run (several writers, ``mode="shared"``) is synced by ``SharedRunTail`` as one run: its
 merged history (``wandblite.merge``, as replay gives it) numbered in ``_step`` order, every
-writer's console lines tagged ``[label] ``, every writer's system samples with their metrics named
-``<label>/<metric>``. The merged history is final only once every writer has ended, so until then
+writer's console lines and system samples as it wrote them, in time order, each naming its
+``writer`` (label; the server tags them ``[label] `` and ``<label>/<metric>`` on reads of every
+writer, as replay does), and the writers and crash report of ``show --json`` in the run's metadata. The merged history is final only once every writer has ended, so until then
 only the run's metadata and state are sent; the files of every writer must be visible to the
 syncing machine (one shared disk).
 

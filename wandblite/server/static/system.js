@@ -114,8 +114,10 @@ export async function systemCharts(project, runs, into, writer = null) {
       });
       const el = h("div", { class: "plot" });
       grid.append(h("section", { class: "panel", dataset: { key: k, kind: "system" } }, el));
-      plot(el, traces, { title: { text: plotText(k), font: { size: 13 } }, height: 240, showlegend: traces.length > 1,
-        legend: { orientation: "h", y: -0.25 }, xaxis: { title: { text: "seconds since the first sample" } }, hovermode: "x unified" });
+      const legend = traces.length > 1;
+      plot(el, traces, { title: { text: plotText(k), font: { size: 13 } }, height: legend ? 280 : 240, showlegend: legend,
+        margin: { l: 55, r: 15, t: 36, b: legend ? 80 : 40 }, legend: { orientation: "h", x: 0, y: -0.32, yanchor: "top" },
+        xaxis: { title: { text: "seconds since the first sample", standoff: 4 } }, hovermode: "x unified" });
     }
   }
   return keys.length;
