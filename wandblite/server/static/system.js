@@ -61,10 +61,11 @@ async function systemRecords(project, runId, writer) {
  */
 export function seriesOf(recs) {
   const out = new Map();
-  const tsOf = recs.map((r) => r.ts).filter((t) => typeof t === "number" && Number.isFinite(t));
-  const t0 = tsOf.length ? Math.min(...tsOf) : 0;
+  let t0 = Infinity; // a loop, not Math.min(...): a long run has more samples than a call has arguments
+  for (const r of recs) if (typeof r.ts === "number" && r.ts < t0) t0 = r.ts;
+  if (!Number.isFinite(t0)) t0 = 0;
   for (const r of recs) {
-    if (typeof r.ts !== "number" || !r.metrics || typeof r.metrics !== "object") continue;
+    if (typeof r.ts !== "number" || !Number.isFinite(r.ts) || !r.metrics || typeof r.metrics !== "object") continue;
     const label = typeof r.writer === "string" ? r.writer : "";
     const prefix = label ? `${label}/` : "";
     for (const [name, v] of Object.entries(r.metrics)) {
