@@ -40,6 +40,7 @@ __all__ = [
     "show_record",
     "stopped_first",
     "writer_table",
+    "writers_record",
     "verify_lines",
     "verify_report",
     "when",
@@ -165,9 +166,17 @@ def show_record(r: Replay, nrows: int = 5) -> dict[str, Any]:
         "uses": r.uses, "last_system": r.last_system,
         "console_tail": [t for _ts, _s, t in r.console_tail[-20:]],
         **({"preempting": r.preempting} if r.preempting is not None else {}),
-        **({"writers": [_writer_json(w) for w in r.writers],
-            "stopped_first": stopped_first(r) if r.state in _ENDED_BADLY else None} if r.shared else {}),
+        **(writers_record(r) if r.shared else {}),
     }
+
+
+def writers_record(r: Replay) -> dict[str, Any]:
+    """A shared run's writers and crash report as ``show --json`` gives them: ``{"writers": [{"label",
+    "host", "pid", "primary", "update_finish_state", "state", "exit_code", "signal", "started_at",
+    "last_record", "last_alive", "steps", "rows", "attempts"}], "stopped_first"}``, ``stopped_first``
+    only for a crashed or failed run (else None). Sync sends the same to the server for its dashboard."""
+    return {"writers": [_writer_json(w) for w in r.writers],
+            "stopped_first": stopped_first(r) if r.state in _ENDED_BADLY else None}
 
 
 def _writer_json(w: Mapping[str, Any]) -> dict[str, Any]:

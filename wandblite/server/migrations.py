@@ -226,6 +226,14 @@ def _m0008_user_sessions(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE sessions_before_0008"))
 
 
+def _m0011_writer_records(conn: Connection) -> None:
+    """A shared run's console and system records keep the label of the writer they came from, and
+    the run keeps its writers and crash report; what was stored reads as a single writer's (NULL)."""
+    _add_columns(conn, console, ["writer"])
+    _add_columns(conn, system, ["writer"])
+    _add_columns(conn, runs, ["writers"])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -237,6 +245,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
     ("0008_user_sessions", _m0008_user_sessions),
+    ("0011_writer_records", _m0011_writer_records),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

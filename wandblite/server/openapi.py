@@ -48,6 +48,7 @@ from wandblite.vocab import (
     MAX_SAMPLED_ROWS,
     ROLES,
     VISIBILITIES,
+    WRITER_LABEL_RE,
 )
 
 __all__ = ["API_PREFIX", "ERROR", "OPERATIONS", "Operation", "Param", "build", "check_query", "checked"]
@@ -100,7 +101,8 @@ _RUN = {**_RUN_ITEM, "required": sorted([*_RUN_ITEM["required"], "project", "pos
                                          "system"]),
         "properties": {**_RUN_ITEM["properties"], "project": STR, "entity": _null(STR), "ended_at": _null(NUM),
                        "metrics": OBJ, "context": ANY, "error": ANY, "signal": _null(STR), "pending": BOOL,
-                       "console": INT, "system": INT, "position": _POSITION}}
+                       "console": INT, "system": INT, "position": _POSITION, "writers": _arr(OBJ),
+                       "stopped_first": _null(OBJ)}}
 _SESSION = _obj(authenticated=BOOL, public_read=BOOL)
 _ME = _obj(user=STR, key_id=_null(INT), scope=_null({"type": "string", "enum": list(KEY_SCOPES)}), admin=BOOL, audit=BOOL)
 _ME["properties"].update(role=_null({"type": "string", "enum": list(ROLES)}), manage=BOOL)  # with ?project= only
@@ -142,6 +144,13 @@ def _int(name: str, lo: int, hi: int, doc: str = "", required: bool = False) -> 
 
 
 _PAGE = (_int("start", 0, _MAX_INDEX, "the first index wanted"), _int("limit", 1, MAX_PAGE, "how many at most"))
+def _writer_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A console or system item: a shared run's also names its ``writer`` (label)."""
+    return {**item, "properties": {**item["properties"], "writer": STR}}
+
+
+_WRITER = Param("writer", {"type": "string", "pattern": WRITER_LABEL_RE.pattern},
+                doc="a shared run's writer label: only that writer's records (without: every writer's)")
 _PROJECT_PATH = API_PREFIX + "/projects/{project}"
 _RUN_PATH = _PROJECT_PATH + "/runs/{run_id}"
 
@@ -202,15 +211,17 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 Param("key", {"type": "array", "items": {**_TEXT, "minLength": 1}},
                       doc="flat key names (repeat the parameter)"))),
     ("GET", _RUN_PATH + "/console"): Operation(
-        "Console records by index", _paged("console", _obj(idx=INT, ts=_null(NUM), stream=_null(STR), text=STR)),
-        params=_PAGE),
+        "Console records by index", _paged("console", _writer_item(_obj(idx=INT, ts=_null(NUM), stream=_null(STR),
+                                                                        text=STR))),
+        params=(*_PAGE, _WRITER)),
     ("GET", _RUN_PATH + "/console/lines"): Operation(
         "The last console lines, joined",
-        _obj(lines=_arr(_obj(ts=_null(NUM), stream=_null(STR), text=STR, open=BOOL)), total=INT, matched=INT,
-             records=INT),
-        params=(_int("tail", 1, MAX_TAIL), Param("search", {**_TEXT, "maxLength": MAX_SEARCH}))),
+        _obj(lines=_arr(_writer_item(_obj(ts=_null(NUM), stream=_null(STR), text=STR, open=BOOL))),
+             total=INT, matched=INT, records=INT),
+        params=(_int("tail", 1, MAX_TAIL), Param("search", {**_TEXT, "maxLength": MAX_SEARCH}), _WRITER)),
     ("GET", _RUN_PATH + "/system"): Operation(
-        "System metrics records by index", _paged("system", _obj(idx=INT, ts=_null(NUM), metrics=ANY)), params=_PAGE),
+        "System metrics records by index", _paged("system", _writer_item(_obj(idx=INT, ts=_null(NUM), metrics=ANY))),
+        params=(*_PAGE, _WRITER)),
     ("POST", API_PREFIX + "/media/missing"): Operation(
         "Which blobs the server lacks", _obj(missing=_arr(_SHA), max_size=INT),
         body={"type": "object", "required": ["sha256"],

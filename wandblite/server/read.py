@@ -30,11 +30,11 @@ from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, projects, runs, system, users
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
-from wandblite.vocab import MAX_SAMPLED_ROWS, RUNTIME, TYPE_KEY, is_number, spread
+from wandblite.vocab import MAX_SAMPLED_ROWS, RUNTIME, TYPE_KEY, is_number, spread, writer_label_problem
 
 __all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history", "get_run",
-           "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "sample_history",
-           "sampled_args", "tail_rows"]
+           "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "run_writers",
+           "sample_history", "sampled_args", "tail_rows", "writer_arg"]
 
 MAX_PAGE = 10_000
 
@@ -113,7 +113,8 @@ def run_dict(r: Any) -> dict[str, Any]:
 def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
     """One run: the ``list_runs`` fields (``owner`` included: the name of the user whose key created it) plus ``project``, ``entity``, ``ended_at``, ``metrics``
     (define_metric definitions), ``context``, ``error``, ``signal``, ``pending``, ``console``,
-    ``system`` (record counts) and ``position`` (the sync position)."""
+    ``system`` (record counts), ``position`` (the sync position), and a shared run's ``writers`` and
+    crash report ``stopped_first`` (``run_writers``: empty and None for a single writer's run)."""
     with store.read_engine.connect() as conn:
         r = run_row(conn, project, run_id)
         owner = None if r.owner_id is None else conn.execute(
@@ -123,6 +124,7 @@ def get_run(store: Store, project: str, run_id: str) -> dict[str, Any]:
         "project": project, "entity": r.entity, "ended_at": r.ended_at, "metrics": loads(r.metrics) or {},
         "context": loads(r.context), "error": loads(r.error), "signal": r.signal, "pending": bool(r.pending),
         "console": int(r.console_count), "system": int(r.system_count), "position": run_position(r),
+        **run_writers(r),
     })
     return d
 
@@ -141,13 +143,59 @@ def get_history(store: Store, project: str, run_id: str, start: int = 0, limit: 
     return {"rows": rows, "next": rows[-1]["idx"] + 1 if len(rows) == limit else None}
 
 
-def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
+def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000,
+                writer: str | None = None) -> dict[str, Any]:
+    """Console records from idx ``start``: ``{"console": [{"idx", "ts", "stream", "text"[, "writer"]}], "next"}``.
+    ``writer`` (a shared run's writer label): only that writer's records (``writer_arg``). A shared
+    run's record carries its writer's label as ``writer`` (a single writer's has none)."""
     with store.read_engine.connect() as conn:
-        pk = run_row(conn, project, run_id).id
-        q = (sa.select(console.c.idx, console.c.ts, console.c.stream, console.c.text)
-             .where(console.c.run == pk, console.c.idx >= start).order_by(console.c.idx).limit(limit))
-        recs = [dict(r) for r in conn.execute(q).mappings()]
+        r = run_row(conn, project, run_id)
+        where = [console.c.run == r.id, console.c.idx >= start]
+        if writer is not None:
+            where.append(console.c.writer == _known_writer(conn, r, writer))
+        q = (sa.select(console.c.idx, console.c.ts, console.c.stream, console.c.text, console.c.writer)
+             .where(*where).order_by(console.c.idx).limit(limit))
+        recs = [{k: v for k, v in r.items() if k != "writer" or v is not None} for r in conn.execute(q).mappings()]
     return {"console": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
+
+
+def writer_arg(params: Any) -> dict[str, Any]:
+    """The ``writer`` query parameter of the console and system reads: a writer label, or None (all)."""
+    label = params.get("writer")
+    if label in (None, ""):
+        return {}
+    problem = writer_label_problem(label)
+    if problem is not None:
+        raise bad_request(f"writer: {problem}")
+    return {"writer": label}
+
+
+def run_writers(r: Any) -> dict[str, Any]:
+    """A shared run's ``{"writers": [...], "stopped_first": {...} | None}`` as its sync sent them
+    (computed by ``wandblite.report.writers_record``, the one home of ``show``'s writers table and
+    crash report); no writers for a single writer's run."""
+    got = loads(r.writers) if r.writers else None
+    if not isinstance(got, dict):
+        return {"writers": [], "stopped_first": None}
+    writers = [w for w in got.get("writers") or [] if isinstance(w, dict)]
+    first = got.get("stopped_first")
+    return {"writers": writers, "stopped_first": first if isinstance(first, dict) else None}
+
+
+def _known_writer(conn: Connection, r: Any, label: str) -> str:
+    """``label`` if run ``r`` has a writer of that label (listed by its sync, or named by one of its
+    console or system records), else a 404 naming the writers it has."""
+    labels = {str(w.get("label")) for w in run_writers(r)["writers"] if w.get("label") is not None}
+    if label in labels:
+        return label
+    for table in (console, system):
+        labels.update(x for (x,) in conn.execute(sa.select(table.c.writer).where(table.c.run == r.id,
+                                                                                 table.c.writer.is_not(None))
+                                                 .distinct()))
+        if label in labels:
+            return label
+    have = ", ".join(sorted(labels)) or "none (it is not a shared run)"
+    raise not_found(f"run {r.run_id!r} has no writer {label!r}; its writers: {have}")
 
 
 def sampled_args(params: Any) -> dict[str, Any]:
@@ -228,11 +276,11 @@ def console_lines_args(params: Any) -> dict[str, Any]:
         tail = int(raw) if raw not in (None, "") else DEFAULT_TAIL
     except ValueError:
         raise bad_request(f"tail must be an integer between 1 and {MAX_TAIL}")
-    return {"tail": tail, "search": params.get("search") or None}
+    return {"tail": tail, "search": params.get("search") or None, **writer_arg(params)}
 
 
 def get_console_lines(store: Store, project: str, run_id: str, tail: int = DEFAULT_TAIL,
-                      search: str | None = None) -> dict[str, Any]:
+                      search: str | None = None, writer: str | None = None) -> dict[str, Any]:
     """The run's console output as whole lines, joined as ``wandblite logs`` joins them.
 
     The records are read in index order (``get_console``'s pages) and joined by
@@ -247,6 +295,10 @@ def get_console_lines(store: Store, project: str, run_id: str, tail: int = DEFAU
     ``open`` is true for a line not ended yet (no newline recorded: a partial line of a running or
     crashed run). ``total`` counts all the run's lines, ``matched`` those containing ``search``,
     ``records`` the console records read. Memory is bounded by ``tail`` (and one open line per stream).
+
+    A shared run (records carrying a writer label) reads as ``Replay.output`` does: with ``writer``,
+    only that writer's lines, as it printed them; without, every writer's lines, joined per writer
+    and each prefixed with ``[label] ``; each of its lines carries its ``writer`` label.
     """
     if isinstance(tail, bool) or not isinstance(tail, int) or not 1 <= tail <= MAX_TAIL:
         raise bad_request(f"tail must be an integer between 1 and {MAX_TAIL}")
@@ -258,27 +310,47 @@ def get_console_lines(store: Store, project: str, run_id: str, tail: int = DEFAU
     def records() -> Iterator[tuple[float, str, str]]:
         start: int | None = 0
         while start is not None:
-            page = get_console(store, project, run_id, start, MAX_PAGE)
+            page = get_console(store, project, run_id, start, MAX_PAGE, writer)
             read[0] += len(page["console"])
-            yield from ((r["ts"], r["stream"], r["text"]) for r in page["console"])
+            # A line is joined within its writer's stream: the key joins the label (which holds no
+            # newline, ``vocab.WRITER_LABEL_RE``) and the stream name.
+            yield from ((r["ts"], f"{r.get('writer') or ''}\n{r['stream']}", r["text"]) for r in page["console"])
             start = page["next"]
 
     kept: deque[dict[str, Any]] = deque(maxlen=tail)
     total = matched = 0
-    for ts, stream, text in join_records(records()):
+    for ts, key, text in join_records(records()):
+        label, _nl, stream = key.partition("\n")
         ended = text.endswith("\n")
+        tag = f"[{label}] " if label and writer is None else ""
         for line in (text[:-1] if ended else text).split("\n"):
             total += 1
+            line = tag + line
             if needle is None or needle in line.lower():
                 matched += 1
-                kept.append({"ts": ts, "stream": stream, "text": line, "open": not ended})
+                item = {"ts": ts, "stream": stream, "text": line, "open": not ended}
+                kept.append({**item, "writer": label} if label else item)
     return {"lines": list(kept), "total": total, "matched": matched, "records": read[0]}
 
 
-def get_system(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000) -> dict[str, Any]:
+def get_system(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000,
+               writer: str | None = None) -> dict[str, Any]:
+    """System samples from idx ``start``: ``{"system": [{"idx", "ts", "metrics"[, "writer"]}], "next"}``.
+
+    A shared run reads as ``Replay.system_metrics`` does: with ``writer``, only that writer's samples,
+    metrics as it named them; without, every writer's samples, each metric named ``<label>/<metric>``.
+    """
     with store.read_engine.connect() as conn:
-        pk = run_row(conn, project, run_id).id
-        q = (sa.select(system.c.idx, system.c.ts, system.c.metrics)
-             .where(system.c.run == pk, system.c.idx >= start).order_by(system.c.idx).limit(limit))
-        recs = [{"idx": r.idx, "ts": r.ts, "metrics": loads(r.metrics)} for r in conn.execute(q)]
+        r = run_row(conn, project, run_id)
+        where = [system.c.run == r.id, system.c.idx >= start]
+        if writer is not None:
+            where.append(system.c.writer == _known_writer(conn, r, writer))
+        q = (sa.select(system.c.idx, system.c.ts, system.c.metrics, system.c.writer)
+             .where(*where).order_by(system.c.idx).limit(limit))
+        recs = []
+        for x in conn.execute(q):
+            m = loads(x.metrics)
+            if x.writer is not None and writer is None and isinstance(m, dict):
+                m = {f"{x.writer}/{k}": v for k, v in m.items()}
+            recs.append({"idx": x.idx, "ts": x.ts, "metrics": m, **({"writer": x.writer} if x.writer else {})})
     return {"system": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}

@@ -84,6 +84,9 @@ runs = sa.Table(
     sa.Column("system_count", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.Text),  # the client's digest of the metadata it last sent
     sa.Column("owner_id", sa.Integer),  # 0007: users.id of the user whose key created the run
+    # 0011: a shared run's writers and its crash report as the syncing client computed them
+    # (``wandblite.report``: ``{"writers": [...], "stopped_first": {...} | null}``); NULL for one writer.
+    sa.Column("writers", sa.Text),
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
 )
 
@@ -118,6 +121,7 @@ console = sa.Table(
     sa.Column("ts", sa.Float),
     sa.Column("stream", sa.String(16)),
     sa.Column("text", sa.Text, nullable=False),
+    sa.Column("writer", sa.Text),  # 0011: the label of the shared run's writer that printed it (NULL: one writer)
 )
 
 system = sa.Table(
@@ -126,6 +130,7 @@ system = sa.Table(
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("ts", sa.Float),
     sa.Column("metrics", sa.Text, nullable=False),
+    sa.Column("writer", sa.Text),  # 0011: the label of the shared run's writer that sampled it (NULL: one writer)
 )
 
 media = sa.Table(

@@ -33,12 +33,20 @@ from wandblite.server.chunks import split_row
 from wandblite.server.db import dumps
 from wandblite.server.errors import bad_request
 from wandblite.server.indexes import media_leaves
-from wandblite.vocab import RUN_STATES, RUNTIME, STEP, TIMESTAMP, file_name_problem, is_plain_number
+from wandblite.vocab import (
+    RUN_STATES,
+    RUNTIME,
+    STEP,
+    TIMESTAMP,
+    file_name_problem,
+    is_plain_number,
+    writer_label_problem,
+)
 
 __all__ = [
     "ARTIFACT_NAME_PATTERN", "MAX_ARTIFACT_VERSION", "MAX_JSON_DEPTH", "Row", "artifact_digest", "check_depth", "clean_text", "finite_number", "int64", "media_ext",
     "numbered", "prep_alert", "prep_artifact",
-    "prep_console", "prep_file", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
+    "prep_console", "prep_file", "prep_writer", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
     "validate_artifact_name", "validate_file_name", "validate_project", "validate_run", "validate_sha256",
 ]
 
@@ -58,7 +66,7 @@ MAX_ARTIFACT_VERSION = (1 << 31) - 1
 # Columns of the runs table a batch's "run" object may set, with the Python type each must have.
 _RUN_TEXT = ("name", "group", "job_type", "notes", "state", "signal", "host", "entity", "digest")
 _RUN_FLOAT = ("created_at", "heartbeat_at", "ended_at")
-_RUN_JSON = ("tags", "config", "summary", "error", "context", "metrics")
+_RUN_JSON = ("tags", "config", "summary", "error", "context", "metrics", "writers")
 
 
 class Row(NamedTuple):
@@ -229,7 +237,7 @@ def prep_run(meta: dict[str, Any]) -> dict[str, Any]:
             v = meta[k]
             if k == "tags" and v is not None and not (isinstance(v, list) and all(isinstance(t, str) for t in v)):
                 raise bad_request("run.tags must be a list of strings")
-            if k in ("config", "summary", "context", "metrics") and v is not None and not isinstance(v, dict):
+            if k in ("config", "summary", "context", "metrics", "writers") and v is not None and not isinstance(v, dict):
                 raise bad_request(f"run.{k} must be an object")
             out[k] = dumps(v)
     if "exit_code" in meta:
@@ -284,19 +292,31 @@ def numbered(items: list[Any], field: str, prep: Callable[[dict[str, Any], str],
     return out
 
 
+def prep_writer(item: dict[str, Any], what: str) -> str | None:
+    """A console or system record's ``writer``: the label of the shared run's writer it came from
+    (``vocab.WRITER_LABEL_RE``), or None (absent or null: a single writer's record)."""
+    label = item.get("writer")
+    if label is None:
+        return None
+    problem = writer_label_problem(label)
+    if problem is not None:
+        raise bad_request(f"{what}.writer: {problem}")
+    return str(label)
+
+
 def prep_console(item: dict[str, Any], what: str) -> dict[str, Any]:
-    """One console record: ``{ts, stream, text}``."""
+    """One console record: ``{ts, stream, text, writer}``."""
     text = clean_text(item.get("text"), f"{what}.text", 64 << 20)
     return {"ts": finite_number(item.get("ts")), "stream": clean_text(item.get("stream"), f"{what}.stream", 16),
-            "text": text or ""}
+            "text": text or "", "writer": prep_writer(item, what)}
 
 
 def prep_system(item: dict[str, Any], what: str) -> dict[str, Any]:
-    """One system record: ``{ts, metrics}`` (the metrics as JSON text)."""
+    """One system record: ``{ts, metrics, writer}`` (the metrics as JSON text)."""
     m = item.get("metrics")
     if not isinstance(m, dict):
         raise bad_request(f"{what}.metrics must be an object")
-    return {"ts": finite_number(item.get("ts")), "metrics": dumps(m)}
+    return {"ts": finite_number(item.get("ts")), "metrics": dumps(m), "writer": prep_writer(item, what)}
 
 
 def _opt_num(v: Any, what: str) -> float | None:

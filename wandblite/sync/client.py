@@ -36,8 +36,9 @@ from the start; a ``RejectedError`` marks the run bad (reported, others go on); 
 
 A shared run (several writers, ``mode="shared"``) is synced by ``SharedRunTail`` as one run: its
 merged history (``wandblite.merge``, as replay gives it) numbered in ``_step`` order, every
-writer's console lines tagged ``[label] ``, every writer's system samples with their metrics named
-``<label>/<metric>``. The merged history is final only once every writer has ended, so until then
+writer's console lines and system samples as it wrote them, in time order, each naming its
+``writer`` (label; the server tags them ``[label] `` and ``<label>/<metric>`` on reads of every
+writer, as replay does), and the writers and crash report of ``show --json`` in the run's metadata. The merged history is final only once every writer has ended, so until then
 only the run's metadata and state are sent; the files of every writer must be visible to the
 syncing machine (one shared disk).
 
@@ -294,6 +295,7 @@ class SharedRunTail(RunTail):
     def reset(self) -> None:
         super().reset()
         self._state: str | None = None
+        self._replay: Any = None
 
     def read(self) -> Iterator[tuple[str, int, Any]]:
         from wandblite.replay import Replay
@@ -301,6 +303,7 @@ class SharedRunTail(RunTail):
         sizes = self.stat()
         r = Replay(self.path)
         rows = list(r.scan_history())  # folds every writer; the merged fold is then r.fold
+        self._replay = r
         self.fold = r.fold
         self._state = r.state
         self.damage = [d for d in r.damage if "torn" not in str(d.get("reason", ""))]
@@ -309,10 +312,10 @@ class SharedRunTail(RunTail):
             return  # a live writer may still add to any step: nothing is final yet
         for i, row in enumerate(rows):
             yield "row", i, row
-        for i, (ts, stream, text) in enumerate(r.console(joined=True)):
-            yield "console", i, {"idx": i, "ts": ts, "stream": stream, "text": text}
-        for i, (ts, metrics) in enumerate(r.system_metrics()):
-            yield "system", i, {"idx": i, "ts": ts, "metrics": metrics}
+        for i, rec in enumerate(_per_writer(r, "console")):
+            yield "console", i, {"idx": i, **rec}
+        for i, rec in enumerate(_per_writer(r, "system")):
+            yield "system", i, {"idx": i, **rec}
         counts = dict.fromkeys(RECORD_STREAMS, 0)
         for label in writer_streams(self.path):  # writer by writer, in label order, as replay lists them
             for e in read_events(self.path, kinds=frozenset(_RECORD_KINDS), label=label):
@@ -330,6 +333,33 @@ class SharedRunTail(RunTail):
             for _item in self.read():
                 pass
         return str(self._state), self.fold, None
+
+    def metadata(self, state: str, fold: Fold) -> dict[str, Any]:
+        """The merged run's metadata, with its writers and crash report as ``show --json`` gives
+        them (``wandblite.report.writers_record``) as of the last ``read``."""
+        from wandblite.report import jsonable, writers_record
+
+        out = super().metadata(state, fold)
+        out.pop("digest")
+        out["writers"] = jsonable(writers_record(self._replay))
+        out["digest"] = run_digest(out)
+        return out
+
+
+def _per_writer(r: Any, stream: str) -> list[dict[str, Any]]:
+    """A shared run's console lines (joined per writer) or system samples, each writer's as it
+    wrote them with its ``writer`` label, in time order (labels break ties): the order of
+    ``Replay.console()``/``system_metrics()``, whose label prefixes the server adds back on read."""
+    out: list[tuple[float, str, dict[str, Any]]] = []
+    for label in writer_streams(r.path):
+        name = label or ""
+        if stream == "console":
+            out.extend((ts, name, {"ts": ts, "stream": st, "text": text, "writer": label})
+                       for ts, st, text in r.console(joined=True, writer=name))
+        else:
+            out.extend((ts, name, {"ts": ts, "metrics": m, "writer": label}) for ts, m in r.system_metrics(writer=name))
+    out.sort(key=lambda x: (x[0], x[1]))
+    return [rec for _ts, _name, rec in out]
 
 
 def tail_for(path: Path, project: str | None = None) -> RunTail:

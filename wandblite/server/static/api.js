@@ -142,13 +142,15 @@ export const api = {
     request("GET", runPath(p, r) + `/series?${new URLSearchParams({ keys: keys.join(","), x_axis: xAxis, samples: String(samples) })}`),
   media: (p, r, key) => request("GET", runPath(p, r) + `/media?${new URLSearchParams({ key })}`),
   /** The console as whole lines, joined by the server: the last `tail` lines containing `search`. */
-  consoleLines: (p, r, { tail, search } = {}) => {
+  consoleLines: (p, r, { tail, search, writer } = {}) => {
     const q = new URLSearchParams();
     if (tail) q.set("tail", String(tail));
     if (search) q.set("search", search);
+    if (writer) q.set("writer", writer); // a shared run's writer label: its lines only
     return request("GET", runPath(p, r) + `/console/lines?${q}`);
   },
-  system: (p, r, start = 0, limit = 1000) => request("GET", runPath(p, r) + `/system?start=${start}&limit=${limit}`),
+  system: (p, r, start = 0, limit = 1000, writer = null) =>
+    request("GET", runPath(p, r) + `/system?${new URLSearchParams({ start: String(start), limit: String(limit), ...(writer ? { writer } : {}) })}`),
   mesh: (sha) => request("GET", `/media/${sha}/mesh`),
   // Saved files, alerts and artifacts (PROTOCOL.md: "Files, artifacts, uses and alerts").
   position: (p, r) => request("GET", runPath(p, r) + "/position"),

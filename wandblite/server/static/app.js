@@ -18,6 +18,7 @@ import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, s
 import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
 import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
 import { modelSection } from "./graph.js";
+import { systemView, writerPicker, writersSection } from "./system.js";
 import { INTERNAL_PREFIX, RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
 
 const main = document.getElementById("main");
@@ -501,6 +502,7 @@ function overview(project, runs, previous) {
       ["error", r.error ? (typeof r.error === "object" ? r.error.message || JSON.stringify(r.error) : r.error) : null]];
     rows.push(h("h2", null, "Run"), h("table", { class: "data kv", id: "run-meta" }, h("tbody", null,
       meta.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => h("tr", null, h("th", { scope: "row" }, k), h("td", null, String(v)))))));
+    rows.push(writersSection(r)); // a shared run's writers and crash report (system.js)
   }
   if (runs.length === 1) rows.push(alertsSection(project, runs[0].id, previous && previous.querySelector("#alerts")));
   rows.push(h("h2", null, "Config"), kvTable(runs, (r) => r.config, "config-table"),
@@ -517,13 +519,15 @@ async function consoleView(project, run, into) {
   const filter = h("input", { type: "search", placeholder: "filter lines", "aria-label": "filter console" });
   const pre = h("pre", { class: "console", id: "console" });
   const info = h("p", { class: "muted small" });
-  into.append(h("div", { class: "toolbar" }, filter), info, pre);
+  let writer = null; // a shared run's writer picked (null: all)
+  const picker = writerPicker(run, writer, (w) => { writer = w; load().catch((e) => setStatus(e.message, true)); });
+  into.append(h("div", { class: "toolbar" }, filter, picker), info, pre);
   const gen = generation;
   let asked = 0; // the latest request: an older answer arriving late is dropped
   let records = -1; // the console records the lines drawn were joined from
   const load = async () => {
     const mine = ++asked;
-    const page = await api.consoleLines(project, run.id, { tail: CONSOLE_SHOWN, search: filter.value });
+    const page = await api.consoleLines(project, run.id, { tail: CONSOLE_SHOWN, search: filter.value, writer });
     if (gen !== generation || mine !== asked) return;
     records = page.records;
     clear(pre);
@@ -541,32 +545,6 @@ async function consoleView(project, run, into) {
   return async (rs) => { if (!rs || rs[0].console !== records) await load(); };
 }
 
-async function systemView(project, run, into) {
-  const recs = [];
-  let start = 0;
-  for (;;) {
-    const page = await api.system(project, run.id, start, 5000);
-    recs.push(...(page.system || []));
-    if (page.next === null || page.next === undefined) break;
-    start = page.next;
-  }
-  if (!recs.length) {
-    into.append(h("p", { class: "muted" }, "No system metrics were recorded for this run."));
-    return;
-  }
-  const t0 = recs[0].ts;
-  const keys = [...new Set(recs.flatMap((r) => Object.keys(r.metrics || {})))].sort();
-  const grid = h("div", { class: "panels" });
-  into.append(grid);
-  for (const k of keys) {
-    const pts = recs.filter((r) => typeof (r.metrics || {})[k] === "number");
-    const el = h("div", { class: "plot" });
-    grid.append(h("section", { class: "panel", dataset: { key: k, kind: "system" } }, el));
-    plot(el, [{ x: pts.map((r) => r.ts - t0), y: pts.map((r) => r.metrics[k]), mode: "lines", line: { color: colorOf(0) }, name: plotText(k) }],
-      { title: { text: plotText(k), font: { size: 13 } }, height: 240, xaxis: { title: { text: "seconds" } }, hovermode: "x unified" });
-  }
-}
-
 async function workspaceView(project, runIds, tab) {
   const gen = generation;
   let runs = await Promise.all(runIds.map((id) => api.run(project, id).then((r) => ({ ...r, id: r.id ?? r.run_id }))));
@@ -574,7 +552,7 @@ async function workspaceView(project, runIds, tab) {
   const single = runs.length === 1;
   const base = single ? `#/p/${enc(project)}/r/${enc(runIds[0])}` : `#/p/${enc(project)}/compare/${runIds.map(enc).join(",")}`;
   setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], [single ? runs[0].name || runs[0].id : `compare ${runs.length}`, null]);
-  const tabs = single ? ["charts", "overview", "files", "console", "system"] : ["charts", "overview"];
+  const tabs = single ? ["charts", "overview", "files", "console", "system"] : ["charts", "overview", "system"];
   const tabLabel = { files: "files & artifacts" };
   tab = tabs.includes(tab) ? tab : "charts";
   const headerSlot = h("div", null, headerOf(project, runs));
@@ -604,8 +582,8 @@ async function workspaceView(project, runIds, tab) {
   } else if (tab === "console") {
     refreshBody = await consoleView(project, runs[0], body);
   } else if (tab === "system") {
-    await systemView(project, runs[0], body);
-    refreshBody = async (rs) => { purge(body); clear(body); await systemView(project, rs[0], body); };
+    const picked = await systemView(project, runs, body); // system.js; keeps the writer picked across refreshes
+    refreshBody = async (rs) => { purge(body); clear(body); await systemView(project, rs, body, picked); };
   }
 
   // A running run refreshes by itself.
