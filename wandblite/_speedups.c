@@ -19,11 +19,18 @@
  *       reader handles every such case), or after `limit` records. `kinds`: None, or a 256-byte
  *       bytes object whose nonzero entries name the kinds to return (others are verified, skipped).
  *
+ *   fold_scalars(records, i, step, last, start, offset_rt, summary, rows, kind) -> (i, step, last, n)
+ *       Fold.fold_records' plain case (fold.py) for records scan decoded: a run of scalar log
+ *       records that each make a new row, folded without a Python step per record; it stops at
+ *       the first record it does not take and the Python fold goes on from there.
+ *
  *   crc32(data, seed=0) -> int      zlib.crc32's result, for tests.
  *
- * No semantics live here: which rows a log call makes is the fold's business (fold.py). Every
- * function has a pure Python equivalent the package uses when this module is not built, and
- * tests/core/test_speedups.py checks the two agree.
+ * The rules live in Python: which rows a log call makes is the fold's business (fold.py), and
+ * fold_scalars is the twin of the one case fold.py's fold_records inlines, written beside it and
+ * taking nothing else. Every function has a pure Python equivalent the package uses when this
+ * module is not built; tests/core/test_speedups.py and tests/core/test_fold_fastpath.py check the
+ * two agree.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -571,6 +571,7 @@ class Fold:
                     continue
             else:
                 p = payload
+            # The plain case. wandblite/_speedups.c's fold_scalars is its twin: change both or neither.
             if kind == logs and plain and (
                 (p[3] is None and p[2] is None)
                 or (p[3] is True and (p[2] is None or (type(p[2]) is int and p[2] >= step)))
