@@ -19,14 +19,22 @@
  *       reader handles every such case), or after `limit` records. `kinds`: None, or a 256-byte
  *       bytes object whose nonzero entries name the kinds to return (others are verified, skipped).
  *
+ *   fold_scalars(records, i, step, last, start, offset_rt, summary, rows, kind) -> (i, step, last, n)
+ *       Fold.fold_records' plain case (fold.py) for records scan decoded: a run of scalar log
+ *       records that each make a new row, folded without a Python step per record; it stops at
+ *       the first record it does not take and the Python fold goes on from there.
+ *
  *   crc32(data, seed=0) -> int      zlib.crc32's result, for tests.
  *
- * No semantics live here: which rows a log call makes is the fold's business (fold.py). Every
- * function has a pure Python equivalent the package uses when this module is not built, and
- * tests/core/test_speedups.py checks the two agree.
+ * The rules live in Python: which rows a log call makes is the fold's business (fold.py), and
+ * fold_scalars is the twin of the one case fold.py's fold_records inlines, written beside it and
+ * taking nothing else. Every function has a pure Python equivalent the package uses when this
+ * module is not built; tests/core/test_speedups.py and tests/core/test_fold_fastpath.py check the
+ * two agree.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -694,6 +702,127 @@ done:
     return out;
 }
 
+/* ------------------------------------------------------------------ the plain-row fold (fold.py's twin) */
+
+static PyObject *s_step, *s_timestamp, *s_runtime, *s_empty; /* "_step" "_timestamp" "_runtime" "" */
+
+/* fold_scalars(records, i, step, last, start, offset_rt, summary, rows, kind)
+ *     -> (i, step, last, count)
+ * Fold.fold_records' plain LOG_SCALARS case, record after record from index i, for a fold with no
+ * pending row and no metric definitions: each record that is (offset, kind, [ts, dict, s, c]),
+ * ts a float, last (the fold's last_ts) a float, with s None and c None, or c True and s None or
+ * an int >= step, becomes a row exactly as fold.py makes it (s taken as the step; _step and ""
+ * dropped; _timestamp = ts unless logged; _step; _runtime from start/offset_rt), the summary is
+ * updated with it and it is appended to rows. Stops at the first record that is anything else
+ * (or whose values fall outside these types) and returns its index: the Python fold takes it. */
+static PyObject *fold_scalars(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError,
+                        "fold_scalars(records, i, step, last, start, offset_rt, summary, rows, kind)");
+        return NULL;
+    }
+    PyObject *records = args[0], *step_o = args[2], *last_o = args[3], *start_o = args[4];
+    PyObject *offset_o = args[5], *summary = args[6], *rows = args[7];
+    if (!PyList_CheckExact(records) || !PyDict_CheckExact(summary) || !PyList_CheckExact(rows)) {
+        PyErr_SetString(PyExc_TypeError, "fold_scalars: records and rows must be lists, summary a dict");
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(args[1]);
+    long kind = PyLong_AsLong(args[8]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_ssize_t count = 0, n = PyList_GET_SIZE(records);
+    int overflow = 0;
+    long long step = PyLong_CheckExact(step_o) ? PyLong_AsLongLongAndOverflow(step_o, &overflow) : 0;
+    if (PyErr_Occurred())
+        return NULL;
+    /* Outside the types this twin handles: nothing folded, the Python fold does it all. */
+    int usable = PyLong_CheckExact(step_o) && !overflow && PyFloat_CheckExact(last_o) &&
+                 (start_o == Py_None || PyFloat_CheckExact(start_o)) && PyFloat_CheckExact(offset_o);
+    double last = usable ? PyFloat_AS_DOUBLE(last_o) : 0.0;
+    double start = usable && start_o != Py_None ? PyFloat_AS_DOUBLE(start_o) : 0.0;
+    double offset_rt = usable ? PyFloat_AS_DOUBLE(offset_o) : 0.0;
+    PyObject *last_obj = Py_NewRef(last_o);
+    for (; usable && i >= 0 && i < n; i++) {
+        PyObject *rec = PyList_GET_ITEM(records, i);
+        if (!PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) != 3)
+            break;
+        PyObject *k = PyTuple_GET_ITEM(rec, 1), *p = PyTuple_GET_ITEM(rec, 2);
+        if (!PyLong_CheckExact(k) || !PyList_CheckExact(p) || PyList_GET_SIZE(p) != 4)
+            break;
+        long kv = PyLong_AsLong(k);
+        if (kv == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            break;
+        }
+        if (kv != kind)
+            break;
+        PyObject *ts = PyList_GET_ITEM(p, 0), *data = PyList_GET_ITEM(p, 1);
+        PyObject *s = PyList_GET_ITEM(p, 2), *c = PyList_GET_ITEM(p, 3);
+        if (!PyFloat_CheckExact(ts) || !PyDict_CheckExact(data))
+            break;
+        long long at = step;
+        if (c == Py_None && s == Py_None) {
+        } else if (c == Py_True && s == Py_None) {
+        } else if (c == Py_True && PyLong_CheckExact(s)) {
+            int ov = 0;
+            at = PyLong_AsLongLongAndOverflow(s, &ov);
+            if (ov || (at == -1 && PyErr_Occurred())) {
+                PyErr_Clear();
+                break;
+            }
+            if (at < step)
+                break;
+        } else {
+            break;
+        }
+        if (at == LLONG_MAX)
+            break; /* the next step would not fit */
+        double t = PyFloat_AS_DOUBLE(ts);
+        /* every fallible step before the row is changed */
+        PyObject *step_val = s != Py_None ? Py_NewRef(s) : PyLong_FromLongLong(at); /* fold.py: step = p[2] */
+        double rt = 0.0;
+        if (start_o != Py_None) {
+            double run_for = t - start;
+            rt = offset_rt + (run_for > 0.0 ? run_for : 0.0);
+        }
+        PyObject *rt_val = PyFloat_FromDouble(rt);
+        if (step_val == NULL || rt_val == NULL) {
+            Py_XDECREF(step_val);
+            Py_XDECREF(rt_val);
+            goto fail;
+        }
+        if (t > last) {
+            last = t;
+            Py_SETREF(last_obj, Py_NewRef(ts));
+        }
+        int e = 0;
+        if ((e = PyDict_Contains(data, s_step)) == 1)
+            e = PyDict_DelItem(data, s_step);
+        if (e >= 0 && (e = PyDict_Contains(data, s_empty)) == 1)
+            e = PyDict_DelItem(data, s_empty);
+        if (e >= 0 && (e = PyDict_Contains(data, s_timestamp)) == 0)
+            e = PyDict_SetItem(data, s_timestamp, ts);
+        if (e >= 0)
+            e = PyDict_SetItem(data, s_step, step_val);
+        if (e >= 0)
+            e = PyDict_SetItem(data, s_runtime, rt_val);
+        Py_DECREF(step_val);
+        Py_DECREF(rt_val);
+        if (e < 0 || PyDict_Update(summary, data) < 0 || PyList_Append(rows, data) < 0)
+            goto fail;
+        step = at + 1;
+        count++;
+    }
+    if (count == 0) /* nothing folded: the caller's step as it was (it may not fit 64 bits) */
+        return Py_BuildValue("(nONn)", i, step_o, last_obj, count);
+    return Py_BuildValue("(nLNn)", i, step, last_obj, count);
+fail:
+    Py_DECREF(last_obj);
+    return NULL;
+}
+
 static PyObject *py_crc32(PyObject *self, PyObject *args)
 {
     Py_buffer view;
@@ -708,6 +837,7 @@ static PyObject *py_crc32(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"frame_log", (PyCFunction)(void (*)(void))frame_log, METH_FASTCALL, "Frame a scalar log record."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, "Verified records of a window."},
+    {"fold_scalars", (PyCFunction)(void (*)(void))fold_scalars, METH_FASTCALL, "Fold plain scalar log records."},
     {"crc32", py_crc32, METH_VARARGS, "zlib.crc32's value."},
     {NULL, NULL, 0, NULL},
 };
@@ -720,6 +850,12 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__speedups(void)
 {
     crc_init();
+    s_step = PyUnicode_InternFromString("_step");
+    s_timestamp = PyUnicode_InternFromString("_timestamp");
+    s_runtime = PyUnicode_InternFromString("_runtime");
+    s_empty = PyUnicode_InternFromString("");
+    if (s_step == NULL || s_timestamp == NULL || s_runtime == NULL || s_empty == NULL)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m != NULL && PyModule_AddIntConstant(m, "MAX_RECORD_SIZE", MAX_RECORD) < 0) {
         Py_DECREF(m);

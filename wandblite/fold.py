@@ -527,6 +527,7 @@ class Fold:
         records: list[tuple[int, int, Any]],
         decode: Callable[[bytes], Any],
         on_error: Callable[[int, bytes, Exception], None],
+        fast: Callable[..., tuple[int, int, Any, int]] | None = None,
     ) -> tuple[list[dict[str, Any]], list[int]]:
         """Fold a batch of ``(offset, kind, payload)`` records, as ``RecordReader.batches`` gives them.
 
@@ -537,6 +538,12 @@ class Fold:
         no commit, or ``commit=True`` with no step or a step not below the current one; no pending
         row, no metric definitions) is folded here with the state in locals, for replay speed;
         every other event goes through ``apply``.
+
+        ``fast``: the C twin of that plain case (``wandblite.format.fold_scalars``, when the
+        accelerator is built), handed in by the reader: it folds the plain records it can, many
+        per call, from an index on, and stops at the first it cannot (or that falls outside the
+        types it handles: float timestamps, steps within 64 bits), which this loop then takes;
+        the result is the same with it or without it.
         """
         rows: list[dict[str, Any]] = []
         unflat: list[int] = []
@@ -545,7 +552,17 @@ class Fold:
         update = self.summary.update
         plain = not self._has_metrics and self.pending is None
         n = 0
-        for offset, kind, payload in records:
+        if type(records) is not list or type(self.summary) is not dict:
+            fast = None
+        i, total = 0, len(records)
+        while i < total:
+            if fast is not None and plain:  # the same case in C, many records per call
+                i, step, last, k = fast(records, i, step, last, start, offset_rt, self.summary, rows, logs)
+                n += k
+                if i >= total:
+                    break
+            offset, kind, payload = records[i]
+            i += 1
             if type(payload) is bytes:
                 try:
                     p = decode(payload)
@@ -554,6 +571,7 @@ class Fold:
                     continue
             else:
                 p = payload
+            # The plain case. wandblite/_speedups.c's fold_scalars is its twin: change both or neither.
             if kind == logs and plain and (
                 (p[3] is None and p[2] is None)
                 or (p[3] is True and (p[2] is None or (type(p[2]) is int and p[2] >= step)))

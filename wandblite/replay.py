@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from wandblite import events as ev
+from wandblite import format as wl_format
 from wandblite.fold import Fold, get_path, has_path, run_state, split_name
 from wandblite.format import Damage, RecordReader
 from wandblite.merge import SharedRun, identity, merge_windows, precedence, rank_key
@@ -261,6 +262,7 @@ class Replay:
         wrap = _media_wrapper(self.path)
         decode = ev.decode
         fold_records = fold.fold_records
+        fast = wl_format.fold_scalars
         kinds = None if everything else _ROW_KINDS
         filtered = bool(want) or min_step is not None or max_step is not None
         for seg, seg_path in _numbered(self.path):
@@ -268,7 +270,7 @@ class Replay:
                                   decode_kind=ev.LOG_SCALARS)
             on_error = _undecodable(damage, seg, seg_path.name)
             for batch in reader.batches():
-                rows, unflat = fold_records(batch, decode, on_error)
+                rows, unflat = fold_records(batch, decode, on_error, fast)
                 for i in unflat:
                     rows[i] = wrap(rows[i])
                 yield from (_filtered(rows, want, keys, min_step, max_step) if filtered else rows)
@@ -309,6 +311,7 @@ class Replay:
         def rows_of(label: str | None) -> Iterator[list[dict[str, Any]]]:
             fold = folds[label]
             decode = ev.decode
+            fast = wl_format.fold_scalars
             for seg_path in streams[label]:
                 parsed = parse_segment(seg_path.name)
                 seg = parsed[1] if parsed is not None else 0
@@ -316,7 +319,7 @@ class Replay:
                 reader = RecordReader(seg_path, kinds=kinds, reporter=report, decode_kind=ev.LOG_SCALARS)
                 on_error = _undecodable(damage, seg, seg_path.name, label)
                 for batch in reader.batches():
-                    rows, unflat = fold.fold_records(batch, decode, on_error)
+                    rows, unflat = fold.fold_records(batch, decode, on_error, fast)
                     for i in unflat:
                         rows[i] = wrap(rows[i])
                         nested.add(id(rows[i]))

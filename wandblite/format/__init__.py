@@ -42,6 +42,7 @@ __all__ = [
     "RecordReader",
     "check_file_header",
     "file_header",
+    "fold_scalars",
     "frame",
     "frame_log",
 ]
@@ -77,6 +78,8 @@ _speedups = _load_speedups()
 #: ``frame_log(data, ts, step, commit, kind, max_payload)``: a scalar log call framed in C, or None.
 frame_log = getattr(_speedups, "frame_log", None)
 _scan_c = getattr(_speedups, "scan", None)
+#: Fold.fold_records' plain-row fast path in C (``wandblite.fold`` uses it when built), or None
+fold_scalars = getattr(_speedups, "fold_scalars", None)
 ACCELERATED = _speedups is not None
 
 
