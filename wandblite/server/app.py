@@ -58,7 +58,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
-from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query
+from wandblite.server import (
+    audit,
+    blobs,
+    edits,
+    media_query,
+    openapi,
+    read,
+    records,
+    runs_query,
+    series_query,
+)
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
@@ -406,6 +416,27 @@ class _Handlers:
         await run_in_threadpool(self.store.grant, p["project"], p["run_id"], key_id, who)
         return JSONResponse({"project": p["project"], "run_id": p["run_id"], "granted": key_id})
 
+    # ---------------------------------------------------------------- editing runs (edits.py)
+    async def run_patch(self, request: Request) -> Response:
+        who = await self.auth(request, write=True)
+        body = await _read_json(request)
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(edits.edit_run, self.store, p["project"], p["run_id"], body, who))
+
+    async def run_move(self, request: Request) -> Response:
+        who = await self.auth(request, write=True)
+        body = await _read_json(request)
+        if not isinstance(body, dict) or set(body) != {"project"}:
+            raise bad_request('expected {"project": "<the target project>"}')
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(edits.move_run, self.store, p["project"], p["run_id"],
+                                                    body["project"], who))
+
+    async def run_delete(self, request: Request) -> Response:
+        who = await self.auth(request, write=True)
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(edits.delete_run, self.store, p["project"], p["run_id"], who))
+
     # ---------------------------------------------------------------- browser sessions
     async def session_get(self, request: Request) -> Response:
         key, token = _bearer(request), request.cookies.get(SESSION_COOKIE)
@@ -522,6 +553,9 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(run + "/grants", h.grant_post, methods=["POST"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
+        Route(run, h.run_patch, methods=["PATCH"]),
+        Route(run, h.run_delete, methods=["DELETE"]),
+        Route(run + "/move", h.run_move, methods=["POST"]),
         Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),
         Route(run + "/series", reader(series_query.get_series, params=series_query.series_args), methods=["GET"]),
         Route(run + "/media", reader(media_query.list_media, params=_media_params), methods=["GET"]),

@@ -205,6 +205,12 @@ def _m0007_users_roles_audit(conn: Connection) -> None:
     conn.execute(runs.update().where(runs.c.owner_id.is_(None)).values(owner_id=admin))
 
 
+def _m0010_run_edits(conn: Connection) -> None:
+    """Run edits on the server (``edits.py``): the archived flag and the record of which fields of
+    the run's file an edit overrides. Nothing stored changes meaning: no run is archived or edited."""
+    _add_columns(conn, runs, ["archived_at", "edited"])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -215,6 +221,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0005_alert_throttle", _m0005_alert_throttle),
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
+    ("0010_run_edits", _m0010_run_edits),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

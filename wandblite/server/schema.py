@@ -84,6 +84,11 @@ runs = sa.Table(
     sa.Column("system_count", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.Text),  # the client's digest of the metadata it last sent
     sa.Column("owner_id", sa.Integer),  # 0007: users.id of the user whose key created the run
+    # Added by 0010_run_edits (``edits.py``): when the run was archived (NULL: not archived; hidden
+    # from the default runs list while set), and which of name/tags/notes were edited on the server,
+    # as a JSON object: field -> the value the run's file had sent when the edit was made.
+    sa.Column("archived_at", sa.Float),
+    sa.Column("edited", sa.Text),
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
 )
 

@@ -17,6 +17,7 @@ the rule, so callers keep calling ``Store(url).apply_batch(...)``:
 ``users.py``        users (optional argon2 passwords)
 ``access.py``       project roles, visibility, run ownership and grants: who may do what
 ``audit.py``        the audit log, read (each write records itself in its transaction)
+``edits.py``        editing runs: rename, tags, notes, archive, move, delete (``edit_run(store, ...)``)
 ``media_index.py``  which media blobs are stored (``missing_media``, ``put_media``, ``media_blob``)
 ``blobs.py``        the blob store: a directory, or a bucket (``blobstore_s3.py``)
 ==================  ==============================================================================
