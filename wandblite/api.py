@@ -801,6 +801,11 @@ class Runs:
         return self._runs[i]
 
 
+def _values_text(config: Any, summary: Any) -> str:
+    """A run's config and summary as text to compare (NaN equal to NaN, as the wire writes it)."""
+    return json.dumps([config, dict(summary)], sort_keys=True, default=str)
+
+
 class Run:
     """A stored run. Attributes as ``wandblite.replay``'s: ``id name project state config summary tags
     group job_type notes created_at updated_at heartbeat_at runtime host exit_code rows``; the run's
@@ -832,6 +837,7 @@ class Run:
         self.exit_code: int | None = d.get("exit_code")
         self.rows: int = int(d.get("rows") or 0)
         self.archived: bool = bool(d.get("archived"))
+        self._as_read = _values_text(self.config, self.summary)  # what update() compares config and summary to
 
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.id} {self.name} {self.state} rows={self.rows}>"
@@ -844,10 +850,7 @@ class Run:
         or ``summary`` are refused with an ``Error`` before anything is sent: they change through a sync
         of the run's file only. A later sync keeps these edits unless the file itself changes the field."""
         d = self._data
-        def same(a: Any, b: Any) -> bool:  # NaN equals NaN here: the values as the wire writes them
-            return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-        if not same(self.config, d.get("config") or {}) or not same(dict(self.summary), d.get("summary") or {}):
+        if _values_text(self.config, self.summary) != self._as_read:
             raise Error(f"run {self.project}/{self.id}: config and summary change only through `wandblite sync` of "
                         "the run's directory; update() stores name, tags, notes and archived")
         changes: dict[str, Any] = {}

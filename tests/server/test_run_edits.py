@@ -215,3 +215,55 @@ def test_delete_removes_every_record_and_only_unshared_blobs(server: ServerProc,
     created = [e for e in server.get(f"/api/v1/audit?project={p}").json()["entries"]
                if e["action"] == "run.created" and e["run_id"] == "doomed"]
     assert len(created) == 2
+
+
+def test_api_run_update_and_delete_as_wandb_writes_them(server: ServerProc) -> None:
+    import wandblite
+    from wandblite.api import ApiRequestError
+    from wandblite.api_compat import Api as CompatApi
+    from wandblite.errors import Error
+
+    p = _project()
+    for rid in ("a", "b"):
+        assert server.post(f"/api/v1/projects/{p}/runs/{rid}/batch",
+                           {"run": _meta(rid, ["t"], config={"lr": 0.1}, summary={"loss": float("nan")})}).status_code == 200
+    api = wandblite.Api(server=server.url, api_key=server.key)
+    run = api.run(f"{p}/a")
+    run.name, run.tags, run.notes = "renamed", ["t", "new"], "from the api"
+    run.update()
+    assert (run.name, run.tags, run.notes) == ("renamed", ["t", "new"], "from the api")
+    fresh = api.run(f"{p}/a")
+    assert (fresh.name, fresh.tags, fresh.notes) == ("renamed", ["t", "new"], "from the api")
+    edits = [e for e in server.get(f"/api/v1/audit?project={p}").json()["entries"] if e["action"] == "run.edited"]
+    assert len(edits) == 1 and sorted(edits[0]["detail"]) == ["name", "notes", "tags"]
+    fresh.config["lr"] = 1.0
+    with pytest.raises(Error, match="config and summary"):
+        fresh.update()
+    fresh.archived = True
+    fresh.config["lr"] = 0.1
+    fresh.update()
+    assert [r.id for r in api.runs(p)] == ["b"]
+    assert sorted(r.id for r in api.runs(p, archived="include")) == ["a", "b"]
+    # wandb's own spelling, through the drop-in Api.
+    compat = CompatApi(overrides={"base_url": server.url}, api_key=server.key)
+    b = compat.run(f"someone/{p}/b")
+    b.notes = "compat notes"
+    b.update()
+    assert api.run(f"{p}/b").notes == "compat notes"
+    with pytest.raises(Error, match="delete_artifacts"):
+        b.delete(delete_artifacts=True)
+    b.delete()
+    with pytest.raises(ApiRequestError) as err:
+        api.run(f"{p}/b")
+    assert err.value.status == 404
+    # A read key cannot.
+    from wandblite.server.store import Store
+
+    assert server.db is not None
+    _kid, viewer_key = Store(server.db).create_key("ro", scope="read")
+    ro = wandblite.Api(server=server.url, api_key=viewer_key).run(f"{p}/a")
+    ro.name = "nope"
+    with pytest.raises(ApiRequestError) as err:
+        ro.update()
+    assert err.value.status == 403
+    assert api.run(f"{p}/a").name == "renamed"
