@@ -23,7 +23,10 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 * Browsers: ``POST /api/v1/session {"api_key"}`` (``application/json`` only: 415 for a form or
   ``text/plain``, which a cross-site page could post) sets an HttpOnly, SameSite=Strict session cookie
   (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
-  Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
+  Reads accept the Bearer key or the cookie; writes accept only the Bearer header, except the
+  dashboard's run edits (``PATCH``/``DELETE`` of a run, ``POST .../move`` as JSON), which a session
+  of a write-scope key may make: a cross-site page cannot send them without a CORS preflight, which
+  this server never answers, and one with a foreign ``Origin`` is refused (``edit_auth``).
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
   blob (``$WANDBLITE_MAX_BLOB_SIZE``, 16 GiB by default; ``blobs.max_blob_bytes``). A declared
   ``Content-Length`` over the limit is refused before the body is read; a body without one is cut
@@ -47,7 +50,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio.from_thread
 from sqlalchemy import exc as sa_exc
@@ -417,14 +420,34 @@ class _Handlers:
         return JSONResponse({"project": p["project"], "run_id": p["run_id"], "granted": key_id})
 
     # ---------------------------------------------------------------- editing runs (edits.py)
+    async def edit_auth(self, request: Request) -> Principal:
+        """Who edits a run: the Bearer key, or the dashboard's session cookie, but only on a request
+        a cross-site page cannot send without a CORS preflight this server never answers (PATCH,
+        DELETE, or a POST of ``application/json``) and whose ``Origin``, when sent, is this server."""
+        if _bearer(request) is not None:
+            return await self.auth(request, write=True)
+        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if request.method == "POST" and ctype != "application/json":
+            raise ApiError(415, "unsupported_media_type", "a run edit is a JSON body (Content-Type: application/json)")
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host", ""):
+            raise forbidden(f"a run edit from the page of another site ({origin}) is refused")
+        who = await run_in_threadpool(self.store.principal_of_session, request.cookies.get(SESSION_COOKIE))
+        if who is None:
+            raise unauthorized()
+        who = who.at(request.client.host if request.client else None)
+        if not who.may("write"):
+            raise forbidden(f"user {who.user!r} logged in with a {who.scope} key: editing needs a key of write scope")
+        return who
+
     async def run_patch(self, request: Request) -> Response:
-        who = await self.auth(request, write=True)
+        who = await self.edit_auth(request)
         body = await _read_json(request)
         p = request.path_params
         return JSONResponse(await run_in_threadpool(edits.edit_run, self.store, p["project"], p["run_id"], body, who))
 
     async def run_move(self, request: Request) -> Response:
-        who = await self.auth(request, write=True)
+        who = await self.edit_auth(request)
         body = await _read_json(request)
         if not isinstance(body, dict) or set(body) != {"project"}:
             raise bad_request('expected {"project": "<the target project>"}')
@@ -433,7 +456,7 @@ class _Handlers:
                                                     body["project"], who))
 
     async def run_delete(self, request: Request) -> Response:
-        who = await self.auth(request, write=True)
+        who = await self.edit_auth(request)
         p = request.path_params
         return JSONResponse(await run_in_threadpool(edits.delete_run, self.store, p["project"], p["run_id"], who))
 
