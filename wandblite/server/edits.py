@@ -12,12 +12,10 @@ What it promises:
   wrong types are a 400 and change nothing. An archived run is hidden from the default runs list
   (``runs_query.list_runs``, ``archived="hide"``), listed with ``archived="include"`` or
   ``"only"``, and restored by ``archived: false``; nothing else about it changes.
-* A later sync and an edit (``keep_edits``, called by ingest in the batch's transaction): the
-  run's file sends its name, tags and notes with every metadata update. An edited field keeps the
-  server's value while the file keeps sending the value it had when the edit was made (W&B: an
-  edit made in the UI sticks); once the file sends another value (a resumed run that sets a new
-  name), the file's value wins and the edit is forgotten. ``runs.edited`` holds, per edited field,
-  the file's value the edit overrides.
+* A later sync and an edit: ``edited.keep_edits`` (ingest calls it in the batch's transaction)
+  keeps an edited field's server value while the file keeps sending the value it had when the edit
+  was made; a file that sends another value wins. ``edit_run`` records, per edited field, the
+  file's value the edit overrides (``runs.edited``).
 * ``move_run`` changes the run's project; its records go with it (they hang off the run's row). A
   run id already taken in the target is a 409 ``conflict``; an unknown target a 404. Artifact
   versions belong to their project and stay where they were logged.
@@ -36,7 +34,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -45,7 +43,9 @@ from wandblite.server.access import check_edit, check_move_target
 from wandblite.server.auth import Principal, record
 from wandblite.server.chunks import CHUNK_SHIFT, decode_rows
 from wandblite.server.db import dumps, loads, retrying
+from wandblite.server.edited import EDIT_FIELDS
 from wandblite.server.errors import ApiError, bad_request, not_found
+from wandblite.server.read import get_run
 from wandblite.server.schema import (
     alerts,
     artifact_uses,
@@ -63,15 +63,11 @@ from wandblite.server.schema import (
     series_chunks,
     system,
 )
+from wandblite.server.store import Store
 from wandblite.server.wire import clean_text, validate_project, validate_run
 
-if TYPE_CHECKING:  # ingest imports ``keep_edits``; the store and the read side import ingest
-    from wandblite.server.store import Store
+__all__ = ["EDIT_FIELDS", "MAX_NAME", "MAX_TAG", "MAX_TAGS", "delete_run", "edit_run", "move_run"]
 
-__all__ = ["EDIT_FIELDS", "MAX_NAME", "MAX_TAG", "MAX_TAGS", "delete_run", "edit_run", "keep_edits", "move_run"]
-
-#: The run fields both an edit and the run's file set (``keep_edits`` decides which wins).
-EDIT_FIELDS = ("name", "tags", "notes")
 MAX_NAME = 1024  # characters of a display name
 MAX_TAG = 256  # characters of one tag
 MAX_TAGS = 1000  # tags of one run
@@ -157,29 +153,7 @@ def edit_run(store: Store, project: str, run_id: str, changes: Any, actor: Princ
                 record(conn, actor, "run.edited", detail, project=project, run_id=run_id)
 
     retrying(txn, f"editing run {project}/{run_id}")
-    from wandblite.server.read import get_run
-
     return get_run(store, project, run_id)
-
-
-def keep_edits(r: Any, meta: dict[str, Any]) -> dict[str, Any]:
-    """For a batch's run fields ``meta`` (encoded, ``wire.prep_run``) on the stored run row ``r``:
-    drop the fields an edit overrides while the file still sends what it sent when the edit was
-    made; forget the edit of a field the file changed since. Returns the row's ``edited`` column
-    when it changes (see the module docstring)."""
-    if r is None or not r.edited:
-        return {}
-    edited: dict[str, Any] = loads(r.edited) or {}
-    changed = False
-    for k in list(edited):
-        if k not in meta:
-            continue
-        if meta[k] == edited[k]:
-            del meta[k]  # the file says what it said: the edit stands
-        else:
-            del edited[k]  # the file has a new value (a resume that sets it): the file wins
-            changed = True
-    return {"edited": dumps(edited) if edited else None} if changed else {}
 
 
 def move_run(store: Store, project: str, run_id: str, target: Any, actor: Principal | None = None) -> dict[str, Any]:
@@ -206,8 +180,6 @@ def move_run(store: Store, project: str, run_id: str, target: Any, actor: Princi
                 record(conn, actor, "run.moved", {"from": project, "to": target}, project=where, run_id=run_id)
 
     retrying(txn, f"moving run {project}/{run_id}")
-    from wandblite.server.read import get_run
-
     return get_run(store, target, run_id)
 
 

@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from wandblite.server.access import check_append, check_create_run
 from wandblite.server.auth import Principal, admin_user_id, record
 from wandblite.server.db import dumps
-from wandblite.server.edits import keep_edits
+from wandblite.server.edited import keep_edits
 from wandblite.server.errors import ApiError, bad_request, conflict
 from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import add_media_rows
