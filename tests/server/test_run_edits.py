@@ -267,3 +267,32 @@ def test_api_run_update_and_delete_as_wandb_writes_them(server: ServerProc) -> N
         ro.update()
     assert err.value.status == 403
     assert api.run(f"{p}/a").name == "renamed"
+
+
+def test_wandblite_sync_after_an_edit_and_after_a_delete(server: ServerProc, tmp_path: Path) -> None:
+    """The real sync client: an edit survives a re-sync of the unchanged file (fresh cache, so the
+    metadata is sent again); a deleted run is uploaded again whole, as a new run."""
+    from tests.server.conftest import cli, write_run
+
+    p = _project()
+    write_run(tmp_path / "runs", p, "r1", 30)
+
+    def sync(home: str) -> None:
+        r = cli("sync", str(tmp_path / "runs"), "--server", server.url, "--api-key", server.key,
+                home=tmp_path / home)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    sync("h1")
+    run = f"/api/v1/projects/{p}/runs/r1"
+    file_name = server.get(run).json()["name"]
+    assert _call(server, "PATCH", run, {"name": "edited on the server", "tags": ["ui"]}).status_code == 200
+    sync("h2")  # another cache: the client sends the run's metadata again, unchanged
+    got = server.get(run).json()
+    assert (got["name"], got["tags"], got["rows"]) == ("edited on the server", ["ui"], 30)
+    assert got["name"] != file_name
+    assert _call(server, "DELETE", run).status_code == 200
+    assert server.get(run).status_code == 404
+    sync("h1")  # the cache that saw it acknowledged: the server's position decides, so all of it again
+    got = server.get(run).json()
+    assert got["rows"] == 30 and got["name"] == file_name
+    assert len(server.history(p, "r1")) == 30
