@@ -296,3 +296,27 @@ def test_wandblite_sync_after_an_edit_and_after_a_delete(server: ServerProc, tmp
     got = server.get(run).json()
     assert got["rows"] == 30 and got["name"] == file_name
     assert len(server.history(p, "r1")) == 30
+
+
+def test_api_edits_the_embedded_store_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import wandblite
+    from wandblite.server.store import Store
+
+    monkeypatch.delenv("WANDBLITE_SERVER", raising=False)
+    store = Store.embedded(tmp_path)
+    shared = hashlib.sha256(b"x").hexdigest()
+    store.put_media(shared, [b"x"], "png", 1 << 20)
+    for rid in ("a", "b"):
+        store.apply_batch("local", rid, {"run": _meta(rid, []),
+                                         "rows": [{"idx": 0, "row": {"_step": 0, "img": _image(shared)}, "final": True}]})
+    api = wandblite.Api(home=tmp_path)
+    run = api.run("local/a")
+    run.name, run.tags = "renamed locally", ["here"]
+    run.update()
+    assert (api.run("local/a").name, api.run("local/a").tags) == ("renamed locally", ["here"])
+    assert store.audit("local")["entries"][0]["action"] == "run.edited"
+    api.run("local/a").delete()
+    assert [r.id for r in api.runs("local", archived="include")] == ["b"]
+    assert (tmp_path / "media" / shared[:2] / shared[2:4] / shared).exists()  # run b still names it
+    api.run("local/b").delete()
+    assert not (tmp_path / "media" / shared[:2] / shared[2:4] / shared).exists()
