@@ -28,7 +28,9 @@ A ``Run`` reads like ``wandblite.replay(path)``: ``.id .name .project .state .co
 .group .job_type .notes .created_at`` (seconds since the epoch), ``.history()``, ``.scan_history()``
 (nested rows with ``_step``/``_runtime``/``_timestamp``, media values as mappings with ``.bytes()``),
 so notebook code works on both. ``run.alerts()`` lists its alerts, each marked ``throttled`` as the
-server decided. Errors raise ``ApiRequestError`` (a ``wandblite.Error``) with the server's ``status``,
+server decided. As in wandb, ``run.name = ...; run.tags = [...]; run.notes = ...; run.update()``
+stores an edit, ``run.delete()`` deletes the run (its owner or a project admin; ``docs/roles.md``);
+``run.archived = True; run.update()`` archives it, ``run.move(project)`` moves it. Errors raise ``ApiRequestError`` (a ``wandblite.Error``) with the server's ``status``,
 ``code`` and message.
 
 Where wandb answers in another shape, ``wandblite.api_compat.Api`` (what ``wandb.Api`` is under the
@@ -143,6 +145,16 @@ class _HttpBackend:
             self._refuse(r)
         return r.content if raw else json.loads(r.content)
 
+    def _send(self, method: str, path: str, body: Any = None) -> Any:
+        """A write (``PATCH``/``POST``/``DELETE``) with a JSON body; its JSON answer."""
+        try:
+            r = self.session.request(method, self.base + path, json=body, timeout=self.timeout)
+        except self._requests.RequestException as exc:
+            raise ApiRequestError(0, "connection", f"cannot reach {self.base}: {exc}") from exc
+        if r.status_code != 200:
+            self._refuse(r)
+        return json.loads(r.content)
+
     @staticmethod
     def _refuse(r: Any) -> None:
         """Raise the server's error answer ``r`` as an ``ApiRequestError``."""
@@ -169,8 +181,9 @@ class _HttpBackend:
     def projects(self) -> dict[str, Any]:
         return dict(self._get("/projects"))
 
-    def runs(self, project: str, filters: Any, order: str, search: str | None, limit: int, offset: int) -> Any:
-        params: dict[str, Any] = {"order": order, "limit": limit, "offset": offset}
+    def runs(self, project: str, filters: Any, order: str, search: str | None, limit: int, offset: int,
+             archived: str = "hide") -> Any:
+        params: dict[str, Any] = {"order": order, "limit": limit, "offset": offset, "archived": archived}
         if filters:
             params["filters"] = json.dumps(filters)
         if search:
@@ -179,6 +192,15 @@ class _HttpBackend:
 
     def run(self, project: str, run_id: str) -> Any:
         return self._get(self._run(project, run_id))
+
+    def edit(self, project: str, run_id: str, changes: dict[str, Any]) -> Any:
+        return self._send("PATCH", self._run(project, run_id), changes)
+
+    def move(self, project: str, run_id: str, target: str) -> Any:
+        return self._send("POST", self._run(project, run_id) + "/move", {"project": target})
+
+    def delete(self, project: str, run_id: str) -> Any:
+        return self._send("DELETE", self._run(project, run_id))
 
     def keys(self, project: str, run_id: str) -> Any:
         return self._get(self._run(project, run_id) + "/keys")
@@ -236,7 +258,7 @@ class _LocalBackend:
 
     def __init__(self, home: str | os.PathLike[str] | None) -> None:
         try:
-            from wandblite.server import media_query, read, records, runs_query, series_query
+            from wandblite.server import edits, media_query, read, records, runs_query, series_query
             from wandblite.server.errors import ApiError
             from wandblite.server.store import Store
         except ImportError as exc:
@@ -247,7 +269,7 @@ class _LocalBackend:
             raise Error(f"no server configured (pass server=, set $WANDBLITE_SERVER or wandblite.login(host=...)) "
                         f"and no embedded store at {h / 'store.db'}: run `wandblite sync <runs>` first")
         self.store = Store.embedded(h)
-        self.read, self.records, self._api_error = read, records, ApiError
+        self.read, self.records, self.edits, self._api_error = read, records, edits, ApiError
         self.runs_query, self.series_query, self.media_query = runs_query, series_query, media_query
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -259,12 +281,22 @@ class _LocalBackend:
     def projects(self) -> Any:
         return self._call(self.read.list_projects)
 
-    def runs(self, project: str, filters: Any, order: str, search: str | None, limit: int, offset: int) -> Any:
+    def runs(self, project: str, filters: Any, order: str, search: str | None, limit: int, offset: int,
+             archived: str = "hide") -> Any:
         return self._call(self.runs_query.list_runs, project, filters=filters, order=order, search=search, limit=limit,
-                          offset=offset)
+                          offset=offset, archived=archived)
 
     def run(self, project: str, run_id: str) -> Any:
         return self._call(self.read.get_run, project, run_id)
+
+    def edit(self, project: str, run_id: str, changes: dict[str, Any]) -> Any:
+        return self._call(self.edits.edit_run, project, run_id, changes)
+
+    def move(self, project: str, run_id: str, target: str) -> Any:
+        return self._call(self.edits.move_run, project, run_id, target)
+
+    def delete(self, project: str, run_id: str) -> Any:
+        return self._call(self.edits.delete_run, project, run_id)
 
     def keys(self, project: str, run_id: str) -> Any:
         return self._call(self.series_query.run_keys, project, run_id)
@@ -723,11 +755,11 @@ class Runs:
     slices read further pages as needed; ``total`` is the count the latest page reported."""
 
     def __init__(self, api: Api, project: str, filters: Any, order: str, search: str | None, per_page: int,
-                 make: Any) -> None:
+                 make: Any, archived: str = "hide") -> None:
         if not 1 <= per_page <= 10_000:
             raise Error(f"per_page must be between 1 and 10000, not {per_page}")
         self._api, self.project, self.filters, self.order = api, project, filters, order
-        self._search, self._per_page, self._make = search, per_page, make
+        self._search, self._per_page, self._make, self._archived = search, per_page, make, archived
         self._runs: list[Run] = []
         self.total: int | None = None
         self._done = False
@@ -740,7 +772,7 @@ class Runs:
         if self._done:
             return False
         page = self._api._backend.runs(self.project, self.filters, self.order, self._search, self._per_page,
-                                       len(self._runs))
+                                       len(self._runs), self._archived)
         self.total = int(page["total"])
         self._runs.extend(self._make(d) for d in page["runs"])
         self._done = not page["runs"] or len(self._runs) >= self.total
@@ -767,6 +799,11 @@ class Runs:
         while i >= len(self._runs) and self._more():
             pass
         return self._runs[i]
+
+
+def _values_text(config: Any, summary: Any) -> str:
+    """A run's config and summary as text to compare (NaN equal to NaN, as the wire writes it)."""
+    return json.dumps([config, dict(summary)], sort_keys=True, default=str)
 
 
 class Run:
@@ -799,9 +836,53 @@ class Run:
         self.host: str | None = d.get("host")
         self.exit_code: int | None = d.get("exit_code")
         self.rows: int = int(d.get("rows") or 0)
+        self.archived: bool = bool(d.get("archived"))
+        self._as_read = _values_text(self.config, self.summary)  # what update() compares config and summary to
 
     def __repr__(self) -> str:
         return f"<Run {self.project}/{self.id} {self.name} {self.state} rows={self.rows}>"
+
+    # ------------------------------------------------------------------ editing (as wandb's run.update / delete)
+    def update(self) -> Run:
+        """Store the changes made to ``name``, ``tags``, ``notes`` and ``archived`` on the server (or the
+        embedded store), as wandb's ``run.update()``; only the fields changed since the run was read
+        are sent. Needs the run's owner or a project admin (``docs/roles.md``). Changes to ``config``
+        or ``summary`` are refused with an ``Error`` before anything is sent: they change through a sync
+        of the run's file only. A later sync keeps these edits unless the file itself changes the field."""
+        d = self._data
+        if _values_text(self.config, self.summary) != self._as_read:
+            raise Error(f"run {self.project}/{self.id}: config and summary change only through `wandblite sync` of "
+                        "the run's directory; update() stores name, tags, notes and archived")
+        changes: dict[str, Any] = {}
+        if self.name != d.get("name"):
+            changes["name"] = self.name
+        if list(self.tags) != list(d.get("tags") or []):
+            changes["tags"] = list(self.tags)
+        if self.notes != d.get("notes"):
+            changes["notes"] = self.notes
+        if self.archived != bool(d.get("archived")):
+            changes["archived"] = self.archived
+        if changes:
+            self._set(self._api._backend.edit(self.project, self.id, changes))
+        return self
+
+    save = update  # wandb's older name
+
+    def move(self, project: str) -> Run:
+        """Move the run to ``project`` (an existing project where the caller is a writer)."""
+        self._set(self._api._backend.move(self.project, self.id, project))
+        self.project = project
+        return self
+
+    def delete(self, delete_artifacts: bool = False) -> None:
+        """Delete the run from the server with every record of it and the blobs no other run names
+        (wandb's ``run.delete()``). Artifact versions it logged stay in their project:
+        ``delete_artifacts=True`` is refused with an ``Error`` before anything is deleted. Syncing the
+        run's directory again uploads it as a new run."""
+        if delete_artifacts:
+            raise Error(f"run {self.project}/{self.id}: delete(delete_artifacts=True) is not offered: the artifact "
+                        "versions a run logged stay in their project; nothing was deleted")
+        self._api._backend.delete(self.project, self.id)
 
     @property
     def path(self) -> Any:
@@ -1049,17 +1130,18 @@ class Api:
 
     def runs(self, path: str | None = None, filters: dict[str, Any] | None = None, order: str | None = None,
              per_page: int = 1000, include_sweeps: bool = False, lazy: bool = True, *,
-             search: str | None = None) -> Runs:
+             search: str | None = None, archived: str = "hide") -> Runs:
         """The runs of ``path`` (``"entity/project"`` or ``"project"``) matching ``filters`` (MongoDB-like,
         as wandb's; wandb's field names are mapped, see ``wandb_filters``), ordered by ``order``
         (``created_at``, ``-summary.acc``, ``+summary_metrics.loss``, ``config.lr`` ...; ``-`` descending;
-        default ``default_order``); ``search`` matches name, id, tags and notes. Read lazily, ``per_page``
+        default ``default_order``); ``search`` matches name, id, tags and notes; ``archived``: ``"hide"``
+        (archived runs left out, the default), ``"include"`` or ``"only"``. Read lazily, ``per_page``
         runs a request (the first one before this returns); ``len()`` is the number of matching runs."""
         project = _project_of(path, self.default_project)
         entity = path.strip("/ ").split("/")[0] if path and path.count("/") else None
         runs = Runs(self, project, wandb_filters(filters, self.name_is_id) if filters else None,
                     wandb_order(order or self.default_order, self.name_is_id), search, per_page,
-                    lambda d: self.run_class(self, project, d, entity))
+                    lambda d: self.run_class(self, project, d, entity), archived)
         len(runs)  # the first page now: a bad filter or an unknown project raises here, not mid-loop
         return runs
 

@@ -45,8 +45,9 @@ What follows wandb here:
 
 What is offline here: the files a run lists are those it saved (``wandb.save``/``run.save``),
 not wandb's own ``output.log``/``config.yaml``/``wandb-metadata.json``; ``run.url`` is the run's
-page on the wandblite dashboard. Writes (``run.update()``, ``summary.update()`` persisting,
-``run.delete()``) are not offered: stored runs change only through ``wandblite sync``.
+page on the wandblite dashboard. ``run.update()`` stores ``name``, ``tags``, ``notes`` (and
+``archived``) and ``run.delete()`` deletes the run, as ``wandblite.api.Run`` does; ``config`` and
+``summary`` (``summary.update()``) change only through ``wandblite sync`` of the run's directory.
 """
 
 from __future__ import annotations
@@ -208,8 +209,8 @@ class Api(_api.Api):
 
     def runs(self, path: str | None = None, filters: dict[str, Any] | None = None, order: str | None = "+created_at",
              per_page: int = 50, include_sweeps: bool = False, lazy: bool = True, *,
-             search: str | None = None) -> Runs:
-        return super().runs(path, filters, order, per_page, include_sweeps, lazy, search=search)
+             search: str | None = None, archived: str = "hide") -> Runs:
+        return super().runs(path, filters, order, per_page, include_sweeps, lazy, search=search, archived=archived)
 
     def projects(self, entity: str | None = None, per_page: int = 200) -> list[Any]:
         """Every project, as wandb's ``Project`` (``name``, ``entity``, ``run_count``, ``created_at``)."""

@@ -390,4 +390,4 @@ DEFAULT_VISIBILITY = "internal"
 #: What the audit log records, one name per kind of write.
 AUDIT_ACTIONS = ("run.created", "batch.stored", "key.created", "key.revoked", "user.created", "user.disabled",
                  "member.added", "role.changed", "member.removed", "visibility.changed", "grant.added",
-                 "session.opened", "login.failed")
+                 "session.opened", "login.failed", "run.edited", "run.moved", "run.deleted")

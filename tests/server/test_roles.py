@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import requests
@@ -19,6 +20,8 @@ _ZERO_SHA = "0" * 64
 
 def _bodies(c: Any, column: str, dummy: str) -> dict[str, Any]:
     return {
+        f"/runs/{c.run_id}": {"notes": f"edited by {column}"},
+        "/move": {"project": c.project + "q"},
         "/batch": {},
         "/grants": {"key_id": c.key_ids["viewer"]},
         "/media/missing": {"sha256": [_ZERO_SHA]},
@@ -37,10 +40,31 @@ def _call(srv: ServerProc, method: str, path: str, key: str | None, body: Any) -
     return requests.request(method, srv.url + path, data=data, headers=headers, timeout=30)
 
 
+def _own_run(srv: ServerProc, c: Any, column: str) -> str:
+    """A fresh run of P made by the owner: the D of the matrix (a delete or a move consumes it)."""
+    run_id = f"d-{column.replace(' ', '')}-{uuid.uuid4().hex[:6]}"
+    r = srv.post(f"/api/v1/projects/{c.project}/runs/{run_id}/batch",
+                 {"rows": [{"idx": 0, "row": {"loss": 2.0, "_step": 0}, "final": True}]}, key=c.keys["owner"])
+    assert r.status_code == 200, r.text
+    return run_id
+
+
+def _move_target(srv: ServerProc, c: Any) -> None:
+    """Project P + "q", where every caller has the role it has in P (the target of the matrix's moves)."""
+    target = c.project + "q"
+    r = srv.post(f"/api/v1/projects/{target}/runs/seed/batch", {}, key=c.keys["server admin"])
+    assert r.status_code == 200, r.text
+    c.store.set_visibility(target, "private")
+    for column, role in (("viewer", "viewer"), ("writer", "writer"), ("project admin", "admin"),
+                         ("read key", "writer"), ("owner", "writer")):
+        c.store.set_member(target, c.users[column], role)
+
+
 def test_every_route_answers_every_role_as_the_matrix_says(server: ServerProc) -> None:
     c = cast(server)
     dummy = uniq_user("dummy")
     c.store.create_user(dummy)
+    _move_target(server, c)
     wrong: list[str] = []
     rows = role_matrix()
     assert len(rows) >= 30
@@ -52,8 +76,10 @@ def test_every_route_answers_every_role_as_the_matrix_says(server: ServerProc) -
                     .replace("=P", f"={c.project}"))
             if path.endswith("/R"):
                 path = path[:-2] + f"/{c.run_id}"
+            if "/runs/D" in path:
+                path = path.replace("/runs/D", f"/runs/{_own_run(server, c, column)}")
             body = next((b for suffix, b in _bodies(c, column, dummy).items() if path.endswith(suffix)), None)
-            if method in ("POST", "PUT") and body is None and "/media/" not in path:
+            if method in ("POST", "PUT", "PATCH") and body is None and "/media/" not in path:
                 raise AssertionError(f"no body for {method} {path}")
             r = _call(server, method, path, c.keys[column], body)
             want = expected[column]

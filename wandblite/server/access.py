@@ -15,6 +15,9 @@ process). What it promises (``docs/roles.md`` draws the matrix):
   is created with its creator as admin member); appending to a run needs its owner (still a writer),
   a project admin, or a key the run was granted (``grant``). A refusal is a 403 ``forbidden`` that
   names the run and its owner, and the transaction stores nothing.
+* Editing a run (rename, tags, notes, archive, move, delete: ``check_edit``) needs a key of write
+  scope of its owner while a writer of its project, or a project admin; a grant does not reach it.
+  Moving needs the writer role in the target project too (``check_move_target``).
 * Member, visibility and grant changes are recorded in the audit log in the same transaction.
 """
 
@@ -33,7 +36,7 @@ from wandblite.server.wire import validate_project, validate_run
 from wandblite.vocab import ADMIN_USER, ROLES, VISIBILITIES
 
 __all__ = [
-    "check_append", "check_create_run", "check_read", "forbidden", "grant", "list_members", "readable_projects",
+    "check_append", "check_create_run", "check_edit", "check_move_target", "check_read", "forbidden", "grant", "list_members", "readable_projects",
     "remove_member", "role_in", "role_of", "set_member", "set_visibility",
 ]
 
@@ -132,6 +135,28 @@ def check_append(conn: Connection, actor: Principal | None, r: Any, project: str
     raise forbidden(f"run {project}/{r.run_id} belongs to user {owner!r}: {_who(actor)} may not append to it "
                     f"(use another run id, or ask {owner!r} or a project admin to grant your key "
                     f"{actor.key_id}); nothing was stored")
+
+
+def check_edit(conn: Connection, actor: Principal | None, r: Any, project: str, what: str) -> None:
+    """``actor`` may edit, move or delete the run row ``r`` of ``project`` (``what``: "editing", ...)."""
+    if actor is None:
+        return
+    if not actor.may("write"):
+        raise forbidden(f"{_who(actor)} holds a {actor.scope or 'missing'} key: {what} a run needs the write scope")
+    role = role_in(conn, actor, int(r.project_id))
+    if role == "admin" or (role == "writer" and r.owner_id is not None and r.owner_id == actor.user_id):
+        return
+    raise forbidden(f"{what} run {project}/{r.run_id} needs its owner {_owner_name(conn, r.owner_id)!r} (a writer "
+                    f"of the project) or an admin of project {project!r}, which {_who(actor)} is not; "
+                    "nothing was changed")
+
+
+def check_move_target(conn: Connection, actor: Principal | None, pid: int, target: str, project: str,
+                      run_id: str) -> None:
+    """``actor`` may move a run into project ``target`` (id ``pid``): the writer role there."""
+    if actor is not None and _rank(role_in(conn, actor, pid)) < _rank("writer"):
+        raise forbidden(f"moving run {project}/{run_id} to project {target!r} needs the writer role there, "
+                        f"which {_who(actor)} does not have; nothing was changed")
 
 
 def _owner_name(conn: Connection, owner_id: int | None) -> str:

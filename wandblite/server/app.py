@@ -25,8 +25,8 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
   sets an HttpOnly, SameSite=Strict session cookie (a random token; the store keeps its sha256, tied
   to the key, so revoking the key ends it, or to the user, so disabling the user ends it; failed
   logins are throttled and audited: ``login.py``). Reads accept the Bearer key or the cookie;
-  writes accept only the Bearer header, except a project's members and visibility, which the
-  dashboard changes through its session: those take the cookie only with the header
+  writes accept only the Bearer header, except the dashboard's own writes (a project's members and
+  visibility, a run's edits, move and deletion), which take the cookie only with the header
   ``X-Requested-With: wandblite`` (``PAGE_HEADER``), which no cross-site page can send without a CORS
   preflight this server never grants.
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
@@ -63,7 +63,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
-from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query
+from wandblite.server import (
+    audit,
+    blobs,
+    edits,
+    media_query,
+    openapi,
+    read,
+    records,
+    runs_query,
+    series_query,
+)
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
@@ -425,6 +435,32 @@ class _Handlers:
         await run_in_threadpool(self.store.grant, p["project"], p["run_id"], key_id, who)
         return JSONResponse({"project": p["project"], "run_id": p["run_id"], "granted": key_id})
 
+    # ---------------------------------------------------------------- editing runs (edits.py)
+    async def edit_auth(self, request: Request) -> Principal:
+        """Who edits a run: the Bearer key, or the dashboard's session sent with ``PAGE_HEADER`` (the
+        one rule of the dashboard's writes, ``auth(manage=True)``)."""
+        return await self.auth(request, write=True, manage=True)
+
+    async def run_patch(self, request: Request) -> Response:
+        who = await self.edit_auth(request)
+        body = await _read_json(request)
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(edits.edit_run, self.store, p["project"], p["run_id"], body, who))
+
+    async def run_move(self, request: Request) -> Response:
+        who = await self.edit_auth(request)
+        body = await _read_json(request)
+        if not isinstance(body, dict) or set(body) != {"project"}:
+            raise bad_request('expected {"project": "<the target project>"}')
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(edits.move_run, self.store, p["project"], p["run_id"],
+                                                    body["project"], who))
+
+    async def run_delete(self, request: Request) -> Response:
+        who = await self.edit_auth(request)
+        p = request.path_params
+        return JSONResponse(await run_in_threadpool(edits.delete_run, self.store, p["project"], p["run_id"], who))
+
     # ---------------------------------------------------------------- browser sessions
     async def session_get(self, request: Request) -> Response:
         key, token = _bearer(request), request.cookies.get(SESSION_COOKIE)
@@ -545,6 +581,9 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(run + "/grants", h.grant_post, methods=["POST"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
+        Route(run, h.run_patch, methods=["PATCH"]),
+        Route(run, h.run_delete, methods=["DELETE"]),
+        Route(run + "/move", h.run_move, methods=["POST"]),
         Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),
         Route(run + "/series", reader(series_query.get_series, params=series_query.series_args), methods=["GET"]),
         Route(run + "/media", reader(media_query.list_media, params=_media_params), methods=["GET"]),

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection, Engine
 from wandblite.server.access import check_append, check_create_run
 from wandblite.server.auth import Principal, admin_user_id, record
 from wandblite.server.db import dumps
+from wandblite.server.edited import keep_edits
 from wandblite.server.errors import ApiError, bad_request, conflict
 from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import add_media_rows
@@ -397,6 +398,7 @@ def apply_batch(engine: Engine, project: str, run_id: str, body: Any,
             if recs:
                 todo.append((s, n, recs))
         upd: dict[str, Any] = dict(meta_values)
+        upd.update(keep_edits(r, upd))  # an edit made on the server outlives a file that did not change it
         for s, n, recs in todo:
             upd.update(s.write(conn, r, n, recs))
         upd["updated_at"] = time.time()

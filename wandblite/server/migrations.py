@@ -234,6 +234,12 @@ def _m0011_writer_records(conn: Connection) -> None:
     _add_columns(conn, runs, ["writers"])
 
 
+def _m0010_run_edits(conn: Connection) -> None:
+    """Run edits on the server (``edits.py``): the archived flag and the record of which fields of
+    the run's file an edit overrides. Nothing stored changes meaning: no run is archived or edited."""
+    _add_columns(conn, runs, ["archived_at", "edited"])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -246,6 +252,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0007_users_roles_audit", _m0007_users_roles_audit),
     ("0008_user_sessions", _m0008_user_sessions),
     ("0011_writer_records", _m0011_writer_records),
+    ("0010_run_edits", _m0010_run_edits),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

@@ -33,11 +33,12 @@ from starlette.routing import Route
 
 from wandblite.runfile import PROJECT_NAME_PATTERN, RUN_ID_PATTERN
 from wandblite.server.audit import MAX_PAGE as MAX_AUDIT_PAGE
+from wandblite.server.edits import MAX_NAME, MAX_TAG, MAX_TAGS
 from wandblite.server.errors import bad_request
 from wandblite.server.login import MAX_PASSWORD_CHARS
 from wandblite.server.media_query import MAX_MEDIA_STEPS
 from wandblite.server.read import MAX_PAGE, MAX_SEARCH, MAX_TAIL
-from wandblite.server.runs_query import MAX_RUNS_PAGE, ORDER_COLUMNS
+from wandblite.server.runs_query import ARCHIVED_VIEWS, MAX_RUNS_PAGE, ORDER_COLUMNS
 from wandblite.server.series_query import MAX_SAMPLES
 from wandblite.server.users import USER_NAME_PATTERN
 from wandblite.server.wire import ARTIFACT_NAME_PATTERN, MAX_ARTIFACT_VERSION
@@ -96,7 +97,7 @@ _POSITION = _obj(rows=INT, pending=BOOL, console=INT, system=INT, digest=_null(S
 _RUN_ITEM = _obj(id=STR, name=_null(STR), state=_null(STR), tags=_arr(STR), group=_null(STR), job_type=_null(STR),
                  notes=_null(STR), created_at=_null(NUM), updated_at=_null(NUM), heartbeat_at=_null(NUM),
                  runtime=_null(NUM), host=_null(STR), exit_code=_null(INT), rows=INT, config=OBJ, summary=OBJ,
-                 owner=_null(STR))
+                 owner=_null(STR), archived=BOOL)
 _RUN = {**_RUN_ITEM, "required": sorted([*_RUN_ITEM["required"], "project", "position", "pending", "console",
                                          "system"]),
         "properties": {**_RUN_ITEM["properties"], "project": STR, "entity": _null(STR), "ended_at": _null(NUM),
@@ -179,8 +180,21 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 Param("order", {**_TEXT, "pattern": _ORDER_PATTERN},
                       doc="a column or summary.<key>/config.<key>, '-' for descending"),
                 Param("search", _TEXT, doc="text found in a run's name, id, notes or tags"),
+                Param("archived", {"type": "string", "enum": list(ARCHIVED_VIEWS)},
+                      doc="hide (default): runs not archived; include: all; only: archived runs"),
                 _int("limit", 1, MAX_RUNS_PAGE), _int("offset", 0, _MAX_INDEX))),
     ("GET", _RUN_PATH): Operation("One run", _RUN),
+    ("PATCH", _RUN_PATH): Operation(
+        "Edit a run: rename, tags, notes, archive or restore (its owner or a project admin)", _RUN,
+        body={"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
+            "name": _null({**STR, "maxLength": MAX_NAME}), "notes": _null(STR), "archived": BOOL,
+            "tags": {"type": "array", "maxItems": MAX_TAGS, "items": {**STR, "minLength": 1, "maxLength": MAX_TAG}}}}),
+    ("DELETE", _RUN_PATH): Operation(
+        "Delete a run, its records and the blobs no other run names (its owner or a project admin)",
+        _obj(project=STR, run_id=STR, deleted=BOOL, blobs_deleted=_arr(_SHA), blobs_left=_arr(_SHA))),
+    ("POST", _RUN_PATH + "/move"): Operation(
+        "Move a run to another project (its owner or a project admin, and a writer there)", _RUN,
+        body=_obj(project={"type": "string", "pattern": PROJECT_NAME_PATTERN})),
     ("GET", _RUN_PATH + "/keys"): Operation(
         "A run's metric and media keys",
         _obj(keys=_arr({"type": "object", "required": ["key", "kind", "count"],

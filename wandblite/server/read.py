@@ -106,7 +106,7 @@ def run_dict(r: Any) -> dict[str, Any]:
         "job_type": r.job_type, "notes": r.notes, "created_at": r.created_at, "updated_at": r.updated_at,
         "heartbeat_at": r.heartbeat_at, "runtime": _runtime(summary, r), "host": r.host,
         "exit_code": r.exit_code, "rows": int(r.rows_final), "config": loads(r.config) or {},
-        "summary": summary,
+        "summary": summary, "archived": r.archived_at is not None,
     }
 
 

@@ -44,12 +44,14 @@ from wandblite.server.store import Store
 from wandblite.server.wire import check_depth
 from wandblite.vocab import is_number
 
-__all__ = ["MAX_FILTER_DEPTH", "MAX_RUNS_PAGE", "ORDER_COLUMNS", "REGEX_SECONDS", "check_filter", "list_runs", "match_filter",
+__all__ = ["ARCHIVED_VIEWS", "MAX_FILTER_DEPTH", "MAX_RUNS_PAGE", "ORDER_COLUMNS", "REGEX_SECONDS", "check_filter", "list_runs", "match_filter",
            "order_key", "runs_args"]
 
 ORDER_COLUMNS = ("created_at", "updated_at", "name", "state", "runtime", "id", "rows", "group", "job_type",
                  "heartbeat_at", "exit_code")
 MAX_RUNS_PAGE = 10_000
+#: Which runs a list shows by their archived flag: not archived (the default), all, archived only.
+ARCHIVED_VIEWS = ("hide", "include", "only")
 REGEX_SECONDS = 2.0  # matching time one request may spend before it is refused
 #: The deepest nesting of arrays and objects a filter may have (operators and operands together):
 #: the matcher recurses, and no run's value worth comparing is deeper.
@@ -58,7 +60,8 @@ MAX_FILTER_DEPTH = 64
 
 def runs_args(params: Any) -> dict[str, Any]:
     """Validate the query parameters of ``GET .../runs`` (a mapping of strings) into ``list_runs`` kwargs."""
-    out: dict[str, Any] = {"order": params.get("order") or "-created_at", "search": params.get("search") or None}
+    out: dict[str, Any] = {"order": params.get("order") or "-created_at", "search": params.get("search") or None,
+                           "archived": params.get("archived") or "hide"}
     raw = params.get("filters")
     if raw:
         try:
@@ -78,15 +81,18 @@ def runs_args(params: Any) -> dict[str, Any]:
 
 
 def list_runs(store: Store, project: str, filters: Any = None, order: str = "-created_at",
-              search: str | None = None, limit: int = 1000, offset: int = 0) -> dict[str, Any]:
+              search: str | None = None, limit: int = 1000, offset: int = 0, archived: str = "hide") -> dict[str, Any]:
     """``{"runs": [...], "total": n}``: the project's runs, filtered, searched, ordered, paged.
 
     ``order`` is a column (``created_at``, ``updated_at``, ``name``, ``state``, ``runtime``, ...) or
     ``summary.<key>``/``config.<key>``, with a leading ``-`` for descending; runs without the value
-    come last either way. ``total`` counts the runs that match before paging.
+    come last either way. ``total`` counts the runs that match before paging. ``archived``:
+    ``hide`` (the default) leaves archived runs out, ``include`` lists them too, ``only`` lists only them.
     """
     if filters is not None and not isinstance(filters, dict):
         raise bad_request("filters must be a JSON object")
+    if archived not in ARCHIVED_VIEWS:
+        raise bad_request(f"archived must be one of {', '.join(ARCHIVED_VIEWS)}, not {archived!r}")
     if not 1 <= limit <= MAX_RUNS_PAGE or offset < 0:
         raise bad_request(f"limit must be between 1 and {MAX_RUNS_PAGE} and offset >= 0")
     if filters:
@@ -100,6 +106,8 @@ def list_runs(store: Store, project: str, filters: Any = None, order: str = "-cr
                             .select_from(runs.outerjoin(users, users.c.id == runs.c.owner_id))
                             .where(runs.c.project_id == pid).order_by(runs.c.created_at, runs.c.run_id)).all()
     out = [{**run_dict(r), "owner": r.owner_name} for r in rows]
+    if archived != "include":
+        out = [d for d in out if d["archived"] == (archived == "only")]
     if search:
         s = search.lower()
         out = [d for d in out if any(s in str(v).lower() for v in (d["name"], d["id"], d["notes"], *d["tags"])

@@ -87,6 +87,11 @@ runs = sa.Table(
     # 0011: a shared run's writers and its crash report as the syncing client computed them
     # (``wandblite.report``: ``{"writers": [...], "stopped_first": {...} | null}``); NULL for one writer.
     sa.Column("writers", sa.Text),
+    # Added by 0010_run_edits (``edits.py``): when the run was archived (NULL: not archived; hidden
+    # from the default runs list while set), and which of name/tags/notes were edited on the server,
+    # as a JSON object: field -> the value the run's file had sent when the edit was made.
+    sa.Column("archived_at", sa.Float),
+    sa.Column("edited", sa.Text),
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
 )
 

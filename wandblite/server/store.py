@@ -18,6 +18,7 @@ the rule, so callers keep calling ``Store(url).apply_batch(...)``:
 ``login.py``        the dashboard's login (password or key) into a session, its throttle
 ``access.py``       project roles, visibility, run ownership and grants: who may do what
 ``audit.py``        the audit log, read (each write records itself in its transaction)
+``edits.py``        editing runs: rename, tags, notes, archive, move, delete (``edit_run(store, ...)``)
 ``media_index.py``  which media blobs are stored (``missing_media``, ``put_media``, ``media_blob``)
 ``blobs.py``        the blob store: a directory, or a bucket (``blobstore_s3.py``)
 ==================  ==============================================================================

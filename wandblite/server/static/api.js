@@ -127,8 +127,9 @@ export const api = {
   },
   logout: () => request("DELETE", "/session"),
   projects: () => request("GET", "/projects"),
-  runs: (project, { order, search, filters, limit, offset } = {}) => {
+  runs: (project, { order, search, filters, limit, offset, archived } = {}) => {
     const q = new URLSearchParams();
+    if (archived) q.set("archived", archived);
     if (order) q.set("order", order);
     if (search) q.set("search", search);
     if (filters && Object.keys(filters).length) q.set("filters", JSON.stringify(filters));
@@ -137,6 +138,10 @@ export const api = {
     return request("GET", `/projects/${enc(project)}/runs?${q}`);
   },
   run: (p, r) => request("GET", runPath(p, r)),
+  // Run edits (edits.py): the session cookie may make them (app.py's edit_auth), JSON bodies only.
+  editRun: (p, r, changes) => request("PATCH", runPath(p, r), changes, { headers: PAGE_HEADER }),
+  moveRun: (p, r, target) => request("POST", runPath(p, r) + "/move", { project: target }, { headers: PAGE_HEADER }),
+  deleteRun: (p, r) => request("DELETE", runPath(p, r), undefined, { headers: PAGE_HEADER }),
   keys: (p, r) => request("GET", runPath(p, r) + "/keys"),
   series: (p, r, keys, xAxis, samples = 1500) =>
     request("GET", runPath(p, r) + `/series?${new URLSearchParams({ keys: keys.join(","), x_axis: xAxis, samples: String(samples) })}`),

@@ -8,8 +8,8 @@
 // setAttribute, never innerHTML); plotly gets text through `plotText()`; HTML media shows only
 // in a sandboxed iframe. The page runs under a strict CSP (dashboard.py). Routes are in the
 // URL hash: #/, #/p/<project>, #/p/<project>/artifacts, #/p/<project>/r/<run>[/<tab>],
-// #/p/<project>/compare/<run>,<run>, #/p/<project>/settings, #/audit[/<project>] (account.js,
-// settings.js).
+// #/p/<project>/compare/<run>,<run>, #/p/<project>/diff/<run>,<run> (diff.js), #/p/<project>/settings,
+// #/audit[/<project>] (account.js, settings.js).
 
 import { api, ApiError } from "./api.js";
 import { initAccount, loginHidden, refreshAccount, showLogin } from "./account.js";
@@ -19,6 +19,8 @@ import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js"
 import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
 import { modelSection } from "./graph.js";
 import { systemView, writerPicker, writersSection } from "./system.js";
+import { editSection } from "./edit.js";
+import { DIFF_MAX, DIFF_MIN, diffView } from "./diff.js";
 import { INTERNAL_PREFIX, RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
 
 const main = document.getElementById("main");
@@ -127,7 +129,7 @@ function selectionOf(project) {
 
 async function runsView(project) {
   setCrumbs(["projects", "#/"], [project, null]);
-  const st = tableState.get(project) || { order: "-created_at", search: "", filter: "", state: "", offset: 0 };
+  const st = tableState.get(project) || { order: "-created_at", search: "", filter: "", state: "", offset: 0, archived: "hide" };
   tableState.set(project, st);
   const sel = selectionOf(project);
   const gen = generation;
@@ -139,6 +141,13 @@ async function runsView(project) {
   const filter = h("input", { type: "text", placeholder: "filter: config.lr >= 0.01 and summary.loss < 1", value: st.filter, id: "run-filter",
     "aria-label": "filter runs", size: 40 });
   const compareBtn = h("button", { type: "button", id: "compare", class: "primary" });
+  const archivedSel = h("select", { id: "archived-filter", "aria-label": "archived runs" },
+    [["hide", "hide archived"], ["include", "with archived"], ["only", "archived only"]].map(([v, t]) => h("option", { value: v }, t)));
+  archivedSel.value = st.archived || "hide";
+  const diffBtn = h("button", { type: "button", id: "diff" }, "config diff");
+  diffBtn.addEventListener("click", () => {
+    if (sel.size >= DIFF_MIN && sel.size <= DIFF_MAX) location.hash = `#/p/${enc(project)}/diff/${[...sel.keys()].map(enc).join(",")}`;
+  });
   const clearBtn = h("button", { type: "button", onclick: () => { sel.clear(); render(lastData); } }, "clear selection");
   const msg = h("p", { class: "error", role: "alert" });
   const tableWrap = h("div", { class: "table-scroll" });
@@ -148,7 +157,7 @@ async function runsView(project) {
   });
   clear(main).append(h("h1", null, project),
     projectLinks(project, "runs"),
-    h("div", { class: "toolbar" }, search, stateSel, filter, compareBtn, clearBtn), msg, tableWrap, pager);
+    h("div", { class: "toolbar" }, search, stateSel, archivedSel, filter, compareBtn, diffBtn, clearBtn), msg, tableWrap, pager);
 
   let lastData = { runs: [], total: 0 };
   let timer = null;
@@ -164,7 +173,7 @@ async function runsView(project) {
     }
     if (st.state) filters = filters ? { $and: [filters, { state: st.state }] } : { state: st.state };
     try {
-      const data = await api.runs(project, { order: st.order, search: st.search, filters, limit: PAGE, offset: st.offset });
+      const data = await api.runs(project, { order: st.order, search: st.search, filters, limit: PAGE, offset: st.offset, archived: st.archived });
       if (gen !== generation) return;
       lastData = data;
       render(data);
@@ -218,7 +227,8 @@ async function runsView(project) {
           onchange: () => { cb.checked ? sel.set(r.id, r.name) : sel.delete(r.id); updateCompare(); } });
         return h("tr", { dataset: { run: r.id } }, h("td", null, cb),
           h("td", { class: "name" }, h("a", { href: `#/p/${enc(project)}/r/${enc(r.id)}`, class: "run-link" }, r.name || r.id),
-            r.name && r.name !== r.id ? h("span", { class: "muted small" }, ` ${r.id}`) : null),
+            r.name && r.name !== r.id ? h("span", { class: "muted small" }, ` ${r.id}`) : null,
+            r.archived ? h("span", { class: "tag archived" }, "archived") : null),
           h("td", null, stateBadge(r.state)),
           h("td", null, (r.tags || []).map((t) => h("span", { class: "tag" }, String(t)))),
           h("td", { class: "owner" }, r.owner || ""),
@@ -242,6 +252,8 @@ async function runsView(project) {
   function updateCompare() {
     compareBtn.textContent = sel.size ? `compare ${sel.size} selected` : "select runs to compare";
     compareBtn.disabled = !sel.size;
+    diffBtn.disabled = sel.size < DIFF_MIN || sel.size > DIFF_MAX;
+    diffBtn.title = `compare the config and summary of ${DIFF_MIN} to ${DIFF_MAX} selected runs`;
   }
 
   let debounce = null;
@@ -250,6 +262,7 @@ async function runsView(project) {
     debounce = setTimeout(() => { st.search = search.value; st.offset = 0; load().catch(showError); }, 250);
   });
   stateSel.addEventListener("change", () => { st.state = stateSel.value; st.offset = 0; load().catch(showError); });
+  archivedSel.addEventListener("change", () => { st.archived = archivedSel.value; st.offset = 0; load().catch(showError); });
   filter.addEventListener("keydown", (ev) => {
     if (ev.key === "Enter") { st.filter = filter.value.trim(); st.offset = 0; load().catch(showError); }
   });
@@ -558,6 +571,7 @@ async function workspaceView(project, runIds, tab) {
   const headerSlot = h("div", null, headerOf(project, runs));
   const body = h("div", { class: "tab-body" });
   clear(main).append(headerSlot,
+    single ? editSection(project, runs[0], (r) => { runs = [{ ...r, id: r.id ?? r.run_id }]; clear(headerSlot).append(headerOf(project, runs)); }) : null,
     h("nav", { class: "tabs" }, tabs.map((t) => h("a", { href: `${base}/${t}`, class: t === tab ? "tab active" : "tab", dataset: { tab: t } }, tabLabel[t] || t))),
     body);
 
@@ -621,6 +635,7 @@ async function route() {
       if (parts[2] === "compare" && parts[3]) return await workspaceView(project, parts[3].split(",").filter(Boolean), parts[4]);
       if (parts[2] === "artifacts") return await artifactsView(project);
       if (parts[2] === "settings") return await settingsView(project, { main, setCrumbs, projectLinks });
+      if (parts[2] === "diff" && parts[3]) return clear(main).append(await diffView(project, parts[3].split(",").filter(Boolean), setCrumbs));
       return await runsView(project);
     }
     if (parts[0] === "audit") return await auditView(parts[1] || null, { main, setCrumbs });
