@@ -251,8 +251,8 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
     ("0008_user_sessions", _m0008_user_sessions),
-    ("0011_writer_records", _m0011_writer_records),
     ("0010_run_edits", _m0010_run_edits),
+    ("0011_writer_records", _m0011_writer_records),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).
