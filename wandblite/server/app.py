@@ -58,7 +58,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
-from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query
+from wandblite.server import audit, blobs, group_query, media_query, openapi, read, records, runs_query, series_query
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
@@ -521,6 +521,8 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/projects/{project}/visibility", h.visibility_put, methods=["PUT"]),
         Route(run + "/grants", h.grant_post, methods=["POST"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
+        Route(base + "/projects/{project}/grouped-series",
+              reader(group_query.grouped_series, params=group_query.grouped_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
         Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),
         Route(run + "/series", reader(series_query.get_series, params=series_query.series_args), methods=["GET"]),

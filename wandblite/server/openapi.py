@@ -34,6 +34,7 @@ from starlette.routing import Route
 from wandblite.runfile import PROJECT_NAME_PATTERN, RUN_ID_PATTERN
 from wandblite.server.audit import MAX_PAGE as MAX_AUDIT_PAGE
 from wandblite.server.errors import bad_request
+from wandblite.server.group_query import MAX_BUCKETS
 from wandblite.server.media_query import MAX_MEDIA_STEPS
 from wandblite.server.read import MAX_PAGE, MAX_SEARCH, MAX_TAIL
 from wandblite.server.runs_query import MAX_RUNS_PAGE, ORDER_COLUMNS
@@ -163,6 +164,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                       doc="a column or summary.<key>/config.<key>, '-' for descending"),
                 Param("search", _TEXT, doc="text found in a run's name, id, notes or tags"),
                 _int("limit", 1, MAX_RUNS_PAGE), _int("offset", 0, _MAX_INDEX))),
+    ("GET", _PROJECT_PATH + "/grouped-series"): Operation(
+        "A group of runs' metrics aligned on x buckets: mean, median, min, max, std per bucket",
+        _obj(x_axis=STR, buckets=INT, runs=INT, series={"type": "object", "additionalProperties": _obj(
+            x=_arr(NUM), mean=_arr(NUM), median=_arr(NUM), min=_arr(NUM), max=_arr(NUM), std=_arr(NUM),
+            stderr=_arr(NUM), n=_arr(INT), runs=INT, lo=_null(NUM), hi=_null(NUM))}),
+        params=(Param("runs", {**_TEXT, "minLength": 1}, True, "comma-separated run ids of the group"),
+                Param("keys", {**_TEXT, "minLength": 1}, True, "comma-separated metric keys"),
+                Param("x_axis", _TEXT, doc="_step (default), _runtime, _timestamp or a metric"),
+                _int("buckets", 1, MAX_BUCKETS), Param("min_x", NUM), Param("max_x", NUM))),
     ("GET", _RUN_PATH): Operation("One run", _RUN),
     ("GET", _RUN_PATH + "/keys"): Operation(
         "A run's metric and media keys",
