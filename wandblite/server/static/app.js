@@ -8,13 +8,14 @@
 // setAttribute, never innerHTML); plotly gets text through `plotText()`; HTML media shows only
 // in a sandboxed iframe. The page runs under a strict CSP (dashboard.py). Routes are in the
 // URL hash: #/, #/p/<project>, #/p/<project>/artifacts, #/p/<project>/r/<run>[/<tab>],
-// #/p/<project>/compare/<run>,<run>.
+// #/p/<project>/compare/<run>,<run>, #/p/<project>/groups (grouping.js).
 
 import { api, ApiError, onUnauthorized } from "./api.js";
 import { clear, colorOf, flatten, fmtDuration, fmtTime, fmtValue, h, plotText, sectionOf } from "./dom.js";
 import { HistogramPanel, LinePanel, MediaPanel, plot, purge } from "./panels.js";
 import { alertBadge, alertsSection, filesTab, projectArtifacts } from "./records.js";
 import { modelSection } from "./graph.js";
+import { groupsView } from "./grouping.js";
 import { INTERNAL_PREFIX, RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
 
 const main = document.getElementById("main");
@@ -177,6 +178,7 @@ async function runsView(project) {
   });
   clear(main).append(h("h1", null, project),
     h("nav", { class: "project-links" }, h("span", { class: "here" }, "Runs"), " · ",
+      h("a", { href: `#/p/${enc(project)}/groups`, id: "groups-link" }, "Grouped"), " · ",
       h("a", { href: `#/p/${enc(project)}/artifacts`, id: "artifacts-link" }, "Artifacts")),
     h("div", { class: "toolbar" }, search, stateSel, filter, compareBtn, clearBtn), msg, tableWrap, pager);
 
@@ -672,6 +674,10 @@ async function route() {
       if (parts[2] === "r" && parts[3]) return await workspaceView(project, [parts[3]], parts[4]);
       if (parts[2] === "compare" && parts[3]) return await workspaceView(project, parts[3].split(",").filter(Boolean), parts[4]);
       if (parts[2] === "artifacts") return await artifactsView(project);
+      if (parts[2] === "groups") {
+        setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], ["grouped", null]);
+        return await groupsView(project, main, onLeave);
+      }
       return await runsView(project);
     }
     return await projectsView();
