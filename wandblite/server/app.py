@@ -58,11 +58,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
-from wandblite.server import audit, blobs, group_query, media_query, openapi, read, records, runs_query, series_query
+from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
 from wandblite.server.errors import ApiError, bad_request, unauthorized
+from wandblite.server.group_query import grouped_args, grouped_series
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
 from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, validate_sha256
@@ -522,7 +523,7 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(run + "/grants", h.grant_post, methods=["POST"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(base + "/projects/{project}/grouped-series",
-              reader(group_query.grouped_series, params=group_query.grouped_args), methods=["GET"]),
+              reader(grouped_series, params=grouped_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
         Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),
         Route(run + "/series", reader(series_query.get_series, params=series_query.series_args), methods=["GET"]),

@@ -202,6 +202,7 @@ class _Member:
         y = leaves.get(key)
         if y is None:
             return None
+        x: Any
         if self.x_axis in _X_COLUMNS:
             x = self.pending[_X_COLUMNS[self.x_axis][1]]
         else:
