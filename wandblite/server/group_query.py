@@ -129,7 +129,8 @@ def grouped_series(store: Store, project: str, runs: list[str], keys: list[str],
                 x, y = m.points(key)
                 lo, hi = rng
                 keep = (x >= lo) & (x <= hi)
-                x, y = x[keep], y[keep]
+                if not keep.all():
+                    x, y = x[keep], y[keep]
                 if not len(x):
                     continue
                 present[key] += 1
@@ -183,7 +184,9 @@ class _Member:
         self.conn, self.pk, self.final, self.x_axis = conn, int(row.id), int(row.rows_final), x_axis
         pend = pending_row(conn, self.pk)
         self.pending = pend if pend is not None and pend[0] >= self.final else None
-        self._x: dict[int, Any] = {}  # chunk -> x by position in the chunk (NaN where none)
+        # chunk -> x by position in the chunk (NaN where none), or for regular steps the float
+        # shift that makes a point's index its x
+        self._x: dict[int, Any] = {}
         self._chunks: dict[str, list[int]] = {}
 
     def forget(self) -> None:
@@ -227,11 +230,10 @@ class _Member:
                 part = need[i:i + 500]
                 regular: set[int] = set()
                 if attr == "step":  # regular steps: no decode
-                    for c, n, s0 in self.conn.execute(sa.select(h.chunk, h.n, h.step0).where(
+                    for c, s0 in self.conn.execute(sa.select(h.chunk, h.step0).where(
                             h.run == self.pk, h.chunk.in_(part), h.step0.is_not(None))):
-                        dense = np.full(CHUNK_ROWS, np.nan)
-                        dense[:int(n)] = np.arange(int(s0), int(s0) + int(n), dtype=np.float64)
-                        self._x[int(c)] = dense
+                        # x = index + shift (a point's row exists, so its index is below the chunk's end)
+                        self._x[int(c)] = float(int(s0) - (int(c) << CHUNK_SHIFT))
                         regular.add(int(c))
                 rest = [c for c in part if c not in regular]
                 for c, blob in self.conn.execute(sa.select(h.chunk, h.data).where(h.run == self.pk,
@@ -252,13 +254,14 @@ class _Member:
         xs, ys = [], []
         for c in sorted(got):
             idx, val = got[c]
-            xs.append(self._x[c][idx - (c << CHUNK_SHIFT)])
+            col = self._x[c]
+            xs.append(idx + col if isinstance(col, float) else col[idx - (c << CHUNK_SHIFT)])
             ys.append(val)
         if not xs:
             return np.zeros(0), np.zeros(0)
         x, y = np.concatenate(xs), np.concatenate(ys)
         ok = np.isfinite(x) & np.isfinite(y)
-        return x[ok], y[ok]
+        return (x, y) if ok.all() else (x[ok], y[ok])
 
     def points(self, key: str) -> tuple[Any, Any]:
         """Every point of the metric (final rows, then a provisional row's) with a finite x and y."""
