@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.dashboard.conftest import BACKENDS, database, shot
+from tests.dashboard.conftest import BACKENDS, CHROMIUM, CHROMIUM_ARGS, database, shot
 from tests.server.conftest import ServerProc
 
 pytestmark = pytest.mark.browser
@@ -68,6 +68,33 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield srv
         finally:
             srv.stop()
+
+
+@pytest.fixture(scope="module")
+def gl_browser(browser: Any) -> Iterator[Any]:
+    """A Chromium with WebGL (SwiftShader, on the CPU): plotly draws parcoords with WebGL, which the
+    shared browser (``--disable-gpu``) lacks."""
+    b = browser.browser_type.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--enable-unsafe-swiftshader"])
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def gl_page(gl_browser: Any) -> Iterator[Any]:
+    """A page of ``gl_browser``; page errors and CSP violations fail the test, as ``page`` does."""
+    ctx = gl_browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(15_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    try:
+        yield pg
+    finally:
+        ctx.close()
+    assert not errors, f"uncaught errors or CSP violations in the page: {errors}"
 
 
 def _expected(members: list[str], buckets: int = 500) -> dict[str, list[float]]:
@@ -244,8 +271,10 @@ def test_scatter_has_one_point_per_run_and_clicking_opens_it(page: Any, server: 
     page.wait_for_function("() => location.hash.endsWith('/r/b2')")
 
 
-def test_parallel_coordinates_brush_lists_the_runs_to_open(page: Any, server: ServerProc) -> None:
+def test_parallel_coordinates_brush_lists_the_runs_to_open(gl_page: Any, server: ServerProc) -> None:
+    page = gl_page
     _open(page, server)
+    assert page.evaluate("() => !!document.createElement('canvas').getContext('webgl')")
     sel = "#parcoords-panel .js-plotly-plot"
     page.wait_for_selector(sel)
     _select(page, "#parcoords-metric", "summary.loss")
@@ -263,6 +292,7 @@ def test_parallel_coordinates_brush_lists_the_runs_to_open(page: Any, server: Se
                   [sel, i])
     page.wait_for_function("() => document.querySelectorAll('#parcoords-runs li').length === 2")
     assert sorted(page.eval_on_selector_all("#parcoords-runs a", "as => as.map(a => a.dataset.run)")) == ["a2", "a3"]
+    page.locator(sel).scroll_into_view_if_needed()
     shot(page, "grouping-parcoords")
     page.click('#parcoords-runs a[data-run="a3"]')
     page.wait_for_function("() => location.hash.endsWith('/r/a3')")
