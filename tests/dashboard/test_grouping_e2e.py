@@ -6,7 +6,8 @@ per group whose values, and band (min..max or +-std), equal what this test compu
 rows (the definition of ``group_query``); smoothing smooths the line and the band edges; expanding a
 group lists its runs in the table and draws them; a scatter of a config value against a summary value
 has one point per run at the run's coordinates, and clicking a point opens that run; the parallel
-coordinates list the runs in the brushed range, whose links open the runs; hostile group names,
+coordinates list the runs a box dragged over an axis selects, whose links open the runs, and
+clicking a run's line opens it; hostile group names,
 config keys and values show as text. Screenshots go to ``test-artifacts/dashboard/``.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.dashboard.conftest import BACKENDS, CHROMIUM, CHROMIUM_ARGS, database, shot
+from tests.dashboard.conftest import BACKENDS, database, shot
 from tests.server.conftest import ServerProc
 
 pytestmark = pytest.mark.browser
@@ -68,33 +69,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             yield srv
         finally:
             srv.stop()
-
-
-@pytest.fixture(scope="module")
-def gl_browser(browser: Any) -> Iterator[Any]:
-    """A Chromium with WebGL (SwiftShader, on the CPU): plotly draws parcoords with WebGL, which the
-    shared browser (``--disable-gpu``) lacks."""
-    b = browser.browser_type.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--enable-unsafe-swiftshader"])
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def gl_page(gl_browser: Any) -> Iterator[Any]:
-    """A page of ``gl_browser``; page errors and CSP violations fail the test, as ``page`` does."""
-    ctx = gl_browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(15_000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    try:
-        yield pg
-    finally:
-        ctx.close()
-    assert not errors, f"uncaught errors or CSP violations in the page: {errors}"
 
 
 def _expected(members: list[str], buckets: int = 500) -> dict[str, list[float]]:
@@ -271,31 +245,51 @@ def test_scatter_has_one_point_per_run_and_clicking_opens_it(page: Any, server: 
     page.wait_for_function("() => location.hash.endsWith('/r/b2')")
 
 
-def test_parallel_coordinates_brush_lists_the_runs_to_open(gl_page: Any, server: ServerProc) -> None:
-    page = gl_page
+def test_parallel_coordinates_box_select_lists_the_runs_and_a_line_opens_its_run(page: Any, server: ServerProc) -> None:
     _open(page, server)
-    assert page.evaluate("() => !!document.createElement('canvas').getContext('webgl')")
     sel = "#parcoords-panel .js-plotly-plot"
     page.wait_for_selector(sel)
     _select(page, "#parcoords-metric", "summary.loss")
-    page.wait_for_function("s => { const g = document.querySelector(s); return g && g.data && g.data[0].dimensions.length >= 3; }",
+    page.wait_for_function("s => { const g = document.querySelector(s); return g && g.layout && "
+                           "g.layout.xaxis.ticktext.length >= 3 && g.layout.xaxis.ticktext.slice(-1)[0] === 'summary.loss'; }",
                            arg=sel)
-    dims = page.evaluate("s => document.querySelector(s).data[0].dimensions.map(d => [d.label, Array.from(d.values)])", sel)
-    labels = [d[0] for d in dims]
-    assert labels[-1] == "summary.loss" and "config.lr" in labels
-    assert "config.&lt;b&gt;opt&lt;/b&gt;" in labels  # a hostile key as text
-    assert sorted(dims[labels.index("config.lr")][1]) == sorted(spec["lr"] for spec in RUNS.values())
-    assert page.locator("#parcoords-runs li").count() == len(RUNS)
-    # Brush lr to [0.15, 0.35]: a2 and a3 remain.
+    labels = page.evaluate("s => document.querySelector(s).layout.xaxis.ticktext", sel)
+    assert "config.lr" in labels and "config.&lt;b&gt;opt&lt;/b&gt;" in labels  # a hostile key as text
+    lines = page.evaluate("s => document.querySelector(s).data.map(t => [t.meta.run, t.meta.values, Array.from(t.y)])", sel)
     i = labels.index("config.lr")
-    page.evaluate("([s, i]) => window.Plotly.restyle(document.querySelector(s), {[`dimensions[${i}].constraintrange`]: [[0.15, 0.35]]})",
-                  [sel, i])
+    assert {run: float(vals[i]) for run, vals, _y in lines} == {rid: spec["lr"] for rid, spec in RUNS.items()}
+    assert {run: vals[-1] for run, vals, _y in lines}["b2"] == "-9"
+    assert page.locator("#parcoords-runs li").count() == len(RUNS)
+    # Drag a box over the top of the lr axis (lr from 0.2 up, scaled over 0.01..0.3): a2 and a3 remain.
+    page.locator(sel).scroll_into_view_if_needed()
+    box = page.evaluate("""([s, i]) => { const g = document.querySelector(s); const L = g._fullLayout;
+        const r = g.querySelector('.nsewdrag').getBoundingClientRect();
+        const px = (x, y) => [r.left + L.xaxis.l2p(x), r.top + L.yaxis.l2p(y)];
+        return [px(i - 0.2, 1.08), px(i + 0.2, 0.6)]; }""", [sel, i])
+    page.mouse.move(*box[0])
+    page.mouse.down()
+    page.mouse.move((box[0][0] + box[1][0]) / 2, (box[0][1] + box[1][1]) / 2, steps=5)
+    page.mouse.move(*box[1], steps=5)
+    page.mouse.up()
     page.wait_for_function("() => document.querySelectorAll('#parcoords-runs li').length === 2")
     assert sorted(page.eval_on_selector_all("#parcoords-runs a", "as => as.map(a => a.dataset.run)")) == ["a2", "a3"]
-    page.locator(sel).scroll_into_view_if_needed()
     shot(page, "grouping-parcoords")
     page.click('#parcoords-runs a[data-run="a3"]')
     page.wait_for_function("() => location.hash.endsWith('/r/a3')")
+    # Clicking a run's line (its marker on the metric axis) opens that run.
+    _open(page, server)
+    _select(page, "#parcoords-metric", "summary.loss")
+    page.wait_for_function("s => { const g = document.querySelector(s); return g && g.layout && "
+                           "g.layout.xaxis.ticktext.slice(-1)[0] === 'summary.loss'; }", arg=sel)
+    page.locator(sel).scroll_into_view_if_needed()
+    xy = page.evaluate("""s => { const g = document.querySelector(s); const L = g._fullLayout;
+        const t = g.data.find(t => t.meta.run === 'c1'); const k = t.x.length - 1;
+        const r = g.querySelector('.nsewdrag').getBoundingClientRect();
+        return [r.left + L.xaxis.l2p(t.x[k]), r.top + L.yaxis.l2p(t.y[k])]; }""", sel)
+    page.mouse.move(xy[0] - 3, xy[1])
+    page.mouse.move(xy[0], xy[1])
+    page.mouse.click(xy[0], xy[1])
+    page.wait_for_function("() => location.hash.endsWith('/r/c1')")
 
 
 def test_hostile_names_keys_and_values_are_text(page: Any, server: ServerProc) -> None:

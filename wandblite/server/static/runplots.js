@@ -2,15 +2,16 @@
 //
 // * ScatterPanel: any summary or config value against any other, one point per run, coloured by a
 //   third (a colour scale for numbers, one colour per value otherwise); clicking a point opens the run.
-// * ParcoordsPanel: chosen config keys to one summary metric, one line per run; brushing an axis
-//   narrows the list of runs under the chart, whose links open the runs (plotly's parcoords lines
-//   take no clicks).
+// * ParcoordsPanel: chosen config keys to one summary metric, one line per run coloured by the
+//   metric; clicking a line opens its run; a box dragged over the axes selects the runs with a value
+//   in it and lists them under the chart, as links. Drawn as SVG lines: plotly's parcoords trace
+//   compiles WebGL code at run time, which the page's CSP (no 'unsafe-eval') refuses.
 //
 // Fields are named "summary.<key>" and "config.<key>" (dotted leaf paths, as the runs table and its
 // filter name them). Every string from a run reaches plotly through plotText and the DOM through h().
 
 import { clear, flatten, fmtValue, h, plotText } from "./dom.js";
-import { plot } from "./panels.js";
+import { plot, purge } from "./panels.js";
 import { INTERNAL_PREFIX } from "./vocab.js";
 
 const enc = encodeURIComponent;
@@ -57,6 +58,14 @@ function select(id, label, options, value, onchange, blank) {
 }
 
 /** One colour per category, or a numeric scale: {colors, scale, legend: [[label, colour]]}. */
+/** A colour from dark blue (0) to yellow (1), for a metric scaled to [0, 1]. */
+function ramp(t) {
+  const a = [68, 1, 84];
+  const b = [253, 231, 37];
+  const c = a.map((v, i) => Math.round(v + (b[i] - v) * t));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
 const CATEGORY = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 
 // ---------------------------------------------------------------------------------------- scatter
@@ -84,6 +93,7 @@ export class ScatterPanel {
     if (st.color && !any.includes(st.color)) st.color = "";
     const redraw = () => { this.onChange(); this.render(); };
     const plotEl = h("div", { class: "plot scatter-plot" });
+    purge(this.el); // a redraw frees the old plot (and its WebGL contexts)
     clear(this.el).append(
       h("header", { class: "panel-head runplot-head" }, "Scatter: ",
         select("scatter-x", "scatter x", numeric, st.x, (v) => { st.x = v; redraw(); }), " vs ",
@@ -175,6 +185,7 @@ export class ParcoordsPanel {
     const plotEl = h("div", { class: "plot parcoords-plot" });
     const list = h("ul", { class: "parcoords-runs", id: "parcoords-runs" });
     const count = h("p", { class: "muted small", id: "parcoords-count" });
+    purge(this.el); // a redraw frees the old plot (and its WebGL contexts)
     clear(this.el).append(
       h("header", { class: "panel-head runplot-head" }, "Parallel coordinates: ", dimsBox, " → ",
         select("parcoords-metric", "parallel coordinates metric", metrics, st.metric, (v) => { st.metric = v; redraw(); })),
@@ -185,34 +196,58 @@ export class ParcoordsPanel {
     }
     const rows = this.frs.filter((fr) => isNum(valueOf(fr, st.metric)));
     const fields = [...st.dims, st.metric];
-    const dimensions = fields.map((f) => {
+    // Each axis scaled to [0, 1]: numbers by their range, other values by their sorted labels.
+    const axes = fields.map((f) => {
       const vals = rows.map((fr) => valueOf(fr, f));
       if (vals.every((v) => v === null || isNum(v))) {
-        return { label: plotText(f), values: vals.map((v) => (isNum(v) ? v : NaN)) };
+        const nums = vals.filter(isNum);
+        const lo = nums.length ? Math.min(...nums) : 0;
+        const hi = nums.length ? Math.max(...nums) : 1;
+        return { field: f, pos: vals.map((v) => (isNum(v) ? (hi > lo ? (v - lo) / (hi - lo) : 0.5) : null)),
+          shown: vals.map((v) => fmtValue(v)), ends: [fmtValue(lo), fmtValue(hi)] };
       }
       const cats = [...new Set(vals.map((v) => (v === null ? "(none)" : fmtValue(v))))].sort();
-      return { label: plotText(f), values: vals.map((v) => cats.indexOf(v === null ? "(none)" : fmtValue(v))),
-        tickvals: cats.map((_c, i) => i), ticktext: cats.map(plotText), range: [0, Math.max(1, cats.length - 1)] };
+      const at = (v) => cats.indexOf(v === null ? "(none)" : fmtValue(v));
+      return { field: f, pos: vals.map((v) => (cats.length > 1 ? at(v) / (cats.length - 1) : 0.5)),
+        shown: vals.map((v) => (v === null ? "(none)" : fmtValue(v))), ends: [cats[0], cats[cats.length - 1]] };
     });
     const metricVals = rows.map((fr) => valueOf(fr, st.metric));
+    const mlo = Math.min(...metricVals);
+    const mhi = Math.max(...metricVals);
+    const xs = fields.map((_f, i) => i);
+    // One SVG line per run (plotly's parcoords trace needs WebGL code the page's CSP refuses to compile).
+    const traces = rows.map((fr, r) => ({
+      x: xs, y: axes.map((a) => a.pos[r]), type: "scatter", mode: "lines+markers", connectgaps: false,
+      line: { color: ramp(mhi > mlo ? (metricVals[r] - mlo) / (mhi - mlo) : 0.5), width: 1.6 }, marker: { size: 6 },
+      customdata: xs.map(() => fr.run.id), text: axes.map((a) => plotText(a.shown[r])),
+      name: plotText(fr.run.name || fr.run.id), hovertemplate: "%{fullData.name}<br>%{text}<extra></extra>",
+      showlegend: false, meta: { run: fr.run.id, values: axes.map((a) => a.shown[r]) },
+    }));
+    const annotations = axes.flatMap((a, i) => [
+      { x: i, y: 1.04, text: plotText(a.ends[1]), showarrow: false, yanchor: "bottom", font: { size: 10 } },
+      { x: i, y: -0.04, text: plotText(a.ends[0]), showarrow: false, yanchor: "top", font: { size: 10 } }]);
+    const shapes = xs.map((i) => ({ type: "line", x0: i, x1: i, y0: 0, y1: 1, line: { color: "#888", width: 1 } }));
     const showRuns = (selected) => {
       clear(list).append(...selected.map((fr) => h("li", null,
         h("a", { href: `#/p/${enc(this.project)}/r/${enc(fr.run.id)}`, class: "run-link", dataset: { run: fr.run.id } }, fr.run.name || fr.run.id),
         h("span", { class: "muted small" }, ` ${st.metric.slice(8)} = ${fmtValue(valueOf(fr, st.metric))}`))));
-      count.textContent = `${selected.length} of ${rows.length} runs in the brushed ranges`;
+      count.textContent = `${selected.length} of ${rows.length} runs selected (drag a box over an axis to select)`;
     };
     showRuns(rows);
-    plot(plotEl, [{ type: "parcoords", dimensions, line: { color: metricVals, colorscale: "Viridis", showscale: true },
-      meta: { runs: rows.map((fr) => fr.run.id) } }], { height: 380, margin: { l: 70, r: 70, t: 50, b: 30 } }).then(() => {
-      plotEl.on("plotly_restyle", () => {
-        const dims = plotEl.data[0].dimensions || [];
-        const inRange = (v, cr) => {
-          if (!cr || !cr.length) return true;
-          const ranges = Array.isArray(cr[0]) ? cr : [cr];
-          return ranges.some(([a, b]) => v >= a && v <= b);
-        };
-        showRuns(rows.filter((_fr, i) => dims.every((d) => inRange(d.values[i], d.constraintrange))));
+    plot(plotEl, traces, {
+      height: 380, margin: { l: 40, r: 40, t: 40, b: 70 }, hovermode: "closest", dragmode: "select",
+      xaxis: { tickvals: xs, ticktext: fields.map(plotText), range: [-0.3, fields.length - 0.7], zeroline: false, showgrid: false, fixedrange: true },
+      yaxis: { range: [-0.12, 1.12], visible: false, fixedrange: true }, annotations, shapes,
+    }).then(() => {
+      plotEl.on("plotly_click", (ev) => {
+        const p = ev && ev.points && ev.points[0];
+        if (p && typeof p.customdata === "string") location.hash = `#/p/${enc(this.project)}/r/${enc(p.customdata)}`;
       });
+      plotEl.on("plotly_selected", (ev) => {
+        const ids = new Set(((ev && ev.points) || []).map((p) => p.customdata));
+        showRuns(ev && ev.points ? rows.filter((fr) => ids.has(fr.run.id)) : rows);
+      });
+      plotEl.on("plotly_deselect", () => showRuns(rows));
     });
   }
 }
