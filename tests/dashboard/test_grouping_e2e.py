@@ -276,20 +276,20 @@ def test_parallel_coordinates_box_select_lists_the_runs_and_a_line_opens_its_run
     shot(page, "grouping-parcoords")
     page.click('#parcoords-runs a[data-run="a3"]')
     page.wait_for_function("() => location.hash.endsWith('/r/a3')")
-    # Clicking a run's line (its marker on the metric axis) opens that run.
+    # Clicking a run's line (its marker on the metric axis, where b2's lowest loss sits alone) opens that run.
     _open(page, server)
     _select(page, "#parcoords-metric", "summary.loss")
     page.wait_for_function("s => { const g = document.querySelector(s); return g && g.layout && "
                            "g.layout.xaxis.ticktext.slice(-1)[0] === 'summary.loss'; }", arg=sel)
     page.locator(sel).scroll_into_view_if_needed()
     xy = page.evaluate("""s => { const g = document.querySelector(s); const L = g._fullLayout;
-        const t = g.data.find(t => t.meta.run === 'c1'); const k = t.x.length - 1;
+        const t = g.data.find(t => t.meta.run === 'b2'); const k = t.x.length - 1;
         const r = g.querySelector('.nsewdrag').getBoundingClientRect();
         return [r.left + L.xaxis.l2p(t.x[k]), r.top + L.yaxis.l2p(t.y[k])]; }""", sel)
     page.mouse.move(xy[0] - 3, xy[1])
     page.mouse.move(xy[0], xy[1])
     page.mouse.click(xy[0], xy[1])
-    page.wait_for_function("() => location.hash.endsWith('/r/c1')")
+    page.wait_for_function("() => location.hash.endsWith('/r/b2')")
 
 
 def test_hostile_names_keys_and_values_are_text(page: Any, server: ServerProc) -> None:
