@@ -73,7 +73,7 @@ def test_every_route_answers_every_role_as_the_matrix_says(server: ServerProc) -
             path = (template.replace("/P/", f"/{c.project}/").replace("/R/", f"/{c.run_id}/")
                     .replace("/R?", f"/{c.run_id}?").replace("/dummy", f"/{dummy}")
                     .replace("/NEW/", f"/new-{column.replace(' ', '')}/").replace("SHA", _ZERO_SHA)
-                    .replace("=P", f"={c.project}"))
+                    .replace("=P", f"={c.project}").replace("runs=R", f"runs={c.run_id}"))
             if path.endswith("/R"):
                 path = path[:-2] + f"/{c.run_id}"
             if "/runs/D" in path:

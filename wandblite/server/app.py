@@ -78,6 +78,7 @@ from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
 from wandblite.server.errors import ApiError, bad_request, unauthorized
+from wandblite.server.group_query import grouped_args, grouped_series
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
 from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, validate_sha256
@@ -580,6 +581,8 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/projects/{project}/visibility", h.visibility_put, methods=["PUT"]),
         Route(run + "/grants", h.grant_post, methods=["POST"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
+        Route(base + "/projects/{project}/grouped-series",
+              reader(grouped_series, params=grouped_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
         Route(run, h.run_patch, methods=["PATCH"]),
         Route(run, h.run_delete, methods=["DELETE"]),

@@ -35,6 +35,7 @@ from wandblite.runfile import PROJECT_NAME_PATTERN, RUN_ID_PATTERN
 from wandblite.server.audit import MAX_PAGE as MAX_AUDIT_PAGE
 from wandblite.server.edits import MAX_NAME, MAX_TAG, MAX_TAGS
 from wandblite.server.errors import bad_request
+from wandblite.server.group_query import MAX_BUCKETS
 from wandblite.server.login import MAX_PASSWORD_CHARS
 from wandblite.server.media_query import MAX_MEDIA_STEPS
 from wandblite.server.read import MAX_PAGE, MAX_SEARCH, MAX_TAIL
@@ -183,6 +184,15 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 Param("archived", {"type": "string", "enum": list(ARCHIVED_VIEWS)},
                       doc="hide (default): runs not archived; include: all; only: archived runs"),
                 _int("limit", 1, MAX_RUNS_PAGE), _int("offset", 0, _MAX_INDEX))),
+    ("GET", _PROJECT_PATH + "/grouped-series"): Operation(
+        "A group of runs' metrics aligned on x buckets: mean, median, min, max, std per bucket",
+        _obj(x_axis=STR, buckets=INT, runs=INT, series={"type": "object", "additionalProperties": _obj(
+            x=_arr(NUM), mean=_arr(NUM), median=_arr(NUM), min=_arr(NUM), max=_arr(NUM), std=_arr(NUM),
+            stderr=_arr(NUM), n=_arr(INT), runs=INT, lo=_null(NUM), hi=_null(NUM))}),
+        params=(Param("runs", {**_TEXT, "minLength": 1}, True, "comma-separated run ids of the group"),
+                Param("keys", {**_TEXT, "minLength": 1}, True, "comma-separated metric keys"),
+                Param("x_axis", _TEXT, doc="_step (default), _runtime, _timestamp or a metric"),
+                _int("buckets", 1, MAX_BUCKETS), Param("min_x", NUM), Param("max_x", NUM))),
     ("GET", _RUN_PATH): Operation("One run", _RUN),
     ("PATCH", _RUN_PATH): Operation(
         "Edit a run: rename, tags, notes, archive or restore (its owner or a project admin)", _RUN,

@@ -145,6 +145,9 @@ export const api = {
   keys: (p, r) => request("GET", runPath(p, r) + "/keys"),
   series: (p, r, keys, xAxis, samples = 1500) =>
     request("GET", runPath(p, r) + `/series?${new URLSearchParams({ keys: keys.join(","), x_axis: xAxis, samples: String(samples) })}`),
+  /** A group of runs' metrics aligned on x buckets (group_query.py): mean, median, min, max, std per bucket. */
+  groupedSeries: (p, runIds, keys, xAxis, buckets = 500) =>
+    request("GET", `/projects/${enc(p)}/grouped-series?${new URLSearchParams({ runs: runIds.join(","), keys: keys.join(","), x_axis: xAxis, buckets: String(buckets) })}`),
   media: (p, r, key) => request("GET", runPath(p, r) + `/media?${new URLSearchParams({ key })}`),
   /** The console as whole lines, joined by the server: the last `tail` lines containing `search`. */
   consoleLines: (p, r, { tail, search, writer } = {}) => {

@@ -8,7 +8,7 @@
 // setAttribute, never innerHTML); plotly gets text through `plotText()`; HTML media shows only
 // in a sandboxed iframe. The page runs under a strict CSP (dashboard.py). Routes are in the
 // URL hash: #/, #/p/<project>, #/p/<project>/artifacts, #/p/<project>/r/<run>[/<tab>],
-// #/p/<project>/compare/<run>,<run>, #/p/<project>/diff/<run>,<run> (diff.js), #/p/<project>/settings,
+// #/p/<project>/compare/<run>,<run>, #/p/<project>/diff/<run>,<run> (diff.js), #/p/<project>/groups (grouping.js), #/p/<project>/settings,
 // #/audit[/<project>] (account.js, settings.js).
 
 import { api, ApiError } from "./api.js";
@@ -21,6 +21,7 @@ import { modelSection } from "./graph.js";
 import { systemView, writerPicker, writersSection } from "./system.js";
 import { editSection } from "./edit.js";
 import { DIFF_MAX, DIFF_MIN, diffView } from "./diff.js";
+import { groupsView } from "./grouping.js";
 import { INTERNAL_PREFIX, RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
 
 const main = document.getElementById("main");
@@ -90,7 +91,7 @@ async function projectsView() {
 
 /** The links between a project's pages: runs, artifacts, settings (`here` is the current one). */
 function projectLinks(project, here) {
-  const pages = [["runs", "Runs", ""], ["artifacts", "Artifacts", "/artifacts"], ["settings", "Settings", "/settings"]];
+  const pages = [["runs", "Runs", ""], ["groups", "Grouped", "/groups"], ["artifacts", "Artifacts", "/artifacts"], ["settings", "Settings", "/settings"]];
   const out = [];
   pages.forEach(([id, label, suffix], i) => {
     if (i) out.push(" · ");
@@ -636,6 +637,10 @@ async function route() {
       if (parts[2] === "artifacts") return await artifactsView(project);
       if (parts[2] === "settings") return await settingsView(project, { main, setCrumbs, projectLinks });
       if (parts[2] === "diff" && parts[3]) return clear(main).append(await diffView(project, parts[3].split(",").filter(Boolean), setCrumbs));
+      if (parts[2] === "groups") {
+        setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], ["grouped", null]);
+        return await groupsView(project, main, onLeave);
+      }
       return await runsView(project);
     }
     if (parts[0] === "audit") return await auditView(parts[1] || null, { main, setCrumbs });

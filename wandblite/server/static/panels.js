@@ -48,7 +48,7 @@ export function ema(ys, weight) {
   });
 }
 
-function rgba(hex, a) {
+export function rgba(hex, a) {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
 }
