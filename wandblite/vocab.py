@@ -387,4 +387,5 @@ VISIBILITIES = ("private", "internal", "public")
 DEFAULT_VISIBILITY = "internal"
 #: What the audit log records, one name per kind of write.
 AUDIT_ACTIONS = ("run.created", "batch.stored", "key.created", "key.revoked", "user.created", "user.disabled",
-                 "member.added", "role.changed", "member.removed", "visibility.changed", "grant.added")
+                 "member.added", "role.changed", "member.removed", "visibility.changed", "grant.added",
+                 "workspace.saved", "workspace.reset", "workspace.shared")

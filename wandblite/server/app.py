@@ -23,7 +23,10 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
 * Browsers: ``POST /api/v1/session {"api_key"}`` (``application/json`` only: 415 for a form or
   ``text/plain``, which a cross-site page could post) sets an HttpOnly, SameSite=Strict session cookie
   (a random token; the store keeps its sha256, tied to the key, so revoking the key ends it).
-  Reads accept the Bearer key or the cookie; writes accept only the Bearer header.
+  Reads accept the Bearer key or the cookie; writes accept only the Bearer header, except a saved
+  workspace's (a user's view of a project, ``workspaces.py``), which the dashboard saves with its
+  cookie: a JSON body only (415 otherwise) with PUT, POST or DELETE, none of which a cross-site
+  page can send without a CORS preflight this server never answers.
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
   blob (``$WANDBLITE_MAX_BLOB_SIZE``, 16 GiB by default; ``blobs.max_blob_bytes``). A declared
   ``Content-Length`` over the limit is refused before the body is read; a body without one is cut
@@ -58,7 +61,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
-from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query
+from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query, workspaces
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
@@ -178,8 +181,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-async def _read_json(request: Request) -> Any:
-    raw = await _read_body(request, MAX_JSON_BYTES)
+async def _read_json(request: Request, limit: int = MAX_JSON_BYTES) -> Any:
+    raw = await _read_body(request, limit)
     try:
         body = json.loads(raw)
     except RecursionError:
@@ -406,6 +409,55 @@ class _Handlers:
         await run_in_threadpool(self.store.grant, p["project"], p["run_id"], key_id, who)
         return JSONResponse({"project": p["project"], "run_id": p["run_id"], "granted": key_id})
 
+    # ---------------------------------------------------------------- saved workspaces
+    async def workspace_user(self, request: Request) -> Principal:
+        """Who saves a workspace of the project: a Bearer key or the session cookie (module docstring),
+        who may read the project and is a user (401/403 otherwise)."""
+        if request.method in ("PUT", "POST"):
+            ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                raise ApiError(415, "unsupported_media_type", "send the workspace as JSON (Content-Type: "
+                                                              f"application/json), not {ctype or 'no content type'}")
+        who = await self.auth(request, write=False, project=request.path_params["project"])
+        if who.user_id is None:
+            raise unauthorized("saving a workspace needs a user: log in, or send a user's API key")
+        return who
+
+    async def workspace_get(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        who = await self.auth(request, write=False, project=project)
+        return JSONResponse(await run_in_threadpool(self.store.workspaces, who, project))
+
+    def workspace_put(self, which: str) -> Callable[[Request], Awaitable[Response]]:
+        """Save the asker's own workspace (``which`` "user") or the project default ("default")."""
+        async def endpoint(request: Request) -> Response:
+            who = await self.workspace_user(request)
+            body = await _read_json(request, workspaces.MAX_WORKSPACE_BYTES)
+            project = request.path_params["project"]
+            return JSONResponse(await run_in_threadpool(self.store.save_workspace, who, project, which, body))
+
+        return endpoint
+
+    def workspace_delete(self, which: str) -> Callable[[Request], Awaitable[Response]]:
+        """Reset the asker's own workspace (back to the project default) or the project default."""
+        async def endpoint(request: Request) -> Response:
+            who = await self.workspace_user(request)
+            project = request.path_params["project"]
+            return JSONResponse(await run_in_threadpool(self.store.reset_workspace, who, project, which))
+
+        return endpoint
+
+    async def workspace_share(self, request: Request) -> Response:
+        who = await self.workspace_user(request)
+        body = await _read_json(request, workspaces.MAX_WORKSPACE_BYTES)
+        return JSONResponse(await run_in_threadpool(self.store.share_workspace, who, request.path_params["project"],
+                                                    body))
+
+    async def workspace_view(self, request: Request) -> Response:
+        p = request.path_params
+        await self.auth(request, write=False, project=p["project"])
+        return JSONResponse(await run_in_threadpool(self.store.workspace_view, p["project"], p["view_id"]))
+
     # ---------------------------------------------------------------- browser sessions
     async def session_get(self, request: Request) -> Response:
         key, token = _bearer(request), request.cookies.get(SESSION_COOKIE)
@@ -520,6 +572,13 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/projects/{project}/members/{user}", h.member_delete, methods=["DELETE"]),
         Route(base + "/projects/{project}/visibility", h.visibility_put, methods=["PUT"]),
         Route(run + "/grants", h.grant_post, methods=["POST"]),
+        Route(base + "/projects/{project}/workspace", h.workspace_get, methods=["GET"]),
+        Route(base + "/projects/{project}/workspace/user", h.workspace_put("user"), methods=["PUT"]),
+        Route(base + "/projects/{project}/workspace/user", h.workspace_delete("user"), methods=["DELETE"]),
+        Route(base + "/projects/{project}/workspace/default", h.workspace_put("default"), methods=["PUT"]),
+        Route(base + "/projects/{project}/workspace/default", h.workspace_delete("default"), methods=["DELETE"]),
+        Route(base + "/projects/{project}/workspace/views", h.workspace_share, methods=["POST"]),
+        Route(base + "/projects/{project}/workspace/views/{view_id}", h.workspace_view, methods=["GET"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(run, reader(read.get_run), methods=["GET"]),
         Route(run + "/keys", reader(series_query.run_keys), methods=["GET"]),

@@ -60,6 +60,7 @@ from wandblite.server.schema import (
     sessions,
     system,
     users,
+    workspaces,
 )
 from wandblite.server.wire import Row
 from wandblite.throttle import throttle
@@ -205,6 +206,11 @@ def _m0007_users_roles_audit(conn: Connection) -> None:
     conn.execute(runs.update().where(runs.c.owner_id.is_(None)).values(owner_id=admin))
 
 
+def _m0012_saved_workspaces(conn: Connection) -> None:
+    """Saved dashboard workspaces: a user's own view, a project's default view, shared snapshots."""
+    metadata.create_all(conn, tables=[workspaces])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -215,6 +221,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0005_alert_throttle", _m0005_alert_throttle),
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
+    ("0012_saved_workspaces", _m0012_saved_workspaces),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).
