@@ -35,6 +35,8 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_ALERT_WAIT",
+    "PANEL_SIZES",
+    "WORKSPACE_VERSION",
     "FILES_DIR",
     "FILE_NAME_MAX",
     "FILE_NAME_PATTERN",
@@ -356,6 +358,11 @@ def spread(n: int, k: int) -> list[int]:
 
 # --------------------------------------------------------------------------- for the dashboard
 
+#: The version of a saved workspace document (``server/workspaces.py`` validates it).
+WORKSPACE_VERSION = 1
+#: A workspace panel's sizes, smallest first (the grid columns it spans).
+PANEL_SIZES = ("small", "medium", "large")
+
 
 def js_constants() -> dict[str, Any]:
     """The vocabulary the dashboard's JavaScript uses, as JSON-able values (``/static/vocab.js``)."""
@@ -368,6 +375,8 @@ def js_constants() -> dict[str, Any]:
         "DEFAULT_ALERT_WAIT": DEFAULT_ALERT_WAIT,
         "FILE_NAME_MAX": FILE_NAME_MAX,
         "FILE_NAME_PATTERN": FILE_NAME_PATTERN,
+        "WORKSPACE_VERSION": WORKSPACE_VERSION,
+        "PANEL_SIZES": list(PANEL_SIZES),
     }
 
 

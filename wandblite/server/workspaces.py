@@ -34,23 +34,19 @@ from wandblite.server.db import dumps, loads
 from wandblite.server.errors import ApiError, bad_request, not_found, unauthorized
 from wandblite.server.schema import projects, users, workspaces
 from wandblite.server.wire import validate_project, validate_run
-from wandblite.vocab import ROLES, RUN_STATES
+from wandblite.vocab import PANEL_SIZES, ROLES, RUN_STATES, WORKSPACE_VERSION
 
 __all__ = [
     "MAX_WORKSPACE_BYTES", "PANEL_SIZES", "VIEW_ID_PATTERN", "WORKSPACE_VERSION", "get_view", "get_workspaces",
     "reset", "save", "share", "validate_workspace",
 ]
 
-#: The version of the document this server writes and reads.
-WORKSPACE_VERSION = 1
 #: The largest document, as JSON bytes.
 MAX_WORKSPACE_BYTES = 64 * 1024
 #: The longest string of a document (a metric key, a section name, a filter).
 MAX_TEXT = 1024
 #: The most entries of a list (selected runs, hidden panels, sections) or of the panel sizes.
 MAX_ITEMS = 2000
-#: A panel's sizes, smallest first.
-PANEL_SIZES = ("small", "medium", "large")
 #: A shared snapshot's id: 16 URL-safe characters (``secrets.token_urlsafe(12)``).
 VIEW_ID_PATTERN = r"^[A-Za-z0-9_-]{16}$"
 _VIEW_ID = re.compile(VIEW_ID_PATTERN)
