@@ -529,15 +529,26 @@ class Workspace {
   async loadSeries() {
     const keys = this.numberKeys();
     const xAxis = this.settings.xAxis;
+    for (const p of this.panels.values()) if (p instanceof LinePanel) p.drawn = false;
+    // The keys on screen first; each answer draws its visible panels at once (a workspace of
+    // hundreds of panels shows its first screen without waiting for the rest).
+    const order = [...keys].sort((a, b) => Number(this.visible.has(b)) - Number(this.visible.has(a)));
     await Promise.all(this.runs.map(async (run) => {
       const have = this.runKeys.get(run.id) || new Map();
-      const mine = keys.filter((k) => have.has(k));
+      const mine = order.filter((k) => have.has(k));
       for (let i = 0; i < mine.length; i += 40) {
         const chunk = mine.slice(i, i + 40);
         const res = await api.series(this.project, run.id, chunk, xAxis);
-        for (const k of chunk) this.panels.get(k)?.set(run.id, (res.series || {})[k]);
+        if (xAxis !== this.settings.xAxis) return; // the x-axis changed meanwhile: a newer load draws
+        for (const k of chunk) {
+          const p = this.panels.get(k);
+          if (!p) continue;
+          p.set(run.id, (res.series || {})[k]);
+          if (this.runs.length === 1 && this.visible.has(k)) this.drawLine(p);
+        }
       }
     }));
+    if (xAxis !== this.settings.xAxis) return;
     for (const p of this.panels.values()) if (p instanceof LinePanel) p.drawn = false;
     this.drawLines();
   }
