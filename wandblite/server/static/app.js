@@ -505,7 +505,7 @@ class Workspace {
         this.visible.add(key);
         const p = this.panels.get(key);
         if (p instanceof LinePanel) {
-          if (!p.drawn) this.drawLine(p);
+          if (!p.drawn) this.drawSoon(p);
         } else if (!this.loaded.has(key)) {
           // A panel that cannot load says so in itself; the rest of the workspace goes on.
           this.loadMedia(key).catch((err) => p.el.querySelector(".panel-body").append(h("p", { class: "error" }, err.message)));
@@ -553,6 +553,26 @@ class Workspace {
     this.drawLines();
   }
 
+  /** Draw line charts that scrolled into view a few per frame (about 12 ms of drawing), so scrolling
+   * past many panels never waits for all of them in one frame. */
+  drawSoon(p) {
+    this.queue = this.queue || new Set();
+    this.queue.add(p);
+    if (this.queued) return;
+    this.queued = requestAnimationFrame(() => this.drainDraws());
+  }
+
+  drainDraws() {
+    this.queued = 0;
+    const t0 = performance.now();
+    for (const p of this.queue) {
+      this.queue.delete(p);
+      if (!p.drawn && this.visible.has(p.key)) this.drawLine(p);
+      if (performance.now() - t0 > 12) break;
+    }
+    if (this.queue.size) this.queued = requestAnimationFrame(() => this.drainDraws());
+  }
+
   drawLine(p) {
     p.drawn = true;
     try {
@@ -591,6 +611,7 @@ class Workspace {
 
   destroy() {
     this.observer.disconnect();
+    if (this.queued) cancelAnimationFrame(this.queued);
     purge(this.el);
   }
 }
