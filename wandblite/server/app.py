@@ -61,7 +61,17 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Match, Route
 
-from wandblite.server import audit, blobs, media_query, openapi, read, records, runs_query, series_query, workspaces
+from wandblite.server import (
+    audit,
+    blobs,
+    media_query,
+    openapi,
+    read,
+    records,
+    runs_query,
+    series_query,
+    workspaces,
+)
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
 from wandblite.server.db import busy, dumps, is_transient
