@@ -20,6 +20,7 @@ from tests.server.conftest import ServerProc
 PROJECT = "wsproj"
 RUNS = {"r1": 0.1, "r2": 0.03, "r3": 0.001}  # run id -> config.lr
 KEYS = ("train/loss", "train/acc", "eval/loss", "eval/acc", "lr")
+WIDE = 90  # panels of the lazily drawn workspace
 HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 
 
@@ -55,6 +56,12 @@ def team(dash_backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 keys[name] = store.create_key(name, user=name)[1]
             for run_id, lr in RUNS.items():
                 _batch(srv, srv.key, run_id, lr)
+            wide = [{"idx": i, "final": True, "row": {"_step": i, **{f"s{k % 6}/m{k:02d}": i * k for k in range(WIDE)}}}
+                    for i in range(20)]
+            r = requests.post(f"{srv.url}/api/v1/projects/wideproj/runs/wide/batch", data=json.dumps({"rows": wide}),
+                              headers={"Authorization": f"Bearer {srv.key}", "Content-Type": "application/json"},
+                              timeout=30)
+            assert r.status_code == 200, r.text
             store.set_visibility(PROJECT, "private")
             store.set_member(PROJECT, "alice", "writer")
             store.set_member(PROJECT, "bob", "viewer")
@@ -229,3 +236,33 @@ def test_hostile_strings_in_a_saved_view_stay_text(browser: Any, team: Team) -> 
     shot(page, "ws-05-hostile-view")
     ctx.close()
     assert not errors, errors
+
+
+def test_a_wide_workspace_draws_only_the_panels_near_the_screen(browser: Any, team: Team) -> None:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    page.goto(f"{team.srv.url}/#/")
+    page.wait_for_selector("#login-form")
+    page.fill("#api-key", team.keys["alice"])
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#logout:not([hidden])")
+    page.goto(f"{team.srv.url}/#/p/wideproj/r/wide")
+    page.wait_for_function(f"() => document.querySelectorAll('.sections .panel').length === {WIDE}")
+    page.wait_for_selector(".sections .panel .main-svg")
+    drawn = "() => document.querySelectorAll('.sections .panel .main-svg').length"
+    first = page.evaluate(drawn)
+    assert 0 < first < WIDE / 2, first
+    # Scroll to the bottom a screen at a time: the last panels are drawn, the first undrawn.
+    for _ in range(200):
+        if page.evaluate("() => { scrollBy(0, 700); return scrollY + innerHeight >= document.documentElement.scrollHeight - 2; }"):
+            break
+        page.wait_for_timeout(60)
+    last = ".sections .panel:last-child"
+    page.wait_for_function(f"() => [...document.querySelectorAll('{last}')].some((p) => p.querySelector('.main-svg'))")
+    assert page.evaluate(drawn) < WIDE / 2
+    top = page.query_selector(".sections .section .panel")
+    assert top is not None and top.query_selector(".main-svg") is None, "a panel far above the screen stays drawn"
+    shot(page, "ws-06-wide-workspace-bottom")
+    page.evaluate("() => scrollTo(0, 0)")
+    page.wait_for_function("() => document.querySelector('.sections .section .panel .main-svg') !== null")
+    ctx.close()
