@@ -9,16 +9,21 @@
 //
 // collectState() makes the document; applyState(doc) hands each registered piece its value and
 // keeps the document, so a piece registered later (a view built after the document arrived) is
-// given its value when it registers.
+// given its value when it registers: once per document and name, so a view that registers its
+// piece again (the page shown again) keeps the state the user has changed since.
 
 const pieces = new Map(); // name -> {get, set}
 let applied = null; // the document applied last (null: none, every piece at its default)
+const given = new Set(); // the names that document has been handed to
 
 /** Register a piece; returns a function that unregisters it (when its view goes away). */
 export function registerState(name, get, set) {
   const piece = { get, set };
   pieces.set(name, piece);
-  if (applied && applied[name] !== undefined) set(applied[name]);
+  if (applied && !given.has(name) && applied[name] !== undefined) {
+    given.add(name);
+    set(applied[name]);
+  }
   return () => {
     if (pieces.get(name) === piece) pieces.delete(name);
   };
@@ -42,8 +47,10 @@ export function collectState(version) {
 /** Apply a document (null: every piece back to its default). A piece that fails does not stop the rest. */
 export function applyState(doc) {
   applied = doc && typeof doc === "object" ? doc : null;
+  given.clear();
   const errors = [];
   for (const [name, p] of pieces) {
+    given.add(name);
     try {
       p.set(applied ? applied[name] : undefined);
     } catch (e) {
@@ -56,4 +63,5 @@ export function applyState(doc) {
 /** Forget the applied document (a new project's workspace starts from its own). */
 export function forgetState() {
   applied = null;
+  given.clear();
 }
