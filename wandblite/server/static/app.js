@@ -198,11 +198,13 @@ async function runsView(project, viewId) {
   // The charts of the selected runs, rebuilt when the selection changes (the view state is kept).
   let ws = null;
   let chartsFor = "";
+  let chartsAsked = 0; // the latest rebuild: an older one finishing late draws nothing
   let chartsTimer = null;
   async function renderCharts() {
     const ids = [...sel.keys()].slice(0, CHART_RUNS);
-    if (ids.join("\u0000") === chartsFor && ws) return;
+    if (ids.join("\u0000") === chartsFor) return; // drawn, or being drawn, for these runs
     chartsFor = ids.join("\u0000");
+    const asked = ++chartsAsked;
     if (ws) ws.destroy();
     ws = null;
     clear(chartsWrap);
@@ -212,7 +214,7 @@ async function runsView(project, viewId) {
     }
     const runs = (await Promise.all(ids.map((id) => api.run(project, id).then((r) => ({ ...r, id: r.id ?? r.run_id }), () => null))))
       .filter(Boolean);
-    if (gen !== generation || chartsFor !== ids.join("\u0000")) return;
+    if (gen !== generation || asked !== chartsAsked) return; // a newer selection took over
     const mine = new Workspace(project, runs, view);
     ws = mine;
     chartsWrap.append(h("h2", null, `Charts of ${runs.length} selected run${runs.length === 1 ? "" : "s"}`,
