@@ -35,6 +35,8 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_ALERT_WAIT",
+    "PANEL_SIZES",
+    "WORKSPACE_VERSION",
     "FILES_DIR",
     "FILE_NAME_MAX",
     "FILE_NAME_PATTERN",
@@ -356,6 +358,11 @@ def spread(n: int, k: int) -> list[int]:
 
 # --------------------------------------------------------------------------- for the dashboard
 
+#: The version of a saved workspace document (``server/workspaces.py`` validates it).
+WORKSPACE_VERSION = 1
+#: A workspace panel's sizes, smallest first (the grid columns it spans).
+PANEL_SIZES = ("small", "medium", "large")
+
 
 def js_constants() -> dict[str, Any]:
     """The vocabulary the dashboard's JavaScript uses, as JSON-able values (``/static/vocab.js``)."""
@@ -370,6 +377,8 @@ def js_constants() -> dict[str, Any]:
         "FILE_NAME_PATTERN": FILE_NAME_PATTERN,
         "ROLES": list(ROLES),
         "VISIBILITIES": list(VISIBILITIES),
+        "WORKSPACE_VERSION": WORKSPACE_VERSION,
+        "PANEL_SIZES": list(PANEL_SIZES),
     }
 
 
@@ -390,4 +399,5 @@ DEFAULT_VISIBILITY = "internal"
 #: What the audit log records, one name per kind of write.
 AUDIT_ACTIONS = ("run.created", "batch.stored", "key.created", "key.revoked", "user.created", "user.disabled",
                  "member.added", "role.changed", "member.removed", "visibility.changed", "grant.added",
-                 "session.opened", "login.failed", "run.edited", "run.moved", "run.deleted")
+                 "session.opened", "login.failed", "run.edited", "run.moved", "run.deleted",
+                 "workspace.saved", "workspace.reset", "workspace.shared")

@@ -27,6 +27,9 @@ def _bodies(c: Any, column: str, dummy: str) -> dict[str, Any]:
         "/media/missing": {"sha256": [_ZERO_SHA]},
         f"/members/{dummy}": {"role": "viewer"},
         "/visibility": {"visibility": "private"},
+        "/workspace/user": {"version": 1, "charts": {"smoothing": 0.5}},
+        "/workspace/default": {"version": 1, "selection": [c.run_id]},
+        "/workspace/views": {"version": 1},
     }
 
 

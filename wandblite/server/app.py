@@ -26,7 +26,7 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
   to the key, so revoking the key ends it, or to the user, so disabling the user ends it; failed
   logins are throttled and audited: ``login.py``). Reads accept the Bearer key or the cookie;
   writes accept only the Bearer header, except the dashboard's own writes (a project's members and
-  visibility, a run's edits, move and deletion), which take the cookie only with the header
+  visibility, a run's edits, move and deletion, saved workspaces: ``workspaces.py``), which take the cookie only with the header
   ``X-Requested-With: wandblite`` (``PAGE_HEADER``), which no cross-site page can send without a CORS
   preflight this server never grants.
 * Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
@@ -73,6 +73,7 @@ from wandblite.server import (
     records,
     runs_query,
     series_query,
+    workspaces,
 )
 from wandblite.server.access import forbidden
 from wandblite.server.auth import Principal
@@ -87,7 +88,8 @@ __all__ = ["MAX_JSON_BYTES", "PAGE_HEADER", "SESSION_COOKIE", "JSONResponse", "c
 
 #: The browser session cookie (HttpOnly, SameSite=Strict, Path=/): reads only, never writes.
 SESSION_COOKIE = "wandblite_session"
-#: The header (and value) the dashboard sends with the writes its session may make (members, visibility).
+#: The header (and value) the dashboard sends with the writes its session may make (members, visibility,
+#: run edits, saved workspaces): no cross-site page can send it without a CORS preflight.
 PAGE_HEADER = ("x-requested-with", "wandblite")
 
 MAX_JSON_BYTES = 32 << 20
@@ -198,8 +200,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-async def _read_json(request: Request) -> Any:
-    raw = await _read_body(request, MAX_JSON_BYTES)
+async def _read_json(request: Request, limit: int = MAX_JSON_BYTES) -> Any:
+    raw = await _read_body(request, limit)
     try:
         body = json.loads(raw)
     except RecursionError:
@@ -462,6 +464,58 @@ class _Handlers:
         p = request.path_params
         return JSONResponse(await run_in_threadpool(edits.delete_run, self.store, p["project"], p["run_id"], who))
 
+    # ---------------------------------------------------------------- saved workspaces
+    async def workspace_user(self, request: Request) -> Principal:
+        """Who saves a workspace of the project: a Bearer key or the session cookie (module docstring),
+        who may read the project and is a user (401/403 otherwise)."""
+        if request.method in ("PUT", "POST"):
+            ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            if ctype != "application/json":
+                raise ApiError(415, "unsupported_media_type", "send the workspace as JSON (Content-Type: "
+                                                              f"application/json), not {ctype or 'no content type'}")
+        if _bearer(request) is None and request.headers.get(PAGE_HEADER[0]) != PAGE_HEADER[1]:
+            raise forbidden("a workspace saved through the session cookie is sent by the dashboard (with the header "
+                            "X-Requested-With: wandblite); scripts send a Bearer key")
+        who = await self.auth(request, write=False, project=request.path_params["project"])
+        if who.user_id is None:
+            raise unauthorized("saving a workspace needs a user: log in, or send a user's API key")
+        return who
+
+    async def workspace_get(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        who = await self.auth(request, write=False, project=project)
+        return JSONResponse(await run_in_threadpool(self.store.workspaces, who, project))
+
+    def workspace_put(self, which: str) -> Callable[[Request], Awaitable[Response]]:
+        """Save the asker's own workspace (``which`` "user") or the project default ("default")."""
+        async def endpoint(request: Request) -> Response:
+            who = await self.workspace_user(request)
+            body = await _read_json(request, workspaces.MAX_WORKSPACE_BYTES)
+            project = request.path_params["project"]
+            return JSONResponse(await run_in_threadpool(self.store.save_workspace, who, project, which, body))
+
+        return endpoint
+
+    def workspace_delete(self, which: str) -> Callable[[Request], Awaitable[Response]]:
+        """Reset the asker's own workspace (back to the project default) or the project default."""
+        async def endpoint(request: Request) -> Response:
+            who = await self.workspace_user(request)
+            project = request.path_params["project"]
+            return JSONResponse(await run_in_threadpool(self.store.reset_workspace, who, project, which))
+
+        return endpoint
+
+    async def workspace_share(self, request: Request) -> Response:
+        who = await self.workspace_user(request)
+        body = await _read_json(request, workspaces.MAX_WORKSPACE_BYTES)
+        return JSONResponse(await run_in_threadpool(self.store.share_workspace, who, request.path_params["project"],
+                                                    body))
+
+    async def workspace_view(self, request: Request) -> Response:
+        p = request.path_params
+        await self.auth(request, write=False, project=p["project"])
+        return JSONResponse(await run_in_threadpool(self.store.workspace_view, p["project"], p["view_id"]))
+
     # ---------------------------------------------------------------- browser sessions
     async def session_get(self, request: Request) -> Response:
         key, token = _bearer(request), request.cookies.get(SESSION_COOKIE)
@@ -580,6 +634,13 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/projects/{project}/members/{user}", h.member_delete, methods=["DELETE"]),
         Route(base + "/projects/{project}/visibility", h.visibility_put, methods=["PUT"]),
         Route(run + "/grants", h.grant_post, methods=["POST"]),
+        Route(base + "/projects/{project}/workspace", h.workspace_get, methods=["GET"]),
+        Route(base + "/projects/{project}/workspace/user", h.workspace_put("user"), methods=["PUT"]),
+        Route(base + "/projects/{project}/workspace/user", h.workspace_delete("user"), methods=["DELETE"]),
+        Route(base + "/projects/{project}/workspace/default", h.workspace_put("default"), methods=["PUT"]),
+        Route(base + "/projects/{project}/workspace/default", h.workspace_delete("default"), methods=["DELETE"]),
+        Route(base + "/projects/{project}/workspace/views", h.workspace_share, methods=["POST"]),
+        Route(base + "/projects/{project}/workspace/views/{view_id}", h.workspace_view, methods=["GET"]),
         Route(base + "/projects/{project}/runs", reader(runs_query.list_runs, params=runs_query.runs_args), methods=["GET"]),
         Route(base + "/projects/{project}/grouped-series",
               reader(grouped_series, params=grouped_args), methods=["GET"]),

@@ -61,6 +61,7 @@ from wandblite.server.schema import (
     sessions,
     system,
     users,
+    workspaces,
 )
 from wandblite.server.wire import Row
 from wandblite.throttle import throttle
@@ -240,6 +241,11 @@ def _m0010_run_edits(conn: Connection) -> None:
     _add_columns(conn, runs, ["archived_at", "edited"])
 
 
+def _m0012_saved_workspaces(conn: Connection) -> None:
+    """Saved dashboard workspaces: a user's own view, a project's default view, shared snapshots."""
+    metadata.create_all(conn, tables=[workspaces])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -253,6 +259,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0008_user_sessions", _m0008_user_sessions),
     ("0010_run_edits", _m0010_run_edits),
     ("0011_writer_records", _m0011_writer_records),
+    ("0012_saved_workspaces", _m0012_saved_workspaces),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

@@ -43,6 +43,7 @@ from wandblite.server.runs_query import ARCHIVED_VIEWS, MAX_RUNS_PAGE, ORDER_COL
 from wandblite.server.series_query import MAX_SAMPLES
 from wandblite.server.users import USER_NAME_PATTERN
 from wandblite.server.wire import ARTIFACT_NAME_PATTERN, MAX_ARTIFACT_VERSION
+from wandblite.server.workspaces import VIEW_ID_PATTERN, WORKSPACE_VERSION
 from wandblite.vocab import (
     FILE_NAME_MAX,
     FILE_NAME_PATTERN,
@@ -113,6 +114,15 @@ _MEMBERS = _obj(project=STR, visibility={"type": "string", "enum": list(VISIBILI
 _ARTIFACT_VERSION = _obj(version=INT, digest=STR, size=INT, run=_null(STR), created_at=_null(NUM), aliases=_arr(STR))
 _BLOB_TYPES = ("application/octet-stream", "image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp",
                "video/mp4", "video/webm", "audio/ogg", "audio/wav", "audio/mpeg", "audio/flac", "application/json")
+
+#: A saved workspace document (``workspaces.validate_workspace`` is its full schema and check).
+_WORKSPACE = {"type": "object", "required": ["version"], "additionalProperties": False,
+              "properties": {"version": {"type": "integer", "enum": [WORKSPACE_VERSION]}, "runs": OBJ,
+                             "selection": _arr(STR), "charts": OBJ, "sections": OBJ, "panels": OBJ, "grouping": OBJ}}
+_WORKSPACE_ENTRY = _obj(workspace=_WORKSPACE, updated_at=NUM, updated_by=_null(STR))
+_WORKSPACE_SAVED = {**_WORKSPACE_ENTRY, "required": sorted([*_WORKSPACE_ENTRY["required"], "project", "slot"]),
+                    "properties": {**_WORKSPACE_ENTRY["properties"], "project": STR, "slot": STR}}
+_WORKSPACE_RESET = _obj(project=STR, slot=STR, reset=BOOL)
 
 # ------------------------------------------------------------------------------ operations
 
@@ -291,6 +301,25 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", _RUN_PATH + "/grants"): Operation(
         "Let a key append to the run (its owner or a project admin)",
         _obj(project=STR, run_id=STR, granted=INT), body=_obj(key_id={"type": "integer", "minimum": 1})),
+    ("GET", _PROJECT_PATH + "/workspace"): Operation(
+        "The asker's own saved workspace and the project's default (each null when none is saved)",
+        _obj(project=STR, user=_null(_WORKSPACE_ENTRY), default=_null(_WORKSPACE_ENTRY), version=INT)),
+    ("PUT", _PROJECT_PATH + "/workspace/user"): Operation(
+        "Save the asker's own workspace (a key or the session cookie; JSON only)", _WORKSPACE_SAVED,
+        body=_WORKSPACE),
+    ("DELETE", _PROJECT_PATH + "/workspace/user"): Operation(
+        "Reset the asker's own workspace: the project default shows again", _WORKSPACE_RESET),
+    ("PUT", _PROJECT_PATH + "/workspace/default"): Operation(
+        "Save the project's default workspace (its writers and admins, write scope)", _WORKSPACE_SAVED,
+        body=_WORKSPACE),
+    ("DELETE", _PROJECT_PATH + "/workspace/default"): Operation(
+        "Reset the project's default workspace (its writers and admins, write scope)", _WORKSPACE_RESET),
+    ("POST", _PROJECT_PATH + "/workspace/views"): Operation(
+        "Share a workspace: an immutable snapshot with an id for a URL", _obj(project=STR, id=STR), body=_WORKSPACE),
+    ("GET", _PROJECT_PATH + "/workspace/views/{view_id}"): Operation(
+        "A shared workspace snapshot (whoever may read the project)",
+        {**_WORKSPACE_ENTRY, "required": sorted([*_WORKSPACE_ENTRY["required"], "project", "id"]),
+         "properties": {**_WORKSPACE_ENTRY["properties"], "project": STR, "id": STR}}),
     ("GET", API_PREFIX + "/projects/{project}/artifacts/{name}/{ref}"): Operation(
         f"One artifact version's manifest, by vN (N up to {MAX_ARTIFACT_VERSION}) or an alias",
         _obj(name=STR, type=_null(STR), version=INT, digest=STR, aliases=_arr(STR), size=INT, entries=OBJ,
@@ -328,6 +357,8 @@ def _path_schema(path: str, name: str) -> dict[str, Any]:
         return {"type": "string", "maxLength": FILE_NAME_MAX, "pattern": f"^(?:{FILE_NAME_PATTERN})$"}
     if name == "user":
         return {"type": "string", "pattern": USER_NAME_PATTERN}
+    if name == "view_id":
+        return {"type": "string", "pattern": VIEW_ID_PATTERN}
     if name in ("name", "ref"):  # an artifact's name; a version (vN) or an alias
         return {"type": "string", "pattern": ARTIFACT_NAME_PATTERN}
     raise LookupError(f"no schema for the path parameter {name!r} of {path} (wandblite/server/openapi.py)")

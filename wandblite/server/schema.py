@@ -18,7 +18,7 @@ import sqlalchemy as sa
 __all__ = [
     "alerts", "api_keys", "artifact_aliases", "artifact_uses", "artifacts", "console", "derived_state", "history",
     "history_chunks", "history_pending", "login_failures", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
-    "project_members", "run_grants", "audit_log", "users",
+    "project_members", "run_grants", "audit_log", "users", "workspaces",
     "runs", "schema_migrations", "series", "series_agg", "series_chunks", "sessions", "system",
 ]
 
@@ -387,4 +387,20 @@ audit_log = sa.Table(
     sa.Column("run_id", sa.String(128)),
     sa.Column("detail", sa.Text, nullable=False),  # JSON object
     sa.Index("ix_audit_log_project", "project", "id"),
+)
+
+
+# Migration 0012_saved_workspaces: saved dashboard workspaces (``workspaces.py``). A project holds one
+# row per slot: "user:<users.id>" (that user's own view), "default" (the project's default view, saved
+# by a writer or admin) and "view:<token>" (an immutable snapshot behind a shareable URL).
+workspaces = sa.Table(
+    "workspaces", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("slot", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.Integer),  # users.id of who saved it last
+    sa.Column("doc", sa.Text, nullable=False),  # the validated workspace document, JSON
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project_id", "slot", name="uq_workspaces_project_slot"),
 )

@@ -19,6 +19,7 @@ the rule, so callers keep calling ``Store(url).apply_batch(...)``:
 ``access.py``       project roles, visibility, run ownership and grants: who may do what
 ``audit.py``        the audit log, read (each write records itself in its transaction)
 ``edits.py``        editing runs: rename, tags, notes, archive, move, delete (``edit_run(store, ...)``)
+``workspaces.py``   saved dashboard workspaces: a user's own, the project default, shared snapshots
 ``media_index.py``  which media blobs are stored (``missing_media``, ``put_media``, ``media_blob``)
 ``blobs.py``        the blob store: a directory, or a bucket (``blobstore_s3.py``)
 ==================  ==============================================================================
@@ -43,7 +44,18 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from wandblite.server import access, audit, auth, db, ingest, login, media_index, migrations, users
+from wandblite.server import (
+    access,
+    audit,
+    auth,
+    db,
+    ingest,
+    login,
+    media_index,
+    migrations,
+    users,
+    workspaces,
+)
 from wandblite.server.auth import Principal
 from wandblite.server.blobs import BlobStore, DiskBlobStore
 from wandblite.vocab import home_dir
@@ -182,6 +194,23 @@ class Store:
     def end_session(self, token: str | None) -> None:
         """Forget a session token (logout); unknown tokens are ignored."""
         db.retrying(lambda: auth.end_session(self.write_engine, token), "ending a session")
+
+    # ---------------------------------------------------------------- saved workspaces
+    def workspaces(self, actor: Principal, project: str) -> dict[str, Any]:
+        """The asker's own saved workspace and the project default (``workspaces.py``)."""
+        return workspaces.get_workspaces(self.read_engine, actor, project)
+
+    def save_workspace(self, actor: Principal, project: str, which: str, doc: Any) -> dict[str, Any]:
+        return db.retrying(lambda: workspaces.save(self.write_engine, actor, project, which, doc), "saving a workspace")
+
+    def reset_workspace(self, actor: Principal, project: str, which: str) -> dict[str, Any]:
+        return db.retrying(lambda: workspaces.reset(self.write_engine, actor, project, which), "resetting a workspace")
+
+    def share_workspace(self, actor: Principal, project: str, doc: Any) -> dict[str, Any]:
+        return db.retrying(lambda: workspaces.share(self.write_engine, actor, project, doc), "sharing a workspace")
+
+    def workspace_view(self, project: str, view_id: str) -> dict[str, Any]:
+        return workspaces.get_view(self.read_engine, project, view_id)
 
     # ---------------------------------------------------------------- runs and batches
     def position(self, project: str, run_id: str) -> dict[str, Any]:

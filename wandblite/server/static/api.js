@@ -167,6 +167,12 @@ export const api = {
   runArtifacts: (p, r) => request("GET", runPath(p, r) + "/artifacts"),
   artifacts: (p) => request("GET", `/projects/${enc(p)}/artifacts`),
   artifact: (p, name, ref) => request("GET", `/projects/${enc(p)}/artifacts/${enc(name)}/${enc(ref)}`),
+  // Saved workspaces (wandblite/server/workspaces.py): the session cookie may save them (JSON, with PAGE_HEADER).
+  workspace: (p) => request("GET", `/projects/${enc(p)}/workspace`),
+  workspaceView: (p, id) => request("GET", `/projects/${enc(p)}/workspace/views/${enc(id)}`),
+  saveWorkspace: (p, which, doc) => request("PUT", `/projects/${enc(p)}/workspace/${which === "default" ? "default" : "user"}`, doc, { headers: PAGE_HEADER }),
+  resetWorkspace: (p, which) => request("DELETE", `/projects/${enc(p)}/workspace/${which === "default" ? "default" : "user"}`, undefined, { headers: PAGE_HEADER }),
+  shareWorkspace: (p, doc) => request("POST", `/projects/${enc(p)}/workspace/views`, doc, { headers: PAGE_HEADER }),
   /** A JSON media blob (tables, boxes): fetched, parsed with NaN support. */
   mediaJson: async (sha) => {
     const resp = await fetch(`/api/v1/media/${sha}`, { credentials: "same-origin" });

@@ -7,9 +7,11 @@
 // table cells, console text). The DOM is built only with dom.js's `h()` (text nodes and
 // setAttribute, never innerHTML); plotly gets text through `plotText()`; HTML media shows only
 // in a sandboxed iframe. The page runs under a strict CSP (dashboard.py). Routes are in the
-// URL hash: #/, #/p/<project>, #/p/<project>/artifacts, #/p/<project>/r/<run>[/<tab>],
-// #/p/<project>/compare/<run>,<run>, #/p/<project>/diff/<run>,<run> (diff.js), #/p/<project>/groups (grouping.js), #/p/<project>/settings,
-// #/audit[/<project>] (account.js, settings.js).
+// URL hash: #/, #/p/<project>, #/p/<project>/w/<shared view id>, #/p/<project>/artifacts,
+// #/p/<project>/r/<run>[/<tab>], #/p/<project>/compare/<run>,<run>, #/p/<project>/diff/<run>,<run> (diff.js),
+// #/p/<project>/groups (grouping.js), #/p/<project>/settings, #/audit[/<project>] (account.js, settings.js).
+// A project's page is its workspace: the runs table, the charts of the selected runs, and the saved views
+// (workspace.js).
 
 import { api, ApiError } from "./api.js";
 import { initAccount, loginHidden, refreshAccount, showLogin } from "./account.js";
@@ -21,8 +23,14 @@ import { modelSection } from "./graph.js";
 import { systemView, writerPicker, writersSection } from "./system.js";
 import { editSection } from "./edit.js";
 import { DIFF_MAX, DIFF_MIN, diffView } from "./diff.js";
-import { groupsView } from "./grouping.js";
+import { getGroupingState, groupsView, setGroupingState } from "./grouping.js";
 import { INTERNAL_PREFIX, RESERVED_KEYS, RUN_STATES, STEP } from "./vocab.js";
+import { applyLayout, decoratePanel, decorateSection, hiddenPanelsControl, loadSaved, newChartsView, orderedSections,
+  registerChartsState, workspaceBar } from "./workspace.js";
+import { registerState } from "./workspace_state.js";
+
+// The grouping page's state is part of every project's saved workspace (it lives as long as the app).
+registerState("grouping", getGroupingState, setGroupingState);
 
 const main = document.getElementById("main");
 const crumbs = document.getElementById("crumbs");
@@ -53,6 +61,9 @@ function leave() {
 /** Per project: the runs picked for comparison (id -> name) and the table's state. */
 const selections = new Map();
 const tableState = new Map();
+const chartsViews = new Map(); // project -> the charts' view state (workspace.js newChartsView)
+/** The most selected runs whose charts a project's page draws. */
+const CHART_RUNS = 20;
 
 function setStatus(text, isError = false) {
   statusEl.textContent = text || "";
@@ -76,7 +87,9 @@ function setCrumbs(...parts) {
 
 async function projectsView() {
   setCrumbs(["projects", null]);
+  const gen = generation;
   const { projects } = await api.projects();
+  if (gen !== generation) return; // another view took over while the list was loading
   const list = h("table", { class: "data projects" },
     h("thead", null, h("tr", null, h("th", null, "project"), h("th", null, "runs"), h("th", null, "updated"))),
     h("tbody", null, projects.map((p) => h("tr", null,
@@ -128,11 +141,13 @@ function selectionOf(project) {
   return selections.get(project);
 }
 
-async function runsView(project) {
+async function runsView(project, viewId) {
   setCrumbs(["projects", "#/"], [project, null]);
   const st = tableState.get(project) || { order: "-created_at", search: "", filter: "", state: "", offset: 0, archived: "hide" };
   tableState.set(project, st);
   const sel = selectionOf(project);
+  if (!chartsViews.has(project)) chartsViews.set(project, newChartsView());
+  const view = chartsViews.get(project);
   const gen = generation;
 
   const search = h("input", { type: "search", placeholder: "search names, tags, notes", value: st.search, id: "run-search", "aria-label": "search runs" });
@@ -156,12 +171,70 @@ async function runsView(project) {
   compareBtn.addEventListener("click", () => {
     if (sel.size) location.hash = `#/p/${enc(project)}/compare/${[...sel.keys()].map(enc).join(",")}`;
   });
+  const chartsWrap = h("div", { class: "project-charts", id: "project-charts" });
   clear(main).append(h("h1", null, project),
     projectLinks(project, "runs"),
-    h("div", { class: "toolbar" }, search, stateSel, archivedSel, filter, compareBtn, diffBtn, clearBtn), msg, tableWrap, pager);
+    h("div", { class: "toolbar" }, search, stateSel, archivedSel, filter, compareBtn, diffBtn, clearBtn), msg, tableWrap, pager, chartsWrap);
 
   let lastData = { runs: [], total: 0 };
   let timer = null;
+
+  // The charts of the selected runs, rebuilt when the selection changes (the view state is kept).
+  let ws = null;
+  let chartsFor = "";
+  let chartsAsked = 0; // the latest rebuild: an older one finishing late draws nothing
+  let chartsTimer = null;
+  async function renderCharts() {
+    const ids = [...sel.keys()].slice(0, CHART_RUNS);
+    if (ids.join("\u0000") === chartsFor) return; // drawn, or being drawn, for these runs
+    chartsFor = ids.join("\u0000");
+    const asked = ++chartsAsked;
+    if (ws) ws.destroy();
+    ws = null;
+    clear(chartsWrap);
+    if (!ids.length) {
+      chartsWrap.append(h("p", { class: "muted" }, "Select runs to see their charts here."));
+      return;
+    }
+    const runs = (await Promise.all(ids.map((id) => api.run(project, id).then((r) => ({ ...r, id: r.id ?? r.run_id }), () => null))))
+      .filter(Boolean);
+    if (gen !== generation || asked !== chartsAsked) return; // a newer selection took over
+    const mine = new Workspace(project, runs, view);
+    ws = mine;
+    chartsWrap.append(h("h2", null, `Charts of ${runs.length} selected run${runs.length === 1 ? "" : "s"}`,
+      sel.size > CHART_RUNS ? ` (the first ${CHART_RUNS})` : ""), mine.el);
+    await mine.init();
+  }
+  const chartsLater = () => {
+    clearTimeout(chartsTimer);
+    chartsTimer = setTimeout(() => renderCharts().catch((e) => setStatus(e.message, true)), 300);
+  };
+  // The pieces of view state this page owns (workspace_state.js collects and applies them). Until
+  // the saved view has been applied (ready), a piece only sets its state; the first load follows.
+  let ready = false;
+  const offs = [
+    registerState("runs", () => ({ search: st.search, filter: st.filter, state: st.state, order: st.order }), (v) => {
+      const r = v && typeof v === "object" ? v : {};
+      st.search = typeof r.search === "string" ? r.search : "";
+      st.filter = typeof r.filter === "string" ? r.filter : "";
+      st.state = RUN_STATES.includes(r.state) ? r.state : "";
+      st.order = typeof r.order === "string" && r.order ? r.order : "-created_at";
+      st.offset = 0;
+      search.value = st.search;
+      filter.value = st.filter;
+      stateSel.value = st.state;
+      if (ready) load().catch(showError);
+    }),
+    registerState("selection", () => [...sel.keys()], (v) => {
+      sel.clear();
+      for (const id of Array.isArray(v) ? v : []) if (typeof id === "string") sel.set(id, id);
+      if (ready) render(lastData);
+    }),
+    registerChartsState(view, () => { if (ws) ws.applyView(); }),
+  ];
+  onLeave(() => { offs.forEach((f) => f()); clearTimeout(chartsTimer); if (ws) ws.destroy(); });
+  let bar = workspaceBar(project, viewId);
+  main.insertBefore(bar, main.children[1]);
 
   async function load() {
     let filters = null;
@@ -255,6 +328,7 @@ async function runsView(project) {
     compareBtn.disabled = !sel.size;
     diffBtn.disabled = sel.size < DIFF_MIN || sel.size > DIFF_MAX;
     diffBtn.title = `compare the config and summary of ${DIFF_MIN} to ${DIFF_MAX} selected runs`;
+    chartsLater();
   }
 
   let debounce = null;
@@ -268,6 +342,14 @@ async function runsView(project) {
     if (ev.key === "Enter") { st.filter = filter.value.trim(); st.offset = 0; load().catch(showError); }
   });
   onLeave(() => { clearTimeout(timer); clearTimeout(debounce); });
+  // The saved view (a shared one, the user's own, or the project default) sets the pieces above.
+  await loadSaved(project, viewId);
+  if (gen !== generation || !bar.isConnected) return;
+  ready = true;
+  const shown = bar;
+  bar = workspaceBar(project, viewId);
+  shown.replaceWith(bar);
+  chartsLater(); // the selection's charts, whatever the table's filter says
   await load();
 }
 
@@ -286,10 +368,11 @@ async function artifactsView(project) {
 
 /** The charts of one or more runs: sections of panels, shared x-axis, smoothing and log scale. */
 class Workspace {
-  constructor(project, runs) {
+  constructor(project, runs, view = newChartsView()) {
     this.project = project;
     this.runs = runs; // [{id, name, state, ...}]
-    this.settings = { xAxis: STEP, smoothing: 0, logY: false, filter: "" };
+    this.view = view; // what is shown and how (workspace.js): a project's page keeps it across rebuilds
+    this.settings = view.settings;
     this.panels = new Map(); // key -> panel
     this.kinds = new Map(); // key -> kind
     this.visible = new Set();
@@ -312,22 +395,38 @@ class Workspace {
       setStatus("");
       this.loadSeries().catch((e) => setStatus(e.message, true));
     });
-    const smoothVal = h("span", { class: "small", id: "smoothing-value" }, "0");
-    const smooth = h("input", { type: "range", min: 0, max: 0.99, step: 0.01, value: 0, id: "smoothing", "aria-label": "smoothing" });
+    const smoothVal = h("span", { class: "small", id: "smoothing-value" }, String(this.settings.smoothing));
+    const smooth = h("input", { type: "range", min: 0, max: 0.99, step: 0.01, value: this.settings.smoothing, id: "smoothing", "aria-label": "smoothing" });
     smooth.addEventListener("input", () => {
       this.settings.smoothing = Number(smooth.value);
       smoothVal.textContent = smooth.value;
       this.drawLines();
     });
-    const logY = h("input", { type: "checkbox", id: "log-y" });
+    const logY = h("input", { type: "checkbox", id: "log-y", checked: this.settings.logY });
     logY.addEventListener("change", () => { this.settings.logY = logY.checked; this.drawLines(); });
-    const filter = h("input", { type: "search", placeholder: "filter panels", id: "panel-filter", "aria-label": "filter panels" });
+    const filter = h("input", { type: "search", placeholder: "filter panels", id: "panel-filter", "aria-label": "filter panels", value: this.settings.filter });
     filter.addEventListener("input", () => { this.settings.filter = filter.value.toLowerCase(); this.applyFilter(); });
+    this.controls = { smooth, smoothVal, logY, filter };
     return h("div", { class: "toolbar workspace-toolbar" },
       h("label", null, "x-axis ", this.xSel),
       h("label", null, "smoothing ", smooth, " ", smoothVal),
       h("label", null, logY, " log scale"),
-      filter);
+      filter, hiddenPanelsControl(this));
+  }
+
+  /** The view state changed from outside (a saved view applied): show it, fetch what the x-axis needs. */
+  applyView() {
+    const c = this.controls;
+    c.smooth.value = String(this.settings.smoothing);
+    c.smoothVal.textContent = String(this.settings.smoothing);
+    c.logY.checked = this.settings.logY;
+    if (c.filter.value.toLowerCase() !== this.settings.filter) c.filter.value = this.settings.filter;
+    this.applyFilter();
+    if (this.xSel.value !== this.settings.xAxis) {
+      if (![...this.xSel.options].some((o) => o.value === this.settings.xAxis)) this.xSel.append(h("option", { value: this.settings.xAxis }, this.settings.xAxis));
+      this.xSel.value = this.settings.xAxis;
+      this.loadSeries().catch((e) => setStatus(e.message, true));
+    } else this.drawLines();
   }
 
   async loadKeys() {
@@ -344,7 +443,9 @@ class Workspace {
     // x-axis choices: the three clocks and every numeric key.
     const numeric = [...this.kinds].filter(([k, kind]) => kind === "number" && !RESERVED_KEYS.includes(k)).map(([k]) => k).sort();
     const cur = this.settings.xAxis;
-    clear(this.xSel).append(...[...RESERVED_KEYS, ...numeric].map((k) => h("option", { value: k }, k)));
+    const choices = [...RESERVED_KEYS, ...numeric];
+    if (!choices.includes(cur)) choices.push(cur); // a saved x-axis this run does not have (yet)
+    clear(this.xSel).append(...choices.map((k) => h("option", { value: k }, k)));
     this.xSel.value = cur;
     if (fresh.length) this.buildSections();
   }
@@ -357,7 +458,7 @@ class Workspace {
       if (!bySection.has(sec)) bySection.set(sec, []);
       bySection.get(sec).push([key, kind]);
     }
-    const names = [...bySection.keys()].sort((a, b) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1));
+    const names = orderedSections(this.view, [...bySection.keys()]);
     for (const name of names) {
       let sec = [...this.sectionsEl.children].find((s) => s.dataset.section === name);
       if (!sec) {
@@ -365,6 +466,7 @@ class Workspace {
         sec = h("details", { class: "section", open: true, dataset: { section: name } },
           h("summary", null, h("span", { class: "section-name" }, label), h("span", { class: "count muted" })),
           h("div", { class: "panels" }));
+        decorateSection(this, sec, name);
         this.sectionsEl.append(sec);
       }
       const grid = sec.querySelector(".panels");
@@ -372,19 +474,19 @@ class Workspace {
         if (this.panels.has(key)) continue;
         const panel = kind === "number" ? new LinePanel(key) : kind === "histogram" ? new HistogramPanel(key) : new MediaPanel(key, kind);
         this.panels.set(key, panel);
+        decoratePanel(this, key, panel);
         grid.append(panel.el);
         this.observer.observe(panel.el);
       }
       sec.querySelector(".count").textContent = ` ${grid.children.length}`;
     }
     // Keep sections in order (a new one may arrive while a run is running).
-    for (const name of names) this.sectionsEl.append([...this.sectionsEl.children].find((s) => s.dataset.section === name));
     this.applyFilter();
   }
 
+  /** Sections' order and collapse, panels hidden, filtered out and sized (workspace.js). */
   applyFilter() {
-    const f = this.settings.filter;
-    for (const [key, p] of this.panels) p.el.hidden = !!f && !key.toLowerCase().includes(f);
+    applyLayout(this);
   }
 
   onVisible(entries) {
@@ -394,12 +496,20 @@ class Workspace {
         this.visible.add(key);
         const p = this.panels.get(key);
         if (p instanceof LinePanel) {
-          if (!p.drawn) this.drawLine(p);
+          if (!p.drawn) this.drawSoon(p);
         } else if (!this.loaded.has(key)) {
           // A panel that cannot load says so in itself; the rest of the workspace goes on.
           this.loadMedia(key).catch((err) => p.el.querySelector(".panel-body").append(h("p", { class: "error" }, err.message)));
         }
-      } else this.visible.delete(key);
+      } else {
+        // Far from the viewport: a line chart is undrawn, so only the plots near the screen exist.
+        this.visible.delete(key);
+        const p = this.panels.get(key);
+        if (p instanceof LinePanel && p.drawn) {
+          p.undraw();
+          p.drawn = false;
+        }
+      }
     }
   }
 
@@ -410,17 +520,48 @@ class Workspace {
   async loadSeries() {
     const keys = this.numberKeys();
     const xAxis = this.settings.xAxis;
+    for (const p of this.panels.values()) if (p instanceof LinePanel) p.drawn = false;
+    // The keys on screen first; each answer draws its visible panels at once (a workspace of
+    // hundreds of panels shows its first screen without waiting for the rest).
+    const order = [...keys].sort((a, b) => Number(this.visible.has(b)) - Number(this.visible.has(a)));
     await Promise.all(this.runs.map(async (run) => {
       const have = this.runKeys.get(run.id) || new Map();
-      const mine = keys.filter((k) => have.has(k));
+      const mine = order.filter((k) => have.has(k));
       for (let i = 0; i < mine.length; i += 40) {
         const chunk = mine.slice(i, i + 40);
         const res = await api.series(this.project, run.id, chunk, xAxis);
-        for (const k of chunk) this.panels.get(k)?.set(run.id, (res.series || {})[k]);
+        if (xAxis !== this.settings.xAxis) return; // the x-axis changed meanwhile: a newer load draws
+        for (const k of chunk) {
+          const p = this.panels.get(k);
+          if (!p) continue;
+          p.set(run.id, (res.series || {})[k]);
+          if (this.runs.length === 1 && this.visible.has(k)) this.drawLine(p);
+        }
       }
     }));
+    if (xAxis !== this.settings.xAxis) return;
     for (const p of this.panels.values()) if (p instanceof LinePanel) p.drawn = false;
     this.drawLines();
+  }
+
+  /** Draw line charts that scrolled into view a few per frame (about 12 ms of drawing), so scrolling
+   * past many panels never waits for all of them in one frame. */
+  drawSoon(p) {
+    this.queue = this.queue || new Set();
+    this.queue.add(p);
+    if (this.queued) return;
+    this.queued = requestAnimationFrame(() => this.drainDraws());
+  }
+
+  drainDraws() {
+    this.queued = 0;
+    const t0 = performance.now();
+    for (const p of this.queue) {
+      this.queue.delete(p);
+      if (!p.drawn && this.visible.has(p.key)) this.drawLine(p);
+      if (performance.now() - t0 > 12) break;
+    }
+    if (this.queue.size) this.queued = requestAnimationFrame(() => this.drainDraws());
   }
 
   drawLine(p) {
@@ -461,6 +602,7 @@ class Workspace {
 
   destroy() {
     this.observer.disconnect();
+    if (this.queued) cancelAnimationFrame(this.queued);
     purge(this.el);
   }
 }
@@ -641,6 +783,7 @@ async function route() {
         setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], ["grouped", null]);
         return await groupsView(project, main, onLeave);
       }
+      if (parts[2] === "w" && parts[3]) return await runsView(project, parts[3]);
       return await runsView(project);
     }
     if (parts[0] === "audit") return await auditView(parts[1] || null, { main, setCrumbs });

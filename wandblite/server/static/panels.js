@@ -1,6 +1,10 @@
 // Workspace panels: line charts, media with a step slider, histograms over steps, tables,
 // preset charts (PR, ROC, confusion matrix, ...), 3D objects and HTML.
 //
+// Lazy drawing: a workspace draws a line chart when it comes near the viewport and undraws it
+// (plotly purged, its height kept) when it goes far away, so a workspace of hundreds of panels
+// holds only the plots near what is on screen (see Workspace.onVisible in app.js).
+//
 // Safety: every string from a run goes into the DOM as text (dom.js `h`) and into plotly
 // through `plotText` (plotly renders a subset of HTML in titles, legends and hover labels).
 // HTML media is shown only in an <iframe sandbox=""> (no scripts, opaque origin, the page's
@@ -55,9 +59,10 @@ export function rgba(hex, a) {
 
 function panelShell(key, kindLabel) {
   const body = h("div", { class: "panel-body" });
-  const el = h("section", { class: "panel", dataset: { key, kind: kindLabel } },
+  const tools = h("div", { class: "panel-tools" }); // filled by the workspace (size, hide)
+  const el = h("section", { class: "panel", dataset: { key, kind: kindLabel } }, tools,
     h("header", { class: "panel-head" }, h("span", { class: "panel-title", title: key }, key)), body);
-  return { el, body };
+  return { el, body, tools };
 }
 
 // ------------------------------------------------------------------------------------------ lines
@@ -66,8 +71,9 @@ function panelShell(key, kindLabel) {
 export class LinePanel {
   constructor(key) {
     this.key = key;
-    const { el, body } = panelShell(key, "number");
+    const { el, body, tools } = panelShell(key, "number");
     this.el = el;
+    this.tools = tools;
     this.plotEl = h("div", { class: "plot line-plot" });
     body.append(this.plotEl);
     this.series = new Map(); // run id -> {x, y, y_min, y_max, count}
@@ -76,6 +82,12 @@ export class LinePanel {
   set(runId, s) {
     if (s) this.series.set(runId, s);
     else this.series.delete(runId);
+  }
+
+  /** Free the plot (far off screen); its height stays, the next draw() brings it back. */
+  undraw() {
+    if (window.Plotly) window.Plotly.purge(this.plotEl);
+    clear(this.plotEl);
   }
 
   draw(runs, settings) {
@@ -102,9 +114,11 @@ export class LinePanel {
           line: { color, width: 1.8 }, meta: { run: run.id, role: "smoothed" } });
       }
     });
+    const height = runs.length > 1 ? 300 : 270;
+    this.plotEl.style.minHeight = `${height}px`; // kept when undrawn, so the page does not jump
     return plot(this.plotEl, traces, {
       title: { text: plotText(this.key), font: { size: 13 } },
-      height: runs.length > 1 ? 300 : 270,
+      height,
       margin: { l: 55, r: 15, t: 36, b: runs.length > 1 ? 80 : 40 },
       hovermode: "x unified",
       showlegend: runs.length > 1,
@@ -463,8 +477,9 @@ export class MediaPanel {
   constructor(key, kind) {
     this.key = key;
     this.kind = kind;
-    const { el, body } = panelShell(key, kind);
+    const { el, body, tools } = panelShell(key, kind);
     this.el = el;
+    this.tools = tools;
     this.slider = h("input", { type: "range", min: 0, max: 0, step: 1, value: 0, class: "step-slider", "aria-label": `step of ${key}` });
     this.stepLabel = h("span", { class: "step-label" });
     this.controls = h("div", { class: "slider-row" }, this.stepLabel, this.slider);
@@ -525,8 +540,9 @@ export class MediaPanel {
 export class HistogramPanel {
   constructor(key) {
     this.key = key;
-    const { el, body } = panelShell(key, "histogram");
+    const { el, body, tools } = panelShell(key, "histogram");
     this.el = el;
+    this.tools = tools;
     this.body = body;
     this.byRun = new Map();
   }
