@@ -36,7 +36,8 @@ from typing import Any
 from wandblite.vocab import RESERVED_KEYS, RUNTIME, STEP, TIMESTAMP, TYPE_KEY, json_text
 
 __all__ = [
-    "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "join_rows",
+    "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "join_blocks",
+    "join_rows",
     "point_stats", "split_row",
 ]
 
@@ -205,23 +206,43 @@ def _flat_plan(obj: Any) -> list[tuple[str, int, Any, Any]] | None:
 def join_rows(cols: RowColumns, points: dict[str, list[float]], positions: Sequence[int]) -> list[dict[str, Any]]:
     """The rows at ``positions`` (increasing) of a chunk: ``points`` maps each key to its values by
     position in the chunk (``dense_points``). Rows of a flat template are built a column at a time."""
-    flat: dict[int, list[tuple[str, int, Any, Any]] | None] = {}
     rows: list[dict[str, Any]] = []
+    for _pos, keys, got in join_blocks(cols, points, positions):
+        if keys is None:
+            rows.extend(got)
+        else:
+            rows.extend(dict(zip(keys, v)) for v in zip(*got))
+    return rows
+
+
+def join_blocks(cols: RowColumns, points: dict[str, list[float]], positions: Sequence[int],
+                ) -> list[tuple[Sequence[int], list[str] | None, list[Any]]]:
+    """The rows at ``positions`` (increasing) of a chunk as blocks of consecutive positions, each
+    ``(positions, keys, columns)``: rows of one flat template as its keys and one list of values per
+    key (row ``i`` of the block is ``dict(zip(keys, [c[i] for c in columns]))``; every value a
+    number, a str, a bool or None), or ``(positions, None, rows)`` for rows of any other template.
+    A reader that sends rows on (``history_store.read_blocks``) need not build the flat ones."""
+    flat: dict[int, list[tuple[str, int, Any, Any]] | None] = {}
+    out: list[tuple[Sequence[int], list[str] | None, list[Any]]] = []
     tid = cols.tid
     columns = (cols.step, cols.runtime, cols.timestamp)
     n = len(positions)
     start = 0
+    one = n > 0 and positions[-1] - positions[0] + 1 == n  # dense: one template throughout?
+    if one:
+        sl = tid[positions[0]:positions[-1] + 1]
+        one = sl.count(sl[0]) == n
     while start < n:
         t = tid[positions[start]]
-        end = start + 1
+        end = n if one else start + 1
         while end < n and tid[positions[end]] == t:
             end += 1
         if t not in flat:
             flat[t] = _flat_plan(json.loads(cols.templates[t]))
         plan = flat[t]
         pos = positions[start:end]
-        if plan is None:
-            rows.extend(_join_slow(cols, points, pos))
+        if not plan:  # None, or an empty row: no column to count the rows by
+            out.append((pos, None, _join_slow(cols, points, pos)))
         else:
             lo, hi = pos[0], pos[-1] + 1
             dense = hi - lo == len(pos)
@@ -234,13 +255,14 @@ def join_rows(cols: RowColumns, points: dict[str, list[float]], positions: Seque
                 full: list[Any] = points[what] if src == 1 else columns[what]
                 col = full[lo:hi] if dense else [full[i] for i in pos]
                 if type(kind) is int:
-                    col = list(map(int, col))
-                elif src == 2:
+                    if src == 1 or what != 0:  # a column's steps are ints already
+                        col = list(map(int, col))
+                elif src == 2 and what == 0:  # runtime and timestamp columns are floats already
                     col = list(map(float, col))
                 vals.append(col)
-            rows.extend(dict(zip(keys, v)) for v in zip(*vals))
+            out.append((pos, keys, vals))
         start = end
-    return rows
+    return out
 
 
 def _join_slow(cols: RowColumns, points: dict[str, list[float]], positions: Iterable[int]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ Layer 5 (the server). The tables are ``history_chunks``, ``series_chunks`` and `
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,13 +34,14 @@ from wandblite.server.chunks import (
     dense_points,
     encode_points,
     encode_rows,
+    join_blocks,
     join_rows,
     point_stats,
 )
 from wandblite.server.schema import history_chunks, history_pending, series_chunks
 
-__all__ = ["PendingRow", "RowValues", "key_chunks", "key_points", "key_summaries", "pending_row", "read_rows",
-           "row_values", "rows_at", "write_rows"]
+__all__ = ["PendingRow", "RowValues", "key_chunks", "key_points", "key_summaries", "pending_row", "read_blocks",
+           "read_rows", "row_values", "rows_at", "write_rows"]
 
 #: A provisional row: (idx, step, runtime, timestamp, row).
 PendingRow = tuple[int, Any, Any, Any, dict[str, Any]]
@@ -181,14 +182,41 @@ def read_rows(conn: Connection, pk: int, lo: int, hi: int) -> list[tuple[int, di
 def rows_at(conn: Connection, pk: int, idxs: Sequence[int]) -> list[tuple[int, dict[str, Any]]]:
     """``(idx, row)`` of the run's final rows at the increasing indexes ``idxs`` (all below
     ``rows_final``), each chunk read and decoded once."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    for first, cols, points, mine in _chunk_parts(conn, pk, idxs):
+        out.extend(zip([first + p for p in mine], join_rows(cols, points, mine)))
+    return out
+
+
+def read_blocks(conn: Connection, pk: int, lo: int, hi: int) -> list[tuple[int, list[str] | None, list[Any]]]:
+    """The final rows ``[lo, hi)`` (``hi`` at most ``rows_final``) as ``(first idx, keys, columns)``
+    blocks of consecutive rows (``chunks.join_blocks``: ``keys`` None means ``columns`` are the
+    rows themselves). What ``read_rows`` gives, without building the rows of a flat template."""
+    out: list[tuple[int, list[str] | None, list[Any]]] = []
+    if hi <= lo:
+        return out
+    for first, cols, points, mine in _chunk_parts(conn, pk, range(lo, hi)):
+        for pos, keys, got in join_blocks(cols, points, mine):
+            out.append((first + pos[0], keys, got))
+    return out
+
+
+def _chunk_parts(conn: Connection, pk: int, idxs: Sequence[int],
+                 ) -> Iterator[tuple[int, RowColumns, dict[str, list[float]], list[int]]]:
+    """Per chunk holding some of the increasing ``idxs``: its first index, its decoded row columns,
+    its keys' values by position (``dense_points``) and the positions of the wanted rows in it."""
     if not idxs:
-        return []
+        return
     by_chunk: dict[int, list[int]] = {}
-    for i in idxs:
-        by_chunk.setdefault(i >> CHUNK_SHIFT, []).append(i)
+    if isinstance(idxs, range) and idxs.step == 1:
+        for c in range(idxs.start >> CHUNK_SHIFT, ((idxs.stop - 1) >> CHUNK_SHIFT) + 1):
+            first = c << CHUNK_SHIFT
+            by_chunk[c] = list(range(max(idxs.start, first), min(idxs.stop, first + CHUNK_ROWS)))
+    else:
+        for i in idxs:
+            by_chunk.setdefault(i >> CHUNK_SHIFT, []).append(i)
     want = sorted(by_chunk)
     h, s = history_chunks.c, series_chunks.c
-    out: list[tuple[int, dict[str, Any]]] = []
     for g in range(0, len(want), 64):  # a few chunks per statement: bounded memory, few round trips
         part = want[g:g + 64]
         cond_h = h.chunk.in_(part) if len(part) < part[-1] - part[0] + 1 else sa.and_(h.chunk >= part[0], h.chunk <= part[-1])
@@ -206,9 +234,14 @@ def rows_at(conn: Connection, pk: int, idxs: Sequence[int]) -> list[tuple[int, d
             if cols is None:
                 continue
             first = c << CHUNK_SHIFT
-            mine = [i for i in by_chunk[c] if i - first < len(cols)]
-            out.extend(zip(mine, join_rows(cols, points[c], [i - first for i in mine])))
-    return out
+            n = len(cols)
+            got = by_chunk[c]
+            if got[-1] - first < n:
+                mine = [i - first for i in got]
+            else:
+                mine = [i - first for i in got if i - first < n]
+            if mine:
+                yield first, cols, points[c], mine
 
 
 def pending_row(conn: Connection, pk: int) -> PendingRow | None:
