@@ -265,12 +265,13 @@ def key_summaries(conn: Connection, pk: int) -> dict[str, tuple[int, Any, Any]]:
     return out
 
 
-def key_chunks(conn: Connection, pk: int, key: str) -> list[Any]:
-    """Statistics of the key's chunks in index order: ``chunk, n, first_idx, last_idx, min_v, min_idx,
-    max_v, max_idx``."""
+def key_chunks(conn: Connection, pk: int, key: str) -> list[tuple[Any, ...]]:
+    """Statistics of the key's chunks in index order, as tuples ``(chunk, first_idx, last_idx, n,
+    min_v, min_idx, max_v, max_idx)``."""
     s = series_chunks.c
-    return list(conn.execute(sa.select(s.chunk, s.n, s.first_idx, s.last_idx, s.min_v, s.min_idx, s.max_v,
-                                       s.max_idx).where(s.run == pk, s.key == key).order_by(s.chunk)))
+    rows = conn.execute(sa.select(s.chunk, s.first_idx, s.last_idx, s.n, s.min_v, s.min_idx, s.max_v,
+                                  s.max_idx).where(s.run == pk, s.key == key).order_by(s.chunk)).all()
+    return list(map(tuple, rows))
 
 
 def key_points(conn: Connection, pk: int, key: str, chunks: Iterable[int]) -> dict[int, tuple[Any, Any]]:
@@ -301,10 +302,15 @@ class RowValues:
         for i in range(0, len(want), 500):
             part = want[i:i + 500]
             if self.col == 0:
-                regular = {int(c): (int(n), s0) for c, n, s0 in self.conn.execute(
-                    sa.select(h.chunk, h.n, h.step0).where(h.run == self.pk, h.chunk.in_(part), h.step0.is_not(None)))}
+                # Regular chunks by a range (small rows, no blob; an IN list of hundreds costs more to build).
+                wanted = set(part)
+                regular = {c: (n, s0) for c, n, s0 in self.conn.execute(
+                    sa.select(h.chunk, h.n, h.step0).where(h.run == self.pk, h.chunk >= part[0], h.chunk <= part[-1],
+                                                           h.step0.is_not(None))).all() if c in wanted}
                 self._step0.update(regular)
                 part = [c for c in part if c not in regular]
+                if not part:
+                    continue
             for c, blob in self.conn.execute(sa.select(h.chunk, h.data).where(h.run == self.pk, h.chunk.in_(part))):
                 self._chunks[int(c)] = decode_rows(int(c) << CHUNK_SHIFT, blob)
             for c in part:
