@@ -190,10 +190,9 @@ class _HttpBackend:
     def history(self, project: str, run_id: str, start: int, limit: int) -> Any:
         return self._get(self._run(project, run_id) + "/history", {"start": start, "limit": limit})
 
-    def history_page(self, project: str, run_id: str, start: int, limit: int,
-                     ) -> tuple[list[tuple[list[dict[str, Any]], bool]], int | None]:
-        """A page of history rows asked for as msgpack (``_history_page``); a server that answers
-        JSON (an older one, or a page msgpack cannot carry) is read the same."""
+    def history_raw(self, project: str, run_id: str, start: int, limit: int) -> Any:
+        """A page of history rows asked for as msgpack, in that form (``_history_page`` reads it); a
+        server that answers JSON (an older one, or a page msgpack cannot carry) is put in the same form."""
         try:
             r = self.session.get(self.base + self._run(project, run_id) + "/history",
                                  params={"start": start, "limit": limit}, timeout=self.timeout,
@@ -205,9 +204,9 @@ class _HttpBackend:
         if r.headers.get("content-type", "").split(";")[0].strip() == HISTORY_MSGPACK:
             import msgpack
 
-            return _history_page(msgpack.unpackb(r.content, raw=False, strict_map_key=False))
+            return msgpack.unpackb(r.content, raw=False, strict_map_key=False)
         page = json.loads(r.content)
-        return [([item["row"] for item in page["rows"]], False)], page["next"]
+        return {"blocks": [[start, None, [item["row"] for item in page["rows"]]]], "pending": None, "next": page["next"]}
 
     def media(self, project: str, run_id: str, key: str, limit: int) -> Any:
         return self._get(self._run(project, run_id) + "/media", {"key": key, "limit": limit})
@@ -294,9 +293,9 @@ class _LocalBackend:
     def history(self, project: str, run_id: str, start: int, limit: int) -> Any:
         return self._call(self.read.get_history, project, run_id, start, limit)
 
-    def history_page(self, project: str, run_id: str, start: int, limit: int,
-                     ) -> tuple[list[tuple[list[dict[str, Any]], bool]], int | None]:
-        return _history_page(self._call(self.read.get_history_blocks, project, run_id, start, limit))
+    def history_raw(self, project: str, run_id: str, start: int, limit: int) -> Any:
+        return self._call(self.read.get_history_blocks, project, run_id, start, limit)
+
 
     def media(self, project: str, run_id: str, key: str, limit: int) -> Any:
         return self._call(self.media_query.list_media, project, run_id, key, limit=limit)
@@ -915,9 +914,10 @@ class Run:
 
     def _blocks(self, page_size: int) -> Iterator[tuple[list[dict[str, Any]], bool]]:
         """``_pages``'s rows in blocks of ``(rows, plain)`` (``_history_page``)."""
+        backend = self._api._backend
         start: int | None = 0
         while start is not None:
-            blocks, start = self._api._backend.history_page(self.project, self.id, start, page_size)
+            blocks, start = _history_page(backend.history_raw(self.project, self.id, start, page_size))
             yield from blocks
 
     def scan_history(self, keys: list[str] | None = None, page_size: int = 1000,

@@ -150,8 +150,9 @@ def get_history_blocks(store: Store, project: str, run_id: str, start: int = 0, 
         r = run_row(conn, project, run_id)
         final = int(r.rows_final)
         stop = start + limit
-        blocks = [[first, keys, cols] for first, keys, cols in read_blocks(conn, r.id, start, min(stop, final))]
-        n = sum(len(cols[0]) if keys is not None else len(cols) for _first, keys, cols in blocks)
+        got = read_blocks(conn, r.id, start, min(stop, final))
+        n = sum(len(cols[0]) if keys is not None else len(cols) for _first, keys, cols in got)
+        blocks = [[first, keys, cols] for first, keys, cols in got]
         last = start + n - 1
         pending = None
         if n < limit:

@@ -19,9 +19,11 @@ What it promises
 * Speed: a metric is stored in chunks of 2,048 history indexes, each with its count, minimum and
   maximum (``history_store``, ``store.series_chunks``), written as each sync batch is stored. A chart
   takes a chunk's statistics when the chunk lies inside one chart bucket and decodes only the
-  chunks a bucket boundary cuts, so the minimum and maximum of every bucket are exact. A 10M-point
-  series reads 4,883 statistics rows and decodes at most one chunk per bucket. A crashed run's
-  provisional row is read raw.
+  chunks a bucket boundary cuts, so the minimum and maximum of every bucket are exact. Buckets
+  have equal widths; when they are at least a chunk wide, each inner bucket boundary is moved to
+  the nearest chunk boundary (``_Buckets``: widths then differ by at most a chunk), so no inner
+  chunk is cut: a 10M-point series reads its 4,883 statistics rows and decodes at most the two
+  chunks the range's ends cut. A crashed run's provisional row is read raw.
 * ``min_x``/``max_x`` (zoom) locate the index range by binary search, which assumes x does not
   decrease along the run (true for ``_step``, ``_runtime``, ``_timestamp`` and usual epoch
   counters); the points returned are then filtered exactly by x.
