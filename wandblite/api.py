@@ -204,7 +204,7 @@ class _HttpBackend:
         if r.headers.get("content-type", "").split(";")[0].strip() == HISTORY_MSGPACK:
             import msgpack
 
-            return msgpack.unpackb(r.content, raw=False, strict_map_key=False)
+            return msgpack.unpackb(r.content, raw=False, strict_map_key=False, ext_hook=_history_column)
         page = json.loads(r.content)
         return {"blocks": [[start, None, [item["row"] for item in page["rows"]]]], "pending": None, "next": page["next"]}
 
@@ -429,6 +429,19 @@ def _row_maker(keys: tuple[str, ...]) -> Any:
     return make(keys)
 
 
+def _history_column(code: int, data: bytes) -> list[Any]:
+    """A history page's column sent as bytes (msgpack extension 1: float64, 2: int64, little-endian)."""
+    import array
+    import sys
+
+    if code not in (1, 2) or len(data) % 8:
+        raise ApiRequestError(200, "bad_answer", f"history page: unknown column encoding {code}")
+    a = array.array("d" if code == 1 else "q", data)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return a.tolist()
+
+
 def _history_page(page: dict[str, Any]) -> tuple[list[tuple[list[dict[str, Any]], bool]], int | None]:
     """A page of ``GET .../history`` in its msgpack form (``server.read.get_history_blocks``) as
     ``([(rows, plain)], next)``: ``plain`` rows hold numbers, strings, booleans and None only (a
@@ -438,6 +451,7 @@ def _history_page(page: dict[str, Any]) -> tuple[list[tuple[list[dict[str, Any]]
         if keys is None:
             out.append((cols, False))
         else:
+            cols = [c if type(c) is list else c.tolist() for c in cols]  # numpy, from the embedded store
             out.append((list(map(_row_maker(tuple(keys)), *cols)), True))
     pending = page.get("pending")
     if pending is not None:

@@ -36,7 +36,7 @@ from typing import Any
 from wandblite.vocab import RESERVED_KEYS, RUNTIME, STEP, TIMESTAMP, TYPE_KEY, json_text
 
 __all__ = [
-    "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "join_blocks",
+    "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "flat_blocks", "join_blocks",
     "join_rows",
     "point_stats", "split_row",
 ]
@@ -408,6 +408,64 @@ def decode_rows(first: int, blob: bytes) -> RowColumns:
             steps[i] = None
     rt, ts = (_nullable(_unshuffle(b, n)) for b in (rt_b, ts_b))
     return RowColumns(first, str(text, "utf-8").split("\n"), tid.tolist(), steps, rt, ts)
+
+
+def flat_blocks(first: int, blob: bytes, points: dict[str, tuple[Any, Any]], lo: int, hi: int,
+                ) -> list[tuple[int, list[str], list[Any]]] | None:
+    """``join_blocks`` of the rows at positions ``[lo, hi)`` of a row chunk (``blob``, first index
+    ``first``) with numpy columns, when every row there has a flat template: ``(first idx, keys,
+    columns)``, a column a float64 or int64 array (the values ``join_rows`` gives, as those types)
+    or a list of one constant. ``points``: key -> ``decode_points`` of the chunk. None when some
+    row's template is not flat (the caller then takes ``join_blocks``)."""
+    import numpy as np
+
+    text, tid_b, _null_b, steps_b, rt_b, ts_b = _unpack(blob)
+    templates = str(text, "utf-8").split("\n")
+    tid = np.frombuffer(tid_b, dtype="<u2")
+    n = len(tid)
+    hi = min(hi, n)
+    if hi <= lo:
+        return []
+    t_slice = tid[lo:hi]
+    cuts = (np.flatnonzero(t_slice[1:] != t_slice[:-1]) + 1).tolist()
+    plans: dict[int, Any] = {}
+    segs = []
+    for a, b in zip([0, *cuts], [*cuts, hi - lo]):
+        t = int(t_slice[a])
+        if t not in plans:
+            plans[t] = _flat_plan(json.loads(templates[t]))
+        if not plans[t]:
+            return None
+        segs.append((lo + a, lo + b, plans[t]))
+    cols: dict[Any, Any] = {}
+
+    def column(src: int, what: Any) -> Any:
+        got = cols.get((src, what))
+        if got is None:
+            if src == 1:
+                off, val = points[what]
+                got = np.full(n, np.nan)
+                got[off] = val
+            elif what == 0:
+                got = _undelta(steps_b)
+            else:
+                got = _unshuffle(rt_b if what == 1 else ts_b, n)
+            cols[(src, what)] = got
+        return got
+
+    out: list[tuple[int, list[str], list[Any]]] = []
+    for a, b, plan in segs:
+        keys, vals = [], []
+        for k, src, what, kind in plan:
+            keys.append(k)
+            if src == 0:
+                vals.append([what] * (b - a))
+                continue
+            col = column(src, what)[a:b]
+            want = np.int64 if type(kind) is int else np.float64
+            vals.append(col if col.dtype == want else col.astype(want))
+        out.append((first + a, keys, vals))
+    return out
 
 
 # --------------------------------------------------------------------------- series chunks
