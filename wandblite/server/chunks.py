@@ -22,6 +22,9 @@ What it promises
   float64 (byte-shuffled), one zstandard frame; ``point_stats`` gives the statistics stored beside
   it (count, min and max over finite values with their indexes) so that a chart reads statistics
   first and decodes only the chunks a bucket boundary cuts.
+* ``join_blocks`` gives a chunk's rows as blocks (a flat template's rows as one list per key) and
+  ``flat_blocks`` the same as numpy columns straight from a chunk's blob, so that a reader sending
+  rows on (the msgpack history answer) builds no row of a flat template.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Layer 5 (the server). The tables are ``history_chunks``, ``series_chunks`` and `
   chunks: a few dozen database rows instead of 110,000).
 * ``read_rows(conn, pk, lo, hi)`` gives the final rows with indexes in ``[lo, hi)`` (the caller
   bounds ``hi`` by ``rows_final``) exactly as they were sent; ``pending_row`` gives the provisional row.
+  ``read_blocks`` gives the same rows as blocks for the msgpack history answer: a flat template's
+  rows as numpy columns cut straight from the decoded chunk (``chunks.flat_blocks``), other rows built.
 * ``key_chunks`` (statistics of one key's chunks), ``key_points`` (decoded points of some chunks) and
   ``row_values`` (a reserved column at some indexes) serve the charts; ``key_summaries`` the key list.
 """
