@@ -345,6 +345,10 @@ def file_name_problem(name: Any) -> str | None:
 #: larger ``samples`` is answered by the client from a scan of every row.
 MAX_SAMPLED_ROWS = 100_000
 
+#: The media type of ``GET .../history`` answered as msgpack (``Accept`` asks for it; a client that does
+#: not ask gets JSON): ``{"blocks", "pending", "next"}``, a flat template's rows as columns (PROTOCOL.md).
+HISTORY_MSGPACK = "application/vnd.wandblite.history+msgpack"
+
 
 def spread(n: int, k: int) -> list[int]:
     """``k`` of the positions ``0 .. n-1``, evenly spaced, the first and the last among them (all when

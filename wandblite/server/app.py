@@ -82,7 +82,8 @@ from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.group_query import grouped_args, grouped_series
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
-from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, validate_sha256
+from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, pack_history, validate_sha256
+from wandblite.vocab import HISTORY_MSGPACK
 
 __all__ = ["MAX_JSON_BYTES", "PAGE_HEADER", "SESSION_COOKIE", "JSONResponse", "create_app"]
 
@@ -377,6 +378,22 @@ class _Handlers:
 
         return endpoint
 
+    async def history(self, request: Request) -> Response:
+        """History rows by index: JSON, or msgpack with a flat template's rows as columns when the
+        client's ``Accept`` names ``vocab.HISTORY_MSGPACK`` (and msgpack can carry the page exactly)."""
+        await self.auth(request, write=False, project=request.path_params.get("project"))
+        p = request.path_params
+        start, limit = read.page_args(request.query_params.get("start"), request.query_params.get("limit"))
+        if HISTORY_MSGPACK in request.headers.get("accept", ""):
+            def packed() -> bytes | None:
+                return pack_history(read.get_history_blocks(self.store, p["project"], p["run_id"], start, limit))
+
+            body = await run_in_threadpool(packed)
+            if body is not None:
+                return Response(body, media_type=HISTORY_MSGPACK)
+        return JSONResponse(await run_in_threadpool(read.get_history, self.store, p["project"], p["run_id"],
+                                                    start, limit))
+
     async def projects(self, request: Request) -> Response:
         """The projects the asker may read."""
         who = await self.auth(request, write=False)
@@ -653,7 +670,7 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(run + "/media", reader(media_query.list_media, params=_media_params), methods=["GET"]),
         Route(run + "/position", h.position, methods=["GET"]),
         Route(run + "/batch", h.batch, methods=["POST"]),
-        Route(run + "/history", reader(read.get_history, paged=True), methods=["GET"]),
+        Route(run + "/history", h.history, methods=["GET"]),
         Route(run + "/history/sampled", reader(read.sample_history, params=read.sampled_args), methods=["GET"]),
         Route(run + "/console", reader(read.get_console, paged=True, params=read.writer_arg), methods=["GET"]),
         Route(run + "/console/lines", reader(read.get_console_lines, params=read.console_lines_args), methods=["GET"]),

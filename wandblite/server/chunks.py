@@ -22,6 +22,9 @@ What it promises
   float64 (byte-shuffled), one zstandard frame; ``point_stats`` gives the statistics stored beside
   it (count, min and max over finite values with their indexes) so that a chart reads statistics
   first and decodes only the chunks a bucket boundary cuts.
+* ``join_blocks`` gives a chunk's rows as blocks (a flat template's rows as one list per key) and
+  ``flat_blocks`` the same as numpy columns straight from a chunk's blob, so that a reader sending
+  rows on (the msgpack history answer) builds no row of a flat template.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from typing import Any
 from wandblite.vocab import RESERVED_KEYS, RUNTIME, STEP, TIMESTAMP, TYPE_KEY, json_text
 
 __all__ = [
-    "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "join_rows",
+    "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "flat_blocks", "join_blocks",
+    "join_rows",
     "point_stats", "split_row",
 ]
 
@@ -205,23 +209,43 @@ def _flat_plan(obj: Any) -> list[tuple[str, int, Any, Any]] | None:
 def join_rows(cols: RowColumns, points: dict[str, list[float]], positions: Sequence[int]) -> list[dict[str, Any]]:
     """The rows at ``positions`` (increasing) of a chunk: ``points`` maps each key to its values by
     position in the chunk (``dense_points``). Rows of a flat template are built a column at a time."""
-    flat: dict[int, list[tuple[str, int, Any, Any]] | None] = {}
     rows: list[dict[str, Any]] = []
+    for _pos, keys, got in join_blocks(cols, points, positions):
+        if keys is None:
+            rows.extend(got)
+        else:
+            rows.extend(dict(zip(keys, v)) for v in zip(*got))
+    return rows
+
+
+def join_blocks(cols: RowColumns, points: dict[str, list[float]], positions: Sequence[int],
+                ) -> list[tuple[Sequence[int], list[str] | None, list[Any]]]:
+    """The rows at ``positions`` (increasing) of a chunk as blocks of consecutive positions, each
+    ``(positions, keys, columns)``: rows of one flat template as its keys and one list of values per
+    key (row ``i`` of the block is ``dict(zip(keys, [c[i] for c in columns]))``; every value a
+    number, a str, a bool or None), or ``(positions, None, rows)`` for rows of any other template.
+    A reader that sends rows on (``history_store.read_blocks``) need not build the flat ones."""
+    flat: dict[int, list[tuple[str, int, Any, Any]] | None] = {}
+    out: list[tuple[Sequence[int], list[str] | None, list[Any]]] = []
     tid = cols.tid
     columns = (cols.step, cols.runtime, cols.timestamp)
     n = len(positions)
     start = 0
+    one = n > 0 and positions[-1] - positions[0] + 1 == n  # dense: one template throughout?
+    if one:
+        sl = tid[positions[0]:positions[-1] + 1]
+        one = sl.count(sl[0]) == n
     while start < n:
         t = tid[positions[start]]
-        end = start + 1
+        end = n if one else start + 1
         while end < n and tid[positions[end]] == t:
             end += 1
         if t not in flat:
             flat[t] = _flat_plan(json.loads(cols.templates[t]))
         plan = flat[t]
         pos = positions[start:end]
-        if plan is None:
-            rows.extend(_join_slow(cols, points, pos))
+        if not plan:  # None, or an empty row: no column to count the rows by
+            out.append((pos, None, _join_slow(cols, points, pos)))
         else:
             lo, hi = pos[0], pos[-1] + 1
             dense = hi - lo == len(pos)
@@ -234,13 +258,14 @@ def join_rows(cols: RowColumns, points: dict[str, list[float]], positions: Seque
                 full: list[Any] = points[what] if src == 1 else columns[what]
                 col = full[lo:hi] if dense else [full[i] for i in pos]
                 if type(kind) is int:
-                    col = list(map(int, col))
-                elif src == 2:
+                    if src == 1 or what != 0:  # a column's steps are ints already
+                        col = list(map(int, col))
+                elif src == 2 and what == 0:  # runtime and timestamp columns are floats already
                     col = list(map(float, col))
                 vals.append(col)
-            rows.extend(dict(zip(keys, v)) for v in zip(*vals))
+            out.append((pos, keys, vals))
         start = end
-    return rows
+    return out
 
 
 def _join_slow(cols: RowColumns, points: dict[str, list[float]], positions: Iterable[int]) -> list[dict[str, Any]]:
@@ -386,6 +411,64 @@ def decode_rows(first: int, blob: bytes) -> RowColumns:
             steps[i] = None
     rt, ts = (_nullable(_unshuffle(b, n)) for b in (rt_b, ts_b))
     return RowColumns(first, str(text, "utf-8").split("\n"), tid.tolist(), steps, rt, ts)
+
+
+def flat_blocks(first: int, blob: bytes, points: dict[str, tuple[Any, Any]], lo: int, hi: int,
+                ) -> list[tuple[int, list[str], list[Any]]] | None:
+    """``join_blocks`` of the rows at positions ``[lo, hi)`` of a row chunk (``blob``, first index
+    ``first``) with numpy columns, when every row there has a flat template: ``(first idx, keys,
+    columns)``, a column a float64 or int64 array (the values ``join_rows`` gives, as those types)
+    or a list of one constant. ``points``: key -> ``decode_points`` of the chunk. None when some
+    row's template is not flat (the caller then takes ``join_blocks``)."""
+    import numpy as np
+
+    text, tid_b, _null_b, steps_b, rt_b, ts_b = _unpack(blob)
+    templates = str(text, "utf-8").split("\n")
+    tid = np.frombuffer(tid_b, dtype="<u2")
+    n = len(tid)
+    hi = min(hi, n)
+    if hi <= lo:
+        return []
+    t_slice = tid[lo:hi]
+    cuts = (np.flatnonzero(t_slice[1:] != t_slice[:-1]) + 1).tolist()
+    plans: dict[int, Any] = {}
+    segs = []
+    for a, b in zip([0, *cuts], [*cuts, hi - lo]):
+        t = int(t_slice[a])
+        if t not in plans:
+            plans[t] = _flat_plan(json.loads(templates[t]))
+        if not plans[t]:
+            return None
+        segs.append((lo + a, lo + b, plans[t]))
+    cols: dict[Any, Any] = {}
+
+    def column(src: int, what: Any) -> Any:
+        got = cols.get((src, what))
+        if got is None:
+            if src == 1:
+                off, val = points[what]
+                got = np.full(n, np.nan)
+                got[off] = val
+            elif what == 0:
+                got = _undelta(steps_b)
+            else:
+                got = _unshuffle(rt_b if what == 1 else ts_b, n)
+            cols[(src, what)] = got
+        return got
+
+    out: list[tuple[int, list[str], list[Any]]] = []
+    for a, b, plan in segs:
+        keys, vals = [], []
+        for k, src, what, kind in plan:
+            keys.append(k)
+            if src == 0:
+                vals.append([what] * (b - a))
+                continue
+            col = column(src, what)[a:b]
+            want = np.int64 if type(kind) is int else np.float64
+            vals.append(col if col.dtype == want else col.astype(want))
+        out.append((first + a, keys, vals))
+    return out
 
 
 # --------------------------------------------------------------------------- series chunks

@@ -194,7 +194,7 @@ class _Member:
 
     def chunks(self, key: str) -> list[int]:
         if key not in self._chunks:
-            self._chunks[key] = [int(r.chunk) for r in key_chunks(self.conn, self.pk, key)]
+            self._chunks[key] = [int(r[0]) for r in key_chunks(self.conn, self.pk, key)]
         return self._chunks[key]
 
     def _pending_value(self, key: str) -> tuple[float, float] | None:

@@ -12,6 +12,8 @@ Layer 5 (the server). The tables are ``history_chunks``, ``series_chunks`` and `
   chunks: a few dozen database rows instead of 110,000).
 * ``read_rows(conn, pk, lo, hi)`` gives the final rows with indexes in ``[lo, hi)`` (the caller
   bounds ``hi`` by ``rows_final``) exactly as they were sent; ``pending_row`` gives the provisional row.
+  ``read_blocks`` gives the same rows as blocks for the msgpack history answer: a flat template's
+  rows as numpy columns cut straight from the decoded chunk (``chunks.flat_blocks``), other rows built.
 * ``key_chunks`` (statistics of one key's chunks), ``key_points`` (decoded points of some chunks) and
   ``row_values`` (a reserved column at some indexes) serve the charts; ``key_summaries`` the key list.
 """
@@ -19,7 +21,7 @@ Layer 5 (the server). The tables are ``history_chunks``, ``series_chunks`` and `
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,13 +36,15 @@ from wandblite.server.chunks import (
     dense_points,
     encode_points,
     encode_rows,
+    flat_blocks,
+    join_blocks,
     join_rows,
     point_stats,
 )
 from wandblite.server.schema import history_chunks, history_pending, series_chunks
 
-__all__ = ["PendingRow", "RowValues", "key_chunks", "key_points", "key_summaries", "pending_row", "read_rows",
-           "row_values", "rows_at", "write_rows"]
+__all__ = ["PendingRow", "RowValues", "key_chunks", "key_points", "key_summaries", "pending_row", "read_blocks",
+           "read_rows", "row_values", "rows_at", "write_rows"]
 
 #: A provisional row: (idx, step, runtime, timestamp, row).
 PendingRow = tuple[int, Any, Any, Any, dict[str, Any]]
@@ -181,14 +185,61 @@ def read_rows(conn: Connection, pk: int, lo: int, hi: int) -> list[tuple[int, di
 def rows_at(conn: Connection, pk: int, idxs: Sequence[int]) -> list[tuple[int, dict[str, Any]]]:
     """``(idx, row)`` of the run's final rows at the increasing indexes ``idxs`` (all below
     ``rows_final``), each chunk read and decoded once."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    for first, cols, points, mine in _chunk_parts(conn, pk, idxs):
+        out.extend(zip([first + p for p in mine], join_rows(cols, points, mine)))
+    return out
+
+
+def read_blocks(conn: Connection, pk: int, lo: int, hi: int) -> list[tuple[int, list[str] | None, list[Any]]]:
+    """The final rows ``[lo, hi)`` (``hi`` at most ``rows_final``) as ``(first idx, keys, columns)``
+    blocks of consecutive rows (``chunks.join_blocks``: ``keys`` None means ``columns`` are the
+    rows themselves). What ``read_rows`` gives, without building the rows of a flat template."""
+    out: list[tuple[int, list[str] | None, list[Any]]] = []
+    if hi <= lo:
+        return out
+    h, s = history_chunks.c, series_chunks.c
+    c_lo, c_hi = lo >> CHUNK_SHIFT, (hi - 1) >> CHUNK_SHIFT
+    for g in range(c_lo, c_hi + 1, 64):  # a few chunks per statement: bounded memory, few round trips
+        g_hi = min(c_hi, g + 63)
+        blobs = dict(conn.execute(sa.select(h.chunk, h.data).where(h.run == pk, h.chunk >= g, h.chunk <= g_hi)).all())
+        points: dict[int, dict[str, tuple[Any, Any]]] = {c: {} for c in blobs}
+        for c, key, blob in conn.execute(sa.select(s.chunk, s.key, s.data).where(
+                s.run == pk, s.chunk >= g, s.chunk <= g_hi)):
+            if c in points:
+                points[c][key] = decode_points(blob)
+        for c in range(g, g_hi + 1):
+            if c not in blobs:
+                continue
+            first = c << CHUNK_SHIFT
+            a, b = max(lo, first) - first, min(hi, first + CHUNK_ROWS) - first
+            got = flat_blocks(first, blobs[c], points[c], a, b)
+            if got is None:  # some template not flat: rows built one by one
+                cols = decode_rows(first, blobs[c])
+                dense = {k: dense_points(len(cols), off, val) for k, (off, val) in points[c].items()}
+                mine = list(range(a, min(b, len(cols))))
+                out.extend((first + pos[0], keys, rows) for pos, keys, rows in join_blocks(cols, dense, mine))
+            else:
+                out.extend(got)
+    return out
+
+
+def _chunk_parts(conn: Connection, pk: int, idxs: Sequence[int],
+                 ) -> Iterator[tuple[int, RowColumns, dict[str, list[float]], list[int]]]:
+    """Per chunk holding some of the increasing ``idxs``: its first index, its decoded row columns,
+    its keys' values by position (``dense_points``) and the positions of the wanted rows in it."""
     if not idxs:
-        return []
+        return
     by_chunk: dict[int, list[int]] = {}
-    for i in idxs:
-        by_chunk.setdefault(i >> CHUNK_SHIFT, []).append(i)
+    if isinstance(idxs, range) and idxs.step == 1:
+        for c in range(idxs.start >> CHUNK_SHIFT, ((idxs.stop - 1) >> CHUNK_SHIFT) + 1):
+            first = c << CHUNK_SHIFT
+            by_chunk[c] = list(range(max(idxs.start, first), min(idxs.stop, first + CHUNK_ROWS)))
+    else:
+        for i in idxs:
+            by_chunk.setdefault(i >> CHUNK_SHIFT, []).append(i)
     want = sorted(by_chunk)
     h, s = history_chunks.c, series_chunks.c
-    out: list[tuple[int, dict[str, Any]]] = []
     for g in range(0, len(want), 64):  # a few chunks per statement: bounded memory, few round trips
         part = want[g:g + 64]
         cond_h = h.chunk.in_(part) if len(part) < part[-1] - part[0] + 1 else sa.and_(h.chunk >= part[0], h.chunk <= part[-1])
@@ -206,9 +257,14 @@ def rows_at(conn: Connection, pk: int, idxs: Sequence[int]) -> list[tuple[int, d
             if cols is None:
                 continue
             first = c << CHUNK_SHIFT
-            mine = [i for i in by_chunk[c] if i - first < len(cols)]
-            out.extend(zip(mine, join_rows(cols, points[c], [i - first for i in mine])))
-    return out
+            n = len(cols)
+            got = by_chunk[c]
+            if got[-1] - first < n:
+                mine = [i - first for i in got]
+            else:
+                mine = [i - first for i in got if i - first < n]
+            if mine:
+                yield first, cols, points[c], mine
 
 
 def pending_row(conn: Connection, pk: int) -> PendingRow | None:
@@ -232,12 +288,13 @@ def key_summaries(conn: Connection, pk: int) -> dict[str, tuple[int, Any, Any]]:
     return out
 
 
-def key_chunks(conn: Connection, pk: int, key: str) -> list[Any]:
-    """Statistics of the key's chunks in index order: ``chunk, n, first_idx, last_idx, min_v, min_idx,
-    max_v, max_idx``."""
+def key_chunks(conn: Connection, pk: int, key: str) -> list[tuple[Any, ...]]:
+    """Statistics of the key's chunks in index order, as tuples ``(chunk, first_idx, last_idx, n,
+    min_v, min_idx, max_v, max_idx)``."""
     s = series_chunks.c
-    return list(conn.execute(sa.select(s.chunk, s.n, s.first_idx, s.last_idx, s.min_v, s.min_idx, s.max_v,
-                                       s.max_idx).where(s.run == pk, s.key == key).order_by(s.chunk)))
+    rows = conn.execute(sa.select(s.chunk, s.first_idx, s.last_idx, s.n, s.min_v, s.min_idx, s.max_v,
+                                  s.max_idx).where(s.run == pk, s.key == key).order_by(s.chunk)).all()
+    return list(map(tuple, rows))
 
 
 def key_points(conn: Connection, pk: int, key: str, chunks: Iterable[int]) -> dict[int, tuple[Any, Any]]:
@@ -268,10 +325,15 @@ class RowValues:
         for i in range(0, len(want), 500):
             part = want[i:i + 500]
             if self.col == 0:
-                regular = {int(c): (int(n), s0) for c, n, s0 in self.conn.execute(
-                    sa.select(h.chunk, h.n, h.step0).where(h.run == self.pk, h.chunk.in_(part), h.step0.is_not(None)))}
+                # Regular chunks by a range (small rows, no blob; an IN list of hundreds costs more to build).
+                wanted = set(part)
+                regular = {c: (n, s0) for c, n, s0 in self.conn.execute(
+                    sa.select(h.chunk, h.n, h.step0).where(h.run == self.pk, h.chunk >= part[0], h.chunk <= part[-1],
+                                                           h.step0.is_not(None))).all() if c in wanted}
                 self._step0.update(regular)
                 part = [c for c in part if c not in regular]
+                if not part:
+                    continue
             for c, blob in self.conn.execute(sa.select(h.chunk, h.data).where(h.run == self.pk, h.chunk.in_(part))):
                 self._chunks[int(c)] = decode_rows(int(c) << CHUNK_SHIFT, blob)
             for c in part:

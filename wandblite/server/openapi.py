@@ -47,6 +47,7 @@ from wandblite.server.workspaces import VIEW_ID_PATTERN, WORKSPACE_VERSION
 from wandblite.vocab import (
     FILE_NAME_MAX,
     FILE_NAME_PATTERN,
+    HISTORY_MSGPACK,
     KEY_SCOPES,
     MAX_SAMPLED_ROWS,
     ROLES,
@@ -149,6 +150,7 @@ class Operation:
     blob: bool = False  # the answer is a blob's bytes (200, 206, 302)
     auth: bool = True  # needs a key (or a session, for reads)
     tags: tuple[str, ...] = field(default=())
+    also: tuple[tuple[str, str], ...] = ()  # other media types of the 200 answer (``Accept``): (type, description)
 
 
 def _int(name: str, lo: int, hi: int, doc: str = "", required: bool = False) -> Param:
@@ -238,7 +240,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
             "run": _null(OBJ), **{f: _null(_arr(OBJ)) for f in ("rows", "console", "system", "files", "artifacts",
                                                                   "uses", "alerts")}}}),
     ("GET", _RUN_PATH + "/history"): Operation(
-        "History rows by index", _paged("rows", _obj(idx=INT, final=BOOL, row=OBJ)), params=_PAGE),
+        "History rows by index", _paged("rows", _obj(idx=INT, final=BOOL, row=OBJ)), params=_PAGE,
+        also=((HISTORY_MSGPACK, 'when Accept names it: msgpack of {"blocks": [[first idx, keys or null, '
+                                'columns or rows]], "pending": [idx, row] or null, "next"} (PROTOCOL.md)'),)),
     ("GET", _RUN_PATH + "/history/sampled"): Operation(
         "History rows sampled over the run", _obj(rows=_arr(OBJ), matched=INT),
         params=(_int("samples", 1, MAX_SAMPLED_ROWS),
@@ -393,6 +397,9 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
     else:
         responses = {"200": {"description": "success",
                              "content": {"application/json": {"schema": op.answer if op.answer is not None else OBJ}}}}
+        for media_type, what in op.also:
+            responses["200"]["content"][media_type] = {"schema": {"type": "string", "format": "binary",
+                                                                  "description": what}}
     responses["default"] = error
     out: dict[str, Any] = {"operationId": f"{method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path[len(API_PREFIX):].lower()).strip('_')}",
                            "summary": op.summary, "parameters": params, "responses": responses}

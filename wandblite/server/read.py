@@ -25,16 +25,16 @@ from wandblite.replay import flatten
 from wandblite.server.chunks import CHUNK_ROWS
 from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
-from wandblite.server.history_store import pending_row, read_rows, rows_at
+from wandblite.server.history_store import pending_row, read_blocks, read_rows, rows_at
 from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, projects, runs, system, users
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
 from wandblite.vocab import MAX_SAMPLED_ROWS, RUNTIME, TYPE_KEY, is_number, spread, writer_label_problem
 
-__all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history", "get_run",
-           "get_system", "list_projects", "page_args", "project_id", "run_dict", "run_row", "run_writers",
-           "sample_history", "sampled_args", "tail_rows", "writer_arg"]
+__all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history",
+           "get_history_blocks", "get_run", "get_system", "list_projects", "page_args", "project_id", "run_dict",
+           "run_row", "run_writers", "sample_history", "sampled_args", "tail_rows", "writer_arg"]
 
 MAX_PAGE = 10_000
 
@@ -141,6 +141,29 @@ def get_history(store: Store, project: str, run_id: str, start: int = 0, limit: 
             rows.extend({"idx": idx, "final": False, "row": row} for idx, _step, row in tail_rows(conn, r.id, final)
                         if start <= idx < stop)
     return {"rows": rows, "next": rows[-1]["idx"] + 1 if len(rows) == limit else None}
+
+
+def get_history_blocks(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000,
+                       ) -> dict[str, Any]:
+    """``get_history``'s page for the msgpack answer: ``{"blocks": [[first idx, keys, columns]],
+    "pending": [idx, row] or None, "next"}``. The final rows from ``start`` come as blocks of
+    consecutive rows (``history_store.read_blocks``): ``keys`` a list and ``columns`` one list of
+    values per key (row ``i`` is ``dict(zip(keys, (c[i] for c in columns)))``), or ``keys`` None and
+    ``columns`` the rows themselves. ``pending`` is the provisional row when the page reaches it."""
+    with store.snapshot() as conn:  # the position and the chunks as of one moment
+        r = run_row(conn, project, run_id)
+        final = int(r.rows_final)
+        stop = start + limit
+        got = read_blocks(conn, r.id, start, min(stop, final))
+        n = sum(len(cols[0]) if keys is not None else len(cols) for _first, keys, cols in got)
+        blocks = [[first, keys, cols] for first, keys, cols in got]
+        last = start + n - 1
+        pending = None
+        if n < limit:
+            for idx, _step, row in tail_rows(conn, r.id, final):
+                if start <= idx < stop:
+                    pending, n, last = [idx, row], n + 1, idx
+    return {"blocks": blocks, "pending": pending, "next": last + 1 if n == limit else None}
 
 
 def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: int = 1000,

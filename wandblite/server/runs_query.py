@@ -36,6 +36,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from wandblite.server.db import loads
 from wandblite.server.errors import bad_request
 from wandblite.server.read import project_id, run_dict
 from wandblite.server.regex_guard import REGEX_SUBJECT, check_regex
@@ -99,17 +100,42 @@ def list_runs(store: Store, project: str, filters: Any = None, order: str = "-cr
         check_depth(filters, MAX_FILTER_DEPTH, "the filter")  # the embedded store's callers pass objects
         check_filter(filters)  # before any database work: a bad filter costs nothing
     sort_key = order_key(order)
-    if not search and not filters and order.lstrip("-+") in _PLAIN_ORDER:
-        return _page_by_column(store, project, order.lstrip("-+"), sort_key, limit, offset)
+    head = order.lstrip("-+").split(".", 1)[0]
+    # Archived runs are left out (or kept alone) by the query itself; the owner's name comes by a
+    # join (one query for the whole table, never one per run).
     with store.read_engine.connect() as conn:
         pid = project_id(conn, project)
-        # The owner's name comes by a join (one query for the whole table, never one per run).
-        rows = conn.execute(sa.select(runs, users.c.name.label("owner_name"))
-                            .select_from(runs.outerjoin(users, users.c.id == runs.c.owner_id))
-                            .where(runs.c.project_id == pid).order_by(runs.c.created_at, runs.c.run_id)).all()
-    out = [{**run_dict(r), "owner": r.owner_name} for r in rows]
-    if archived != "include":
-        out = [d for d in out if d["archived"] == (archived == "only")]
+        listed = [runs.c.project_id == pid]
+        if archived != "include":
+            listed.append(runs.c.archived_at.is_(None) if archived == "hide" else runs.c.archived_at.is_not(None))
+        if not search and not filters and (head in _PLAIN or head == "rows"):
+            # Nothing to match, a column orders: sort light stand-ins (the run's id and that column;
+            # the same sort, so the same order), then read and shape only the page's runs (reading
+            # and decoding every run's config and summary was most of a large project's table).
+            col = runs.c[_PLAIN.get(head, "rows_final")]
+            light = conn.execute(sa.select(runs.c.id, col).where(*listed)
+                                 .order_by(runs.c.created_at, runs.c.run_id)).all()
+            have, missing = [], []
+            for pk, v in light:  # order_key's sort, for a column's scalar values
+                if v is None or (type(v) is float and math.isnan(v)):
+                    missing.append(pk)
+                else:
+                    have.append((_rank(v), pk))
+            have.sort(key=lambda t: t[0], reverse=order.startswith("-"))
+            ids = ([pk for _, pk in have] + missing)[offset:offset + limit]
+            by_id: dict[Any, Any] = {}
+            for i in range(0, len(ids), 500):
+                by_id.update((r.id, r) for r in conn.execute(_with_owner().where(runs.c.id.in_(ids[i:i + 500]))))
+            return {"runs": [_run_item(by_id[pk]) for pk in ids if pk in by_id], "total": len(light)}
+        rows = conn.execute(_with_owner().where(*listed).order_by(runs.c.created_at, runs.c.run_id)).all()
+    if not search and not filters:
+        # Nothing to match: order stand-ins holding only the ordering value (the same sort, so the
+        # same order), then shape just the page.
+        field = order.lstrip("-+")
+        stubs = [_order_stub(r, field) for r in rows]
+        page = sort_key(stubs)[offset:offset + limit]
+        return {"runs": [_run_item(st[_ROW]) for st in page], "total": len(stubs)}
+    out = [_run_item(r) for r in rows]
     if search:
         s = search.lower()
         out = [d for d in out if any(s in str(v).lower() for v in (d["name"], d["id"], d["notes"], *d["tags"])
@@ -120,23 +146,37 @@ def list_runs(store: Store, project: str, filters: Any = None, order: str = "-cr
     return {"runs": out[offset:offset + limit], "total": len(out)}
 
 
-#: Orders by a column that ``read.run_dict`` copies as it is: without a filter or a search, a page
-#: of the runs table sorts only that column of every run and decodes only the page's runs.
-_PLAIN_ORDER = ("created_at", "updated_at")
+#: The key of a stand-in (``_order_stub``) holding its ``runs`` row: not a run_dict key, not a path's head.
+_ROW = "\x00row"
+#: ``run_dict`` keys read straight from one column of the row.
+_PLAIN = {"id": "run_id", "name": "name", "state": "state", "group": "group", "job_type": "job_type",
+          "created_at": "created_at", "updated_at": "updated_at", "heartbeat_at": "heartbeat_at",
+          "exit_code": "exit_code"}
 
 
-def _page_by_column(store: Store, project: str, field: str, sort_key: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
-                    limit: int, offset: int) -> dict[str, Any]:
-    """``list_runs`` without a filter or search, ordered by a ``_PLAIN_ORDER`` column: the same sort
-    over the same starting order, on that column alone; then the page's rows, whole."""
-    col = runs.c[field]
-    with store.read_engine.connect() as conn:
-        pid = project_id(conn, project)
-        light = [{field: v, "_pk": pk} for pk, v in conn.execute(
-            sa.select(runs.c.id, col).where(runs.c.project_id == pid).order_by(runs.c.created_at, runs.c.run_id))]
-        page = [d["_pk"] for d in sort_key(light)[offset:offset + limit]]
-        rows = {r.id: r for r in conn.execute(sa.select(runs).where(runs.c.id.in_(page)))} if page else {}
-    return {"runs": [run_dict(rows[pk]) for pk in page], "total": len(light)}
+def _order_stub(r: Any, field: str) -> dict[str, Any]:
+    """A stand-in for ``run_dict(r)`` holding what ordering by ``field`` reads (the same value), and the row."""
+    head = field.split(".", 1)[0]
+    if head in _PLAIN:
+        return {head: getattr(r, _PLAIN[head]), _ROW: r}
+    if head == "rows":
+        return {"rows": int(r.rows_final), _ROW: r}
+    if head in ("summary", "config"):
+        return {head: loads(getattr(r, head)) or {}, _ROW: r}
+    d = run_dict(r)  # runtime (from the summary and the row's times), or anything else
+    d[_ROW] = r
+    return d
+
+
+def _with_owner() -> Any:
+    """The select of runs rows with their owner's name (``owner_name``), by an outer join."""
+    return sa.select(runs, users.c.name.label("owner_name")).select_from(
+        runs.outerjoin(users, users.c.id == runs.c.owner_id))
+
+
+def _run_item(r: Any) -> dict[str, Any]:
+    """A runs-table item: ``read.run_dict`` and the owner's name."""
+    return {**run_dict(r), "owner": r.owner_name}
 
 
 def _filter_runs(items: list[dict[str, Any]], filters: dict[str, Any], project: str) -> list[dict[str, Any]]:

@@ -19,9 +19,11 @@ What it promises
 * Speed: a metric is stored in chunks of 2,048 history indexes, each with its count, minimum and
   maximum (``history_store``, ``store.series_chunks``), written as each sync batch is stored. A chart
   takes a chunk's statistics when the chunk lies inside one chart bucket and decodes only the
-  chunks a bucket boundary cuts, so the minimum and maximum of every bucket are exact. A 10M-point
-  series reads 4,883 statistics rows and decodes at most one chunk per bucket. A crashed run's
-  provisional row is read raw.
+  chunks a bucket boundary cuts, so the minimum and maximum of every bucket are exact. Buckets
+  have equal widths; when they are at least a chunk wide, each inner bucket boundary is moved to
+  the nearest chunk boundary (``_Buckets``: widths then differ by at most a chunk), so no inner
+  chunk is cut: a 10M-point series reads its 4,883 statistics rows and decodes at most the two
+  chunks the range's ends cut. A crashed run's provisional row is read raw.
 * ``min_x``/``max_x`` (zoom) locate the index range by binary search, which assumes x does not
   decrease along the run (true for ``_step``, ``_runtime``, ``_timestamp`` and usual epoch
   counters); the points returned are then filtered exactly by x.
@@ -29,6 +31,7 @@ What it promises
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from wandblite.server.chunks import CHUNK_SHIFT
+from wandblite.server.chunks import CHUNK_ROWS, CHUNK_SHIFT
 from wandblite.server.errors import bad_request
 from wandblite.server.history_store import key_chunks, key_points, key_summaries, pending_row, row_values
 from wandblite.server.indexes import numeric_leaves, typed_leaves
@@ -162,8 +165,7 @@ class _Points:
     def __init__(self, conn: Connection, pk: int, final: int, key: str) -> None:
         self.conn, self.pk, self.key = conn, pk, key
         # (chunk, first_idx, last_idx, n, min_v, min_idx, max_v, max_idx) per chunk, in index order
-        self.chunks: list[tuple[Any, ...]] = [(int(r.chunk), int(r.first_idx), int(r.last_idx), int(r.n), r.min_v,
-                                               r.min_idx, r.max_v, r.max_idx) for r in key_chunks(conn, pk, key)]
+        self.chunks: list[tuple[Any, ...]] = key_chunks(conn, pk, key)
         self.pending: tuple[int, float] | None = None  # (idx, value; NaN for a NaN)
         pend = pending_row(conn, pk)
         if pend is not None and pend[0] >= final:
@@ -303,13 +305,12 @@ def _one_series(conn: Connection, pk: int, final: int, key: str, x_axis: str, sa
     first, last = ends
     lo, hi = _idx_range(conn, pk, final, last + 1, x_axis, min_x, max_x)
     lo, hi = max(lo, first), min(hi, last + 1)
-    nb = max(1, samples // 2)
-    span = max(1, hi - lo)
-    items = _bucket_items(pts, lo, hi, nb, span)
+    bk = _Buckets(lo, hi, max(1, samples // 2))
+    items = _bucket_items(pts, lo, hi, bk)
     count = sum(it[2] for it in items)
     points: list[tuple[int, float, float, float]]
     if count > samples:
-        points = _downsample(items, lo, span, nb)
+        points = _downsample(items, bk)
     else:  # few points: send them all
         import numpy as np
 
@@ -333,20 +334,50 @@ def _one_series(conn: Connection, pk: int, final: int, key: str, x_axis: str, sa
     return {"x": out_x, "y": out_y, "y_min": out_lo, "y_max": out_hi, "count": count}
 
 
-def _bucket_items(pts: _Points, lo: int, hi: int, nb: int, span: int) -> list[_Item]:
-    """Items covering every point in ``[lo, hi)``, none across a chart bucket's boundary (bucket of
-    index i: ``(i - lo) * nb // span``): a chunk's statistics when the chunk lies inside one bucket,
-    else its decoded points cut at the boundaries."""
+class _Buckets:
+    """The chart buckets of the index range ``[lo, hi)``: ``nb`` consecutive ranges, bucket ``g``
+    starting at ``starts[g]``. Bucket ``g`` starts at ``lo + ceil(g * span / nb)`` (equal widths);
+    when a bucket is at least a chunk wide, each inner start is moved to the nearest chunk boundary
+    (widths then differ by at most a chunk), so that every chunk inside the range lies in one bucket
+    and is answered by its statistics: a chart of any length decodes at most the two chunks its
+    range's ends cut."""
+
+    def __init__(self, lo: int, hi: int, nb: int) -> None:
+        span = max(1, hi - lo)
+        starts = [lo + -(-g * span // nb) for g in range(nb)]
+        if span >= nb * CHUNK_ROWS:
+            half = CHUNK_ROWS >> 1
+            starts = [lo] + [min(hi, max(lo, ((b + half) >> CHUNK_SHIFT) << CHUNK_SHIFT)) for b in starts[1:]]
+        self.lo, self.hi, self.nb, self.starts = lo, hi, nb, starts
+
+    def of(self, i: int) -> int:
+        """The bucket of index ``i`` (``lo <= i < hi``)."""
+        return bisect.bisect_right(self.starts, i) - 1
+
+    def of_array(self, idx: Any) -> Any:
+        import numpy as np
+
+        return np.searchsorted(np.asarray(self.starts, dtype=np.int64), idx, side="right") - 1
+
+
+def _bucket_items(pts: _Points, lo: int, hi: int, bk: _Buckets) -> list[_Item]:
+    """Items covering every point in ``[lo, hi)``, none across a chart bucket's boundary
+    (``_Buckets``): a chunk's statistics when the chunk lies inside one bucket, else its decoded
+    points cut at the boundaries."""
     import numpy as np
 
     items: list[_Item] = []
     cut: list[int] = []
     inside = pts.in_range(lo, hi)
-    for c, a, b, n, mn, mn_i, mx, mx_i in inside:
-        if a >= lo and b < hi and (a - lo) * nb // span == (b - lo) * nb // span:
-            items.append((a, b, n, mn, mn_i, mx, mx_i))
-        else:
-            cut.append(c)
+    if inside:  # a chunk lies in one bucket when its first and last index do (one numpy pass)
+        ends = np.array([(st[1], st[2]) for st in inside], dtype=np.int64).reshape(-1, 2)
+        g = bk.of_array(ends)
+        whole = ((ends[:, 0] >= lo) & (ends[:, 1] < hi) & (g[:, 0] == g[:, 1])).tolist()
+        for st, ok in zip(inside, whole):
+            if ok:
+                items.append(st[1:])
+            else:
+                cut.append(st[0])
     decoded = pts.decoded(cut)
     idx_parts = [decoded[c][0] for c in cut if c in decoded]
     val_parts = [decoded[c][1] for c in cut if c in decoded]
@@ -356,12 +387,12 @@ def _bucket_items(pts: _Points, lo: int, hi: int, nb: int, span: int) -> list[_I
     if idx_parts:  # every cut chunk's points at once: one pass of numpy, not one per chunk
         idx, val = np.concatenate(idx_parts), np.concatenate(val_parts)
         keep = (idx >= lo) & (idx < hi)
-        items.extend(_segments(idx[keep], val[keep], lo, nb, span))
+        items.extend(_segments(idx[keep], val[keep], bk))
         items.sort(key=lambda it: it[0])
     return items
 
 
-def _segments(idx: Any, val: Any, lo: int, nb: int, span: int) -> list[_Item]:
+def _segments(idx: Any, val: Any, bk: _Buckets) -> list[_Item]:
     """Points in index order as one item per run of points in one chart bucket (the first index
     holding the minimum and the maximum). Runs of one bucket may enclose a chunk taken by its
     statistics: ``_downsample`` breaks ties by index, so the answer is a point-by-point scan's."""
@@ -369,7 +400,7 @@ def _segments(idx: Any, val: Any, lo: int, nb: int, span: int) -> list[_Item]:
 
     if not len(idx):
         return []
-    g = (idx - lo) * nb // span
+    g = bk.of_array(idx)
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     ends = np.r_[starts[1:], len(idx)]
     finite = np.isfinite(val)
@@ -389,8 +420,8 @@ def _segments(idx: Any, val: Any, lo: int, nb: int, span: int) -> list[_Item]:
             for f, a, b, n, mn, mn_i, mx, mx_i in cols]
 
 
-def _downsample(items: list[Any], lo: int, span: int, nb: int) -> list[tuple[int, float, float, float]]:
-    """Group items into ``nb`` index buckets; keep each bucket's min and max point, in index order."""
+def _downsample(items: list[Any], bk: _Buckets) -> list[tuple[int, float, float, float]]:
+    """Group items into the chart's index buckets; keep each bucket's min and max point, in index order."""
     out: list[tuple[int, float, float, float]] = []
     cur = -1
     mn: Any = None
@@ -406,8 +437,10 @@ def _downsample(items: list[Any], lo: int, span: int, nb: int) -> list[tuple[int
             out.append((a[1], a[0], mn[0], mx[0]))
             out.append((b[1], b[0], mn[0], mx[0]))
 
-    for first_idx, _last, _n, min_v, min_idx, max_v, max_idx in items:
-        g = (first_idx - lo) * nb // span
+    import numpy as np
+
+    buckets = bk.of_array(np.fromiter((it[0] for it in items), dtype=np.int64, count=len(items))).tolist()
+    for g, (_first, _last, _n, min_v, min_idx, max_v, max_idx) in zip(buckets, items):
         if g != cur:
             flush()
             cur, mn, mx = g, None, None

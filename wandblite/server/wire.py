@@ -16,6 +16,9 @@ What it promises:
   preparation (``prep_console``, ``prep_system``, ``prep_file``, ``prep_artifact``, ``prep_use``,
   ``prep_alert``) to each record. See ``PROTOCOL.md`` for the batch's fields.
 * An artifact manifest is checked against its digest by the SDK's one rule (``artifact_digest``).
+* ``pack_history`` encodes a history page (``read.get_history_blocks``) as the msgpack answer
+  (``vocab.HISTORY_MSGPACK``; numpy columns as extension types of their bytes), or gives None when msgpack cannot carry it exactly (an int beyond 64
+  bits, a lone surrogate in a string): the caller then answers JSON.
 
 All of it runs before a batch's transaction: bad input never holds the write lock.
 """
@@ -46,7 +49,7 @@ from wandblite.vocab import (
 __all__ = [
     "ARTIFACT_NAME_PATTERN", "MAX_ARTIFACT_VERSION", "MAX_JSON_DEPTH", "Row", "artifact_digest", "check_depth", "clean_text", "finite_number", "int64", "media_ext",
     "numbered", "prep_alert", "prep_artifact",
-    "prep_console", "prep_file", "prep_writer", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
+    "pack_history", "prep_console", "prep_file", "prep_writer", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
     "validate_artifact_name", "validate_file_name", "validate_project", "validate_run", "validate_sha256",
 ]
 
@@ -419,3 +422,31 @@ def prep_alert(item: dict[str, Any], what: str) -> dict[str, Any]:
     return {"title": title, "text": clean_text(item.get("text"), f"{what}.text") or "", "level": level,
             "wait_duration": _opt_num(item.get("wait_duration"), f"{what}.wait_duration"),
             "ts": _opt_num(item.get("ts"), f"{what}.ts")}
+
+
+#: msgpack extension codes of a history page's numpy columns: little-endian float64, int64 values.
+HISTORY_EXT_F8, HISTORY_EXT_I8 = 1, 2
+
+
+def _pack_array(obj: Any) -> Any:
+    import msgpack
+    import numpy as np
+
+    if isinstance(obj, np.ndarray) and obj.ndim == 1:
+        if obj.dtype == np.float64:
+            return msgpack.ExtType(HISTORY_EXT_F8, obj.astype("<f8").tobytes())
+        if obj.dtype == np.int64:
+            return msgpack.ExtType(HISTORY_EXT_I8, obj.astype("<i8").tobytes())
+    raise TypeError(f"cannot pack {type(obj).__name__}")
+
+
+def pack_history(page: dict[str, Any]) -> bytes | None:
+    """The msgpack bytes of a history page, or None when a value has no exact msgpack form. A numpy
+    column (``history_store.read_blocks``) goes as its bytes: extension ``HISTORY_EXT_F8`` (float64)
+    or ``HISTORY_EXT_I8`` (int64), little-endian."""
+    import msgpack
+
+    try:
+        return bytes(msgpack.packb(page, use_bin_type=True, default=_pack_array))
+    except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
+        return None
