@@ -258,14 +258,23 @@ def test_the_runs_table_names_owners_with_one_query_however_many_runs(kind: str,
             one = runs_query.list_runs(s, project, filters={"id": "r0-0"})
             n_one = len(statements)
             statements.clear()
-            every = runs_query.list_runs(s, project)
+            every = runs_query.list_runs(s, project, filters={"state": {"$ne": "no such state"}})
             n_every = len(statements)
+            statements.clear()
+            first = runs_query.list_runs(s, project, order="created_at", limit=1)  # the page-by-column path
+            n_first = len(statements)
+            statements.clear()
+            page = runs_query.list_runs(s, project, order="created_at")
+            n_page = len(statements)
         finally:
             sa.event.remove(s.read_engine, "before_cursor_execute", count)
         assert [r["owner"] for r in one["runs"]] == [names[0]]
         assert every["total"] == 31
         assert sorted({r["owner"] for r in every["runs"]}) == sorted(names)
         assert n_every == n_one, statements
+        assert [r["owner"] for r in first["runs"]] == [names[0]]
+        assert sorted({r["owner"] for r in page["runs"]}) == sorted(names)
+        assert n_page == n_first, statements
         s.close()
 
     if kind == "postgres":

@@ -490,7 +490,8 @@ class _Handlers:
             if ctype != "application/json":
                 raise ApiError(415, "unsupported_media_type", "send the workspace as JSON (Content-Type: "
                                                               f"application/json), not {ctype or 'no content type'}")
-        if _bearer(request) is None and request.headers.get(PAGE_HEADER[0]) != PAGE_HEADER[1]:
+        if (_bearer(request) is None and request.cookies.get(SESSION_COOKIE)
+                and request.headers.get(PAGE_HEADER[0]) != PAGE_HEADER[1]):
             raise forbidden("a workspace saved through the session cookie is sent by the dashboard (with the header "
                             "X-Requested-With: wandblite); scripts send a Bearer key")
         who = await self.auth(request, write=False, project=request.path_params["project"])
