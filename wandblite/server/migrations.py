@@ -52,6 +52,7 @@ from wandblite.server.schema import (
     run_artifacts,
     run_files,
     run_grants,
+    run_writers,
     runs,
     schema_migrations,
     series,
@@ -60,6 +61,7 @@ from wandblite.server.schema import (
     sessions,
     system,
     users,
+    writer_rows,
 )
 from wandblite.server.wire import Row
 from wandblite.throttle import throttle
@@ -205,6 +207,15 @@ def _m0007_users_roles_audit(conn: Connection) -> None:
     conn.execute(runs.update().where(runs.c.owner_id.is_(None)).values(owner_id=admin))
 
 
+def _m0009_writer_streams(conn: Connection) -> None:
+    """A shared run's writers synced one by one (``writers.py``): each writer's position and fold
+    (``run_writers``), its own rows (``writer_rows``), and the writer of each console line and
+    system sample (NULL for every record stored before: a single writer's)."""
+    metadata.create_all(conn, tables=[run_writers, writer_rows])
+    _add_columns(conn, console, ["writer"])
+    _add_columns(conn, system, ["writer"])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -215,6 +226,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0005_alert_throttle", _m0005_alert_throttle),
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
+    ("0009_writer_streams", _m0009_writer_streams),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).
