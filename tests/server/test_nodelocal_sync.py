@@ -1,0 +1,175 @@
+"""A shared run whose writers' files sit on different nodes' local disks: each node syncs its own
+writers, in any order and interleaving, killed at random moments, and the server's run ends up equal
+to the replay of all the files together; a second sync of either node sends nothing. On SQLite and
+PostgreSQL (the ``server`` fixture's backends)."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wandblite
+from wandblite.sync.client import Syncer
+from wandblite.sync.transport import HttpTransport
+
+from .conftest import CLI, ServerProc, canon, clean_env, local_rows, uniq
+
+# Writers that overlap in steps and keys, add steps between each other's (rank2 strides by 3 past
+# the others' last step), set config and summary from a non-primary, define a metric, and one that is
+# SIGKILLed with a pending row.
+_WRITER = textwrap.dedent("""
+    import sys, time, wandblite
+    runs, label, steps, stride, end = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    run = wandblite.init(dir=runs, project="nlp", id="nodelocal1", config={f"c_{label}": 1, "lr": label},
+                         settings=wandblite.Settings(mode="shared", x_label=label, x_primary=label == "rank0"))
+    if label == "rank1":
+        run.define_metric("acc", summary="max")
+    for i in range(steps):
+        s = i * stride
+        run.log({"loss": 1.0 / (s + 1), label: {"x": s}, "acc": (s * 7 % 11) / 10}, step=s, commit=False)
+        run.log({"common": label}, step=s)
+        if i % 40 == 0:
+            print(f"{label} step {s}", flush=True)
+    run.summary[f"best_{label}"] = steps
+    if end == "kill":
+        run.log({"tail": 1.5}, step=steps * stride, commit=False)
+        print("ready", flush=True)
+        time.sleep(60)
+    run.finish()
+""")
+
+_NODES = {"a": ("rank0", "rank2"), "b": ("rank1", "rank3")}
+
+
+def _write(runs: Path, label: str, steps: int, stride: int, end: str) -> None:
+    env = clean_env(WANDBLITE_STATS_INTERVAL="0.2")
+    p = subprocess.Popen([sys.executable, "-c", _WRITER, str(runs), label, str(steps), str(stride), end], env=env,
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if end == "kill":
+        assert p.stdout is not None
+        for line in p.stdout:
+            if line.strip() == "ready":
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                return
+        raise AssertionError(p.stderr.read() if p.stderr else "writer died")
+    _out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+
+
+@pytest.fixture(scope="module")
+def split_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """The run with all its writers' files in one directory, and each node's copy holding only its
+    own writers' files (node a: rank0, rank2; node b: rank1, rank3)."""
+    root = tmp_path_factory.mktemp("nodelocal")
+    runs = root / "all"
+    _write(runs, "rank0", 300, 1, "finish")
+    _write(runs, "rank1", 240, 1, "finish")
+    _write(runs, "rank2", 160, 3, "finish")
+    _write(runs, "rank3", 90, 2, "kill")
+    run_dir = runs / "nodelocal1"
+    nodes: dict[str, Path] = {}
+    for node, mine in _NODES.items():
+        copy = root / f"node-{node}"
+        shutil.copytree(run_dir, copy / "nodelocal1")
+        for f in (copy / "nodelocal1").iterdir():
+            label = f.name.split("-")[1] if f.name.startswith("events-") else f.name.partition("-")[2]
+            if label and f.name.startswith(("events-", ".lock-")) and label not in mine:
+                f.unlink()
+        nodes[node] = copy
+    return run_dir, nodes
+
+
+def _sync_args(server: ServerProc, runs: Path, project: str) -> list[str]:
+    return ["sync", str(runs), "--server", server.url, "--api-key", server.key, "--project", project,
+            "--batch-size", "50", "--json"]
+
+
+def _in_process(server: ServerProc, runs: Path, project: str) -> dict[str, Any]:
+    res = Syncer(HttpTransport(server.url, server.key), batch_size=50, project=project,
+                 use_cache=False).sync_path(runs / "nodelocal1")
+    assert res.ok, res.error
+    return res.as_dict()
+
+
+def _assert_equal_to_replay(server: ServerProc, project: str, r: Any, want_rows: str) -> None:
+    got = server.history(project, "nodelocal1")
+    assert [x["idx"] for x in got] == list(range(len(got))) and all(x["final"] for x in got)
+    assert canon([x["row"] for x in got]) == want_rows
+    run = server.get(f"/api/v1/projects/{project}/runs/nodelocal1").json()
+    assert run["state"] == r.state == "finished"
+    assert canon(run["config"]) == canon(json.loads(json.dumps(r.config, default=dict)))
+    assert canon(run["summary"]) == canon(json.loads(json.dumps(r.summary, default=dict)))
+    pos = server.position(project, "nodelocal1")
+    assert pos["console"] == sum(len(list(r.console(writer=w["label"]))) for w in r.writers)
+    assert pos["system"] == len(r.system_metrics())
+    assert sorted(pos["writers"]) == ["rank0", "rank1", "rank2", "rank3"]
+    for w in r.writers:
+        mine = pos["writers"][w["label"]]
+        assert mine["state"] == w["state"]
+        assert mine["console"] == len(list(r.console(writer=w["label"])))
+
+
+def test_node_local_syncs_killed_at_random_converge_to_the_replay_of_all_files(
+        server: ServerProc, split_run: tuple[Path, dict[str, Path]]) -> None:
+    """10 trials, each its own project: node a's and node b's `wandblite sync` run at once, SIGKILLed
+    at random moments, one to three rounds; then each node's sync completes (in a random order);
+    the server's run equals the replay of all the files; a second sync of either node sends nothing."""
+    run_dir, nodes = split_run
+    r = wandblite.replay(run_dir)
+    assert r.shared and r.writer("rank3")["state"] == "crashed"
+    want = canon(local_rows(run_dir))
+    rnd = random.Random(6)
+    for trial in range(10):
+        project = uniq("nl")
+        for _round in range(rnd.randint(1, 2)):
+            procs = []
+            for node in rnd.sample(sorted(nodes), 2):
+                procs.append((subprocess.Popen([*CLI, *_sync_args(server, nodes[node], project)],
+                                               env=clean_env(), stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL), rnd.uniform(0.3, 2.0)))
+                time.sleep(rnd.uniform(0.0, 0.3))
+            start = time.monotonic()
+            for p, at in sorted(procs, key=lambda x: x[1]):
+                time.sleep(max(0.0, at - (time.monotonic() - start)))
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+        order = rnd.sample(sorted(nodes), 2)
+        for node in order:
+            _in_process(server, nodes[node], project)
+        _assert_equal_to_replay(server, project, r, want)
+        for node in order:
+            again = _in_process(server, nodes[node], project)
+            assert (again["rows"], again["console"], again["system"], again["meta_updated"]) == (0, 0, 0, False), (
+                trial, node)
+
+
+def test_one_shared_disk_and_node_local_disks_give_the_same_server_state(
+        server: ServerProc, split_run: tuple[Path, dict[str, Path]]) -> None:
+    """The run synced from the directory holding every writer, and from the two nodes' directories
+    (node b first: the primary arrives last), give the same history, config, summary and state."""
+    run_dir, nodes = split_run
+    shared, local = uniq("nls"), uniq("nll")
+    Syncer(HttpTransport(server.url, server.key), project=shared, use_cache=False).sync_path(run_dir)
+    partial = None
+    for node in ("b", "a"):
+        _in_process(server, nodes[node], local)
+        if partial is None:  # only node b's writers so far: their merge, not yet the run's
+            partial = server.history(local, "nodelocal1")
+    assert partial is not None and len(partial) > 0
+    for project in (shared, local):
+        _assert_equal_to_replay(server, project, wandblite.replay(run_dir), canon(local_rows(run_dir)))
+    a = server.get(f"/api/v1/projects/{shared}/runs/nodelocal1").json()
+    b = server.get(f"/api/v1/projects/{local}/runs/nodelocal1").json()
+    for k in ("config", "summary", "state", "rows", "exit_code", "created_at", "ended_at", "metrics", "host"):
+        assert canon(a.get(k)) == canon(b.get(k)), k
