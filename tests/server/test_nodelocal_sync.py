@@ -130,20 +130,14 @@ def test_node_local_syncs_killed_at_random_converge_to_the_replay_of_all_files(
     assert r.shared and r.writer("rank3")["state"] == "crashed"
     want = canon(local_rows(run_dir))
     rnd = random.Random(6)
+    total = sum(w["rows"] for w in r.writers)
+    cut = 0  # trials whose killed syncs left the server part of the way
     for trial in range(10):
         project = uniq("nl")
         for _round in range(rnd.randint(1, 2)):
-            procs = []
-            for node in rnd.sample(sorted(nodes), 2):
-                procs.append((subprocess.Popen([*CLI, *_sync_args(server, nodes[node], project)],
-                                               env=clean_env(), stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.DEVNULL), rnd.uniform(0.3, 2.0)))
-                time.sleep(rnd.uniform(0.0, 0.3))
-            start = time.monotonic()
-            for p, at in sorted(procs, key=lambda x: x[1]):
-                time.sleep(max(0.0, at - (time.monotonic() - start)))
-                p.send_signal(signal.SIGKILL)
-                p.wait()
+            _killed_round(server, nodes, project, r, rnd)
+        sent = sum(w["rows"] + w["pending"] for w in server.position(project, "nodelocal1")["writers"].values())
+        cut += 0 < sent < total
         order = rnd.sample(sorted(nodes), 2)
         for node in order:
             _in_process(server, nodes[node], project)
@@ -152,6 +146,39 @@ def test_node_local_syncs_killed_at_random_converge_to_the_replay_of_all_files(
             again = _in_process(server, nodes[node], project)
             assert (again["rows"], again["console"], again["system"], again["meta_updated"]) == (0, 0, 0, False), (
                 trial, node)
+    assert cut >= 3, f"only {cut} of 10 trials were killed part of the way through"
+
+
+def _node_rows(pos: dict[str, Any], node: str) -> int:
+    return sum(w["rows"] + w["pending"] for label, w in pos.get("writers", {}).items() if label in _NODES[node])
+
+
+def _killed_round(server: ServerProc, nodes: dict[str, Path], project: str, r: Any, rnd: random.Random) -> None:
+    """Both nodes' syncs started at once (in a random order), each SIGKILLed once the server holds a
+    random number of the rows its node has left to send (a random moment of its work)."""
+    pos = server.position(project, "nodelocal1")
+    procs: list[tuple[str, subprocess.Popen[bytes], int]] = []
+    for node in rnd.sample(sorted(nodes), 2):
+        have = _node_rows(pos, node)
+        want = sum(w["rows"] for w in r.writers if w["label"] in _NODES[node])
+        if want - have < 2:
+            continue
+        target = have + rnd.randint(1, want - have - 1)
+        procs.append((node, subprocess.Popen([*CLI, *_sync_args(server, nodes[node], project)], env=clean_env(),
+                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), target))
+    deadline = time.monotonic() + 120
+    while procs and time.monotonic() < deadline:
+        pos = server.position(project, "nodelocal1")
+        for item in list(procs):
+            node, p, target = item
+            if p.poll() is not None or _node_rows(pos, node) >= target:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                procs.remove(item)
+        time.sleep(0.005)
+    for _node, p, _target in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
 
 
 def test_one_shared_disk_and_node_local_disks_give_the_same_server_state(
