@@ -200,3 +200,37 @@ def test_one_shared_disk_and_node_local_disks_give_the_same_server_state(
     b = server.get(f"/api/v1/projects/{local}/runs/nodelocal1").json()
     for k in ("config", "summary", "state", "rows", "exit_code", "created_at", "ended_at", "metrics", "host"):
         assert canon(a.get(k)) == canon(b.get(k)), k
+
+
+def test_watch_follows_writers_as_they_appear(server: ServerProc, tmp_path: Path) -> None:
+    """`sync --watch` on a node's directory: a writer that starts after the watcher (a second
+    writer of the same run) is picked up, and the server's run ends equal to the replay."""
+    runs = tmp_path / "runs"
+    project = uniq("nlw")
+    _write(runs, "rank0", 40, 1, "finish")
+    watcher = subprocess.Popen([*CLI, "sync", str(runs), "--watch", "--interval", "0.2", "--server", server.url,
+                                "--api-key", server.key, "--project", project], env=clean_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def wait_for(cond: Any, what: str) -> None:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                if watcher.poll() is not None:
+                    raise AssertionError(f"the watcher stopped: {watcher.stderr.read() if watcher.stderr else ''}")
+                if cond(server.position(project, "nodelocal1")):
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"timed out waiting for {what}")
+
+        wait_for(lambda pos: pos.get("writers", {}).get("rank0", {}).get("state") == "finished", "rank0")
+        _write(runs, "rank1", 30, 2, "finish")  # a new writer's files appear under the watcher
+        wait_for(lambda pos: pos.get("writers", {}).get("rank1", {}).get("state") == "finished", "rank1")
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        watcher.wait(timeout=60)
+    run_dir = runs / "nodelocal1"
+    assert canon([x["row"] for x in server.history(project, "nodelocal1")]) == canon(local_rows(run_dir))
+    run = server.get(f"/api/v1/projects/{project}/runs/nodelocal1").json()
+    r = wandblite.replay(run_dir)
+    assert run["state"] == r.state == "finished"
+    assert canon(run["summary"]) == canon(json.loads(json.dumps(r.summary, default=dict)))
