@@ -34,12 +34,14 @@ A ``GapError`` (the server's position moved under us) resets the tail and the ru
 from the start; a ``RejectedError`` marks the run bad (reported, others go on); an
 ``UnavailableError`` (server down after retries) stops the pass with a clear message.
 
-A shared run (several writers, ``mode="shared"``) is synced by ``SharedRunTail`` as one run: its
-merged history (``wandblite.merge``, as replay gives it) numbered in ``_step`` order, every
-writer's console lines tagged ``[label] ``, every writer's system samples with their metrics named
-``<label>/<metric>``. The merged history is final only once every writer has ended, so until then
-only the run's metadata and state are sent; the files of every writer must be visible to the
-syncing machine (one shared disk).
+A shared run (several writers, ``mode="shared"``) is synced writer by writer: one ``WriterTail``
+per writer stream visible here, each a ``RunTail`` over that writer's files alone, with the
+writer's own position on the server (``position["writers"][label]``) and its fold sent at the end
+of each pass instead of the run's metadata. The server merges the writers (``wandblite.merge``),
+so a machine needs to see only its own writers' files (node-local disks), and syncs from
+different machines in any order give the server the run one replay of all the files gives
+(PROTOCOL.md, "Shared runs: one position per writer"). ``--watch`` starts a tail for a writer
+whose files appear later.
 
 One-shot syncs keep a small cache per (store, run directory) under ``<home>/sync-state/``: when a
 finished, failed or crashed run's segment files have not changed since a sync the server
