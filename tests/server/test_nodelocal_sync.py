@@ -234,3 +234,45 @@ def test_watch_follows_writers_as_they_appear(server: ServerProc, tmp_path: Path
     r = wandblite.replay(run_dir)
     assert run["state"] == r.state == "finished"
     assert canon(run["summary"]) == canon(json.loads(json.dumps(r.summary, default=dict)))
+
+
+def _batch(server: ServerProc, project: str, run_id: str, body: dict[str, Any]) -> Any:
+    return server.post(f"/api/v1/projects/{project}/runs/{run_id}/batch", body)
+
+
+def _wrow(idx: int, step: int, **keys: Any) -> dict[str, Any]:
+    return {"idx": idx, "final": True, "row": {"_step": step, **keys}}
+
+
+def test_writer_batches_exactly_once_gaps_and_hostile_input(server: ServerProc) -> None:
+    """The protocol by hand: a writer's rows are checked against its own position (a retry changes
+    nothing, a gap is a 409 with that position), a later writer's rows rebuild the merged ones,
+    malformed writer objects are 400s, and single-writer and writer batches do not mix in one run."""
+    project = uniq("nlp")
+    w0 = {"label": "rank0", "primary": True, "update_finish_state": True}
+    w1 = {"label": "rank1", "primary": False, "update_finish_state": False}
+    first = {"writer": w0, "rows": [_wrow(i, 2 * i, a=i) for i in range(3)]}
+    for _ in range(2):  # the second is a retry: nothing changes
+        resp = _batch(server, project, "r1", first)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["writers"]["rank0"]["rows"] == 3 and resp.json()["rows"] == 3
+    gap = _batch(server, project, "r1", {"writer": w1, "rows": [_wrow(1, 1, b=1)]})
+    assert gap.status_code == 409 and gap.json()["error"]["position"]["writers"]["rank1"]["rows"] == 0
+    # rank1 writes at steps 0 (rank0's) and 1, 3 (new steps between rank0's): the merge is rebuilt
+    resp = _batch(server, project, "r1", {"writer": w1, "rows": [_wrow(0, 0, a=-1, b=0), _wrow(1, 1, b=1),
+                                                                 _wrow(2, 3, b=3)]})
+    assert resp.status_code == 200, resp.text
+    got = [x["row"] for x in server.history(project, "r1")]
+    assert got == [{"_step": 0, "a": 0, "b": 0}, {"_step": 1, "b": 1}, {"_step": 2, "a": 1},
+                   {"_step": 3, "b": 3}, {"_step": 4, "a": 2}]
+    for bad in ({"label": "-x", "primary": True, "update_finish_state": True}, "rank0",
+                {**w0, "primary": "yes"}, {**w0, "fold": {"meta": {"tags": 5}}, "state": "finished", "digest": "d"},
+                {**w0, "fold": {"nope": 1}, "state": "finished"}, {**w0, "fold": {}, "state": "sleeping"},
+                {**w0, "fold": {"metric_log": [[0, {"name": 5}]]}, "state": "finished"},
+                {**w0, "state": "finished"}):
+        resp = _batch(server, project, "r1", {"writer": bad})
+        assert resp.status_code == 400, (bad, resp.status_code, resp.text)
+    single = _batch(server, project, "r1", {"rows": [_wrow(5, 9, a=1)]})
+    assert single.status_code == 400
+    assert _batch(server, project, "r2", {"rows": [_wrow(0, 0, a=1)]}).status_code == 200
+    assert _batch(server, project, "r2", first).status_code == 400

@@ -42,7 +42,7 @@ from wandblite.fold import Fold
 from wandblite.merge import SharedRun, merge_rows, rank_key
 from wandblite.server.chunks import CHUNK_ROWS, CHUNK_SHIFT
 from wandblite.server.db import dumps
-from wandblite.server.errors import bad_request
+from wandblite.server.errors import ApiError, bad_request
 from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import add_media_rows
 from wandblite.server.schema import (
@@ -97,7 +97,14 @@ def prep_writer(w: Any) -> Writer:
         if state not in RUN_STATES:
             raise bad_request(f"writer.state must be one of {sorted(RUN_STATES)}")
         digest = clean_text(digest, "writer.digest", 128)
-        fold_from_wire(fold)  # a fold the merge cannot read is refused here, not in the transaction
+        # A fold the merge cannot read is refused here (400), not in the transaction: merged alone.
+        merged = SharedRun({w["label"]: fold_from_wire(fold)})
+        try:
+            _record(merged.fold, merged.finish({w["label"]: state}))
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the merge trips on, the client sent it
+            raise bad_request(f"writer.fold cannot be merged: {type(exc).__name__}: {exc}") from None
     elif state is not None or digest is not None:
         raise bad_request("writer.state and writer.digest come with writer.fold")
     return Writer(w["label"], w["primary"], w["update_finish_state"], fold, state, digest)
@@ -330,14 +337,18 @@ def _write(conn: Connection, pk: int, held: int, items: list[dict[str, Any]]) ->
 def run_metadata(conn: Connection, pk: int) -> dict[str, Any]:
     """The run row's metadata columns from the merge of its writers (``wandblite.merge.SharedRun``
     over every merged row, then ``finish`` with each writer's state), as ``prep_run`` stores them."""
-    from wandblite.replay import run_record  # the one projection of a fold (replay, show, sync)
-
     folds, states = _folds(conn, pk, with_folds=True)
     merged = SharedRun(folds)
     for row in _merged(conn, pk, folds, None):
         merged.add_row(row)
-    state = merged.finish(states)
-    out = run_record(merged.fold, state)
+    return _record(merged.fold, merged.finish(states))
+
+
+def _record(fold: Fold, state: str) -> dict[str, Any]:
+    """``run_record`` of a merged fold, typed for the store's columns and encoded (``prep_run``)."""
+    from wandblite.replay import run_record  # the one projection of a fold (replay, show, sync)
+
+    out = run_record(fold, state)
     # The store's typed columns take their types; a writer's files cannot make them bad.
     for k in ("name", "group", "job_type", "entity", "notes", "host", "signal"):
         if out[k] is not None and not isinstance(out[k], str):
