@@ -130,10 +130,13 @@ def run_position(r: Any) -> dict[str, Any]:
 
 
 def position_of(conn: Connection, r: Any) -> dict[str, Any]:
-    """The run's whole position: its row's part, then every stream's, then (``writers``) each writer's
-    of a shared run (``writers.py``; empty for a single writer's run)."""
-    return {**run_position(r), **{s.field: s.held(conn, r) for s in STREAMS},
-            "writers": writers_positions(conn, None if r is None else r.id)}
+    """The run's whole position: its row's part, then every stream's, then, for a shared run,
+    ``writers``: each writer's (``writers.py``; absent for a single writer's run)."""
+    out = {**run_position(r), **{s.field: s.held(conn, r) for s in STREAMS}}
+    mine = writers_positions(conn, None if r is None else r.id)
+    if mine:
+        out["writers"] = mine
+    return out
 
 
 class _Positions:
