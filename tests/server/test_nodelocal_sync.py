@@ -38,7 +38,7 @@ _WRITER = textwrap.dedent("""
         s = i * stride
         run.log({"loss": 1.0 / (s + 1), label: {"x": s}, "acc": (s * 7 % 11) / 10}, step=s, commit=False)
         run.log({"common": label}, step=s)
-        if i % 40 == 0:
+        if i % 20 == 0:
             print(f"{label} step {s}", flush=True)
     run.summary[f"best_{label}"] = steps
     if end == "kill":
@@ -73,10 +73,10 @@ def split_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     own writers' files (node a: rank0, rank2; node b: rank1, rank3)."""
     root = tmp_path_factory.mktemp("nodelocal")
     runs = root / "all"
-    _write(runs, "rank0", 300, 1, "finish")
-    _write(runs, "rank1", 240, 1, "finish")
-    _write(runs, "rank2", 160, 3, "finish")
-    _write(runs, "rank3", 90, 2, "kill")
+    _write(runs, "rank0", 120, 1, "finish")
+    _write(runs, "rank1", 100, 1, "finish")
+    _write(runs, "rank2", 50, 3, "finish")
+    _write(runs, "rank3", 40, 2, "kill")
     run_dir = runs / "nodelocal1"
     nodes: dict[str, Path] = {}
     for node, mine in _NODES.items():
@@ -92,11 +92,11 @@ def split_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 def _sync_args(server: ServerProc, runs: Path, project: str) -> list[str]:
     return ["sync", str(runs), "--server", server.url, "--api-key", server.key, "--project", project,
-            "--batch-size", "50", "--json"]
+            "--batch-size", "20", "--json"]
 
 
 def _in_process(server: ServerProc, runs: Path, project: str) -> dict[str, Any]:
-    res = Syncer(HttpTransport(server.url, server.key), batch_size=50, project=project,
+    res = Syncer(HttpTransport(server.url, server.key), batch_size=20, project=project,
                  use_cache=False).sync_path(runs / "nodelocal1")
     assert res.ok, res.error
     return res.as_dict()
@@ -175,7 +175,7 @@ def _killed_round(server: ServerProc, nodes: dict[str, Path], project: str, r: A
                 p.send_signal(signal.SIGKILL)
                 p.wait()
                 procs.remove(item)
-        time.sleep(0.005)
+        time.sleep(0.02)
     for _node, p, _target in procs:
         p.send_signal(signal.SIGKILL)
         p.wait()
