@@ -83,6 +83,10 @@ def test_a_shared_run_syncs_as_its_merged_replay_and_a_second_sync_sends_nothing
     finally:
         store.close()
     shutil.rmtree(home / "sync-state", ignore_errors=True)  # read the files again: the server's position decides
+    dry = json.loads(cli("sync", str(runs), "--dry-run", "--json", home=home).stdout.splitlines()[0])
+    assert dry["state"] == "finished" and sorted(dry["writers"]) == ["rank0", "rank1", "rank2"]
+    assert dry["local"]["rows"] == 66 and dry["local"]["pending"]  # rank2's pending row, provisional
+    assert dry["send"]["rows"] == 0 and not dry["send"]["metadata"]
     second = cli("sync", str(runs), "--json", home=home)
     again = json.loads(second.stdout.splitlines()[0])
     assert (again["rows"], again["console"], again["system"], again["meta_updated"]) == (0, 0, 0, False)

@@ -844,15 +844,19 @@ def install_stop_handlers(stop: threading.Event) -> None:
 def plan(path: Path, transport: Transport | None, project: str | None = None) -> dict[str, Any]:
     """What a sync of ``path`` would send (``--dry-run``): local counts against the server's position.
 
-    A shared run: the counts of its writers visible here added up, and each writer's own plan
-    under ``writers`` (label -> plan)."""
+    A shared run: the counts of its writers visible here added up, each writer's own plan under
+    ``writers`` (label -> plan), and the state those writers give (``wandblite.merge.shared_state``)."""
     tails = tails_for(path, project)
     if len(tails) == 1 and tails[0].label is None:
         return _plan_tail(tails[0], transport)
+    from wandblite.merge import shared_state
+
     parts = {str(t.label): _plan_tail(t, transport) for t in tails}
     first = next(iter(parts.values()))
+    deciding = [t.label for t in tails if isinstance(t, WriterTail) and t.identity()["update_finish_state"]]
+    local_state = shared_state({label: part["state"] for label, part in parts.items()}, deciding or list(parts))
     out: dict[str, Any] = {"path": str(path), "project": first["project"], "run_id": first["run_id"],
-                           "state": None, "writers": parts,
+                           "state": local_state, "writers": parts,
                            "damage": [d for part in parts.values() for d in part["damage"]]}
     for side in ("local", "send"):
         if all(side in part for part in parts.values()):
@@ -863,7 +867,7 @@ def plan(path: Path, transport: Transport | None, project: str | None = None) ->
             out[side] = total
     if transport is not None:
         pos = transport.position(out["project"], out["run_id"])
-        out["server"], out["state"] = pos, pos.get("state")
+        out["server"] = pos
     return out
 
 
@@ -880,9 +884,11 @@ def _plan_tail(tail: RunTail, transport: Transport | None) -> dict[str, Any]:
         pos = tail.own(transport.position(tail.project, tail.run_id))
         out["server"] = pos
         meta = tail.metadata(state, fold)
-        out["send"] = {"rows": max(0, local["rows"] - pos["rows"]) + (1 if pending_row is not None else 0),
+        changed = meta["digest"] != pos.get("digest")
+        held = tail.label is not None and bool(pos.get("pending")) and fold.rows - 1 == pos["rows"] and not changed
+        out["send"] = {"rows": max(0, local["rows"] - pos["rows"]) + (1 if pending_row is not None and not held else 0),
                        "console": max(0, local["console"] - pos["console"]),
                        "system": max(0, local["system"] - pos["system"]),
-                       "metadata": meta["digest"] != pos.get("digest"),
+                       "metadata": changed,
                        **{k: max(0, counts.get(k, 0) - pos.get(k, 0)) for k in RECORD_STREAMS}}
     return out
