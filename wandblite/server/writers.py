@@ -25,6 +25,10 @@ Layer 5 (the server). ``ingest.apply_batch`` calls it for a batch that names a `
   tables with their ``writer`` label, at run indexes in arrival order (each writer's in its own
   order); a system sample's metrics are named ``<label>/<metric>`` as replay's merged view names
   them, so one chart per metric overlays the writers.
+* Cost: a writer's batch rewrites the merged rows from its lowest step to the end, and a writer's
+  fold re-folds the whole merged history (the summary). Measured on a loaded 2-core machine, 2
+  writers x 20,000 steps x 10 keys: 23.5 s from one shared disk, 8.8 s + 17.7 s from two nodes,
+  against 8.3 s for a single writer's 40,000 rows (the single-writer path is unchanged).
 * Files, artifacts, uses and alerts of a writer are stored in the run's tables at the next run
   index, in arrival order; each writer's own count is its position.
 """
