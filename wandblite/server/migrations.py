@@ -53,6 +53,7 @@ from wandblite.server.schema import (
     run_artifacts,
     run_files,
     run_grants,
+    run_writers,
     runs,
     schema_migrations,
     series,
@@ -61,6 +62,7 @@ from wandblite.server.schema import (
     sessions,
     system,
     users,
+    writer_rows,
 )
 from wandblite.server.wire import Row
 from wandblite.throttle import throttle
@@ -234,6 +236,15 @@ def _m0011_writer_records(conn: Connection) -> None:
     _add_columns(conn, runs, ["writers"])
 
 
+def _m0009_writer_streams(conn: Connection) -> None:
+    """A shared run's writers synced one by one (``writers.py``): each writer's position and fold
+    (``run_writers``), its own rows (``writer_rows``), and the writer of each console line and
+    system sample (NULL for every record stored before: a single writer's)."""
+    metadata.create_all(conn, tables=[run_writers, writer_rows])
+    _add_columns(conn, console, ["writer"])
+    _add_columns(conn, system, ["writer"])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -246,6 +257,7 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0007_users_roles_audit", _m0007_users_roles_audit),
     ("0008_user_sessions", _m0008_user_sessions),
     ("0011_writer_records", _m0011_writer_records),
+    ("0009_writer_streams", _m0009_writer_streams),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

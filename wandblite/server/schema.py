@@ -20,6 +20,7 @@ __all__ = [
     "history_chunks", "history_pending", "login_failures", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
     "project_members", "run_grants", "audit_log", "users",
     "runs", "schema_migrations", "series", "series_agg", "series_chunks", "sessions", "system",
+    "run_writers", "writer_rows",
 ]
 
 metadata = sa.MetaData()
@@ -121,7 +122,7 @@ console = sa.Table(
     sa.Column("ts", sa.Float),
     sa.Column("stream", sa.String(16)),
     sa.Column("text", sa.Text, nullable=False),
-    sa.Column("writer", sa.Text),  # 0011: the label of the shared run's writer that printed it (NULL: one writer)
+    sa.Column("writer", sa.String(64)),  # 0009: the label of the shared run's writer that printed it (NULL: single writer)
 )
 
 system = sa.Table(
@@ -130,7 +131,7 @@ system = sa.Table(
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("ts", sa.Float),
     sa.Column("metrics", sa.Text, nullable=False),
-    sa.Column("writer", sa.Text),  # 0011: the label of the shared run's writer that sampled it (NULL: one writer)
+    sa.Column("writer", sa.String(64)),  # 0009: the label of the shared run's writer that sampled it (NULL: single writer)
 )
 
 media = sa.Table(
@@ -382,4 +383,34 @@ audit_log = sa.Table(
     sa.Column("run_id", sa.String(128)),
     sa.Column("detail", sa.Text, nullable=False),  # JSON object
     sa.Index("ix_audit_log_project", "project", "id"),
+)
+
+
+# Migration 0009_writer_streams: a shared run's writers, each synced on its own (``writers.py``).
+# One row per (run, writer label): the writer's identity, its own position in every stream (what
+# it sent: the destination's position is the truth, per writer) and its fold as the client last
+# sent it (what the merge needs of it besides its rows). The run's own history, summary, config and
+# state are the merge of these (``wandblite.merge``), rebuilt when a writer's batch lands.
+run_writers = sa.Table(
+    "run_writers", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("is_primary", sa.Boolean, nullable=False),
+    sa.Column("update_finish_state", sa.Boolean, nullable=False),
+    # JSON: rows, pending, console, system, files, artifacts, uses, alerts, digest, state
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("fold", sa.Text),  # JSON: the writer's fold without its rows (``writers.fold_from_wire``); NULL: not sent yet
+)
+
+# A shared run's writer's own committed rows (its fold's, indexed in its order), the input of the
+# run's merged history; ``final`` false: its crashed writer's pending row at index ``rows``.
+writer_rows = sa.Table(
+    "writer_rows", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False),
+    sa.Column("row", sa.Text, nullable=False),  # JSON (``db.dumps``)
+    sa.Index("ix_writer_rows_step", "run", "step"),
 )
