@@ -228,21 +228,15 @@ def _m0008_user_sessions(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE sessions_before_0008"))
 
 
-def _m0011_writer_records(conn: Connection) -> None:
-    """A shared run's console and system records keep the label of the writer they came from, and
-    the run keeps its writers and crash report; what was stored reads as a single writer's (NULL)."""
-    _add_columns(conn, console, ["writer"])
-    _add_columns(conn, system, ["writer"])
-    _add_columns(conn, runs, ["writers"])
-
-
 def _m0009_writer_streams(conn: Connection) -> None:
-    """A shared run's writers synced one by one (``writers.py``): each writer's position and fold
-    (``run_writers``), its own rows (``writer_rows``), and the writer of each console line and
-    system sample (NULL for every record stored before: a single writer's)."""
+    """A shared run's writers synced one by one (``writers.py``): each writer's position, fold and
+    facts (``run_writers``), its own rows (``writer_rows``), the writer of each console line and
+    system sample (NULL for every record stored before: a single writer's), and the run's writers
+    table and crash report (``runs.writers``, NULL for a single writer's run)."""
     metadata.create_all(conn, tables=[run_writers, writer_rows])
     _add_columns(conn, console, ["writer"])
     _add_columns(conn, system, ["writer"])
+    _add_columns(conn, runs, ["writers"])
 
 
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
@@ -256,7 +250,6 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
     ("0008_user_sessions", _m0008_user_sessions),
-    ("0011_writer_records", _m0011_writer_records),
     ("0009_writer_streams", _m0009_writer_streams),
 ]
 

@@ -85,8 +85,8 @@ runs = sa.Table(
     sa.Column("system_count", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.Text),  # the client's digest of the metadata it last sent
     sa.Column("owner_id", sa.Integer),  # 0007: users.id of the user whose key created the run
-    # 0011: a shared run's writers and its crash report as the syncing client computed them
-    # (``wandblite.report``: ``{"writers": [...], "stopped_first": {...} | null}``); NULL for one writer.
+    # 0009: a shared run's writers and its crash report, computed by the server from its writers'
+    # facts (``writers.run_metadata``: ``report.writers_report``); NULL for a single writer's run.
     sa.Column("writers", sa.Text),
     sa.UniqueConstraint("project_id", "run_id", name="uq_runs_project_run"),
 )
@@ -400,6 +400,7 @@ run_writers = sa.Table(
     # JSON: rows, pending, console, system, files, artifacts, uses, alerts, digest, state
     sa.Column("position", sa.Text, nullable=False),
     sa.Column("fold", sa.Text),  # JSON: the writer's fold without its rows (``writers.fold_from_wire``); NULL: not sent yet
+    sa.Column("facts", sa.Text),  # JSON: ``report.writer_facts`` as the writer sent them with its fold; NULL: not sent
 )
 
 # A shared run's writer's own committed rows (its fold's, indexed in its order), the input of the

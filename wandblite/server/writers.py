@@ -22,9 +22,14 @@ Layer 5 (the server). ``ingest.apply_batch`` calls it for a batch that names a `
   rows already merged changes them. The run's metadata (summary included: it is a fold of the
   merged rows) is recomputed when a writer's fold lands, which a sync pass sends last.
 * **Console and system records stay per writer**: stored in the run's ``console`` and ``system``
-  tables with their ``writer`` label, at run indexes in arrival order (each writer's in its own
-  order); a system sample's metrics are named ``<label>/<metric>`` as replay's merged view names
-  them, so one chart per metric overlays the writers.
+  tables as the writer wrote them (its own text, its own metric names) with its ``writer`` label,
+  at run indexes in arrival order (each writer's in its own order). The reads add the prefixes of
+  the all-writers view (``[label] `` lines, ``<label>/<metric>`` names) as replay's merged view does.
+* **The writers table and crash report** are computed here, not by any one client (no node sees
+  every writer): each writer's last batch of a pass carries its facts (``writer.facts``:
+  ``wandblite.report.writer_facts`` of its own files), kept in ``run_writers.facts``; the run's
+  ``writers`` column is ``report.writers_report`` over them, the rule ``show --json`` applies to
+  all the files together.
 * Cost: a writer's batch rewrites the merged rows from its lowest step to the end, and a writer's
   fold re-folds the whole merged history (the summary). Measured on a loaded 2-core machine, 2
   writers x 20,000 steps x 10 keys: 23.5 s from one shared disk, 8.8 s + 17.7 s from two nodes,
@@ -43,7 +48,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from wandblite.fold import Fold
-from wandblite.merge import SharedRun, merge_rows, rank_key
+from wandblite.merge import SharedRun, merge_rows, precedence, rank_key
+from wandblite.report import FACT_FIELDS, WRITER_FIELDS, writers_report
 from wandblite.server.chunks import CHUNK_ROWS, CHUNK_SHIFT
 from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request
@@ -59,7 +65,7 @@ from wandblite.server.schema import (
     system,
     writer_rows,
 )
-from wandblite.server.wire import clean_text, prep_rows, prep_run
+from wandblite.server.wire import clean_text, finite_number, int64, prep_rows, prep_run
 from wandblite.vocab import RUN_STATES, WRITER_FOLD_FIELDS, is_number, writer_label_problem
 
 __all__ = ["WRITER_STREAMS", "Writer", "fold_from_wire", "prep_writer", "rebuild_history", "run_metadata",
@@ -72,14 +78,14 @@ _ROWS_PER_WRITE = 4 * CHUNK_ROWS  # merged rows prepared and written at a time (
 
 class Writer:
     """A batch's ``writer`` object, checked: label, primary, update_finish_state, and (the last batch of
-    a pass) its fold, state and digest."""
+    a pass) its fold, state, facts (``wandblite.report.writer_facts``) and digest."""
 
-    __slots__ = ("digest", "fold", "label", "primary", "state", "update_finish_state")
+    __slots__ = ("digest", "facts", "fold", "label", "primary", "state", "update_finish_state")
 
     def __init__(self, label: str, primary: bool, ufs: bool, fold: dict[str, Any] | None, state: str | None,
-                 digest: str | None) -> None:
+                 digest: str | None, facts: dict[str, Any] | None = None) -> None:
         self.label, self.primary, self.update_finish_state = label, primary, ufs
-        self.fold, self.state, self.digest = fold, state, digest
+        self.fold, self.state, self.digest, self.facts = fold, state, digest, facts
 
 
 def prep_writer(w: Any) -> Writer:
@@ -109,9 +115,52 @@ def prep_writer(w: Any) -> Writer:
             raise
         except Exception as exc:  # noqa: BLE001 - whatever the merge trips on, the client sent it
             raise bad_request(f"writer.fold cannot be merged: {type(exc).__name__}: {exc}") from None
-    elif state is not None or digest is not None:
-        raise bad_request("writer.state and writer.digest come with writer.fold")
-    return Writer(w["label"], w["primary"], w["update_finish_state"], fold, state, digest)
+    elif state is not None or digest is not None or w.get("facts") is not None:
+        raise bad_request("writer.state, writer.facts and writer.digest come with writer.fold")
+    facts = None
+    if w.get("facts") is not None:
+        facts = _facts(w["facts"])
+        # who the writer is and its state are the batch's, checked above
+        facts.update(label=w["label"], primary=w["primary"], update_finish_state=w["update_finish_state"], state=state)
+    return Writer(w["label"], w["primary"], w["update_finish_state"], fold, state, digest, facts)
+
+
+def _opt(v: Any, ok: bool, what: str, expected: str) -> Any:
+    if v is not None and not ok:
+        raise bad_request(f"writer.facts.{what} must be {expected} or null")
+    return v
+
+
+def _facts(f: Any) -> dict[str, Any]:
+    """A writer's facts for the run's writers table and crash report (``wandblite.report.writer_facts``),
+    checked field by field (400 when malformed): what ``report.writers_report`` reads, typed."""
+    if not isinstance(f, dict):
+        raise bad_request("writer.facts must be an object")
+    missing = [k for k in (*WRITER_FIELDS, *FACT_FIELDS) if k not in f]
+    if missing:
+        raise bad_request(f"writer.facts lacks {', '.join(missing)}")
+    out = {k: f[k] for k in (*WRITER_FIELDS, *FACT_FIELDS)}
+    for k in ("host", "signal"):
+        out[k] = clean_text(f[k], f"writer.facts.{k}", 1024)
+    for k in ("pid", "exit_code"):
+        _opt(f[k], type(f[k]) is int and int64(f[k]) is not None, k, "an integer")
+    for k in ("started_at", "last_record", "last_alive"):
+        _opt(f[k], finite_number(f[k]) is not None, k, "a finite number")
+    for k in ("steps", "rows", "attempts"):
+        if type(f[k]) is not int or not 0 <= f[k] < 1 << 62:
+            raise bad_request(f"writer.facts.{k} must be a non-negative integer")
+    _opt(f["error"], isinstance(f["error"], dict), "error", "an object")
+    lines = f["last_lines"]
+    if not isinstance(lines, list) or len(lines) > 20 or not all(isinstance(x, str) for x in lines):
+        raise bad_request("writer.facts.last_lines must be a list of at most 20 strings")
+    out["last_lines"] = [clean_text(x, "writer.facts.last_lines", 1 << 16) for x in lines]
+    if not isinstance(f["last_memory"], dict):
+        raise bad_request("writer.facts.last_memory must be an object")
+    rss = f["rss_mb"]
+    _opt(rss, isinstance(rss, dict) and set(rss) == {"first", "last", "max", "samples"}
+         and all(is_number(rss[k]) for k in ("first", "last", "max")) and type(rss["samples"]) is int,
+         "rss_mb", 'an object {"first", "last", "max", "samples"}')
+    return out
 
 
 def _dict(v: Any, what: str) -> dict[str, Any]:
@@ -241,11 +290,8 @@ def store(conn: Connection, r: Any, w: Writer, held: dict[str, Any], todo: dict[
         pos["console"] += len(todo["console"])
         upd["console_count"] = run_console + len(todo["console"])
     if todo.get("system"):
-        prefix = f"{w.label}/"
-        conn.execute(system.insert(), [
-            {"run": pk, "idx": run_system + i, "ts": rec["ts"], "writer": w.label,
-             "metrics": dumps({prefix + k: v for k, v in json.loads(rec["metrics"]).items()})}
-            for i, (_idx, rec) in enumerate(todo["system"])])
+        conn.execute(system.insert(), [{"run": pk, "idx": run_system + i, **rec, "writer": w.label}
+                                       for i, (_idx, rec) in enumerate(todo["system"])])
         pos["system"] += len(todo["system"])
         upd["system_count"] = run_system + len(todo["system"])
     for field in ("files", "artifacts", "uses", "alerts"):
@@ -258,6 +304,7 @@ def store(conn: Connection, r: Any, w: Writer, held: dict[str, Any], todo: dict[
     values = {"is_primary": w.primary, "update_finish_state": w.update_finish_state, "position": dumps(pos)}
     if w.fold is not None:
         values["fold"] = dumps(w.fold)
+        values["facts"] = None if w.facts is None else dumps(w.facts)
     done = conn.execute(run_writers.update().where(run_writers.c.run == pk, run_writers.c.label == w.label)
                         .values(**values)).rowcount
     if not done:
@@ -272,14 +319,18 @@ def store(conn: Connection, r: Any, w: Writer, held: dict[str, Any], todo: dict[
 # --------------------------------------------------------------------------- the merge
 
 
-def _folds(conn: Connection, pk: int, with_folds: bool) -> tuple[dict[str | None, Fold], dict[str | None, str]]:
+def _folds(conn: Connection, pk: int, with_folds: bool,
+           facts: dict[str | None, dict[str, Any]] | None = None) -> tuple[dict[str | None, Fold], dict[str | None, str]]:
     """Every writer's fold (only its identity when its fold was not sent yet, or ``with_folds`` is
-    False) and own state (running until its fold says otherwise)."""
+    False) and own state (running until its fold says otherwise); each writer's facts into ``facts``
+    (those sent), when given."""
     folds: dict[str | None, Fold] = {}
     states: dict[str | None, str] = {}
     c = run_writers.c
-    cols = [c.label, c.is_primary, c.update_finish_state, c.position] + ([c.fold] if with_folds else [])
+    cols = [c.label, c.is_primary, c.update_finish_state, c.position] + ([c.fold, c.facts] if with_folds else [])
     for row in conn.execute(sa.select(*cols).where(c.run == pk).order_by(c.label)):
+        if facts is not None and with_folds and row.facts is not None:
+            facts[row.label] = json.loads(row.facts)
         f = fold_from_wire(json.loads(row.fold)) if with_folds and row.fold is not None else Fold()
         if f.writer is None:
             f.writer = {"label": row.label, "primary": bool(row.is_primary),
@@ -340,12 +391,20 @@ def _write(conn: Connection, pk: int, held: int, items: list[dict[str, Any]]) ->
 
 def run_metadata(conn: Connection, pk: int) -> dict[str, Any]:
     """The run row's metadata columns from the merge of its writers (``wandblite.merge.SharedRun``
-    over every merged row, then ``finish`` with each writer's state), as ``prep_run`` stores them."""
-    folds, states = _folds(conn, pk, with_folds=True)
+    over every merged row, then ``finish`` with each writer's state), as ``prep_run`` stores them,
+    and its ``writers`` (``wandblite.report.writers_report`` over the writers' facts)."""
+    facts: dict[str | None, dict[str, Any]] = {}
+    folds, states = _folds(conn, pk, with_folds=True, facts=facts)
     merged = SharedRun(folds)
     for row in _merged(conn, pk, folds, None):
         merged.add_row(row)
-    return _record(merged.fold, merged.finish(states))
+    state = merged.finish(states)
+    out = _record(merged.fold, state)
+    # The writers table and crash report: the one rule ``show --json`` uses, over each writer's own
+    # facts (only the writers that sent theirs), in the merge's precedence as replay lists them.
+    known = [facts[lab] for lab in precedence(folds) if lab in facts]
+    out["writers"] = dumps(writers_report(known, state)) if known else None
+    return out
 
 
 def _record(fold: Fold, state: str) -> dict[str, Any]:

@@ -187,6 +187,7 @@ class RunTail:
         self.console_n = 0
         self.system_n = 0
         self.records_n = dict.fromkeys(RECORD_STREAMS, 0)  # files, artifacts, uses, alerts read so far
+        self.rss: dict[str, Any] | None = None  # a shared run's writer's RSS summary (``report.rss_step``)
         self.damage: list[dict[str, Any]] = []
         self.server: dict[str, Any] | None = None
         self.sizes: dict[str, int] = {}
@@ -225,6 +226,8 @@ class RunTail:
             if "torn" not in str(info.get("reason", "")):
                 self.damage.append(info)  # a torn tail of a live file is just its end, for now
 
+        from wandblite.report import rss_step  # the crash report's RSS rule (a shared run's writer)
+
         CONSOLE, SYSTEM = ev.CONSOLE, ev.SYSTEM  # noqa: N806 - locals for the loop
         seg_base: dict[int, int] = {}  # segment number -> bytes of the segments before it
         total = 0
@@ -244,6 +247,8 @@ class RunTail:
                 d = e.data
                 yield "system", self.system_n, {"idx": self.system_n, "ts": d[0], "metrics": d[1]}
                 fold.apply(kind, d)
+                if self.label is not None and isinstance(d[1], dict):
+                    self.rss = rss_step(self.rss, d[1])
                 self.system_n += 1
                 continue
             stream = _RECORD_KINDS.get(kind)
@@ -348,11 +353,17 @@ class WriterTail(RunTail):
 
     def metadata(self, state: str, fold: Fold) -> dict[str, Any]:
         """The writer's fold as the server's merge reads it (``vocab.WRITER_FOLD_FIELDS``), its own
-        state, and their digest."""
+        state, its facts for the run's writers table and crash report (``report.writer_facts``,
+        computed by the server with every writer's: ``report.writers_report``), and their digest."""
+        from wandblite.console import join_records
+        from wandblite.replay import writer_record
+        from wandblite.report import jsonable, writer_facts
+
         wire: dict[str, Any] = {k: getattr(fold, k) for k in WRITER_FOLD_FIELDS}
         wire["summary_set"] = sorted(fold.summary_set)
         wire["metric_log"] = [[s, spec] for s, spec in fold.metric_log]
-        out = {"fold": wire, "state": state}
+        facts = writer_facts(writer_record(self.label, fold, state), join_records(fold.console_tail), self.rss)
+        out = {"fold": wire, "state": state, "facts": jsonable(facts)}
         out["digest"] = run_digest(out)
         return out
 
