@@ -22,7 +22,7 @@ import wandblite
 from wandblite.sync.client import Syncer
 from wandblite.sync.transport import HttpTransport
 
-from .conftest import CLI, ServerProc, canon, clean_env, local_rows, uniq
+from .conftest import CLI, ServerProc, canon, clean_env, cli, local_rows, uniq
 
 # Writers that overlap in steps and keys, add steps between each other's (rank2 strides by 3 past
 # the others' last step), set config and summary from a non-primary, define a metric, and one that is
@@ -102,7 +102,15 @@ def _in_process(server: ServerProc, runs: Path, project: str) -> dict[str, Any]:
     return res.as_dict()
 
 
-def _assert_equal_to_replay(server: ServerProc, project: str, r: Any, want_rows: str) -> None:
+def _shown(run_dir: Path) -> dict[str, Any]:
+    """``wandblite show --json`` of every writer's files together."""
+    done = cli("show", str(run_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def _assert_equal_to_replay(server: ServerProc, project: str, r: Any, want_rows: str,
+                            shown: dict[str, Any] | None = None) -> None:
     got = server.history(project, "nodelocal1")
     assert [x["idx"] for x in got] == list(range(len(got))) and all(x["final"] for x in got)
     assert canon([x["row"] for x in got]) == want_rows
@@ -118,6 +126,9 @@ def _assert_equal_to_replay(server: ServerProc, project: str, r: Any, want_rows:
         mine = pos["writers"][w["label"]]
         assert mine["state"] == w["state"]
         assert mine["console"] == len(list(r.console(writer=w["label"])))
+    if shown is not None:  # the writers table and crash report, computed by the server from each node's writers
+        assert run["writers"] == shown["writers"] and len(run["writers"]) == 4
+        assert run["stopped_first"] == shown["stopped_first"]
 
 
 def test_node_local_syncs_killed_at_random_converge_to_the_replay_of_all_files(
@@ -129,6 +140,7 @@ def test_node_local_syncs_killed_at_random_converge_to_the_replay_of_all_files(
     r = wandblite.replay(run_dir)
     assert r.shared and r.writer("rank3")["state"] == "crashed"
     want = canon(local_rows(run_dir))
+    shown = _shown(run_dir)
     rnd = random.Random(6)
     total = sum(w["rows"] for w in r.writers)
     cut = 0  # trials whose killed syncs left the server part of the way
@@ -141,7 +153,7 @@ def test_node_local_syncs_killed_at_random_converge_to_the_replay_of_all_files(
         order = rnd.sample(sorted(nodes), 2)
         for node in order:
             _in_process(server, nodes[node], project)
-        _assert_equal_to_replay(server, project, r, want)
+        _assert_equal_to_replay(server, project, r, want, shown)
         for node in order:
             again = _in_process(server, nodes[node], project)
             assert (again["rows"], again["console"], again["system"], again["meta_updated"]) == (0, 0, 0, False), (
@@ -194,8 +206,9 @@ def test_one_shared_disk_and_node_local_disks_give_the_same_server_state(
         if partial is None:  # only node b's writers so far: their merge, not yet the run's
             partial = server.history(local, "nodelocal1")
     assert partial is not None and len(partial) > 0
+    shown = _shown(run_dir)
     for project in (shared, local):
-        _assert_equal_to_replay(server, project, wandblite.replay(run_dir), canon(local_rows(run_dir)))
+        _assert_equal_to_replay(server, project, wandblite.replay(run_dir), canon(local_rows(run_dir)), shown)
     a = server.get(f"/api/v1/projects/{shared}/runs/nodelocal1").json()
     b = server.get(f"/api/v1/projects/{local}/runs/nodelocal1").json()
     for k in ("config", "summary", "state", "rows", "exit_code", "created_at", "ended_at", "metrics", "host"):
@@ -244,6 +257,13 @@ def _wrow(idx: int, step: int, **keys: Any) -> dict[str, Any]:
     return {"idx": idx, "final": True, "row": {"_step": step, **keys}}
 
 
+#: A writer's facts (``wandblite.report.writer_facts``) as a client sends them.
+_FACTS = {"label": "rank0", "host": "n1", "pid": 7, "primary": True, "update_finish_state": True, "state": "crashed",
+          "exit_code": None, "signal": None, "started_at": 1.0, "last_record": 2.0, "last_alive": 2.0, "steps": 3,
+          "rows": 3, "attempts": 1, "error": None, "last_lines": ["x"], "last_memory": {},
+          "rss_mb": {"first": 1.0, "last": 2.0, "max": 2.0, "samples": 2}}
+
+
 def test_writer_batches_exactly_once_gaps_and_hostile_input(server: ServerProc) -> None:
     """The protocol by hand: a writer's rows are checked against its own position (a retry changes
     nothing, a gap is a 409 with that position), a later writer's rows rebuild the merged ones,
@@ -269,9 +289,20 @@ def test_writer_batches_exactly_once_gaps_and_hostile_input(server: ServerProc) 
                 {**w0, "primary": "yes"}, {**w0, "fold": {"meta": {"tags": 5}}, "state": "finished", "digest": "d"},
                 {**w0, "fold": {"nope": 1}, "state": "finished"}, {**w0, "fold": {}, "state": "sleeping"},
                 {**w0, "fold": {"metric_log": [[0, {"name": 5}]]}, "state": "finished"},
-                {**w0, "state": "finished"}):
+                {**w0, "state": "finished"}, {**w0, "facts": {}},
+                {**w0, "fold": {}, "state": "finished", "digest": "d", "facts": {"label": "rank0"}},
+                {**w0, "fold": {}, "state": "finished", "digest": "d", "facts": {**_FACTS, "pid": "1"}},
+                {**w0, "fold": {}, "state": "finished", "digest": "d", "facts": {**_FACTS, "last_lines": [1]}},
+                {**w0, "fold": {}, "state": "finished", "digest": "d", "facts": {**_FACTS, "rss_mb": {"first": 1}}},
+                {**w0, "fold": {}, "state": "finished", "digest": "d", "facts": {**_FACTS, "steps": -1}}):
         resp = _batch(server, project, "r1", {"writer": bad})
         assert resp.status_code == 400, (bad, resp.status_code, resp.text)
+    # facts name who sent them as the batch does: the checked label and roles win; text stays text
+    facts = {**_FACTS, "label": "evil", "primary": False, "host": "<b>x</b>"}
+    resp = _batch(server, project, "r1", {"writer": {**w0, "fold": {}, "state": "crashed", "digest": "d", "facts": facts}})
+    assert resp.status_code == 200, resp.text
+    listed = server.get(f"/api/v1/projects/{project}/runs/r1").json()["writers"]
+    assert [(w["label"], w["primary"], w["host"], w["state"]) for w in listed] == [("rank0", True, "<b>x</b>", "crashed")]
     single = _batch(server, project, "r1", {"rows": [_wrow(5, 9, a=1)]})
     assert single.status_code == 400
     assert _batch(server, project, "r2", {"rows": [_wrow(0, 0, a=1)]}).status_code == 200
