@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -242,7 +242,7 @@ def replay_facts(r: Replay) -> list[dict[str, Any]]:
     return out
 
 
-def writers_report(facts: list[Mapping[str, Any]], state: str) -> dict[str, Any]:
+def writers_report(facts: Sequence[Mapping[str, Any]], state: str) -> dict[str, Any]:
     """The writers table and crash report of a shared run in state ``state`` from its writers'
     facts (``writer_facts``, in precedence order): pure, the one rule ``show --json`` and the
     server's run answer share."""
@@ -255,7 +255,7 @@ def stopped_first(r: Replay) -> dict[str, Any] | None:
     return first_to_stop(replay_facts(r))
 
 
-def first_to_stop(facts: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+def first_to_stop(facts: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """The crash report of a shared run from its writers' facts: the writer that stopped first, or None.
 
     Among the writers that crashed or failed, the one whose last sign of life (a record or a
