@@ -40,7 +40,7 @@ from wandblite.merge import SharedRun, identity, merge_windows, precedence, rank
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments, writer_streams
 from wandblite.vocab import PREEMPTING_KEY, STEP, TYPE_KEY, parse_segment, segment_name, segment_number
 
-__all__ = ["Replay", "flatten", "heartbeat_grace", "latest_context", "replay", "run_record", "segment_sizes"]
+__all__ = ["Replay", "flatten", "heartbeat_grace", "latest_context", "replay", "run_record", "segment_sizes", "writer_record"]
 
 DEFAULT_GRACE = 60.0
 # The events that can change history rows; console and system records are not even decoded.
@@ -185,7 +185,7 @@ class Replay:
         if writers is None:
             writers = {None: (fold, self.state)}
         self._writer_folds = {lab: f for lab, (f, _state) in writers.items()}
-        self.writers: list[dict[str, Any]] = [_writer_record(lab, f, st) for lab, (f, st) in
+        self.writers: list[dict[str, Any]] = [writer_record(lab, f, st) for lab, (f, st) in
                                               ((lab, writers[lab]) for lab in precedence(self._writer_folds))]
         if self.shared:  # every writer's last lines, in time order (labels break ties)
             lines = [(t, lab or "", st, x) for lab, (f, _st) in writers.items() for t, st, x in join_records(f.console_tail)]
@@ -513,7 +513,7 @@ def _undecodable(damage: list[dict[str, Any]], seg: int, name: str, label: str |
     return report
 
 
-def _writer_record(label: str | None, fold: Fold, state: str) -> dict[str, Any]:
+def writer_record(label: str | None, fold: Fold, state: str) -> dict[str, Any]:
     """One writer of a run as ``Replay.writers`` lists it: who (``wandblite.merge.identity``), its
     own state and exit, its last sign of life, its steps and rows, its last system sample."""
     exit_ = fold.exit or {}

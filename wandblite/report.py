@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,16 @@ __all__ = [
     "result_line",
     "show_lines",
     "show_record",
+    "FACT_FIELDS",
+    "WRITER_FIELDS",
+    "first_to_stop",
+    "replay_facts",
+    "rss_step",
     "stopped_first",
+    "writer_facts",
     "writer_table",
     "writers_record",
+    "writers_report",
     "verify_lines",
     "verify_report",
     "when",
@@ -174,22 +181,82 @@ def writers_record(r: Replay) -> dict[str, Any]:
     """A shared run's writers and crash report as ``show --json`` gives them: ``{"writers": [{"label",
     "host", "pid", "primary", "update_finish_state", "state", "exit_code", "signal", "started_at",
     "last_record", "last_alive", "steps", "rows", "attempts"}], "stopped_first"}``, ``stopped_first``
-    only for a crashed or failed run (else None). Sync sends the same to the server for its dashboard."""
-    return {"writers": [_writer_json(w) for w in r.writers],
-            "stopped_first": stopped_first(r) if r.state in _ENDED_BADLY else None}
+    only for a crashed or failed run (else None): ``writers_report`` over ``replay_facts``."""
+    return writers_report(replay_facts(r), r.state)
+
+
+#: One writer's entry in the writers table (``show --json``'s ``writers``, the server's run answer).
+WRITER_FIELDS = ("label", "host", "pid", "primary", "update_finish_state", "state", "exit_code", "signal",
+                 "started_at", "last_record", "last_alive", "steps", "rows", "attempts")
+#: What the crash report reads of a writer besides its entry (``writer_facts``).
+FACT_FIELDS = ("error", "last_lines", "last_memory", "rss_mb")
 
 
 def _writer_json(w: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: w[k] for k in ("label", "host", "pid", "primary", "update_finish_state", "state", "exit_code",
-                              "signal", "started_at", "last_record", "last_alive", "steps", "rows", "attempts")}
+    return {k: w[k] for k in WRITER_FIELDS}
 
 
 def _memory(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metrics.items() if "memory" in k.lower() or "rss" in k.lower()}
 
 
+def rss_step(summary: dict[str, Any] | None, metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``summary`` (``{"first", "last", "max", "samples"}`` of a writer's RSS, or None before any) with
+    one more system sample's ``metrics`` counted (a sample without a numeric RSS changes nothing)."""
+    v = metrics.get(PROCESS_RSS_KEY)
+    if not is_number(v):
+        return summary
+    if summary is None:
+        return {"first": v, "last": v, "max": v, "samples": 1}
+    return {"first": summary["first"], "last": v, "max": max(summary["max"], v), "samples": summary["samples"] + 1}
+
+
+def writer_facts(w: Mapping[str, Any], console_tail: Iterable[tuple[float, str, str]],
+                 rss_mb: dict[str, Any] | None) -> dict[str, Any]:
+    """What the writers table and crash report need of one writer, from that writer alone: its
+    entry (``WRITER_FIELDS`` of a ``Replay.writers`` item), its ``error``, its last console lines
+    (``last_lines``, at most 20, from its joined console tail), its last memory figures
+    (``last_memory``, from its last system sample) and its RSS summary (``rss_mb``, ``rss_step``
+    over its samples; None when it did not crash or fail: no report reads it). ``replay_facts``
+    builds them from files, a shared run's ``WriterTail`` from the one writer it reads (sent to the
+    server with the writer's fold)."""
+    last_sys = w["last_system"]
+    return {
+        **_writer_json(w),
+        "error": w["error"],
+        "last_lines": [t.rstrip("\n") for _ts, _s, t in list(console_tail)[-20:]],
+        "last_memory": _memory(last_sys[1]) if last_sys else {},
+        "rss_mb": rss_mb if w["state"] in _ENDED_BADLY else None,
+    }
+
+
+def replay_facts(r: Replay) -> list[dict[str, Any]]:
+    """``writer_facts`` of every writer of ``r``, in ``r.writers``' order (precedence)."""
+    out = []
+    for w in r.writers:
+        rss = None
+        if w["state"] in _ENDED_BADLY:
+            for _ts, m in r.system_metrics(writer=w["label"] or ""):
+                rss = rss_step(rss, m)
+        out.append(writer_facts(w, r.writer_console_tail(w["label"]), rss))
+    return out
+
+
+def writers_report(facts: Sequence[Mapping[str, Any]], state: str) -> dict[str, Any]:
+    """The writers table and crash report of a shared run in state ``state`` from its writers'
+    facts (``writer_facts``, in precedence order): pure, the one rule ``show --json`` and the
+    server's run answer share."""
+    return {"writers": [_writer_json(f) for f in facts],
+            "stopped_first": first_to_stop(facts) if state in _ENDED_BADLY else None}
+
+
 def stopped_first(r: Replay) -> dict[str, Any] | None:
-    """The crash report of a shared run: the writer that stopped first, or None.
+    """The crash report of a shared run ``r`` (``first_to_stop`` over ``replay_facts``), or None."""
+    return first_to_stop(replay_facts(r))
+
+
+def first_to_stop(facts: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The crash report of a shared run from its writers' facts: the writer that stopped first, or None.
 
     Among the writers that crashed or failed, the one whose last sign of life (a record or a
     heartbeat) is the earliest (labels break ties): its identity and state, ``seconds_before_others``
@@ -198,24 +265,20 @@ def stopped_first(r: Replay) -> dict[str, Any] | None:
     console lines (``last_lines``, at most 20), its last memory figures (``last_memory``) and its
     RSS over its system samples (``rss_mb``: first, last, max, samples) to show a climb.
     """
-    cands = [w for w in r.writers if w["state"] in _ENDED_BADLY]
+    cands = [f for f in facts if f["state"] in _ENDED_BADLY]
     if not cands:
         return None
     # a writer with no sign of life at all (it died before its first record) stopped first of all
-    first = min(cands, key=lambda w: (w["last_alive"] is not None, w["last_alive"] or 0.0, w["label"] or ""))
-    others = [w["last_alive"] for w in r.writers if w is not first and w["last_alive"] is not None]
-    label = first["label"]
-    rss = [m[PROCESS_RSS_KEY] for _ts, m in r.system_metrics(writer=label or "")
-           if is_number(m.get(PROCESS_RSS_KEY))]
-    last_sys = first["last_system"]
+    first = min(cands, key=lambda f: (f["last_alive"] is not None, f["last_alive"] or 0.0, f["label"] or ""))
+    others = [f["last_alive"] for f in facts if f is not first and f["last_alive"] is not None]
     return {
-        "writer": label, "host": first["host"], "pid": first["pid"], "state": first["state"],
+        "writer": first["label"], "host": first["host"], "pid": first["pid"], "state": first["state"],
         "exit_code": first["exit_code"], "signal": first["signal"], "error": first["error"],
         "last_alive": first["last_alive"], "last_step": max(first["steps"] - 1, 0),
         "seconds_before_others": (min(others) - first["last_alive"]) if others and first["last_alive"] else None,
-        "last_lines": [t.rstrip("\n") for _ts, _s, t in r.writer_console_tail(label)[-20:]],
-        "last_memory": _memory(last_sys[1]) if last_sys else {},
-        "rss_mb": {"first": rss[0], "last": rss[-1], "max": max(rss), "samples": len(rss)} if rss else None,
+        "last_lines": list(first["last_lines"]),
+        "last_memory": dict(first["last_memory"]),
+        "rss_mb": first["rss_mb"],
     }
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "INTERNAL_PREFIX",
     "LOCK_NAME",
     "MAX_SAMPLED_ROWS",
+    "WRITER_FOLD_FIELDS",
     "WRITER_LABEL_RE",
     "WRITER_LOCK_PREFIX",
     "WRITER_SEGMENT_RE",
@@ -233,6 +234,12 @@ WRITER_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 WRITER_SEGMENT_RE = re.compile(r"^events-([A-Za-z0-9][A-Za-z0-9_.\-]{0,63})-(\d{3,})\.wlr$")
 #: A writer's lock file is this prefix and its label: ``.lock-rank0``.
 WRITER_LOCK_PREFIX = LOCK_NAME + "-"
+
+
+#: What a shared run's writer sends of its fold besides its rows (the ``writer.fold`` of a sync
+#: batch, ``wandblite/server/PROTOCOL.md``): everything ``wandblite.merge`` reads of a writer's fold.
+WRITER_FOLD_FIELDS = ("meta", "attempts", "config", "summary", "summary_set", "metric_log", "files", "exit",
+                      "step", "events", "first_ts", "last_ts", "last_heartbeat", "heartbeat_interval", "writer")
 
 
 def writer_label_problem(label: object) -> str | None:

@@ -4,7 +4,7 @@ first, ``tests/server/shared_writers.py``) and synced. The overview names the wr
 first with the figures ``wandblite show --json`` gives; the Console tab's writer picker shows each
 writer's own lines; the System tab draws one line per writer whose plotted values are the samples
 each writer recorded, and one writer's alone when picked; the compare view overlays runs' system
-metrics. Labels, hosts and console lines are untrusted: a hostile writer list and HTML in console
+metrics. Hosts, errors and console lines are untrusted: a hostile writer's facts and HTML in console
 lines stay text. Screenshots go to ``test-artifacts/dashboard/``."""
 
 from __future__ import annotations
@@ -37,18 +37,21 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def synced(dash: Dash, shared_run: Path) -> Path:
     """The shared run synced to the backend's server (again: a second sync sends nothing), and a run
-    whose writer list and crash report are hostile, sent as a batch."""
+    whose writer's facts (so its writers table and crash report) are hostile, sent as batches."""
     r = cli("sync", str(shared_run.parent), "--server", dash.url, "--api-key", dash.server.key, "--project",
             PROJECT, home=dash.server.home)
     assert r.returncode == 0, r.stderr
-    bad = {"label": EVIL, "host": EVIL, "pid": 1, "primary": True, "update_finish_state": True, "state": "crashed",
-           "exit_code": None, "signal": None, "started_at": 1.7e9, "last_record": 1.7e9, "last_alive": 1.7e9,
-           "steps": 1, "rows": 1, "attempts": 1}
-    first = {"writer": EVIL, "host": EVIL, "pid": 1, "state": "crashed", "exit_code": None, "signal": None,
-             "error": {"type": EVIL, "message": EVIL}, "last_alive": 1.7e9, "last_step": 0,
-             "seconds_before_others": 2.0, "last_lines": [EVIL], "last_memory": {EVIL: 1.0}, "rss_mb": None}
-    batch = {"run": {"state": "crashed", "writers": {"writers": [bad], "stopped_first": first}},
-             "system": [{"idx": i, "ts": 1.7e9 + i, "metrics": {PROCESS_RSS_KEY: 100.0 + i}} for i in range(3)]}
+    # A writer's label is checked by the server (``vocab.WRITER_LABEL_RE``); the rest of what a writer
+    # says of itself (host, error, console lines, memory figures) is its own text.
+    facts = {"label": "evil", "host": EVIL, "pid": 1, "primary": True, "update_finish_state": True,
+             "state": "crashed", "exit_code": None, "signal": None, "started_at": 1.7e9, "last_record": 1.7e9,
+             "last_alive": 1.7e9, "steps": 1, "rows": 1, "attempts": 1, "error": {"type": EVIL, "message": EVIL},
+             "last_lines": [EVIL], "last_memory": {EVIL: 1.0}, "rss_mb": None}
+    writer = {"label": "evil", "primary": True, "update_finish_state": True, "fold": {}, "state": "crashed",
+              "digest": "d", "facts": facts}
+    resp = dash.server.post(f"/api/v1/projects/{PROJECT}/runs/hostile/batch", {"writer": writer})
+    assert resp.status_code == 200, resp.text
+    batch = {"system": [{"idx": i, "ts": 1.7e9 + i, "metrics": {PROCESS_RSS_KEY: 100.0 + i}} for i in range(3)]}
     resp = dash.server.post(f"/api/v1/projects/{PROJECT}/runs/hostile/batch", batch)
     assert resp.status_code == 200, resp.text
     return shared_run
@@ -143,12 +146,13 @@ def test_compare_view_overlays_runs_system_metrics_and_hostile_writers_stay_text
     shot(page, "24-writers-compare-system")
     page.goto(f"{dash.url}/#/p/{PROJECT}/r/hostile/overview")
     page.wait_for_selector("#crash-report")
-    assert page.locator("#crash-report .stopped-writer").text_content() == EVIL
-    assert page.locator("#writers-table tbody td").first.text_content() == EVIL
+    assert page.locator("#crash-report .stopped-writer").text_content() == "evil"
+    assert page.locator("#writers-table tbody td").first.text_content() == "evil"
+    assert page.locator("#writers-table tbody td").nth(1).text_content() == EVIL
     assert page.locator("#crash-report .last-lines").text_content() == EVIL + "\n"
     assert page.locator(".overview img").count() == 0
     page.goto(f"{dash.url}/#/p/{PROJECT}/r/hostile/console")
     page.wait_for_selector("select.writer-picker")
-    assert page.locator("select.writer-picker option").nth(1).text_content() == f"{EVIL} on {EVIL}"
+    assert page.locator("select.writer-picker option").nth(1).text_content() == f"evil on {EVIL}"
     assert page.evaluate("() => window.__xss") is None
     shot(page, "25-writers-hostile")

@@ -1,6 +1,7 @@
-"""A shared run (several writer processes) syncs as one run: the store's history is the merged
-history replay gives, with every writer's console lines and system samples; a second sync sends
-nothing; while a writer is live, only the run's metadata goes (nothing is final yet)."""
+"""A shared run (several writer processes) syncs as one run: each writer's stream is sent on its own
+(rows, console lines, system samples, its fold), the store's history is the merged history replay
+gives; a second sync sends nothing; while a writer is live, its committed rows go and the merged
+rows are rebuilt as more arrive."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ def test_a_shared_run_syncs_as_its_merged_replay_and_a_second_sync_sends_nothing
     first = cli("sync", str(runs), "--json", home=home)
     assert first.returncode == 0, first.stderr
     sent = json.loads(first.stdout.splitlines()[0])
-    assert sent["rows"] == 30 and sent["state"] == "finished"
+    assert sent["rows"] == 30 + 25 + 12 and sent["state"] == "finished"  # each writer's rows, once
     store = Store.embedded(home)
     try:
         rows = read.get_history(store, "shp", "shared1", 0, 10_000)["rows"]
@@ -77,17 +78,26 @@ def test_a_shared_run_syncs_as_its_merged_replay_and_a_second_sync_sends_nothing
         run = read.get_run(store, "shp", "shared1")
         assert run["state"] == "finished"
         assert run["config"] == {"c_rank0": 1, "c_rank1": 1, "c_rank2": 1}
-        assert run["console"] == len(list(r.console(joined=True)))
+        assert run["console"] == _console_records(r)
         assert run["system"] == len(r.system_metrics()) > 0
     finally:
         store.close()
     shutil.rmtree(home / "sync-state", ignore_errors=True)  # read the files again: the server's position decides
+    dry = json.loads(cli("sync", str(runs), "--dry-run", "--json", home=home).stdout.splitlines()[0])
+    assert dry["state"] == "finished" and sorted(dry["writers"]) == ["rank0", "rank1", "rank2"]
+    assert dry["local"]["rows"] == 66 and dry["local"]["pending"]  # rank2's pending row, provisional
+    assert dry["send"]["rows"] == 0 and not dry["send"]["metadata"]
     second = cli("sync", str(runs), "--json", home=home)
     again = json.loads(second.stdout.splitlines()[0])
     assert (again["rows"], again["console"], again["system"], again["meta_updated"]) == (0, 0, 0, False)
 
 
-def test_while_a_writer_is_live_only_the_metadata_is_synced(tmp_path: Path) -> None:
+def _console_records(r: wandblite.Replay) -> int:
+    """Every writer's console records as stored (a line recorded in pieces counts its pieces)."""
+    return sum(len(list(r.console(writer=w["label"]))) for w in r.writers)
+
+
+def test_while_a_writer_is_live_its_committed_rows_sync_and_the_merge_is_rebuilt(tmp_path: Path) -> None:
     home, runs = tmp_path / "home", tmp_path / "runs"
     _writer(runs, "rank0", 10, "finish")
     live = _writer(runs, "rank1", 10, "live")
@@ -95,7 +105,16 @@ def test_while_a_writer_is_live_only_the_metadata_is_synced(tmp_path: Path) -> N
         first = cli("sync", str(runs), "--json", home=home)
         assert first.returncode == 0, first.stderr
         sent = json.loads(first.stdout.splitlines()[0])
-        assert sent["rows"] == 0 and sent["meta_updated"]
+        # rank0's 10 rows and rank1's committed ones (its last is pending while it lives)
+        assert sent["rows"] == 19 and sent["meta_updated"]
+        assert sent["state"] == wandblite.replay(runs / "shared1").state == "finished"  # rank0 decides
+        store = Store.embedded(home)
+        try:  # the merge so far: rank1's keys on the steps it committed
+            rows = read.get_history(store, "shp", "shared1", 0, 10_000)["rows"]
+            assert canon([x["row"] for x in rows]) == canon(local_rows(runs / "shared1"))
+            assert "rank1" in rows[8]["row"] and "rank1" not in rows[9]["row"]
+        finally:
+            store.close()
     finally:
         assert live.stdin is not None
         live.stdin.write("\n")
@@ -103,7 +122,7 @@ def test_while_a_writer_is_live_only_the_metadata_is_synced(tmp_path: Path) -> N
         live.wait(timeout=60)
     second = cli("sync", str(runs), "--json", home=home)
     done = json.loads(second.stdout.splitlines()[0])
-    assert done["rows"] == 10 and done["state"] == "finished"
+    assert done["rows"] == 1 and done["state"] == "finished"
     store = Store.embedded(home)
     try:
         rows = read.get_history(store, "shp", "shared1", 0, 10_000)["rows"]
@@ -143,8 +162,8 @@ def test_sync_killed_at_random_moments_leaves_the_server_equal_to_the_replay(ser
         assert [x["idx"] for x in got] == list(range(600)) and all(x["final"] for x in got)
         assert canon([x["row"] for x in got]) == want
         pos = server.position(project, "shared1")
-        assert (pos["console"], pos["system"], pos["state"]) == (
-            len(list(r.console(joined=True))), len(r.system_metrics()), "finished")
+        assert (pos["console"], pos["system"], pos["state"]) == (_console_records(r), len(r.system_metrics()),
+                                                                 "finished")
         shutil.rmtree(home / "sync-state", ignore_errors=True)
         again = json.loads(cli(*args, home=home).stdout.splitlines()[0])
         assert (again["rows"], again["console"], again["system"], again["meta_updated"]) == (0, 0, 0, False)

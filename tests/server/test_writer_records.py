@@ -7,6 +7,7 @@ replay merges them, and the run carries the writers and crash report ``wandblite
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,35 @@ def test_reads_per_writer_equal_the_replay_and_the_run_carries_show_s_crash_repo
     assert _system(server, base) == r.system_metrics()
     searched = _get(server, base + "/console/lines", writer="rank2", search="STEP 3")
     assert [x["text"] for x in searched["lines"]] == ["rank2 step 3"] and searched["lines"][0]["writer"] == "rank2"
+
+
+def test_node_local_syncs_give_the_crash_report_of_all_files_together(server: ServerProc, shared_run: Path,
+                                                                      tmp_path: Path) -> None:
+    """Each writer's files synced from a node of their own (no machine sees every writer): the run's
+    writers and crash report, computed by the server from what each writer sent, equal
+    ``wandblite show --json`` of all the files together; the reads equal the replay's."""
+    shown = cli("show", str(shared_run), "--json")
+    assert shown.returncode == 0, shown.stderr
+    want = json.loads(shown.stdout)
+    project = uniq("wrn")
+    for label in reversed(LABELS):  # the primary's node last
+        node = tmp_path / f"node-{label}" / "runs"
+        shutil.copytree(shared_run, node / shared_run.name)
+        for f in (node / shared_run.name).iterdir():
+            own = f.name.split("-")[1] if f.name.startswith("events-") else f.name.partition("-")[2]
+            if own and f.name.startswith(("events-", ".lock-")) and own != label:
+                f.unlink()
+        _sync(server, node / shared_run.name, project)
+    base = f"/api/v1/projects/{project}/runs/{shared_run.name}"
+    run = _get(server, base)
+    assert run["state"] == want["state"] == "crashed"
+    assert run["writers"] == want["writers"] and [w["label"] for w in run["writers"]] == list(LABELS)
+    assert run["stopped_first"] == want["stopped_first"] and run["stopped_first"]["writer"] == "rank1"
+    r = wandblite.replay(shared_run)
+    assert _lines(server, base) == r.output().splitlines()
+    assert _system(server, base) == r.system_metrics()
+    for label in LABELS:
+        assert _system(server, base, writer=label) == r.system_metrics(writer=label)
 
 
 def test_an_unknown_or_invalid_writer_is_a_clear_4xx(server: ServerProc) -> None:

@@ -71,6 +71,7 @@ from wandblite.server.wire import (
     validate_project,
     validate_run,
 )
+from wandblite.server.writers import prep_writer, store, writer_position, writers_positions
 from wandblite.throttle import throttle
 from wandblite.vocab import DEFAULT_VISIBILITY
 
@@ -130,8 +131,13 @@ def run_position(r: Any) -> dict[str, Any]:
 
 
 def position_of(conn: Connection, r: Any) -> dict[str, Any]:
-    """The run's whole position: its row's part, then every stream's."""
-    return {**run_position(r), **{s.field: s.held(conn, r) for s in STREAMS}}
+    """The run's whole position: its row's part, then every stream's, then, for a shared run,
+    ``writers``: each writer's (``writers.py``; absent for a single writer's run)."""
+    out = {**run_position(r), **{s.field: s.held(conn, r) for s in STREAMS}}
+    mine = writers_positions(conn, None if r is None else r.id)
+    if mine:
+        out["writers"] = mine
+    return out
 
 
 class _Positions:
@@ -381,11 +387,20 @@ def apply_batch(engine: Engine, project: str, run_id: str, body: Any,
     if meta is not None and not isinstance(meta, dict):
         raise bad_request("run must be an object")
     meta_values = prep_run(meta) if meta else {}
+    w = None if body.get("writer") is None else prep_writer(body["writer"])
+    if w is not None and meta:
+        raise bad_request("a shared run's writer sends its fold (writer.fold), not the run's metadata (run)")
     # Validate and encode everything before the transaction: bad input never holds the write lock.
     batch = {s.field: s.prepare(items[s.field]) for s in STREAMS}
     _check_blobs(batch, missing_media)
+    raw = {idx: dumps(item["row"]) for (idx, _row), item in zip(batch["rows"], items["rows"])} if w else {}
     with engine.begin() as conn:
         r = _get_or_create(conn, project, run_id, actor)
+        if w is not None:
+            return _apply_writer(conn, r, project, run_id, w, batch, raw, actor)
+        if batch["rows"] and writers_positions(conn, r.id):
+            raise bad_request(f"run {project}/{run_id} is a shared run: its rows come from its writers "
+                              "(a batch with writer)")
         positions = _Positions(conn, r)
         todo: list[tuple[Stream, int, Records]] = []
         for s in STREAMS:
@@ -407,3 +422,38 @@ def apply_batch(engine: Engine, project: str, run_id: str, body: Any,
             stored = {s.field: [recs[0][0], recs[-1][0] + 1] for s, _n, recs in todo}
             record(conn, actor, "batch.stored", {**stored, "run": sorted(meta_values)}, project=project, run_id=run_id)
         return position_of(conn, conn.execute(sa.select(runs).where(runs.c.id == r.id)).first())
+
+
+def _apply_writer(conn: Connection, r: Any, project: str, run_id: str, w: Any, batch: dict[str, Records],
+                  raw: dict[int, str], actor: Principal | None) -> dict[str, Any]:
+    """A shared run's writer's batch (``writers.py``): every stream checked against the writer's own
+    position (a retry changes nothing, a gap is a 409 with that position), stored, the run rebuilt."""
+    if int(r.rows_final) and not writers_positions(conn, r.id):
+        raise bad_request(f"run {project}/{run_id} holds a single writer's history: a shared run's writer "
+                          "cannot join it")
+    held = writer_position(conn, r.id, w.label)
+    todo: dict[str, Records] = {}
+    for s in STREAMS:
+        n = int(held[s.field])
+        recs = [x for x in batch[s.field] if x[0] >= n]
+        if recs and recs[0][0] != n:
+            raise conflict(f"writer {w.label}: " + s.gap.format(first=recs[0][0], held=n, project=project,
+                                                               run_id=run_id),
+                           {**run_position(r), "writers": {w.label: held}})
+        if recs:
+            todo[s.field] = recs
+    by_field = {s.field: s for s in STREAMS}
+
+    def write_records(field: str, recs: Records) -> None:
+        s = by_field[field]
+        n = s.held(conn, r)  # the run's own position in the stream: a writer's records follow in arrival order
+        s.write(conn, r, n, [(n + i, rec) for i, (_idx, rec) in enumerate(recs)])
+
+    upd = store(conn, r, w, held, todo, raw, write_records)
+    upd["updated_at"] = time.time()
+    conn.execute(runs.update().where(runs.c.id == r.id).values(**upd))
+    if todo or w.fold is not None:
+        stored = {f: [recs[0][0], recs[-1][0] + 1] for f, recs in todo.items()}
+        record(conn, actor, "batch.stored", {**stored, "writer": w.label, "run": sorted(upd)},
+               project=project, run_id=run_id)
+    return position_of(conn, conn.execute(sa.select(runs).where(runs.c.id == r.id)).first())

@@ -53,6 +53,7 @@ from wandblite.server.schema import (
     run_artifacts,
     run_files,
     run_grants,
+    run_writers,
     runs,
     schema_migrations,
     series,
@@ -62,6 +63,7 @@ from wandblite.server.schema import (
     system,
     users,
     workspaces,
+    writer_rows,
 )
 from wandblite.server.wire import Row
 from wandblite.throttle import throttle
@@ -227,9 +229,12 @@ def _m0008_user_sessions(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE sessions_before_0008"))
 
 
-def _m0011_writer_records(conn: Connection) -> None:
-    """A shared run's console and system records keep the label of the writer they came from, and
-    the run keeps its writers and crash report; what was stored reads as a single writer's (NULL)."""
+def _m0009_writer_streams(conn: Connection) -> None:
+    """A shared run's writers synced one by one (``writers.py``): each writer's position, fold and
+    facts (``run_writers``), its own rows (``writer_rows``), the writer of each console line and
+    system sample (NULL for every record stored before: a single writer's), and the run's writers
+    table and crash report (``runs.writers``, NULL for a single writer's run)."""
+    metadata.create_all(conn, tables=[run_writers, writer_rows])
     _add_columns(conn, console, ["writer"])
     _add_columns(conn, system, ["writer"])
     _add_columns(conn, runs, ["writers"])
@@ -241,7 +246,7 @@ def _m0010_run_edits(conn: Connection) -> None:
     _add_columns(conn, runs, ["archived_at", "edited"])
 
 
-def _m0012_saved_workspaces(conn: Connection) -> None:
+def _m0011_saved_workspaces(conn: Connection) -> None:
     """Saved dashboard workspaces: a user's own view, a project's default view, shared snapshots."""
     metadata.create_all(conn, tables=[workspaces])
 
@@ -257,9 +262,9 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0006_compact_history", _m0006_compact_history),
     ("0007_users_roles_audit", _m0007_users_roles_audit),
     ("0008_user_sessions", _m0008_user_sessions),
+    ("0009_writer_streams", _m0009_writer_streams),
     ("0010_run_edits", _m0010_run_edits),
-    ("0011_writer_records", _m0011_writer_records),
-    ("0012_saved_workspaces", _m0012_saved_workspaces),
+    ("0011_saved_workspaces", _m0011_saved_workspaces),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).

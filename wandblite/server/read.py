@@ -28,6 +28,7 @@ from wandblite.server.errors import bad_request, not_found
 from wandblite.server.history_store import pending_row, read_blocks, read_rows, rows_at
 from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, projects, runs, system, users
+from wandblite.server.schema import run_writers as writers_table
 from wandblite.server.store import Store
 from wandblite.server.wire import validate_project, validate_run
 from wandblite.vocab import MAX_SAMPLED_ROWS, RUNTIME, TYPE_KEY, is_number, spread, writer_label_problem
@@ -173,13 +174,29 @@ def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: 
     run's record carries its writer's label as ``writer`` (a single writer's has none)."""
     with store.read_engine.connect() as conn:
         r = run_row(conn, project, run_id)
-        where = [console.c.run == r.id, console.c.idx >= start]
-        if writer is not None:
-            where.append(console.c.writer == _known_writer(conn, r, writer))
-        q = (sa.select(console.c.idx, console.c.ts, console.c.stream, console.c.text, console.c.writer)
-             .where(*where).order_by(console.c.idx).limit(limit))
+        q = sa.select(console.c.idx, console.c.ts, console.c.stream, console.c.text, console.c.writer)
+        q, nxt = _paged(conn, r, console, q, start, limit, writer)
         recs = [{k: v for k, v in r.items() if k != "writer" or v is not None} for r in conn.execute(q).mappings()]
-    return {"console": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
+    return {"console": recs, "next": nxt(recs)}
+
+
+def _paged(conn: Connection, r: Any, table: sa.Table, q: Any, start: int, limit: int,
+           writer: str | None) -> tuple[Any, Any]:
+    """The console or system read ``q`` of run ``r`` from ``start``, and how its next page starts.
+
+    A single writer's run, or one writer's records: by index from index ``start``. Every writer of a
+    shared run (synced writer by writer, so stored in arrival order): in time order, labels then
+    indexes breaking ties, as ``Replay`` merges them; ``start`` is then the position in that order."""
+    c = table.c
+    if writer is not None:
+        q = q.where(c.run == r.id, c.idx >= start, c.writer == _known_writer(conn, r, writer))
+    elif conn.execute(sa.select(writers_table.c.label).where(writers_table.c.run == r.id).limit(1)).first() is None:
+        q = q.where(c.run == r.id, c.idx >= start)
+    else:
+        q = (q.where(c.run == r.id).order_by(c.ts.asc().nulls_first(), c.writer, c.idx)
+             .offset(max(start, 0)).limit(limit))
+        return q, lambda recs: start + len(recs) if len(recs) == limit else None
+    return q.order_by(c.idx).limit(limit), lambda recs: recs[-1]["idx"] + 1 if len(recs) == limit else None
 
 
 def writer_arg(params: Any) -> dict[str, Any]:
@@ -194,9 +211,9 @@ def writer_arg(params: Any) -> dict[str, Any]:
 
 
 def run_writers(r: Any) -> dict[str, Any]:
-    """A shared run's ``{"writers": [...], "stopped_first": {...} | None}`` as its sync sent them
-    (computed by ``wandblite.report.writers_record``, the one home of ``show``'s writers table and
-    crash report); no writers for a single writer's run."""
+    """A shared run's ``{"writers": [...], "stopped_first": {...} | None}`` as the server computed
+    them from its writers' facts (``writers.run_metadata``: ``wandblite.report.writers_report``, the
+    rule ``show --json`` applies to the files); no writers for a single writer's run."""
     got = loads(r.writers) if r.writers else None
     if not isinstance(got, dict):
         return {"writers": [], "stopped_first": None}
@@ -365,15 +382,12 @@ def get_system(store: Store, project: str, run_id: str, start: int = 0, limit: i
     """
     with store.read_engine.connect() as conn:
         r = run_row(conn, project, run_id)
-        where = [system.c.run == r.id, system.c.idx >= start]
-        if writer is not None:
-            where.append(system.c.writer == _known_writer(conn, r, writer))
-        q = (sa.select(system.c.idx, system.c.ts, system.c.metrics, system.c.writer)
-             .where(*where).order_by(system.c.idx).limit(limit))
+        q, nxt = _paged(conn, r, system, sa.select(system.c.idx, system.c.ts, system.c.metrics, system.c.writer),
+                        start, limit, writer)
         recs = []
         for x in conn.execute(q):
             m = loads(x.metrics)
             if x.writer is not None and writer is None and isinstance(m, dict):
                 m = {f"{x.writer}/{k}": v for k, v in m.items()}
             recs.append({"idx": x.idx, "ts": x.ts, "metrics": m, **({"writer": x.writer} if x.writer else {})})
-    return {"system": recs, "next": recs[-1]["idx"] + 1 if len(recs) == limit else None}
+    return {"system": recs, "next": nxt(recs)}

@@ -20,6 +20,7 @@ __all__ = [
     "history_chunks", "history_pending", "login_failures", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
     "project_members", "run_grants", "audit_log", "users", "workspaces",
     "runs", "schema_migrations", "series", "series_agg", "series_chunks", "sessions", "system",
+    "run_writers", "writer_rows",
 ]
 
 metadata = sa.MetaData()
@@ -84,8 +85,8 @@ runs = sa.Table(
     sa.Column("system_count", sa.BigInteger, nullable=False),
     sa.Column("digest", sa.Text),  # the client's digest of the metadata it last sent
     sa.Column("owner_id", sa.Integer),  # 0007: users.id of the user whose key created the run
-    # 0011: a shared run's writers and its crash report as the syncing client computed them
-    # (``wandblite.report``: ``{"writers": [...], "stopped_first": {...} | null}``); NULL for one writer.
+    # 0009: a shared run's writers and its crash report, computed by the server from its writers'
+    # facts (``writers.run_metadata``: ``report.writers_report``); NULL for a single writer's run.
     sa.Column("writers", sa.Text),
     # Added by 0010_run_edits (``edits.py``): when the run was archived (NULL: not archived; hidden
     # from the default runs list while set), and which of name/tags/notes were edited on the server,
@@ -126,7 +127,7 @@ console = sa.Table(
     sa.Column("ts", sa.Float),
     sa.Column("stream", sa.String(16)),
     sa.Column("text", sa.Text, nullable=False),
-    sa.Column("writer", sa.Text),  # 0011: the label of the shared run's writer that printed it (NULL: one writer)
+    sa.Column("writer", sa.String(64)),  # 0009: the label of the shared run's writer that printed it (NULL: single writer)
 )
 
 system = sa.Table(
@@ -135,7 +136,7 @@ system = sa.Table(
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("ts", sa.Float),
     sa.Column("metrics", sa.Text, nullable=False),
-    sa.Column("writer", sa.Text),  # 0011: the label of the shared run's writer that sampled it (NULL: one writer)
+    sa.Column("writer", sa.String(64)),  # 0009: the label of the shared run's writer that sampled it (NULL: single writer)
 )
 
 media = sa.Table(
@@ -390,7 +391,7 @@ audit_log = sa.Table(
 )
 
 
-# Migration 0012_saved_workspaces: saved dashboard workspaces (``workspaces.py``). A project holds one
+# Migration 0011_saved_workspaces: saved dashboard workspaces (``workspaces.py``). A project holds one
 # row per slot: "user:<users.id>" (that user's own view), "default" (the project's default view, saved
 # by a writer or admin) and "view:<token>" (an immutable snapshot behind a shareable URL).
 workspaces = sa.Table(
@@ -403,4 +404,34 @@ workspaces = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.UniqueConstraint("project_id", "slot", name="uq_workspaces_project_slot"),
+)
+
+# Migration 0009_writer_streams: a shared run's writers, each synced on its own (``writers.py``).
+# One row per (run, writer label): the writer's identity, its own position in every stream (what
+# it sent: the destination's position is the truth, per writer) and its fold as the client last
+# sent it (what the merge needs of it besides its rows). The run's own history, summary, config and
+# state are the merge of these (``wandblite.merge``), rebuilt when a writer's batch lands.
+run_writers = sa.Table(
+    "run_writers", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("is_primary", sa.Boolean, nullable=False),
+    sa.Column("update_finish_state", sa.Boolean, nullable=False),
+    # JSON: rows, pending, console, system, files, artifacts, uses, alerts, digest, state
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("fold", sa.Text),  # JSON: the writer's fold without its rows (``writers.fold_from_wire``); NULL: not sent yet
+    sa.Column("facts", sa.Text),  # JSON: ``report.writer_facts`` as the writer sent them with its fold; NULL: not sent
+)
+
+# A shared run's writer's own committed rows (its fold's, indexed in its order), the input of the
+# run's merged history; ``final`` false: its crashed writer's pending row at index ``rows``.
+writer_rows = sa.Table(
+    "writer_rows", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("label", sa.String(64), primary_key=True),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("step", sa.BigInteger, nullable=False),
+    sa.Column("final", sa.Boolean, nullable=False),
+    sa.Column("row", sa.Text, nullable=False),  # JSON (``db.dumps``)
+    sa.Index("ix_writer_rows_step", "run", "step"),
 )

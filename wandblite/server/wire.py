@@ -69,7 +69,7 @@ MAX_ARTIFACT_VERSION = (1 << 31) - 1
 # Columns of the runs table a batch's "run" object may set, with the Python type each must have.
 _RUN_TEXT = ("name", "group", "job_type", "notes", "state", "signal", "host", "entity", "digest")
 _RUN_FLOAT = ("created_at", "heartbeat_at", "ended_at")
-_RUN_JSON = ("tags", "config", "summary", "error", "context", "metrics", "writers")
+_RUN_JSON = ("tags", "config", "summary", "error", "context", "metrics")
 
 
 class Row(NamedTuple):
@@ -240,7 +240,7 @@ def prep_run(meta: dict[str, Any]) -> dict[str, Any]:
             v = meta[k]
             if k == "tags" and v is not None and not (isinstance(v, list) and all(isinstance(t, str) for t in v)):
                 raise bad_request("run.tags must be a list of strings")
-            if k in ("config", "summary", "context", "metrics", "writers") and v is not None and not isinstance(v, dict):
+            if k in ("config", "summary", "context", "metrics") and v is not None and not isinstance(v, dict):
                 raise bad_request(f"run.{k} must be an object")
             out[k] = dumps(v)
     if "exit_code" in meta:

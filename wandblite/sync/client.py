@@ -34,13 +34,14 @@ A ``GapError`` (the server's position moved under us) resets the tail and the ru
 from the start; a ``RejectedError`` marks the run bad (reported, others go on); an
 ``UnavailableError`` (server down after retries) stops the pass with a clear message.
 
-A shared run (several writers, ``mode="shared"``) is synced by ``SharedRunTail`` as one run: its
-merged history (``wandblite.merge``, as replay gives it) numbered in ``_step`` order, every
-writer's console lines and system samples as it wrote them, in time order, each naming its
-``writer`` (label; the server tags them ``[label] `` and ``<label>/<metric>`` on reads of every
-writer, as replay does), and the writers and crash report of ``show --json`` in the run's metadata. The merged history is final only once every writer has ended, so until then
-only the run's metadata and state are sent; the files of every writer must be visible to the
-syncing machine (one shared disk).
+A shared run (several writers, ``mode="shared"``) is synced writer by writer: one ``WriterTail``
+per writer stream visible here, each a ``RunTail`` over that writer's files alone, with the
+writer's own position on the server (``position["writers"][label]``) and its fold sent at the end
+of each pass instead of the run's metadata. The server merges the writers (``wandblite.merge``),
+so a machine needs to see only its own writers' files (node-local disks), and syncs from
+different machines in any order give the server the run one replay of all the files gives
+(PROTOCOL.md, "Shared runs: one position per writer"). ``--watch`` starts a tail for a writer
+whose files appear later.
 
 One-shot syncs keep a small cache per (store, run directory) under ``<home>/sync-state/``: when a
 finished, failed or crashed run's segment files have not changed since a sync the server
@@ -66,7 +67,7 @@ from typing import IO, Any
 
 from wandblite import events as ev
 from wandblite.fold import Fold
-from wandblite.runfile import find_runs, probe_writer, read_events, validate_run_id, writer_streams
+from wandblite.runfile import find_runs, probe_writer, read_events, segments, validate_run_id, writer_streams
 from wandblite.sync.transport import (
     GapError,
     RejectedError,
@@ -74,9 +75,16 @@ from wandblite.sync.transport import (
     Transport,
     UnavailableError,
 )
-from wandblite.vocab import FINAL_STATES, home_dir, is_number, segment_name, segment_number
+from wandblite.vocab import (
+    FINAL_STATES,
+    WRITER_FOLD_FIELDS,
+    home_dir,
+    is_number,
+    parse_segment,
+    writer_segment_name,
+)
 
-__all__ = ["RunResult", "RunTail", "SharedRunTail", "Syncer", "discover", "run_digest", "tail_for"]
+__all__ = ["RunResult", "RunTail", "Syncer", "WriterTail", "discover", "run_digest", "tails_for"]
 
 
 #: Records per batch: large enough that a batch fills whole chunks of the server's compact history
@@ -164,6 +172,9 @@ class RunResult:
 class RunTail:
     """One run being read incrementally: its fold, where reading resumes, and the server's position."""
 
+    #: The writer stream read (None: a single writer's run; ``WriterTail``: one writer of a shared run).
+    label: str | None = None
+
     def __init__(self, path: Path, project_override: str | None = None) -> None:
         self.path = path
         self.project_override = project_override
@@ -176,6 +187,7 @@ class RunTail:
         self.console_n = 0
         self.system_n = 0
         self.records_n = dict.fromkeys(RECORD_STREAMS, 0)  # files, artifacts, uses, alerts read so far
+        self.rss: dict[str, Any] | None = None  # a shared run's writer's RSS summary (``report.rss_step``)
         self.damage: list[dict[str, Any]] = []
         self.server: dict[str, Any] | None = None
         self.sizes: dict[str, int] = {}
@@ -210,17 +222,19 @@ class RunTail:
         positions: dict[int, int] = {}
 
         def report(seg: int, d: Any) -> None:
-            info = {"file": segment_name(seg), "segment": seg, **d.as_dict()}
+            info = {"file": writer_segment_name(self.label, seg), "segment": seg, **d.as_dict()}
             if "torn" not in str(info.get("reason", "")):
                 self.damage.append(info)  # a torn tail of a live file is just its end, for now
+
+        from wandblite.report import rss_step  # the crash report's RSS rule (a shared run's writer)
 
         CONSOLE, SYSTEM = ev.CONSOLE, ev.SYSTEM  # noqa: N806 - locals for the loop
         seg_base: dict[int, int] = {}  # segment number -> bytes of the segments before it
         total = 0
-        for num, size in sorted((segment_number(name) or 0, size) for name, size in sizes.items()):
+        for num, size in sorted(((parse_segment(name) or (None, 0))[1], size) for name, size in sizes.items()):
             seg_base[num] = total
             total += size
-        for e in read_events(self.path, start=self.start, reporter=report, positions=positions):
+        for e in read_events(self.path, start=self.start, reporter=report, positions=positions, label=self.label):
             kind = e.kind
             self.bytes_done = seg_base.get(e.segment, 0) + e.offset
             if kind == CONSOLE:
@@ -233,6 +247,8 @@ class RunTail:
                 d = e.data
                 yield "system", self.system_n, {"idx": self.system_n, "ts": d[0], "metrics": d[1]}
                 fold.apply(kind, d)
+                if self.label is not None and isinstance(d[1], dict):
+                    self.rss = rss_step(self.rss, d[1])
                 self.system_n += 1
                 continue
             stream = _RECORD_KINDS.get(kind)
@@ -260,7 +276,7 @@ class RunTail:
         resume of the run (a new segment) still merges into the pending row, as the writer does.
         """
         fold = self.fold
-        alive = probe_writer(self.path)
+        alive = probe_writer(self.path, self.label)
         state = fold.state(time.time() if now is None else now, alive, _grace(fold.heartbeat_interval))
         row = None
         if state == "crashed" and fold.pending is not None:
@@ -287,86 +303,78 @@ class RunTail:
         return out
 
 
-class SharedRunTail(RunTail):
-    """A shared run read as one run through ``wandblite.replay`` (module docstring). Each ``read``
-    reads the files again from the start (indexes are the merged order, the same on every read);
-    the server's position makes the repeat send nothing."""
+    # ------------------------------------------------------------ the batch's view of the run
+    def own(self, position: dict[str, Any]) -> dict[str, Any]:
+        """This tail's part of the run's position as the server reports it (the whole, for a run)."""
+        return position
 
-    def reset(self) -> None:
-        super().reset()
-        self._state: str | None = None
-        self._replay: Any = None
+    def batch_fields(self, meta: dict[str, Any] | None) -> dict[str, Any]:
+        """The fields a batch of this tail carries besides its records: the run's metadata, if sent."""
+        return {} if meta is None else {"run": meta}
 
-    def read(self) -> Iterator[tuple[str, int, Any]]:
-        from wandblite.replay import Replay
 
-        sizes = self.stat()
-        r = Replay(self.path)
-        rows = list(r.scan_history())  # folds every writer; the merged fold is then r.fold
-        self._replay = r
-        self.fold = r.fold
-        self._state = r.state
-        self.damage = [d for d in r.damage if "torn" not in str(d.get("reason", ""))]
-        self.sizes = sizes
-        if any(w["state"] == "running" for w in r.writers):
-            return  # a live writer may still add to any step: nothing is final yet
-        for i, row in enumerate(rows):
-            yield "row", i, row
-        for i, rec in enumerate(_per_writer(r, "console")):
-            yield "console", i, {"idx": i, **rec}
-        for i, rec in enumerate(_per_writer(r, "system")):
-            yield "system", i, {"idx": i, **rec}
-        counts = dict.fromkeys(RECORD_STREAMS, 0)
-        for label in writer_streams(self.path):  # writer by writer, in label order, as replay lists them
-            for e in read_events(self.path, kinds=frozenset(_RECORD_KINDS), label=label):
-                stream = _RECORD_KINDS[e.kind]
-                for item in _record_items(stream, e.data):
-                    item["idx"] = counts[stream]
-                    yield stream, counts[stream], item
-                    counts[stream] += 1
-        self.records_n = counts
-        self.bytes_done = sum(sizes.values())
+class WriterTail(RunTail):
+    """One writer's stream of a shared run (module docstring): read and folded on its own as a run
+    is, sent with its label; its position is the writer's own (``position["writers"][label]``), and
+    its last batch of a pass carries its fold instead of the run's metadata. The server merges the
+    writers (``wandblite.merge``), so this machine needs to see only its own writers' files."""
 
-    def decide_state(self, now: float | None = None) -> tuple[str, Fold, dict[str, Any] | None]:
-        """The merged run's state and fold; a crashed writer's pending row is already in the history."""
-        if self._state is None:
-            for _item in self.read():
-                pass
-        return str(self._state), self.fold, None
+    def __init__(self, path: Path, label: str, project_override: str | None = None) -> None:
+        self.label = label
+        self.run_position: dict[str, Any] = {}
+        super().__init__(path, project_override)
+
+    def stat(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for seg in segments(self.path, self.label):
+            try:
+                out[seg.name] = seg.stat().st_size
+            except OSError:
+                continue
+        return out
+
+    def own(self, position: dict[str, Any]) -> dict[str, Any]:
+        self.run_position = position
+        mine = (position.get("writers") or {}).get(self.label)
+        if mine is None:
+            return {"rows": 0, "pending": False, "console": 0, "system": 0, "digest": None, "state": None,
+                    **dict.fromkeys(RECORD_STREAMS, 0)}
+        return dict(mine)
+
+    def identity(self) -> dict[str, Any]:
+        from wandblite.merge import identity
+
+        who = identity(self.label, self.fold)
+        return {"label": self.label, "primary": bool(who["primary"]),
+                "update_finish_state": bool(who["update_finish_state"])}
+
+    def batch_fields(self, meta: dict[str, Any] | None) -> dict[str, Any]:
+        return {"writer": {**self.identity(), **(meta or {})}}
 
     def metadata(self, state: str, fold: Fold) -> dict[str, Any]:
-        """The merged run's metadata, with its writers and crash report as ``show --json`` gives
-        them (``wandblite.report.writers_record``) as of the last ``read``."""
-        from wandblite.report import jsonable, writers_record
+        """The writer's fold as the server's merge reads it (``vocab.WRITER_FOLD_FIELDS``), its own
+        state, its facts for the run's writers table and crash report (``report.writer_facts``,
+        computed by the server with every writer's: ``report.writers_report``), and their digest."""
+        from wandblite.console import join_records
+        from wandblite.replay import writer_record
+        from wandblite.report import jsonable, writer_facts
 
-        out = super().metadata(state, fold)
-        out.pop("digest")
-        out["writers"] = jsonable(writers_record(self._replay))
+        wire: dict[str, Any] = {k: getattr(fold, k) for k in WRITER_FOLD_FIELDS}
+        wire["summary_set"] = sorted(fold.summary_set)
+        wire["metric_log"] = [[s, spec] for s, spec in fold.metric_log]
+        facts = writer_facts(writer_record(self.label, fold, state), join_records(fold.console_tail), self.rss)
+        out = {"fold": wire, "state": state, "facts": jsonable(facts)}
         out["digest"] = run_digest(out)
         return out
 
 
-def _per_writer(r: Any, stream: str) -> list[dict[str, Any]]:
-    """A shared run's console lines (joined per writer) or system samples, each writer's as it
-    wrote them with its ``writer`` label, in time order (labels break ties): the order of
-    ``Replay.console()``/``system_metrics()``, whose label prefixes the server adds back on read."""
-    out: list[tuple[float, str, dict[str, Any]]] = []
-    for label in writer_streams(r.path):
-        name = label or ""
-        if stream == "console":
-            out.extend((ts, name, {"ts": ts, "stream": st, "text": text, "writer": label})
-                       for ts, st, text in r.console(joined=True, writer=name))
-        else:
-            out.extend((ts, name, {"ts": ts, "metrics": m, "writer": label}) for ts, m in r.system_metrics(writer=name))
-    out.sort(key=lambda x: (x[0], x[1]))
-    return [rec for _ts, _name, rec in out]
-
-
-def tail_for(path: Path, project: str | None = None) -> RunTail:
-    """The tail that reads ``path``: ``SharedRunTail`` for a shared run, else ``RunTail``."""
-    if any(label is not None for label in writer_streams(path)):
-        return SharedRunTail(path, project)
-    return RunTail(path, project)
+def tails_for(path: Path, project: str | None = None) -> list[RunTail]:
+    """The tails that read ``path``: one ``WriterTail`` per writer stream of a shared run (those
+    visible here), else one ``RunTail``."""
+    labels = [label for label in writer_streams(path) if label is not None]
+    if labels:
+        return [WriterTail(path, label, project) for label in labels]
+    return [RunTail(path, project)]
 
 
 def _has_nested(row: dict[str, Any]) -> bool:
@@ -462,29 +470,48 @@ class Syncer:
 
     # ------------------------------------------------------------ syncing
     def sync_path(self, path: Path, attempts: int = 3) -> RunResult:
-        """One-shot sync of one run directory; never raises for a bad run (see ``RunResult.error``)."""
-        tail = tail_for(path, self.project)
+        """One-shot sync of one run directory; never raises for a bad run (see ``RunResult.error``).
+
+        A shared run's writers visible here are synced one after the other, each from its own
+        position on the server; the result adds up what was sent for all of them, and its state is
+        the run's (the server's merge of every writer it has heard of)."""
+        tails = tails_for(path, self.project)
         res = RunResult(str(path))
         try:
-            if self.use_cache and self._unchanged(tail, res):
-                if self.progress:
-                    self.progress(sum(tail.stat().values()))
-                return res
-            for attempt in range(attempts):
-                try:
-                    self.sync_tail(tail, res)
-                    self._cache_store(tail)
+            if len(tails) == 1 and tails[0].label is None:
+                tail = tails[0]
+                if self.use_cache and self._unchanged(tail, res):
+                    if self.progress:
+                        self.progress(sum(tail.stat().values()))
                     return res
-                except GapError as exc:
-                    # Someone else moved the server's position: read the run again from the start.
-                    self.log(f"{path}: {exc}; re-reading the run (attempt {attempt + 2} of {attempts})")
-                    tail.reset()
-            raise SyncError(f"the server's position kept moving during {attempts} attempts")
+                self._sync_retrying(path, tail, res, attempts)
+                self._cache_store(tail)
+                return res
+            damage: list[dict[str, Any]] = []
+            for tail in tails:
+                self._sync_retrying(path, tail, res, attempts)
+                damage.extend(res.damage)
+            res.damage = damage
+            last = tails[-1]
+            if isinstance(last, WriterTail) and last.run_position:
+                res.state = last.run_position.get("state") or res.state
+                res.position = dict(last.run_position)
         except (RejectedError, UnavailableError, SyncError) as exc:
             res.ok, res.error = False, str(exc)
         except Exception as exc:  # noqa: BLE001 - one bad run never stops the others
             res.ok, res.error = False, f"{type(exc).__name__}: {exc}"
         return res
+
+    def _sync_retrying(self, path: Path, tail: RunTail, res: RunResult, attempts: int) -> None:
+        for attempt in range(attempts):
+            try:
+                self.sync_tail(tail, res)
+                return
+            except GapError as exc:
+                # Someone else moved the server's position: read the run again from the start.
+                self.log(f"{path}: {exc}; re-reading the run (attempt {attempt + 2} of {attempts})")
+                tail.reset()
+        raise SyncError(f"the server's position kept moving during {attempts} attempts")
 
     def sync_tail(self, tail: RunTail, res: RunResult) -> None:
         """Send what the server lacks of ``tail``'s new records, then its state and metadata."""
@@ -550,11 +577,14 @@ class Syncer:
         state, fold, pending_row = tail.decide_state()
         tail.state = state
         res.project, res.run_id, res.state = tail.project, tail.run_id, state
-        if pending_row is not None and fold.rows - 1 >= server["rows"]:
-            # The crashed run's pending row, at the next index, provisional: a resume may grow it.
-            rows.append({"idx": fold.rows - 1, "final": False, "row": pending_row})
         meta = tail.metadata(state, fold)
         send_meta = meta["digest"] != server.get("digest")
+        # A writer's provisional row the server holds is sent again only with a changed fold (its
+        # digest covers what the row adds to the writer's summary and step).
+        held = tail.label is not None and bool(server.get("pending")) and fold.rows - 1 == server["rows"]
+        if pending_row is not None and fold.rows - 1 >= server["rows"] and not (held and not send_meta):
+            # The crashed run's pending row, at the next index, provisional: a resume may grow it.
+            rows.append({"idx": fold.rows - 1, "final": False, "row": pending_row})
         if rows or cons or syss or send_meta or any(recs.values()):
             self._send(tail, res, rows, cons, syss, meta, recs)
             res.meta_updated = res.meta_updated or send_meta
@@ -563,7 +593,7 @@ class Syncer:
     def _position(self, tail: RunTail) -> dict[str, Any]:
         assert self.transport is not None
         validate_run_id(tail.run_id)
-        return self.transport.position(tail.project, tail.run_id)
+        return tail.own(self.transport.position(tail.project, tail.run_id))
 
     def _send(self, tail: RunTail, res: RunResult, rows: list[dict[str, Any]], cons: list[dict[str, Any]],
               syss: list[dict[str, Any]], meta: dict[str, Any] | None,
@@ -588,8 +618,7 @@ class Syncer:
             "base": {k: tail.server.get(k, 0) for k in ("rows", "console", "system")},
             "rows": rows, "console": cons, "system": syss,
         }
-        if meta is not None:
-            body["run"] = meta
+        body.update(tail.batch_fields(meta))
         encoded = None
         if not recs and self.transport is not None:
             encoded = self.transport.encode_batch(body)
@@ -604,7 +633,8 @@ class Syncer:
         assert transport is not None and tail.server is not None
         rows, cons, syss, meta, recs = b.rows, b.cons, b.syss, b.meta, b.recs
         # Media of the rows, and of the summary (a value set only there, like watch()'s graph_0).
-        media_rows = [r["row"] for r in rows] + ([meta["summary"]] if meta and meta.get("summary") else [])
+        summary = None if meta is None else meta["fold"].get("summary") if "fold" in meta else meta.get("summary")
+        media_rows = [r["row"] for r in rows] + ([summary] if summary else [])
         if media_rows:
             self._upload_media(tail, res, media_rows)
         body: Any = b.encoded
@@ -614,7 +644,7 @@ class Syncer:
             b.body.update({k: [{f: x for f, x in item.items() if f != "_path"} for item in v] for k, v in recs.items()})
         if body is None:
             body = b.body
-        pos = transport.batch(tail.project, tail.run_id, body)
+        pos = tail.own(transport.batch(tail.project, tail.run_id, body))
         want_rows = (rows[-1]["idx"] + (1 if rows[-1]["final"] else 0)) if rows else 0
         if pos.get("rows", 0) < want_rows or (cons and pos.get("console", 0) <= cons[-1]["idx"]) or (
                 syss and pos.get("system", 0) <= syss[-1]["idx"]) or any(
@@ -714,8 +744,8 @@ class Syncer:
     def watch(self, paths: list[str], interval: float, stop: threading.Event,
               on_result: Callable[[RunResult], None] | None = None) -> None:
         """Tail every run below ``paths`` until ``stop`` is set; new runs and segments are picked up."""
-        tails: dict[Path, RunTail] = {}
-        reported: dict[Path, str] = {}
+        tails: dict[tuple[Path, str | None], RunTail] = {}
+        reported: dict[tuple[Path, str | None], str] = {}
         while not stop.is_set():
             try:
                 found = discover(paths)
@@ -723,9 +753,11 @@ class Syncer:
                 self.log(f"cannot list {paths}: {exc}")
                 found = []
             for p in found:
-                if p not in tails:
-                    tails[p] = tail_for(p, self.project)
-            for p, tail in list(tails.items()):
+                for t in tails_for(p, self.project):  # a shared run's writers, as their files appear
+                    if (p, t.label) not in tails:
+                        tails[(p, t.label)] = t
+            for key, tail in list(tails.items()):
+                p = key[0]
                 if stop.is_set():
                     break
                 sizes = tail.stat()
@@ -751,9 +783,9 @@ class Syncer:
                     tail.reset()
                     tail.bad = msg
                     tail.sizes = sizes
-                    if reported.get(p) != msg:
-                        reported[p] = msg
-                        self.log(f"{p}: {msg}")
+                    if reported.get(key) != msg:
+                        reported[key] = msg
+                        self.log(f"{p}{'' if tail.label is None else f' (writer {tail.label})'}: {msg}")
                 if on_result is not None and (res.rows or res.console or res.system or res.meta_updated or not res.ok
                                               or res.files or res.artifacts or res.uses or res.alerts):
                     on_result(res)
@@ -821,23 +853,53 @@ def install_stop_handlers(stop: threading.Event) -> None:
 
 
 def plan(path: Path, transport: Transport | None, project: str | None = None) -> dict[str, Any]:
-    """What a sync of ``path`` would send (``--dry-run``): local counts against the server's position."""
-    tail = tail_for(path, project)
+    """What a sync of ``path`` would send (``--dry-run``): local counts against the server's position.
+
+    A shared run: the counts of its writers visible here added up, each writer's own plan under
+    ``writers`` (label -> plan), and the state those writers give (``wandblite.merge.shared_state``)."""
+    tails = tails_for(path, project)
+    if len(tails) == 1 and tails[0].label is None:
+        return _plan_tail(tails[0], transport)
+    from wandblite.merge import shared_state
+
+    parts = {str(t.label): _plan_tail(t, transport) for t in tails}
+    first = next(iter(parts.values()))
+    deciding = [t.label for t in tails if isinstance(t, WriterTail) and t.identity()["update_finish_state"]]
+    local_state = shared_state({label: part["state"] for label, part in parts.items()}, deciding or list(parts))
+    out: dict[str, Any] = {"path": str(path), "project": first["project"], "run_id": first["run_id"],
+                           "state": local_state, "writers": parts,
+                           "damage": [d for part in parts.values() for d in part["damage"]]}
+    for side in ("local", "send"):
+        if all(side in part for part in parts.values()):
+            total: dict[str, Any] = {}
+            for part in parts.values():
+                for k, v in part[side].items():
+                    total[k] = (total.get(k, False) or v) if isinstance(v, bool) else total.get(k, 0) + v
+            out[side] = total
+    if transport is not None:
+        pos = transport.position(out["project"], out["run_id"])
+        out["server"] = pos
+    return out
+
+
+def _plan_tail(tail: RunTail, transport: Transport | None) -> dict[str, Any]:
     counts = {"row": 0, "console": 0, "system": 0}
     for kind, _idx, _item in tail.read():
         counts[kind] = counts.get(kind, 0) + 1  # rows, console, system, and the record streams
     state, fold, pending_row = tail.decide_state()
     local = {"rows": counts["row"], "pending": pending_row is not None, "console": counts["console"],
              "system": counts["system"], **{k: counts.get(k, 0) for k in RECORD_STREAMS}}
-    out: dict[str, Any] = {"path": str(path), "project": tail.project, "run_id": tail.run_id, "state": state,
+    out: dict[str, Any] = {"path": str(tail.path), "project": tail.project, "run_id": tail.run_id, "state": state,
                            "local": local, "damage": tail.damage}
     if transport is not None:
-        pos = transport.position(tail.project, tail.run_id)
+        pos = tail.own(transport.position(tail.project, tail.run_id))
         out["server"] = pos
         meta = tail.metadata(state, fold)
-        out["send"] = {"rows": max(0, local["rows"] - pos["rows"]) + (1 if pending_row is not None else 0),
+        changed = meta["digest"] != pos.get("digest")
+        held = tail.label is not None and bool(pos.get("pending")) and fold.rows - 1 == pos["rows"] and not changed
+        out["send"] = {"rows": max(0, local["rows"] - pos["rows"]) + (1 if pending_row is not None and not held else 0),
                        "console": max(0, local["console"] - pos["console"]),
                        "system": max(0, local["system"] - pos["system"]),
-                       "metadata": meta["digest"] != pos.get("digest"),
+                       "metadata": changed,
                        **{k: max(0, counts.get(k, 0) - pos.get(k, 0)) for k in RECORD_STREAMS}}
     return out
