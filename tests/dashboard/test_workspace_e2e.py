@@ -93,8 +93,8 @@ def _charts_ready(page: Any, panels: int) -> None:
 def _view(page: Any) -> dict[str, Any]:
     """What the page shows, read from the DOM."""
     return dict(page.evaluate("""() => ({
-      filter: document.querySelector('#run-filter').value,
-      search: document.querySelector('#run-search').value,
+      filter: document.querySelector('#run-filter')?.value,
+      search: document.querySelector('#run-search')?.value,
       checked: [...document.querySelectorAll('#runs-table tbody tr')].filter((tr) => tr.querySelector('input').checked)
         .map((tr) => tr.dataset.run).sort(),
       rows: [...document.querySelectorAll('#runs-table tbody tr')].map((tr) => tr.dataset.run).sort(),
@@ -102,8 +102,8 @@ def _view(page: Any) -> dict[str, Any]:
       collapsed: [...document.querySelectorAll('#project-charts details.section:not([open])')].map((d) => d.dataset.section),
       hidden: [...document.querySelectorAll('#project-charts .panel')].filter((p) => p.hidden).map((p) => p.dataset.key),
       large: [...document.querySelectorAll('#project-charts .panel[data-size=large]')].map((p) => p.dataset.key),
-      x: document.querySelector('#x-axis') && document.querySelector('#x-axis').value,
-      smoothing: document.querySelector('#smoothing') && document.querySelector('#smoothing').value,
+      x: document.querySelector('#x-axis') && document.querySelector('#x-axis')?.value,
+      smoothing: document.querySelector('#smoothing') && document.querySelector('#smoothing')?.value,
       logY: document.querySelector('#log-y') && document.querySelector('#log-y').checked,
     })"""))
 
@@ -115,7 +115,7 @@ def _set_range(page: Any, selector: str, value: str) -> None:
 
 def _click_bar(page: Any, button: str, says: str) -> None:
     page.click(f"#{button}")
-    page.wait_for_function("(s) => document.querySelector('#workspace-message').textContent.includes(s)", arg=says)
+    page.wait_for_function("(s) => document.querySelector('#workspace-message')?.textContent.includes(s)", arg=says)
 
 
 def test_a_saved_view_is_restored_by_its_shareable_url_in_a_new_context(browser: Any, team: Team) -> None:
@@ -158,7 +158,7 @@ def test_a_saved_view_is_restored_by_its_shareable_url_in_a_new_context(browser:
     _login(bob, team, "bob", url[len(team.srv.url) + 1:])
     _charts_ready(bob, len(KEYS))
     bob.wait_for_function("() => document.querySelectorAll('#runs-table tbody tr').length === 2")
-    bob.wait_for_function("() => document.querySelector('#x-axis').value === '_runtime'")
+    bob.wait_for_function("() => document.querySelector('#x-axis')?.value === '_runtime'")
     assert _view(bob) == arranged
     assert "a shared view (saved by alice)" in bob.text_content("#workspace-source")
     # The smoothed traces are drawn (the smoothing is applied, not only shown).
@@ -170,7 +170,7 @@ def test_a_saved_view_is_restored_by_its_shareable_url_in_a_new_context(browser:
     bob.goto(f"{team.srv.url}/#/p/{PROJECT}")
     bob.reload()
     bob.wait_for_selector("#runs-table")
-    bob.wait_for_function("() => document.querySelector('#workspace-source').textContent.includes('not saved')")
+    bob.wait_for_function("() => document.querySelector('#workspace-source')?.textContent.includes('not saved')")
     v = _view(bob)
     assert v["filter"] == "" and v["checked"] == [] and len(v["rows"]) == 3
 
@@ -182,7 +182,7 @@ def test_a_saved_view_is_restored_by_its_shareable_url_in_a_new_context(browser:
     _set_range(page, "#smoothing", "0.3")
     _click_bar(page, "save-default", "project default")
     bob.reload()
-    bob.wait_for_function("() => document.querySelector('#workspace-source').textContent.includes('project default')")
+    bob.wait_for_function("() => document.querySelector('#workspace-source')?.textContent.includes('project default')")
     _charts_ready(bob, len(KEYS))
     v = _view(bob)
     assert v["checked"] == ["r1", "r2", "r3"] and v["smoothing"] == "0.3" and v["filter"] == ""
@@ -190,11 +190,11 @@ def test_a_saved_view_is_restored_by_its_shareable_url_in_a_new_context(browser:
     shot(bob, "ws-03-other-user-sees-default")
     # A viewer may not change the default: the bar says so.
     bob.click("#save-default")
-    bob.wait_for_function("() => document.querySelector('#workspace-message').textContent.includes('not allowed')")
+    bob.wait_for_function("() => document.querySelector('#workspace-message')?.textContent.includes('not allowed')")
 
     # Alice's own view is still hers; resetting brings the project default.
     page.reload()
-    page.wait_for_function("() => document.querySelector('#workspace-source').textContent.includes('your saved view')")
+    page.wait_for_function("() => document.querySelector('#workspace-source')?.textContent.includes('your saved view')")
     _charts_ready(page, len(KEYS))
     assert _view(page)["smoothing"] == "0.6"
     _click_bar(page, "reset-view", "reset")
@@ -225,7 +225,7 @@ def test_hostile_strings_in_a_saved_view_stay_text(browser: Any, team: Team) -> 
     page.on("dialog", lambda d: (errors.append("dialog: " + d.message), d.dismiss()))
     _login(page, team, "bob", f"#/p/{PROJECT}/w/{r.json()['id']}")
     page.wait_for_selector("#project-charts .workspace-toolbar")
-    page.wait_for_function("() => document.querySelector('#x-axis').value.includes('onerror')")
+    page.wait_for_function("() => document.querySelector('#x-axis')?.value.includes('onerror')")
     assert page.input_value("#run-filter") == HOSTILE and page.input_value("#run-search") == HOSTILE
     assert page.input_value("#x-axis") == HOSTILE
     hidden_text = page.text_content("#hidden-panels")
