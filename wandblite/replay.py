@@ -38,9 +38,18 @@ from wandblite.fold import Fold, get_path, has_path, run_state, split_name
 from wandblite.format import Damage, RecordReader
 from wandblite.merge import SharedRun, identity, merge_windows, precedence, rank_key
 from wandblite.runfile import probe_writer, read_events, resolve_run_dir, segments, writer_streams
-from wandblite.vocab import PREEMPTING_KEY, STEP, TYPE_KEY, parse_segment, segment_name, segment_number
+from wandblite.vocab import (
+    PREEMPTING_KEY,
+    STEP,
+    TYPE_KEY,
+    is_number,
+    parse_segment,
+    segment_name,
+    segment_number,
+)
 
-__all__ = ["Replay", "flatten", "heartbeat_grace", "latest_context", "replay", "run_record", "segment_sizes", "writer_record"]
+__all__ = ["Replay", "flatten", "heartbeat_grace", "latest_context", "replay", "run_record", "segment_sizes", "typed_run_record",
+           "writer_record"]
 
 DEFAULT_GRACE = 60.0
 # The events that can change history rows; console and system records are not even decoded.
@@ -100,6 +109,23 @@ def run_record(fold: Fold, state: str) -> dict[str, Any]:
         "context": latest_context(fold.attempts),
         "metrics": {".".join(p): m.as_dict() for p, m in fold.metrics.items()},
     }
+
+
+def typed_run_record(fold: Fold, state: str) -> dict[str, Any]:
+    """``run_record`` with the types a store keeps as typed columns: text attributes as text, times
+    as finite numbers or None, an integer exit code, tags as text. What sync sends and what the
+    server stores for a shared run's merge, so that no file can make a stored column bad."""
+    out = run_record(fold, state)
+    for k in ("name", "group", "job_type", "entity", "notes", "host", "signal"):
+        if out[k] is not None and not isinstance(out[k], str):
+            out[k] = str(out[k])
+    for k in ("created_at", "ended_at", "heartbeat_at"):
+        if not is_number(out[k]) or out[k] != out[k]:
+            out[k] = None
+    if not isinstance(out["exit_code"], int) or isinstance(out["exit_code"], bool):
+        out["exit_code"] = None if out["exit_code"] is None else 1
+    out["tags"] = [str(t) for t in out["tags"]]
+    return out
 
 
 def segment_sizes(run_dir: str | os.PathLike[str]) -> dict[str, int]:

@@ -36,7 +36,8 @@ from wandblite.server.wire import validate_project, validate_run
 from wandblite.vocab import ADMIN_USER, ROLES, VISIBILITIES
 
 __all__ = [
-    "check_append", "check_create_run", "check_edit", "check_move_target", "check_read", "forbidden", "grant", "list_members", "readable_projects",
+    "check_append", "check_create_run", "check_edit", "check_move_target", "check_read", "forbidden", "grant", "list_members",
+    "project_id", "readable_projects",
     "remove_member", "role_in", "role_of", "set_member", "set_visibility",
 ]
 
@@ -70,7 +71,7 @@ def role_in(conn: Connection, actor: Principal | None, pid: int) -> str | None:
 def role_of(engine: Engine, actor: Principal, project: str) -> str | None:
     """``actor``'s role in ``project`` (404 for an unknown project)."""
     with engine.connect() as conn:
-        return role_in(conn, actor, _project(conn, project))
+        return role_in(conn, actor, project_id(conn, project))
 
 
 def check_read(engine: Engine, actor: Principal, project: str, public_read: bool) -> None:
@@ -168,7 +169,8 @@ def _owner_name(conn: Connection, owner_id: int | None) -> str:
 # --------------------------------------------------------------------------- managing projects
 
 
-def _project(conn: Connection, project: str) -> int:
+def project_id(conn: Connection, project: str) -> int:
+    """The project's primary key (404 for an unknown project, 400 for an invalid name)."""
     validate_project(project)
     pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
     if pid is None:
@@ -194,7 +196,7 @@ def set_member(engine: Engine, project: str, user: str, role: str, actor: Princi
     if role not in ROLES:
         raise bad_request(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     with engine.begin() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         _require_admin(conn, actor, pid, project)
         uid = _user_id(conn, user)
         key = (project_members.c.project_id == pid, project_members.c.user_id == uid)
@@ -212,7 +214,7 @@ def set_member(engine: Engine, project: str, user: str, role: str, actor: Princi
 
 def remove_member(engine: Engine, project: str, user: str, actor: Principal | None = None) -> bool:
     with engine.begin() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         _require_admin(conn, actor, pid, project)
         uid = _user_id(conn, user)
         n = conn.execute(project_members.delete().where(project_members.c.project_id == pid,
@@ -225,7 +227,7 @@ def remove_member(engine: Engine, project: str, user: str, actor: Principal | No
 def list_members(engine: Engine, project: str) -> dict[str, Any]:
     """``{"project", "visibility", "members": [{"user", "role"}]}``."""
     with engine.connect() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         vis = conn.execute(sa.select(projects.c.visibility).where(projects.c.id == pid)).scalar()
         rows = conn.execute(sa.select(users.c.name, project_members.c.role).join(
             users, users.c.id == project_members.c.user_id).where(project_members.c.project_id == pid)
@@ -237,7 +239,7 @@ def set_visibility(engine: Engine, project: str, visibility: str, actor: Princip
     if visibility not in VISIBILITIES:
         raise bad_request(f"visibility must be one of {', '.join(VISIBILITIES)}, not {visibility!r}")
     with engine.begin() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         _require_admin(conn, actor, pid, project)
         old = conn.execute(sa.select(projects.c.visibility).where(projects.c.id == pid)).scalar()
         if old != visibility:
@@ -249,7 +251,7 @@ def grant(engine: Engine, project: str, run_id: str, key_id: int, actor: Princip
     """Let the key ``key_id`` append to the run: done by its owner or a project admin."""
     validate_run(run_id)
     with engine.begin() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         r = conn.execute(sa.select(runs.c.id, runs.c.owner_id).where(runs.c.project_id == pid,
                                                                      runs.c.run_id == run_id)).first()
         if r is None:

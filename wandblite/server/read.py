@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from wandblite.console import join_records
 from wandblite.replay import flatten
+from wandblite.server.access import project_id  # re-exported: the readers' name for it
 from wandblite.server.chunks import CHUNK_ROWS
 from wandblite.server.db import loads
 from wandblite.server.errors import bad_request, not_found
@@ -30,7 +31,7 @@ from wandblite.server.ingest import run_position
 from wandblite.server.schema import console, projects, runs, system, users
 from wandblite.server.schema import run_writers as writers_table
 from wandblite.server.store import Store
-from wandblite.server.wire import validate_project, validate_run
+from wandblite.server.wire import validate_run
 from wandblite.vocab import MAX_SAMPLED_ROWS, RUNTIME, TYPE_KEY, is_number, spread, writer_label_problem
 
 __all__ = ["MAX_SAMPLED_ROWS", "console_lines_args", "get_console", "get_console_lines", "get_history",
@@ -63,15 +64,6 @@ def list_projects(store: Store) -> dict[str, Any]:
     for r in rows:
         r["updated_at"] = r["updated_at"] if r["updated_at"] is not None else r["created_at"]
     return {"projects": rows}
-
-
-def project_id(conn: Connection, project: str) -> int:
-    """The project's primary key (404 for an unknown project, 400 for an invalid name)."""
-    validate_project(project)
-    pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
-    if pid is None:
-        raise not_found(f"no project {project!r}")
-    return int(pid)
 
 
 def run_row(conn: Connection, project: str, run_id: str) -> Any:

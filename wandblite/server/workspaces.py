@@ -28,12 +28,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from wandblite.server.access import forbidden, role_in
+from wandblite.server.access import forbidden, project_id, role_in
 from wandblite.server.auth import Principal, record
 from wandblite.server.db import dumps, loads
 from wandblite.server.errors import ApiError, bad_request, not_found, unauthorized
-from wandblite.server.schema import projects, users, workspaces
-from wandblite.server.wire import validate_project, validate_run
+from wandblite.server.schema import users, workspaces
+from wandblite.server.wire import validate_run
 from wandblite.vocab import PANEL_SIZES, ROLES, RUN_STATES, WORKSPACE_VERSION
 
 __all__ = [
@@ -193,14 +193,6 @@ def validate_workspace(doc: Any) -> dict[str, Any]:
 # ------------------------------------------------------------------------------ storage
 
 
-def _project(conn: Connection, project: str) -> int:
-    validate_project(project)
-    pid = conn.execute(sa.select(projects.c.id).where(projects.c.name == project)).scalar()
-    if pid is None:
-        raise not_found(f"no project {project!r}")
-    return int(pid)
-
-
 def _user_slot(actor: Principal) -> str:
     if actor.user_id is None:
         raise unauthorized("saving a workspace needs a user: log in, or send a user's API key")
@@ -232,7 +224,7 @@ def get_workspaces(engine: Engine, actor: Principal, project: str) -> dict[str, 
     """``{"project", "user", "default"}``: the asker's own view and the project default (each
     ``{"workspace", "updated_at", "updated_by"}`` or None). The caller has checked the read."""
     with engine.connect() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         own = _slot_row(conn, pid, f"user:{actor.user_id}") if actor.user_id is not None else None
         default = _slot_row(conn, pid, "default")
         return {"project": project, "user": None if own is None else _entry(conn, own),
@@ -244,7 +236,7 @@ def save(engine: Engine, actor: Principal, project: str, which: str, doc: Any) -
     clean = validate_workspace(doc)
     now = time.time()
     with engine.begin() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         if which == "default":
             _check_default(conn, actor, pid, project)
             slot = "default"
@@ -267,7 +259,7 @@ def save(engine: Engine, actor: Principal, project: str, which: str, doc: Any) -
 def reset(engine: Engine, actor: Principal, project: str, which: str) -> dict[str, Any]:
     """Forget the asker's own view (they see the project default again) or the project default."""
     with engine.begin() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         if which == "default":
             _check_default(conn, actor, pid, project)
             slot = "default"
@@ -286,7 +278,7 @@ def share(engine: Engine, actor: Principal, project: str, doc: Any) -> dict[str,
         raise unauthorized("sharing a workspace needs a user: log in, or send a user's API key")
     now = time.time()
     with engine.begin() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         view_id = secrets.token_urlsafe(12)
         conn.execute(workspaces.insert().values(project_id=pid, slot=f"view:{view_id}", user_id=actor.user_id,
                                                 doc=dumps(clean), created_at=now, updated_at=now))
@@ -297,7 +289,7 @@ def share(engine: Engine, actor: Principal, project: str, doc: Any) -> dict[str,
 def get_view(engine: Engine, project: str, view_id: str) -> dict[str, Any]:
     """A shared snapshot: ``{"project", "id", "workspace", "updated_at", "updated_by"}`` (404 when unknown)."""
     with engine.connect() as conn:
-        pid = _project(conn, project)
+        pid = project_id(conn, project)
         row = None
         if _VIEW_ID.match(view_id):
             row = _slot_row(conn, pid, f"view:{view_id}")

@@ -409,18 +409,7 @@ def run_metadata(conn: Connection, pk: int) -> dict[str, Any]:
 
 def _record(fold: Fold, state: str) -> dict[str, Any]:
     """``run_record`` of a merged fold, typed for the store's columns and encoded (``prep_run``)."""
-    from wandblite.replay import run_record  # the one projection of a fold (replay, show, sync)
+    from wandblite.replay import typed_run_record  # the one projection of a fold (replay, show, sync)
 
-    out = run_record(fold, state)
-    # The store's typed columns take their types; a writer's files cannot make them bad.
-    for k in ("name", "group", "job_type", "entity", "notes", "host", "signal"):
-        if out[k] is not None and not isinstance(out[k], str):
-            out[k] = str(out[k])
-    for k in ("created_at", "ended_at", "heartbeat_at"):
-        if not is_number(out[k]) or out[k] != out[k]:
-            out[k] = None
-    if not isinstance(out["exit_code"], int) or isinstance(out["exit_code"], bool):
-        out["exit_code"] = None if out["exit_code"] is None else 1
-    out["tags"] = [str(t) for t in out["tags"]]
-    return prep_run(out)
+    return prep_run(typed_run_record(fold, state))
 

@@ -286,19 +286,9 @@ class RunTail:
 
     def metadata(self, state: str, fold: Fold) -> dict[str, Any]:
         """The run's metadata as a batch carries it: ``wandblite.replay.run_record``, typed for the wire, and its digest."""
-        from wandblite.replay import run_record  # the one projection of a fold, shared with replay
+        from wandblite.replay import typed_run_record  # the one projection of a fold, shared with replay
 
-        out = run_record(fold, state)
-        # Values the store keeps as typed columns must have those types; a file cannot make them bad.
-        for k in ("name", "group", "job_type", "entity", "notes", "host", "signal"):
-            if out[k] is not None and not isinstance(out[k], str):
-                out[k] = str(out[k])
-        for k in ("created_at", "ended_at", "heartbeat_at"):
-            if not is_number(out[k]) or out[k] != out[k]:
-                out[k] = None
-        if not isinstance(out["exit_code"], int) or isinstance(out["exit_code"], bool):
-            out["exit_code"] = None if out["exit_code"] is None else 1
-        out["tags"] = [str(t) for t in out["tags"]]
+        out = typed_run_record(fold, state)
         out["digest"] = run_digest(out)
         return out
 
