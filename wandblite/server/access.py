@@ -10,6 +10,12 @@ process). What it promises (``docs/roles.md`` draws the matrix):
 * Reading a project (``check_read``): public projects (and every project of a server started with
   ``--public-read``) are open to anyone; internal ones to every user with a valid key or session;
   private ones to their members and the server admin. 401 without credentials, 403 with them.
+* Fetching a blob by its sha256 (``check_media_read``): allowed to whoever may read at least one
+  project holding a run that names it (``media_refs``): public -> anyone, internal -> every user,
+  private -> its members (and the server admin). Otherwise 401 without credentials, and 404 with
+  them (the same answer as for a blob the store does not hold: its existence is not told). A blob
+  no run names (one inside another blob, as a table's images; one uploaded before its batch) is
+  served as before the index: to every user, and to anyone under ``--public-read``.
 * Writing (``check_create_run``/``check_append``, called by ingest in the batch's transaction, before
   anything is written): a key of write scope; a new run needs writer in its project (a new project
   is created with its creator as admin member); appending to a run needs its owner (still a writer),
@@ -24,6 +30,7 @@ process). What it promises (``docs/roles.md`` draws the matrix):
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,13 +38,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from wandblite.server.auth import Principal, record
 from wandblite.server.errors import ApiError, bad_request, not_found, unauthorized
-from wandblite.server.schema import api_keys, project_members, projects, run_grants, runs, users
-from wandblite.server.wire import validate_project, validate_run
+from wandblite.server.schema import api_keys, media_refs, project_members, projects, run_grants, runs, users
+from wandblite.server.wire import validate_project, validate_run, validate_sha256
 from wandblite.vocab import ADMIN_USER, ROLES, VISIBILITIES
 
 __all__ = [
-    "check_append", "check_create_run", "check_edit", "check_move_target", "check_read", "forbidden", "grant", "list_members",
-    "project_id", "readable_projects",
+    "check_append", "check_create_run", "check_edit", "check_media_read", "check_move_target", "check_read", "forbidden",
+    "grant", "list_members", "project_id", "readable_projects",
     "remove_member", "role_in", "role_of", "set_member", "set_visibility",
 ]
 
@@ -86,6 +93,37 @@ def check_read(engine: Engine, actor: Principal, project: str, public_read: bool
         if row is None or row.visibility == "internal" or role_in(conn, actor, int(row.id)) is not None:
             return
     raise forbidden(f"project {project!r} is private: user {actor.user!r} is not a member")
+
+
+def check_media_read(engine: Engine, actor: Principal, sha: str, public_read: bool) -> None:
+    """Nothing when ``actor`` may fetch the blob ``sha`` (see the module docstring); else 401, or 404
+    for credentials that read no project naming it. An ill-formed ``sha`` is left to the fetch (400)
+    for whoever has credentials."""
+    if public_read:
+        return
+    holders: Sequence[Any] = ()
+    try:
+        validate_sha256(sha)
+    except ApiError:
+        sha = ""  # not a sha256: no run names it
+    if sha:
+        with engine.connect() as conn:
+            holders = conn.execute(sa.select(projects.c.id, projects.c.visibility).distinct()
+                                   .select_from(media_refs.join(runs, runs.c.id == media_refs.c.run)
+                                                .join(projects, projects.c.id == runs.c.project_id))
+                                   .where(media_refs.c.sha256 == sha)).all()
+    if any(h.visibility == "public" for h in holders):
+        return
+    if actor.user_id is None:
+        raise unauthorized("a valid API key (Authorization: Bearer <key>) or a session cookie is required")
+    if not holders or actor.server_admin or actor.is_admin:
+        return  # named by no run (served as before the index), or asked by one who reads every project
+    if any(h.visibility == "internal" for h in holders):
+        return
+    with engine.connect() as conn:
+        if any(role_in(conn, actor, int(h.id)) is not None for h in holders):
+            return
+    raise not_found(f"no media blob {sha}")
 
 
 def readable_projects(engine: Engine, actor: Principal, public_read: bool) -> set[str] | None:

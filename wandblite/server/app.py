@@ -333,7 +333,7 @@ class _Handlers:
         self.store, self.public_read, self.blob_limit = store, public_read, blob_limit
 
     async def auth(self, request: Request, write: bool, project: str | None = None,
-                   manage: bool = False) -> Principal:
+                   manage: bool = False, anyone: bool = False) -> Principal:
         """Who is asking, after the check a read (of ``project``) or a write needs (401/403). A
         ``manage`` write (a project's members, visibility) may come from the dashboard's session."""
         client = request.client.host if request.client else None
@@ -361,7 +361,7 @@ class _Handlers:
         if not write:
             if project is not None:
                 await run_in_threadpool(self.store.check_read, who, project, self.public_read)
-            elif who.user_id is None and not self.public_read:
+            elif who.user_id is None and not self.public_read and not anyone:
                 raise unauthorized("a valid API key (Authorization: Bearer <key>) or a session cookie is required")
         return who
 
@@ -610,9 +610,18 @@ class _Handlers:
             raise bad_request("the client closed the connection before the whole body arrived; nothing was stored")
         return JSONResponse({"sha256": sha, "size": size})
 
+    async def media_auth(self, request: Request) -> None:
+        """A blob's read: whoever may read a project holding a run that names it (``access.check_media_read``)."""
+        who = await self.auth(request, write=False, anyone=True)
+        await run_in_threadpool(self.store.check_media_read, who, request.path_params["sha256"], self.public_read)
+
+    async def media_mesh(self, request: Request) -> Response:
+        await self.media_auth(request)
+        return JSONResponse(await run_in_threadpool(media_query.mesh, self.store, request.path_params["sha256"]))
+
     async def media_get(self, request: Request) -> Response:
         _not_media_missing(request)
-        await self.auth(request, write=False)
+        await self.media_auth(request)
         blob = await run_in_threadpool(self.store.media_blob, request.path_params["sha256"])
         ctype = _PASSIVE_TYPES.get((blob.ext or "").lower())
         headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
@@ -679,7 +688,7 @@ def _routes(h: _Handlers) -> list[Route]:
         Route(base + "/media/missing", h.media_missing, methods=["POST"]),
         Route(base + "/media/{sha256}", h.media_put, methods=["PUT"]),
         Route(base + "/media/{sha256}", h.media_get, methods=["GET"]),
-        Route(base + "/media/{sha256}/mesh", reader(media_query.mesh), methods=["GET"]),
+        Route(base + "/media/{sha256}/mesh", h.media_mesh, methods=["GET"]),
         # Saved files, artifacts and alerts: written through the batch, read here.
         Route(run + "/files", reader(records.list_files), methods=["GET"]),
         Route(run + "/files/{name:path}", h.run_file, methods=["GET"]),

@@ -16,13 +16,15 @@ What it promises:
   keeps an edited field's server value while the file keeps sending the value it had when the edit
   was made; a file that sends another value wins. ``edit_run`` records, per edited field, the
   file's value the edit overrides (``runs.edited``).
-* ``move_run`` changes the run's project; its records go with it (they hang off the run's row). A
+* ``move_run`` changes the run's project; its records go with it (they hang off the run's row, its
+  ``media_refs`` too, so who may fetch its blobs follows the run). A
   run id already taken in the target is a 409 ``conflict``; an unknown target a 404. Artifact
   versions belong to their project and stay where they were logged.
 * ``delete_run`` removes the run's row and every record of it: history chunks, series chunks, the
-  provisional row, the media index, console, system, files, artifact links (logged and used),
-  alerts and grants. The blobs the run named (its media values and saved files) that no other run
-  and no artifact version names any more are removed from the media index in the same
+  provisional row, the media index, the run's ``media_refs``, console, system, files, artifact links
+  (logged and used), alerts and grants. The blobs the run named (``media_refs``: its media values,
+  saved files and logged artifact files) that no other run's ``media_refs`` and no artifact version
+  names any more are removed from the media index in the same
   transaction, then from the blob store (disk or bucket, ``BlobStore.delete``) after it commits.
   A blob named only inside another blob (a table's images) is not looked for and stays.
   A run synced again after its deletion comes back as a new run (the server holds no trace of it;
@@ -31,9 +33,7 @@ What it promises:
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,10 +41,10 @@ from sqlalchemy.engine import Connection
 
 from wandblite.server.access import check_edit, check_move_target
 from wandblite.server.auth import Principal, record
-from wandblite.server.chunks import CHUNK_SHIFT, decode_rows
 from wandblite.server.db import dumps, loads, retrying
 from wandblite.server.edited import EDIT_FIELDS
 from wandblite.server.errors import ApiError, bad_request, not_found
+from wandblite.server.media_index import run_refs, shas_in
 from wandblite.server.read import get_run
 from wandblite.server.schema import (
     alerts,
@@ -54,6 +54,7 @@ from wandblite.server.schema import (
     history_chunks,
     history_pending,
     media,
+    media_refs,
     media_rows,
     projects,
     run_artifacts,
@@ -72,9 +73,8 @@ MAX_NAME = 1024  # characters of a display name
 MAX_TAG = 256  # characters of one tag
 MAX_TAGS = 1000  # tags of one run
 
-_SHA = re.compile(r"\b[0-9a-f]{64}\b")
 #: The tables holding a run's records, keyed by its ``runs.id`` in their ``run`` column.
-_RUN_TABLES = (history_chunks, series_chunks, history_pending, media_rows, console, system, run_files,
+_RUN_TABLES = (history_chunks, series_chunks, history_pending, media_rows, media_refs, console, system, run_files,
                run_artifacts, artifact_uses, alerts, run_grants)
 
 
@@ -186,40 +186,17 @@ def move_run(store: Store, project: str, run_id: str, target: Any, actor: Princi
 # --------------------------------------------------------------------------- deleting
 
 
-def _shas_in(texts: Iterable[str]) -> set[str]:
-    out: set[str] = set()
-    for t in texts:
-        out.update(_SHA.findall(t))
-    return out
-
-
-def _run_blobs(conn: Connection, pk: int) -> set[str]:
-    """Every sha256 the run's rows (chunk templates, the provisional row) and saved files name."""
-    found = {str(s) for (s,) in conn.execute(sa.select(run_files.c.sha256).where(run_files.c.run == pk))}
-    for (blob,) in conn.execute(sa.select(history_chunks.c.data).where(history_chunks.c.run == pk)):
-        found |= _shas_in(decode_rows(0, blob).templates)
-    found |= _shas_in(t for (t,) in conn.execute(sa.select(history_pending.c.row).where(history_pending.c.run == pk)))
-    return found
-
-
 def _still_named(conn: Connection, shas: set[str]) -> set[str]:
-    """Those of ``shas`` some stored run or artifact version names (the deleted run's rows are gone)."""
+    """Those of ``shas`` some stored run (``media_refs``: the deleted run's are gone) or artifact
+    version (it outlives the run that logged it) names."""
     named: set[str] = set()
     wanted = sorted(shas)
     for i in range(0, len(wanted), 500):
         part = wanted[i:i + 500]
-        named |= {str(s) for (s,) in conn.execute(sa.select(run_files.c.sha256).where(run_files.c.sha256.in_(part)))}
+        named |= {str(s) for (s,) in conn.execute(sa.select(media_refs.c.sha256).where(
+            media_refs.c.sha256.in_(part)).distinct())}
     for (manifest,) in conn.execute(sa.select(artifacts.c.manifest)):
-        named |= _shas_in([manifest]) & shas
-    # A media value sits in a row the media index lists: read only the chunks holding such rows.
-    chunk = media_rows.c.idx // (1 << CHUNK_SHIFT)
-    holding = conn.execute(sa.select(media_rows.c.run, chunk.label("chunk")).distinct()).all()
-    for run, c in holding:
-        blob = conn.execute(sa.select(history_chunks.c.data).where(history_chunks.c.run == run,
-                                                                   history_chunks.c.chunk == int(c))).scalar()
-        if blob is not None:
-            named |= _shas_in(decode_rows(0, blob).templates) & shas
-    named |= _shas_in(t for (t,) in conn.execute(sa.select(history_pending.c.row))) & shas
+        named |= shas_in([manifest]) & shas
     return named
 
 
@@ -235,7 +212,7 @@ def delete_run(store: Store, project: str, run_id: str, actor: Principal | None 
         with store.write_engine.begin() as conn:
             r = _locked_run(conn, project, run_id)
             check_edit(conn, actor, r, project, "deleting")
-            candidates = _run_blobs(conn, r.id)
+            candidates = run_refs(conn, r.id)
             counts = {"rows": int(r.rows_final), "console": int(r.console_count), "system": int(r.system_count)}
             for table in _RUN_TABLES:
                 conn.execute(table.delete().where(table.c.run == r.id))

@@ -24,6 +24,8 @@ Layer 5 (the server). What it promises (see ``PROTOCOL.md``):
   to the version whose log record carrying it is the most recent. An alert's ``throttled`` flag is
   decided as it is stored, from the run's earlier alerts in index order (``wandblite.throttle``), so
   it is the same however the alerts were batched.
+* Which blobs the run names (its media values, saved files and logged artifact files) is recorded in
+  ``media_refs`` in the same transaction (``media_index.add_refs``); a batch without any is not looked at.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from wandblite.server.edited import keep_edits
 from wandblite.server.errors import ApiError, bad_request, conflict
 from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import add_media_rows
+from wandblite.server.media_index import add_refs, row_shas
 from wandblite.server.schema import (
     alerts,
     artifact_aliases,
@@ -172,11 +175,19 @@ def _write_rows(conn: Connection, r: Any, held: int, recs: list[tuple[int, Row]]
     write_rows(conn, r.id, held, bool(r.pending), recs)
     # The media index covers the final rows, so a read never has to build it (indexes.py).
     add_media_rows(conn, r.id, [(idx, row.step, row.media) for idx, row in recs if row.final and row.media])
+    add_refs(conn, r.id, row_shas(row for _idx, row in recs))  # which blobs the run names (media_index.py)
     last_final = recs[-1][1].final
     return {"rows_final": held + len(recs) - (0 if last_final else 1), "pending": not last_final}
 
 
+def _write_files(conn: Connection, r: Any, held: int, recs: Records) -> dict[str, Any]:
+    out = _append(run_files)(conn, r, held, recs)
+    add_refs(conn, r.id, (sha for _i, f in recs for sha in _file_blobs(f)))
+    return out
+
+
 def _write_artifacts(conn: Connection, r: Any, _held: int, recs: Records) -> dict[str, Any]:
+    add_refs(conn, r.id, (sha for _i, a in recs for sha in _artifact_blobs(a)))
     for i, a in recs:
         aid = _artifact_version(conn, r.project_id, r.run_id, a)
         conn.execute(run_artifacts.insert().values(run=r.id, idx=i, artifact=aid, aliases=dumps(a["aliases"]), ts=a["ts"]))
@@ -276,7 +287,7 @@ STREAMS: tuple[Stream, ...] = (
            _append(console, "console_count"), "console records start at idx {first} but the server holds {held}"),
     Stream("system", None, _each("system", prep_system), _column("system_count"),
            _append(system, "system_count"), "system records start at idx {first} but the server holds {held}"),
-    Stream("files", 100_000, _each("files", prep_file), _count(run_files), _append(run_files),
+    Stream("files", 100_000, _each("files", prep_file), _count(run_files), _write_files,
            "files records start at idx {first} but the server holds {held} of run {run_id}: resend from {held}",
            _file_blobs),
     Stream("artifacts", 100_000, _each("artifacts", prep_artifact), _count(run_artifacts), _write_artifacts,

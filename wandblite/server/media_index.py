@@ -13,26 +13,46 @@ Layer 5 (the server). Functions over the store's engines and its blob store (the
 * ``blob`` finds a stored blob: a ``MediaBlob`` (its size and extension, and the ways to serve
   it: a local file, a presigned URL, or a stream); 404 when the row or the bytes are absent.
 * A store without a blob store answers 503 ``no_media_dir`` wherever bytes are needed.
+* ``media_refs`` says which run names which blob (``add_refs``, in the writer's transaction): the
+  sha256s of the media values in its history rows (``row_shas``: only rows with typed values are
+  looked at, so a media-free batch costs nothing), of the files it saved and of the blob-store files
+  of the artifact versions it logged. ``backfill_refs`` builds it for a store made before it
+  (migration ``0012_media_refs``), one run per transaction, resumably. A blob named only inside
+  another blob (a table's images) is not looked for.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from wandblite.server.blobs import BlobStore
-from wandblite.server.db import retrying
+from wandblite.server.chunks import CHUNK_SHIFT, decode_rows
+from wandblite.server.db import loads, retrying
 from wandblite.server.errors import ApiError, bad_request, not_found
-from wandblite.server.schema import media
+from wandblite.server.schema import (
+    artifacts,
+    history_chunks,
+    history_pending,
+    media,
+    media_refs,
+    media_rows,
+    run_artifacts,
+    run_files,
+    runs,
+)
 from wandblite.server.wire import media_ext, validate_sha256
 
-__all__ = ["MediaBlob", "blob", "missing", "put"]
+__all__ = ["MediaBlob", "add_refs", "backfill_refs", "blob", "missing", "put", "row_shas", "run_refs", "shas_in"]
+
+_SHA = re.compile(r"\b[0-9a-f]{64}\b")
 
 
 @dataclass(frozen=True)
@@ -115,3 +135,82 @@ def blob(engine: Engine, blobs: BlobStore | None, sha: str) -> MediaBlob:
     if r is None or not store.exists(sha):
         raise not_found(f"no media blob {sha}")
     return MediaBlob(sha, int(r[0]), media_ext(r[1]), store)
+
+
+# --------------------------------------------------------------------------- which run names which blob
+
+
+def shas_in(texts: Iterable[str]) -> set[str]:
+    """Every sha256 (64 lowercase hex digits standing alone) the texts name."""
+    out: set[str] = set()
+    for t in texts:
+        out.update(_SHA.findall(t))
+    return out
+
+
+def row_shas(rows: Iterable[Any]) -> set[str]:
+    """The sha256s the media values of history rows (``wire.Row``) name; rows without one are skipped."""
+    return shas_in((r.template if r.final else (r.text or r.template)) for r in rows if r.media)
+
+
+def add_refs(conn: Connection, pk: int, shas: Iterable[str]) -> None:
+    """Record that run ``pk`` names each of ``shas`` (those already recorded are left alone)."""
+    wanted = sorted(set(shas))
+    if not wanted:
+        return
+    have: set[str] = set()
+    for chunk in _chunks(wanted, 500):
+        have.update(str(s) for (s,) in conn.execute(sa.select(media_refs.c.sha256).where(
+            media_refs.c.run == pk, media_refs.c.sha256.in_(chunk))))
+    new = [{"run": pk, "sha256": s} for s in wanted if s not in have]
+    for i in range(0, len(new), 5000):
+        conn.execute(media_refs.insert(), new[i:i + 5000])
+
+
+def run_refs(conn: Connection, pk: int) -> set[str]:
+    """The sha256s run ``pk`` names (its ``media_refs``)."""
+    return {str(s) for (s,) in conn.execute(sa.select(media_refs.c.sha256).where(media_refs.c.run == pk))}
+
+
+def _named_by_records(conn: Connection, pk: int) -> set[str]:
+    """What run ``pk``'s stored records name, read from the records themselves (for ``backfill_refs``):
+    the chunks holding its media rows, its provisional row, its saved files, its artifact versions."""
+    found: set[str] = set()
+    chunk = media_rows.c.idx // (1 << CHUNK_SHIFT)
+    for (c,) in conn.execute(sa.select(chunk.label("chunk")).where(media_rows.c.run == pk).distinct()):
+        data = conn.execute(sa.select(history_chunks.c.data).where(
+            history_chunks.c.run == pk, history_chunks.c.chunk == int(c))).scalar()
+        if data is not None:
+            found |= shas_in(decode_rows(0, data).templates)
+    found |= shas_in(t for (t,) in conn.execute(sa.select(history_pending.c.row).where(history_pending.c.run == pk)))
+    found |= {str(s) for (s,) in conn.execute(sa.select(run_files.c.sha256).where(
+        run_files.c.run == pk, run_files.c.lost == sa.false()))}
+    q = sa.select(artifacts.c.manifest).join(run_artifacts, run_artifacts.c.artifact == artifacts.c.id).where(
+        run_artifacts.c.run == pk)
+    for (manifest,) in conn.execute(q):
+        entries = loads(manifest) or {}
+        if isinstance(entries, dict):
+            found |= {str(e["sha256"]) for e in entries.values() if isinstance(e, dict) and "ref" not in e
+                      and isinstance(e.get("sha256"), str) and _SHA.fullmatch(e["sha256"])}
+    return found
+
+
+def backfill_refs(engine: Engine, lock: Callable[[Connection], None], progress: Callable[[str], None]) -> None:
+    """Build ``media_refs`` from the stored records of every run that has none yet, one run per
+    transaction (under the migration ``lock``): a restart, or a second server, goes on from there."""
+    with engine.begin() as conn:
+        lock(conn)
+        media_refs.create(conn, checkfirst=True)
+        has_refs = sa.exists().where(media_refs.c.run == runs.c.id)
+        names_some = sa.or_(*(sa.exists().where(t.c.run == runs.c.id)
+                              for t in (media_rows, history_pending, run_files, run_artifacts)))
+        todo = [int(pk) for (pk,) in conn.execute(
+            sa.select(runs.c.id).where(names_some, ~has_refs).order_by(runs.c.id))]
+    for n, pk in enumerate(todo, 1):
+        with engine.begin() as conn:
+            lock(conn)
+            if conn.execute(sa.select(media_refs.c.run).where(media_refs.c.run == pk).limit(1)).first():
+                continue  # another process did this run
+            add_refs(conn, pk, _named_by_records(conn, pk))
+        if n % 100 == 0 or n == len(todo):
+            progress(f"indexing which run names which media blob: run {n}/{len(todo)}")

@@ -13,7 +13,8 @@ Layer 5 (the server). What it promises:
 * A step that converts stored data (``0006_compact_history``) does its work before its own
   transaction, in pieces, each in its own transaction under the same lock, so it is resumable: a
   server killed half-way converts the rest when it starts again, and two starting at once share the
-  work. ``progress`` (default: lines on stderr) is told what is being converted.
+  work. ``progress`` (default: lines on stderr) is told what is being converted. ``0012_media_refs``
+  builds its index the same way, one run per transaction.
 
 The tables themselves are drawn in ``schema.py``.
 """
@@ -32,6 +33,7 @@ from wandblite.server.auth import admin_user_id
 from wandblite.server.chunks import split_row
 from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import backfill_read_indexes
+from wandblite.server.media_index import backfill_refs
 from wandblite.server.schema import (
     alerts,
     api_keys,
@@ -46,6 +48,7 @@ from wandblite.server.schema import (
     history_pending,
     login_failures,
     media,
+    media_refs,
     media_rows,
     metadata,
     project_members,
@@ -251,6 +254,18 @@ def _m0011_saved_workspaces(conn: Connection) -> None:
     metadata.create_all(conn, tables=[workspaces])
 
 
+def _backfill_media_refs(engine: Engine, progress: Callable[[str], None]) -> None:
+    """Migration 0012's data work: ``media_refs`` of every stored run, from its records, one run per
+    transaction (``media_index.backfill_refs``)."""
+    backfill_refs(engine, _lock, progress)
+
+
+def _m0012_media_refs(conn: Connection) -> None:
+    """Which run names which blob (``media_refs``), so a blob is served to whoever may read a project
+    holding a run that names it. ``_backfill_media_refs`` has filled it for the runs already stored."""
+    metadata.create_all(conn, tables=[media_refs])
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -265,11 +280,13 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0009_writer_streams", _m0009_writer_streams),
     ("0010_run_edits", _m0010_run_edits),
     ("0011_saved_workspaces", _m0011_saved_workspaces),
+    ("0012_media_refs", _m0012_media_refs),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).
 _BEFORE: dict[str, Callable[[Engine, Callable[[str], None]], None]] = {
     "0006_compact_history": _convert_to_chunks,
+    "0012_media_refs": _backfill_media_refs,
 }
 
 

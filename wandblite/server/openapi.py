@@ -267,7 +267,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("PUT", API_PREFIX + "/media/{sha256}"): Operation(
         "Upload a blob named by its sha256", _obj(sha256=_SHA, size=INT), blob_body=True,
         params=(Param("ext", _TEXT, doc="its extension (kept when plain ASCII, else served as .bin)"),)),
-    ("GET", API_PREFIX + "/media/{sha256}"): Operation("A blob's bytes", blob=True),
+    ("GET", API_PREFIX + "/media/{sha256}"): Operation(
+        "A blob's bytes (to whoever may read a project holding a run that names it)", blob=True),
     ("GET", API_PREFIX + "/media/{sha256}/mesh"): Operation("A 3D blob as JSON for a viewer", OBJ),
     ("GET", _RUN_PATH + "/files"): Operation(
         "A run's saved files (latest version of each)",
@@ -410,8 +411,8 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
             "schema": {"type": "string", "format": "binary"}}}}
     if not op.auth:
         out["security"] = []
-    elif method == "GET" and path.startswith(_PROJECT_PATH):
-        # a public project's reads need no key (``access.py``; docs/roles.md): anonymous is allowed too
+    elif method == "GET" and (path.startswith(_PROJECT_PATH) or path.startswith(API_PREFIX + "/media/{sha256}")):
+        # a public project's reads (and its runs' blobs) need no key (``access.py``; docs/roles.md)
         out["security"] = [{"bearer": []}, {"session": []}, {}]
     return out
 

@@ -20,7 +20,7 @@ __all__ = [
     "history_chunks", "history_pending", "login_failures", "media", "media_rows", "metadata", "projects", "run_artifacts", "run_files",
     "project_members", "run_grants", "audit_log", "users", "workspaces",
     "runs", "schema_migrations", "series", "series_agg", "series_chunks", "sessions", "system",
-    "run_writers", "writer_rows",
+    "run_writers", "writer_rows", "media_refs",
 ]
 
 metadata = sa.MetaData()
@@ -199,6 +199,17 @@ media_rows = sa.Table(
     sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("step", sa.BigInteger),
     sa.Column("type", sa.String(64)),
+)
+
+# Which run names which blob (migration 0012): a sha256 of a media value in one of the run's history
+# rows (final or provisional), of a file it saved, or of a blob-store file of an artifact version it
+# logged. A set per run, written in the batch's transaction; it goes with the run (a move keeps it, a
+# delete removes it). ``GET /media/{sha256}`` reads it to decide who may fetch a blob.
+media_refs = sa.Table(
+    "media_refs", metadata,
+    sa.Column("run", sa.Integer, sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Index("ix_media_refs_sha256", "sha256"),
 )
 
 # What ``wandblite.save``, ``log_artifact``/``use_artifact`` and ``run.alert`` record (migration

@@ -154,6 +154,9 @@ class Store:
     def check_read(self, actor: Principal, project: str, public_read: bool = False) -> None:
         access.check_read(self.read_engine, actor, project, public_read)
 
+    def check_media_read(self, actor: Principal, sha: str, public_read: bool = False) -> None:
+        access.check_media_read(self.read_engine, actor, sha, public_read)
+
     def role_of(self, actor: Principal, project: str) -> str | None:
         return access.role_of(self.read_engine, actor, project)
 

@@ -55,6 +55,7 @@ from wandblite.server.db import dumps
 from wandblite.server.errors import ApiError, bad_request
 from wandblite.server.history_store import write_rows
 from wandblite.server.indexes import add_media_rows
+from wandblite.server.media_index import add_refs, row_shas
 from wandblite.server.schema import (
     console,
     history_chunks,
@@ -386,6 +387,7 @@ def _write(conn: Connection, pk: int, held: int, items: list[dict[str, Any]]) ->
     recs = prep_rows(items)
     write_rows(conn, pk, held, False, recs)
     add_media_rows(conn, pk, [(idx, row.step, row.media) for idx, row in recs if row.media])
+    add_refs(conn, pk, row_shas(row for _idx, row in recs))  # which blobs the run names (media_index.py)
     return held + len(recs)
 
 
