@@ -19,6 +19,10 @@ as in ``series_query``; a provisional last row counts). For each metric:
    bucket 0 when ``hi == lo``). Runs logged at different steps are aligned by their buckets: with
    integer steps and fewer distinct steps than buckets, a bucket holds one step, and a group's value
    at a step is computed from the runs' values at that step.
+   *Aligned buckets*: on ``_step`` with ``hi - lo >= buckets * SUM_BLOCK`` (a bucket at least a
+   block of the stored sums wide, ``chunks.SUM_BLOCK`` = 256), bucket ``g > 0`` starts at
+   ``lo + g * (hi - lo) / buckets`` rounded to the nearest multiple of ``SUM_BLOCK`` (within
+   ``[lo, hi]``) and point x falls in the last bucket starting at or before x.
 3. A run's value in a bucket is the mean of its points there (its x, the mean of their x): a run
    logged every step and one logged every tenth step weigh the same in the group.
 4. Over the runs that have a value in the bucket (``n`` of them): ``mean``, ``median``, ``min``,
@@ -28,7 +32,13 @@ as in ``series_query``; a provisional last row counts). For each metric:
    ``mean +- std``, and smooths (when asked) the drawn line and both band edges alike, as W&B
    smooths a grouped line after aggregating.
 
-Speed: each member run's points are decoded once from its series chunks (``history_store.key_points``,
+Speed: with aligned buckets, a chunk whose steps are regular (``history_chunks.step0``) and whose
+every block holding a point lies inside one bucket and the range is not decoded: its stored block
+sums (``chunks.point_sums``: count, sum of values, sum of positions, so the sum of x is
+``count * step0 + sum of positions``) are added to the buckets; a chunk a boundary cuts, with
+irregular steps, or stored before its sums were (``series_chunks.sums`` NULL) is decoded as below.
+A run's first and last chunks are decoded for the range, so a run of a million points reads a few
+chunks' points and the rest as sums. Otherwise each member run's points are decoded once from its series chunks (``history_store.key_points``,
 numpy throughout) and folded into the buckets with ``bincount``; x comes from the row chunks, not
 decoded when the chunk's steps are regular (``history_chunks.step0``). The range needs the runs' first
 and last points only (one or two chunks each). The cost is linear in the points of the group (as
