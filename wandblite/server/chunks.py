@@ -44,7 +44,7 @@ from wandblite.vocab import RESERVED_KEYS, RUNTIME, STEP, TIMESTAMP, TYPE_KEY, j
 __all__ = [
     "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "flat_blocks", "join_blocks",
     "join_rows",
-    "point_stats", "point_sums", "read_sums", "split_row",
+    "SUM_BLOCK", "SUM_BLOCKS", "SUM_DTYPE", "SUM_SHIFT", "point_stats", "point_sums", "read_sums", "split_row",
 ]
 
 #: Rows per chunk (and the index span of a series chunk). A power of two: ``idx >> CHUNK_SHIFT``.
@@ -54,7 +54,8 @@ CHUNK_ROWS = 1 << CHUNK_SHIFT
 SUM_SHIFT = 8
 SUM_BLOCK = 1 << SUM_SHIFT
 SUM_BLOCKS = CHUNK_ROWS >> SUM_SHIFT
-_SUM_ITEM = "<u2,<u4,<f8"  # per block holding a finite value: count, sum of positions in the chunk, sum
+#: Per block holding a finite value: count, sum of positions in the chunk, sum (a numpy dtype spec).
+SUM_DTYPE = "<u2,<u4,<f8"
 _ZSTD_LEVEL = 3
 _EXACT_INT = 1 << 53  # ints up to this magnitude survive a float64
 _INT, _FLOAT, _LIT = 0, 0.0, 1  # placeholders in a template (tested by type and value)
@@ -525,7 +526,7 @@ def point_sums(offsets: Any, values: Any) -> bytes:
     blk = off >> SUM_SHIFT
     cnt = np.bincount(blk, minlength=SUM_BLOCKS)
     has = np.flatnonzero(cnt)
-    out = np.zeros(len(has), dtype=np.dtype(_SUM_ITEM))
+    out = np.zeros(len(has), dtype=np.dtype(SUM_DTYPE))
     out["f0"] = cnt[has]
     out["f1"] = np.bincount(blk, weights=off, minlength=SUM_BLOCKS)[has]
     out["f2"] = np.bincount(blk, weights=val, minlength=SUM_BLOCKS)[has]
@@ -540,7 +541,7 @@ def read_sums(blob: bytes) -> tuple[Any, Any, Any, Any]:
 
     mask = blob[0]
     blocks = np.array([k for k in range(SUM_BLOCKS) if mask >> k & 1], dtype=np.int64)
-    rec = np.frombuffer(blob, dtype=np.dtype(_SUM_ITEM), offset=1, count=len(blocks))
+    rec = np.frombuffer(blob, dtype=np.dtype(SUM_DTYPE), offset=1, count=len(blocks))
     return blocks, rec["f0"].astype(np.int64), rec["f1"].astype(np.float64), rec["f2"].astype(np.float64)
 
 

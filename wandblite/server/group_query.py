@@ -53,7 +53,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from wandblite.server.chunks import CHUNK_ROWS, CHUNK_SHIFT, SUM_BLOCK, SUM_SHIFT, decode_rows, read_sums
+from wandblite.server.chunks import (
+    CHUNK_ROWS,
+    CHUNK_SHIFT,
+    SUM_BLOCK,
+    SUM_BLOCKS,
+    SUM_DTYPE,
+    SUM_SHIFT,
+    decode_rows,
+)
 from wandblite.server.errors import bad_request
 from wandblite.server.history_store import key_chunks, key_points, key_sums, pending_row
 from wandblite.server.indexes import numeric_leaves
@@ -71,6 +79,8 @@ MAX_GROUP_KEYS = 20
 #: The reserved x axes, each with the ``chunks.RowColumns`` attribute (and provisional-row position) holding it.
 _X_COLUMNS = {STEP: ("step", 1), RUNTIME: ("runtime", 2), TIMESTAMP: ("timestamp", 3)}
 _STATS = ("mean", "median", "min", "max", "std", "stderr")
+#: A stored sums blob's first byte (its mask) -> the blocks it has an entry for (``chunks.point_sums``).
+_BLOCKS_OF = [tuple(k for k in range(SUM_BLOCKS) if m >> k & 1) for m in range(1 << SUM_BLOCKS)]
 
 
 def grouped_args(params: Any) -> dict[str, Any]:
@@ -327,22 +337,27 @@ class _Member:
         chunks = self.chunks(key)
         stored = key_sums(self.conn, self.pk, key)
         step0 = self._step0([c for c in chunks if stored.get(c) is not None])
-        decode: list[int] = []
-        for c in chunks:
-            blob, s0 = stored.get(c), step0.get(c)
-            if blob is None or s0 is None:
-                decode.append(c)
-                continue
-            blocks, n, off_sum, y_sum = read_sums(blob)
-            first = s0 + (blocks << SUM_SHIFT)  # x of the block's first and last positions
+        decode = [c for c in chunks if stored.get(c) is None or c not in step0]
+        summed = [c for c in chunks if stored.get(c) is not None and c in step0]
+        if summed:  # every summed chunk's blocks at once: one numpy pass, not one per chunk
+            blobs = [stored[c] or b"" for c in summed]
+            per = [_BLOCKS_OF[bl[0]] for bl in blobs]
+            counts = np.fromiter((len(p) for p in per), np.int64, len(per))
+            blocks = np.fromiter((k for p in per for k in p), np.int64, int(counts.sum()))
+            rec = np.frombuffer(b"".join(bl[1:] for bl in blobs), dtype=SUM_DTYPE)
+            s0 = np.repeat(np.array([step0[c] for c in summed], dtype=np.int64), counts)
+            first = s0 + (blocks << SUM_SHIFT)  # x of each block's first and last positions
             last = first + (SUM_BLOCK - 1)
             bf = _aligned_bucket_of(first, starts)
-            if not ((first >= lo) & (last <= hi) & (bf == _aligned_bucket_of(last, starts))).all():
-                decode.append(c)
-                continue
-            np.add.at(cnt, bf, n)
-            np.add.at(sy, bf, y_sum)
-            np.add.at(sx, bf, off_sum + n * float(s0))  # x = step0 + position
+            ok = (first >= lo) & (last <= hi) & (bf == _aligned_bucket_of(last, starts))
+            owner = np.repeat(np.arange(len(summed)), counts)
+            bad = np.bincount(owner, weights=~ok, minlength=len(summed)) > 0
+            use = ~bad[owner]
+            n = rec["f0"][use].astype(np.float64)
+            cnt += np.bincount(bf[use], weights=n, minlength=nb)
+            sy += np.bincount(bf[use], weights=rec["f2"][use], minlength=nb)
+            sx += np.bincount(bf[use], weights=rec["f1"][use] + n * s0[use], minlength=nb)  # x = step0 + position
+            decode = sorted(decode + [summed[i] for i in np.flatnonzero(bad).tolist()])
         x, y = self._chunk_points(key, decode) if decode else (np.zeros(0), np.zeros(0))
         pend = self._pending_value(key)
         if pend is not None and math.isfinite(pend[0]) and math.isfinite(pend[1]):
