@@ -3,11 +3,14 @@
 Random runs (different first steps, strides, lengths across chunk boundaries, rows without the
 metric, NaN and Infinity values, a crashed run's provisional last row) are stored on SQLite and
 PostgreSQL; ``group_query.grouped_series`` is compared, bucket by bucket, with the definition in its
-module docstring computed here point by point in plain Python, for every x axis and a zoom.
+module docstring computed here point by point in plain Python, for every x axis and a zoom, and
+for buckets aligned to the stored sums' blocks (at least a block wide on ``_step``), where the
+grouped answer reads the sums of the blocks inside a bucket and decodes only the chunks others cut.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import statistics
@@ -16,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from wandblite.server import group_query
+from wandblite.server.chunks import SUM_BLOCK
 from wandblite.server.errors import ApiError
 from wandblite.server.group_query import grouped_args, grouped_series
+from wandblite.server.history_store import fill_sums
+from wandblite.server.schema import series_chunks
 from wandblite.server.store import Store
 
 from .conftest import backend_store
@@ -76,12 +84,19 @@ def _brute(runs: dict[str, list[dict[str, Any]]], key: str, x_axis: str, buckets
     hi = max_x if max_x is not None else max(all_x)
     per_bucket: dict[int, list[tuple[float, float]]] = {}
     present = 0
+    starts = None  # aligned buckets: inner starts at the nearest multiple of SUM_BLOCK
+    if x_axis == "_step" and hi - lo >= buckets * SUM_BLOCK:
+        starts = [lo] + [min(hi, max(lo, math.floor((lo + g * (hi - lo) / buckets) / SUM_BLOCK + 0.5) * SUM_BLOCK))
+                         for g in range(1, buckets)]
     for p in pts.values():
         got: dict[int, list[tuple[float, float]]] = {}
         for x, y in p:
             if not lo <= x <= hi:
                 continue
-            b = 0 if hi == lo else min(buckets - 1, max(0, math.floor((x - lo) * buckets / (hi - lo))))
+            if starts is not None:
+                b = bisect.bisect_right(starts, x) - 1
+            else:
+                b = 0 if hi == lo else min(buckets - 1, max(0, math.floor((x - lo) * buckets / (hi - lo))))
             got.setdefault(b, []).append((x, y))
         present += bool(got)
         for b, xy in got.items():
@@ -162,3 +177,73 @@ def test_a_key_nobody_logged_is_empty_and_bad_requests_are_400s(store: Store) ->
     with pytest.raises(ApiError) as e:
         grouped_series(store, "p", ["a"], ["_step"])
     assert e.value.status == 400
+
+
+def _store_long_runs(store: Store, rnd: random.Random) -> dict[str, list[dict[str, Any]]]:
+    """Runs long enough for aligned buckets: logged at every step from 0 (their blocks lie on the
+    aligned boundaries), from step 100, every second step, with gaps and NaNs, and a crashed one."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r, (first, stride, n) in enumerate([(0, 1, 9000), (0, 1, 7000), (100, 1, 8500), (0, 2, 4600), (0, 1, 6200)]):
+        rows = []
+        for i in range(n):
+            row: dict[str, Any] = {"_step": first + stride * i}
+            if not (r == 1 and 3000 <= i < 3600) and rnd.random() < 0.97:
+                row["loss"] = rnd.gauss(r, 1.0)
+            if rnd.random() < 0.01:
+                row["loss"] = rnd.choice([float("nan"), float("-inf")])
+            rows.append(row)
+        items = [{"idx": i, "row": row} for i, row in enumerate(rows)]
+        if r == 4:
+            items[-1]["final"] = False
+        for a in range(0, n, 3000):
+            store.apply_batch("p", f"long{r}", {"rows": items[a:a + 3000]})
+        runs[f"long{r}"] = rows
+    return runs
+
+
+def test_aligned_buckets_read_block_sums_and_equal_brute_force(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = _store_long_runs(store, random.Random(7))
+    ids = list(runs)
+    decoded: set[tuple[int, int]] = set()
+    real = group_query.key_points
+
+    def counting(conn: Any, pk: int, key: str, chunks: Any) -> Any:
+        got = real(conn, pk, key, chunks)
+        decoded.update((pk, c) for c in got)
+        return got
+
+    monkeypatch.setattr(group_query, "key_points", counting)
+    with store.snapshot() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(series_chunks)).scalar_one()
+    for buckets in (1, 3, 8, 35):  # 9,000 steps: buckets of at least a block
+        decoded.clear()
+        got = grouped_series(store, "p", ids, ["loss"], buckets=buckets)
+        _check(got["series"]["loss"], _brute(runs, "loss", "_step", buckets))
+        # Not every chunk: a run's first and last (the range), and those whose blocks a boundary cuts.
+        assert len(decoded) <= 2 * len(ids) + buckets and len(decoded) < total
+    got = grouped_series(store, "p", ids[:2], ["loss"], buckets=20)
+    _check(got["series"]["loss"], _brute({k: runs[k] for k in ids[:2]}, "loss", "_step", 20))
+    # A zoom still aligned, and one whose buckets are narrower than a block (the unaligned rule).
+    for a, b, nb in ((1000.0, 7999.5, 12), (1000.0, 3000.0, 50)):
+        got = grouped_series(store, "p", ids, ["loss"], buckets=nb, min_x=a, max_x=b)
+        _check(got["series"]["loss"], _brute(runs, "loss", "_step", nb, a, b))
+
+
+def test_chunks_without_sums_are_decoded_and_the_migration_fills_them(store: Store) -> None:
+    runs = _store_long_runs(store, random.Random(8))
+    ids = list(runs)
+    want = grouped_series(store, "p", ids, ["loss"], buckets=9)
+    _check(want["series"]["loss"], _brute(runs, "loss", "_step", 9))
+    with store.write_engine.begin() as conn:  # a half-migrated store: every other chunk not summed
+        stored = conn.execute(sa.select(series_chunks.c.run, series_chunks.c.key, series_chunks.c.chunk,
+                                        series_chunks.c.sums)).all()
+        conn.execute(series_chunks.update().where(series_chunks.c.chunk % 2 == 0).values(sums=None))
+    half = grouped_series(store, "p", ids, ["loss"], buckets=9)
+    _check(half["series"]["loss"], _brute(runs, "loss", "_step", 9))
+    with store.write_engine.begin() as conn:
+        assert fill_sums(conn, 3) == 3  # a piece at a time
+        while fill_sums(conn, 3):
+            pass
+        again = conn.execute(sa.select(series_chunks.c.run, series_chunks.c.key, series_chunks.c.chunk,
+                                       series_chunks.c.sums)).all()
+    assert sorted(map(tuple, again)) == sorted(map(tuple, stored))

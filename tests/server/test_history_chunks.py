@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from wandblite.server import read, series_query
-from wandblite.server.chunks import CHUNK_ROWS, decode_points
+from wandblite.server.chunks import CHUNK_ROWS, SUM_BLOCK, decode_points, point_sums, read_sums
 from wandblite.server.schema import history_chunks, runs, series_chunks
 from wandblite.server.store import Store
 from wandblite.vocab import json_text
@@ -135,3 +135,70 @@ def test_every_row_comes_back_exactly_across_chunks_batches_and_a_replaced_provi
     charted = [r for r in rows if "acc" in r and type(r["_step"]) is int and r["_step"] < 2**63]  # x needs a step
     assert acc["y"] == [float(r["acc"]) for r in charted] and acc["x"] == [r["_step"] for r in charted]
     assert acc["count"] == sum("acc" in r for r in rows)
+
+
+def test_block_sums_hold_each_blocks_finite_points() -> None:
+    import numpy as np
+
+    rnd = random.Random(3)
+    off = np.array(sorted(rnd.sample(range(CHUNK_ROWS), 700)), dtype=np.int64)
+    val = np.array([rnd.choice([float("nan"), float("inf"), -float("inf")]) if rnd.random() < 0.05
+                    else rnd.gauss(0, 10) for _ in off])
+    val[(off >= 3 * SUM_BLOCK) & (off < 4 * SUM_BLOCK)] = float("nan")  # a block of NaNs only: no entry
+    blocks, n, off_sum, y_sum = read_sums(point_sums(off, val))
+    want = {}
+    for o, v in zip(off.tolist(), val.tolist()):
+        if np.isfinite(v):
+            got = want.setdefault(o // SUM_BLOCK, [0, 0, 0.0])
+            got[0] += 1
+            got[1] += o
+            got[2] += v
+    assert blocks.tolist() == sorted(want) and 3 not in want
+    assert n.tolist() == [want[b][0] for b in sorted(want)]
+    assert off_sum.tolist() == [want[b][1] for b in sorted(want)]
+    assert y_sum.tolist() == pytest.approx([want[b][2] for b in sorted(want)], rel=1e-12)
+    assert read_sums(point_sums(off[:3], np.full(3, float("nan"))))[0].tolist() == []  # no finite value
+    assert len(point_sums(off, val)) <= 1 + 14 * (CHUNK_ROWS // SUM_BLOCK)
+
+
+def test_ingest_stores_sums_and_migration_0013_fills_an_upgraded_store_resumably(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from wandblite.server import migrations
+    from wandblite.server.schema import schema_migrations
+
+    rnd = random.Random(5)
+    for run in ("a", "b"):
+        rows = [{"idx": i, "row": {"_step": i, "loss": rnd.random(), "acc": float("nan") if i % 7 else 0.5}}
+                for i in range(5000)]
+        for lo in range(0, 5000, 1500):  # batches across chunk boundaries: the partial chunk rewritten
+            store.apply_batch("p", run, {"rows": rows[lo:lo + 1500]})
+    s = series_chunks.c
+    with store.write_engine.begin() as conn:
+        written = sorted(map(tuple, conn.execute(sa.select(s.run, s.key, s.chunk, s.sums, s.data))))
+    assert len(written) == 2 * 2 * 3
+    for *_k, sums, data in written:
+        assert sums == point_sums(*decode_points(data))
+    # An upgraded store: the column missing, 0013 not applied.
+    with store.write_engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE series_chunks DROP COLUMN sums"))
+        conn.execute(schema_migrations.delete().where(schema_migrations.c.name == "0013_chunk_sums"))
+    monkeypatch.setattr(migrations, "SUM_PIECE", 5)
+    real, calls = migrations.fill_sums, [0]
+
+    def dies_on_the_second_piece(*args: Any) -> int:
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt("killed mid-migration")
+        return real(*args)
+
+    monkeypatch.setattr(migrations, "fill_sums", dies_on_the_second_piece)
+    with pytest.raises(KeyboardInterrupt):
+        migrations.migrate(store.write_engine, lambda _line: None)
+    with store.write_engine.begin() as conn:
+        assert conn.execute(sa.select(sa.func.count()).where(s.sums.is_not(None))).scalar_one() == 5
+    monkeypatch.setattr(migrations, "fill_sums", real)
+    lines: list[str] = []
+    assert migrations.migrate(store.write_engine, lines.append) == ["0013_chunk_sums"]
+    assert lines == ["summing series chunks: 5/7", "summing series chunks: 7/7"]  # only what was left
+    with store.write_engine.begin() as conn:
+        assert sorted(map(tuple, conn.execute(sa.select(s.run, s.key, s.chunk, s.sums, s.data)))) == written

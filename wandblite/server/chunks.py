@@ -21,7 +21,10 @@ What it promises
   holds one key's points in the same index range: index offsets delta-encoded and the values as
   float64 (byte-shuffled), one zstandard frame; ``point_stats`` gives the statistics stored beside
   it (count, min and max over finite values with their indexes) so that a chart reads statistics
-  first and decodes only the chunks a bucket boundary cuts.
+  first and decodes only the chunks a bucket boundary cuts. ``point_sums`` gives the sums stored
+  beside them too: per block of ``SUM_BLOCK`` positions, the count and sum of the finite values and
+  the sum of their positions, so that a grouped chart (``group_query``) takes a block lying inside
+  one of its buckets without decoding.
 * ``join_blocks`` gives a chunk's rows as blocks (a flat template's rows as one list per key) and
   ``flat_blocks`` the same as numpy columns straight from a chunk's blob, so that a reader sending
   rows on (the msgpack history answer) builds no row of a flat template.
@@ -41,12 +44,18 @@ from wandblite.vocab import RESERVED_KEYS, RUNTIME, STEP, TIMESTAMP, TYPE_KEY, j
 __all__ = [
     "CHUNK_ROWS", "RowColumns", "decode_points", "decode_rows", "encode_points", "encode_rows", "flat_blocks", "join_blocks",
     "join_rows",
-    "point_stats", "split_row",
+    "SUM_BLOCK", "SUM_BLOCKS", "SUM_DTYPE", "SUM_SHIFT", "point_stats", "point_sums", "read_sums", "split_row",
 ]
 
 #: Rows per chunk (and the index span of a series chunk). A power of two: ``idx >> CHUNK_SHIFT``.
 CHUNK_SHIFT = 11
 CHUNK_ROWS = 1 << CHUNK_SHIFT
+#: Positions per block of a series chunk's stored sums (``point_sums``); a chunk holds ``SUM_BLOCKS`` blocks.
+SUM_SHIFT = 8
+SUM_BLOCK = 1 << SUM_SHIFT
+SUM_BLOCKS = CHUNK_ROWS >> SUM_SHIFT
+#: Per block holding a finite value: count, sum of positions in the chunk, sum (a numpy dtype spec).
+SUM_DTYPE = "<u2,<u4,<f8"
 _ZSTD_LEVEL = 3
 _EXACT_INT = 1 << 53  # ints up to this magnitude survive a float64
 _INT, _FLOAT, _LIT = 0, 0.0, 1  # placeholders in a template (tested by type and value)
@@ -502,6 +511,38 @@ def point_stats(first: int, offsets: Any, values: Any) -> dict[str, Any]:
         out.update(min_v=float(values[i]), min_idx=first + int(offsets[i]), max_v=float(values[j]),
                    max_idx=first + int(offsets[j]))
     return out
+
+
+def point_sums(offsets: Any, values: Any) -> bytes:
+    """The sums stored beside a series chunk: one byte, bit ``k`` set when block ``k`` (positions
+    ``[k * SUM_BLOCK, (k + 1) * SUM_BLOCK)``) holds a finite value, then per such block, in block
+    order, the count of its finite values (uint16), the sum of their positions in the chunk (uint32)
+    and the sum of the values (float64). Little-endian; 1 + 14 bytes per block."""
+    import numpy as np
+
+    finite = np.isfinite(values)
+    off = np.asarray(offsets, dtype=np.int64)[finite]
+    val = np.asarray(values, dtype=np.float64)[finite]
+    blk = off >> SUM_SHIFT
+    cnt = np.bincount(blk, minlength=SUM_BLOCKS)
+    has = np.flatnonzero(cnt)
+    out = np.zeros(len(has), dtype=np.dtype(SUM_DTYPE))
+    out["f0"] = cnt[has]
+    out["f1"] = np.bincount(blk, weights=off, minlength=SUM_BLOCKS)[has]
+    out["f2"] = np.bincount(blk, weights=val, minlength=SUM_BLOCKS)[has]
+    mask = int(np.bitwise_or.reduce(np.left_shift(1, has))) if len(has) else 0
+    return bytes([mask]) + out.tobytes()
+
+
+def read_sums(blob: bytes) -> tuple[Any, Any, Any, Any]:
+    """``point_sums``'s blob as arrays over the blocks holding a finite value: ``(block, count,
+    sum of positions, sum of values)``."""
+    import numpy as np
+
+    mask = blob[0]
+    blocks = np.array([k for k in range(SUM_BLOCKS) if mask >> k & 1], dtype=np.int64)
+    rec = np.frombuffer(blob, dtype=np.dtype(SUM_DTYPE), offset=1, count=len(blocks))
+    return blocks, rec["f0"].astype(np.int64), rec["f1"].astype(np.float64), rec["f2"].astype(np.float64)
 
 
 def dense_points(n: int, offsets: Any, values: Any) -> list[float]:

@@ -19,6 +19,10 @@ as in ``series_query``; a provisional last row counts). For each metric:
    bucket 0 when ``hi == lo``). Runs logged at different steps are aligned by their buckets: with
    integer steps and fewer distinct steps than buckets, a bucket holds one step, and a group's value
    at a step is computed from the runs' values at that step.
+   *Aligned buckets*: on ``_step`` with ``hi - lo >= buckets * SUM_BLOCK`` (a bucket at least a
+   block of the stored sums wide, ``chunks.SUM_BLOCK`` = 256), bucket ``g > 0`` starts at
+   ``lo + g * (hi - lo) / buckets`` rounded to the nearest multiple of ``SUM_BLOCK`` (within
+   ``[lo, hi]``) and point x falls in the last bucket starting at or before x.
 3. A run's value in a bucket is the mean of its points there (its x, the mean of their x): a run
    logged every step and one logged every tenth step weigh the same in the group.
 4. Over the runs that have a value in the bucket (``n`` of them): ``mean``, ``median``, ``min``,
@@ -28,7 +32,13 @@ as in ``series_query``; a provisional last row counts). For each metric:
    ``mean +- std``, and smooths (when asked) the drawn line and both band edges alike, as W&B
    smooths a grouped line after aggregating.
 
-Speed: each member run's points are decoded once from its series chunks (``history_store.key_points``,
+Speed: with aligned buckets, a chunk whose steps are regular (``history_chunks.step0``) and whose
+every block holding a point lies inside one bucket and the range is not decoded: its stored block
+sums (``chunks.point_sums``: count, sum of values, sum of positions, so the sum of x is
+``count * step0 + sum of positions``) are added to the buckets; a chunk a boundary cuts, with
+irregular steps, or stored before its sums were (``series_chunks.sums`` NULL) is decoded as below.
+A run's first and last chunks are decoded for the range, so a run of a million points reads a few
+chunks' points and the rest as sums. Otherwise each member run's points are decoded once from its series chunks (``history_store.key_points``,
 numpy throughout) and folded into the buckets with ``bincount``; x comes from the row chunks, not
 decoded when the chunk's steps are regular (``history_chunks.step0``). The range needs the runs' first
 and last points only (one or two chunks each). The cost is linear in the points of the group (as
@@ -43,9 +53,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from wandblite.server.chunks import CHUNK_ROWS, CHUNK_SHIFT, decode_rows
+from wandblite.server.chunks import (
+    CHUNK_ROWS,
+    CHUNK_SHIFT,
+    SUM_BLOCK,
+    SUM_BLOCKS,
+    SUM_DTYPE,
+    SUM_SHIFT,
+    decode_rows,
+)
 from wandblite.server.errors import bad_request
-from wandblite.server.history_store import key_chunks, key_points, pending_row
+from wandblite.server.history_store import key_chunks, key_points, key_sums, pending_row
 from wandblite.server.indexes import numeric_leaves
 from wandblite.server.read import run_row
 from wandblite.server.schema import history_chunks
@@ -61,6 +79,8 @@ MAX_GROUP_KEYS = 20
 #: The reserved x axes, each with the ``chunks.RowColumns`` attribute (and provisional-row position) holding it.
 _X_COLUMNS = {STEP: ("step", 1), RUNTIME: ("runtime", 2), TIMESTAMP: ("timestamp", 3)}
 _STATS = ("mean", "median", "min", "max", "std", "stderr")
+#: A stored sums blob's first byte (its mask) -> the blocks it has an entry for (``chunks.point_sums``).
+_BLOCKS_OF = [tuple(k for k in range(SUM_BLOCKS) if m >> k & 1) for m in range(1 << SUM_BLOCKS)]
 
 
 def grouped_args(params: Any) -> dict[str, Any]:
@@ -121,24 +141,36 @@ def grouped_series(store: Store, project: str, runs: list[str], keys: list[str],
         sums = {k: np.full((len(members), buckets), np.nan) for k in keys}  # per run: mean y per bucket
         xs = {k: np.full((len(members), buckets), np.nan) for k in keys}  # per run: mean x per bucket
         present = dict.fromkeys(keys, 0)
+        starts = {k: _aligned_starts(x_axis, ranges[k], buckets) for k in keys}
         for r, m in enumerate(members):  # pass 2: each run's points into the buckets
             for key in keys:
                 rng = ranges[key]
                 if rng is None:
                     continue
-                x, y = m.points(key)
                 lo, hi = rng
+                st = starts[key]
+                if st is None:
+                    x, y = m.points(key)
+                    whole = None
+                else:
+                    x, y, whole = m.points_and_sums(key, lo, hi, st)
                 keep = (x >= lo) & (x <= hi)
                 if not keep.all():
                     x, y = x[keep], y[keep]
-                if not len(x):
+                b = _bucket_of(x, lo, hi, buckets) if st is None else _aligned_bucket_of(x, st)
+                cnt = np.bincount(b, minlength=buckets).astype(np.float64)
+                sy = np.bincount(b, weights=y, minlength=buckets).astype(np.float64, copy=False)
+                sx = np.bincount(b, weights=x, minlength=buckets).astype(np.float64, copy=False)
+                if whole is not None:  # the blocks lying inside one bucket, from their stored sums
+                    cnt += whole[0]
+                    sy += whole[1]
+                    sx += whole[2]
+                has = cnt > 0
+                if not has.any():
                     continue
                 present[key] += 1
-                b = _bucket_of(x, lo, hi, buckets)
-                cnt = np.bincount(b, minlength=buckets)
-                has = cnt > 0
-                sums[key][r, has] = np.bincount(b, weights=y, minlength=buckets)[has] / cnt[has]
-                xs[key][r, has] = np.bincount(b, weights=x, minlength=buckets)[has] / cnt[has]
+                sums[key][r, has] = sy[has] / cnt[has]
+                xs[key][r, has] = sx[has] / cnt[has]
             m.forget()
         series = {key: _aggregate(sums[key], xs[key], present[key], ranges[key]) for key in keys}
     return {"x_axis": x_axis, "buckets": buckets, "runs": len(members), "series": series}
@@ -152,6 +184,27 @@ def _bucket_of(x: Any, lo: float, hi: float, buckets: int) -> Any:
         return np.zeros(len(x), dtype=np.int64)
     b = np.floor((x - lo) * buckets / (hi - lo)).astype(np.int64)
     return np.clip(b, 0, buckets - 1)
+
+
+def _aligned_starts(x_axis: str, rng: tuple[float, float] | None, buckets: int) -> Any:
+    """The aligned buckets' starts (module docstring), or None when the buckets are not aligned."""
+    import numpy as np
+
+    if x_axis != STEP or rng is None or rng[1] - rng[0] < buckets * SUM_BLOCK:
+        return None
+    lo, hi = rng
+    g = np.arange(buckets, dtype=np.float64)
+    starts = np.floor((lo + g * (hi - lo) / buckets) / SUM_BLOCK + 0.5) * SUM_BLOCK
+    starts = np.clip(starts, lo, hi)
+    starts[0] = lo
+    return starts
+
+
+def _aligned_bucket_of(x: Any, starts: Any) -> Any:
+    """The bucket of each x in ``[lo, hi]`` under aligned starts (the last bucket closed at ``hi``)."""
+    import numpy as np
+
+    return np.clip(np.searchsorted(starts, x, side="right") - 1, 0, len(starts) - 1)
 
 
 def _aggregate(vals: Any, xs: Any, present: int, rng: tuple[float, float] | None) -> dict[str, Any]:
@@ -262,6 +315,54 @@ class _Member:
         x, y = np.concatenate(xs), np.concatenate(ys)
         ok = np.isfinite(x) & np.isfinite(y)
         return (x, y) if ok.all() else (x[ok], y[ok])
+
+    def _step0(self, chunks: list[int]) -> dict[int, int]:
+        """``chunk -> step0`` of the chunks whose steps are regular."""
+        h = history_chunks.c
+        out: dict[int, int] = {}
+        for i in range(0, len(chunks), 500):
+            for c, s0 in self.conn.execute(sa.select(h.chunk, h.step0).where(
+                    h.run == self.pk, h.chunk.in_(chunks[i:i + 500]), h.step0.is_not(None))):
+                out[int(c)] = int(s0)
+        return out
+
+    def points_and_sums(self, key: str, lo: float, hi: float, starts: Any) -> tuple[Any, Any, Any]:
+        """For aligned buckets on ``_step``: ``(x, y, (count, sum y, sum x) per bucket)``, the sums
+        from the stored block sums of each block lying inside one bucket and ``[lo, hi]``, the
+        points (as ``points``) of every chunk holding any other block, or without stored sums."""
+        import numpy as np
+
+        nb = len(starts)
+        cnt, sy, sx = np.zeros(nb), np.zeros(nb), np.zeros(nb)
+        chunks = self.chunks(key)
+        stored = key_sums(self.conn, self.pk, key)
+        step0 = self._step0([c for c in chunks if stored.get(c) is not None])
+        decode = [c for c in chunks if stored.get(c) is None or c not in step0]
+        summed = [c for c in chunks if stored.get(c) is not None and c in step0]
+        if summed:  # every summed chunk's blocks at once: one numpy pass, not one per chunk
+            blobs = [stored[c] or b"" for c in summed]
+            per = [_BLOCKS_OF[bl[0]] for bl in blobs]
+            counts = np.fromiter((len(p) for p in per), np.int64, len(per))
+            blocks = np.fromiter((k for p in per for k in p), np.int64, int(counts.sum()))
+            rec = np.frombuffer(b"".join(bl[1:] for bl in blobs), dtype=SUM_DTYPE)
+            s0 = np.repeat(np.array([step0[c] for c in summed], dtype=np.int64), counts)
+            first = s0 + (blocks << SUM_SHIFT)  # x of each block's first and last positions
+            last = first + (SUM_BLOCK - 1)
+            bf = _aligned_bucket_of(first, starts)
+            ok = (first >= lo) & (last <= hi) & (bf == _aligned_bucket_of(last, starts))
+            owner = np.repeat(np.arange(len(summed)), counts)
+            bad = np.bincount(owner, weights=~ok, minlength=len(summed)) > 0
+            use = ~bad[owner]
+            n = rec["f0"][use].astype(np.float64)
+            cnt += np.bincount(bf[use], weights=n, minlength=nb)
+            sy += np.bincount(bf[use], weights=rec["f2"][use], minlength=nb)
+            sx += np.bincount(bf[use], weights=rec["f1"][use] + n * s0[use], minlength=nb)  # x = step0 + position
+            decode = sorted(decode + [summed[i] for i in np.flatnonzero(bad).tolist()])
+        x, y = self._chunk_points(key, decode) if decode else (np.zeros(0), np.zeros(0))
+        pend = self._pending_value(key)
+        if pend is not None and math.isfinite(pend[0]) and math.isfinite(pend[1]):
+            x, y = np.append(x, pend[0]), np.append(y, pend[1])
+        return x, y, (cnt, sy, sx)
 
     def points(self, key: str) -> tuple[Any, Any]:
         """Every point of the metric (final rows, then a provisional row's) with a finite x and y."""

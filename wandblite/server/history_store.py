@@ -14,6 +14,8 @@ Layer 5 (the server). The tables are ``history_chunks``, ``series_chunks`` and `
   bounds ``hi`` by ``rows_final``) exactly as they were sent; ``pending_row`` gives the provisional row.
   ``read_blocks`` gives the same rows as blocks for the msgpack history answer: a flat template's
   rows as numpy columns cut straight from the decoded chunk (``chunks.flat_blocks``), other rows built.
+* ``key_sums`` (one key's stored block sums, ``chunks.point_sums``; None for a chunk written before
+  they were, which a reader decodes instead) serves the grouped charts; ``fill_sums`` sums such chunks.
 * ``key_chunks`` (statistics of one key's chunks), ``key_points`` (decoded points of some chunks) and
   ``row_values`` (a reserved column at some indexes) serve the charts; ``key_summaries`` the key list.
 """
@@ -40,10 +42,11 @@ from wandblite.server.chunks import (
     join_blocks,
     join_rows,
     point_stats,
+    point_sums,
 )
 from wandblite.server.schema import history_chunks, history_pending, series_chunks
 
-__all__ = ["PendingRow", "RowValues", "key_chunks", "key_points", "key_summaries", "pending_row", "read_blocks",
+__all__ = ["PendingRow", "RowValues", "fill_sums", "key_chunks", "key_points", "key_sums", "key_summaries", "pending_row", "read_blocks",
            "read_rows", "row_values", "rows_at", "write_rows"]
 
 #: A provisional row: (idx, step, runtime, timestamp, row).
@@ -157,7 +160,7 @@ def _append(conn: Connection, pk: int, held: int, finals: Sequence[tuple[int, An
             stats = point_stats(first, off, val)
             ser_params.append({"run": pk, "key": key, "chunk": c, **stats,
                                "first_step": b.step[int(off[0])], "last_step": b.step[int(off[-1])],
-                               "data": encode_points(off, val)})
+                               "data": encode_points(off, val), "sums": point_sums(off, val)})
     if c0 in builds and builds[c0].rewrite:
         conn.execute(history_chunks.delete().where(history_chunks.c.run == pk, history_chunks.c.chunk == c0))
         for i in range(0, len(replaced_keys), 500):
@@ -295,6 +298,25 @@ def key_chunks(conn: Connection, pk: int, key: str) -> list[tuple[Any, ...]]:
     rows = conn.execute(sa.select(s.chunk, s.first_idx, s.last_idx, s.n, s.min_v, s.min_idx, s.max_v,
                                   s.max_idx).where(s.run == pk, s.key == key).order_by(s.chunk)).all()
     return list(map(tuple, rows))
+
+
+def key_sums(conn: Connection, pk: int, key: str) -> dict[int, bytes | None]:
+    """``chunk -> chunks.point_sums`` blob of the key's chunks (None where not stored yet)."""
+    s = series_chunks.c
+    return {int(c): None if b is None else bytes(b)
+            for c, b in conn.execute(sa.select(s.chunk, s.sums).where(s.run == pk, s.key == key))}
+
+
+def fill_sums(conn: Connection, limit: int) -> int:
+    """Store the block sums of up to ``limit`` series chunks lacking them (decoding each); how many."""
+    s = series_chunks.c
+    todo = conn.execute(sa.select(s.run, s.key, s.chunk, s.data).where(s.sums.is_(None)).limit(limit)).all()
+    params = [{"r": r, "k": k, "c": c, "s": point_sums(*decode_points(blob))} for r, k, c, blob in todo]
+    if params:
+        conn.execute(series_chunks.update().where(s.run == sa.bindparam("r"), s.key == sa.bindparam("k"),
+                                                  s.chunk == sa.bindparam("c")).values(sums=sa.bindparam("s")),
+                     params)
+    return len(params)
 
 
 def key_points(conn: Connection, pk: int, key: str, chunks: Iterable[int]) -> dict[int, tuple[Any, Any]]:

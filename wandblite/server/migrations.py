@@ -10,7 +10,7 @@ Layer 5 (the server). What it promises:
   that holds the database's write lock first (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
   advisory lock on PostgreSQL), so every step runs exactly once. Running it again applies nothing.
 
-* A step that converts stored data (``0006_compact_history``) does its work before its own
+* A step that converts stored data (``0006_compact_history``, ``0013_chunk_sums``) does its work before its own
   transaction, in pieces, each in its own transaction under the same lock, so it is resumable: a
   server killed half-way converts the rest when it starts again, and two starting at once share the
   work. ``progress`` (default: lines on stderr) is told what is being converted. ``0012_media_refs``
@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from wandblite.server.auth import admin_user_id
 from wandblite.server.chunks import split_row
-from wandblite.server.history_store import write_rows
+from wandblite.server.history_store import fill_sums, write_rows
 from wandblite.server.indexes import backfill_read_indexes
 from wandblite.server.media_index import backfill_refs
 from wandblite.server.schema import (
@@ -266,6 +266,41 @@ def _m0012_media_refs(conn: Connection) -> None:
     metadata.create_all(conn, tables=[media_refs])
 
 
+#: Series chunks summed per transaction by migration 0013.
+SUM_PIECE = 2000
+
+
+def _sum_chunks(engine: Engine, progress: Callable[[str], None]) -> None:
+    """Migration 0013's data work: add ``series_chunks.sums`` and store it for every chunk lacking it,
+    ``SUM_PIECE`` chunks per transaction. Where the work stands is the chunks still NULL: a restart,
+    or a second server, goes on from there (and a reader decodes a chunk not summed yet)."""
+    with engine.begin() as conn:
+        _lock(conn)
+        if not sa.inspect(conn).has_table("series_chunks"):
+            return
+        _add_columns(conn, series_chunks, ["sums"])
+        total = conn.execute(sa.select(sa.func.count()).select_from(series_chunks).where(
+            series_chunks.c.sums.is_(None))).scalar_one()
+    done = 0
+    while True:
+        with engine.begin() as conn:
+            _lock(conn)
+            n = fill_sums(conn, SUM_PIECE)
+        if not n:
+            return
+        done += n
+        progress(f"summing series chunks: {min(done, total)}/{total}")
+
+
+def _m0013_chunk_sums(conn: Connection) -> None:
+    """Per-block sums beside each series chunk (``series_chunks.sums``, ``chunks.point_sums``) so that a
+    grouped chart reads sums, not points. ``_sum_chunks`` has stored them; a chunk written since by
+    a server of the version before is summed here."""
+    _add_columns(conn, series_chunks, ["sums"])
+    while fill_sums(conn, SUM_PIECE):
+        pass
+
+
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).
 #: Never edit or reorder a released step: append a new one.
 MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
@@ -281,12 +316,14 @@ MIGRATIONS: list[tuple[str, Callable[[Connection], None]]] = [
     ("0010_run_edits", _m0010_run_edits),
     ("0011_saved_workspaces", _m0011_saved_workspaces),
     ("0012_media_refs", _m0012_media_refs),
+    ("0013_chunk_sums", _m0013_chunk_sums),
 ]
 
 #: Data work a step does before its transaction, resumably (see the module's docstring).
 _BEFORE: dict[str, Callable[[Engine, Callable[[str], None]], None]] = {
     "0006_compact_history": _convert_to_chunks,
     "0012_media_refs": _backfill_media_refs,
+    "0013_chunk_sums": _sum_chunks,
 }
 
 

@@ -338,6 +338,8 @@ series_chunks = sa.Table(
     sa.Column("max_v", sa.Float),
     sa.Column("max_idx", sa.BigInteger),
     sa.Column("data", sa.LargeBinary, nullable=False),  # chunks.encode_points
+    # Added by 0013_chunk_sums: chunks.point_sums of the points (NULL for a chunk not summed yet: read by decoding).
+    sa.Column("sums", sa.LargeBinary),
     sa.Index("ix_series_chunks_run_chunk", "run", "chunk"),  # every key of a chunk: reading whole rows
 )
 
