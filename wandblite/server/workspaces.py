@@ -231,17 +231,21 @@ def get_workspaces(engine: Engine, actor: Principal, project: str) -> dict[str, 
                 "default": None if default is None else _entry(conn, default), "version": WORKSPACE_VERSION}
 
 
+def _writable_slot(conn: Connection, actor: Principal, pid: int, project: str, which: str) -> str:
+    """The slot ``which`` names for ``actor``: "default" (after the check that they may set it) or their own."""
+    if which == "default":
+        _check_default(conn, actor, pid, project)
+        return "default"
+    return _user_slot(actor)
+
+
 def save(engine: Engine, actor: Principal, project: str, which: str, doc: Any) -> dict[str, Any]:
     """Save ``doc`` as the asker's own view (``which`` "user") or the project default ("default")."""
     clean = validate_workspace(doc)
     now = time.time()
     with engine.begin() as conn:
         pid = project_id(conn, project)
-        if which == "default":
-            _check_default(conn, actor, pid, project)
-            slot = "default"
-        else:
-            slot = _user_slot(actor)
+        slot = _writable_slot(conn, actor, pid, project, which)
         key = (workspaces.c.project_id == pid, workspaces.c.slot == slot)
         text = dumps(clean)
         if conn.execute(workspaces.update().where(*key).values(doc=text, user_id=actor.user_id,
@@ -260,11 +264,7 @@ def reset(engine: Engine, actor: Principal, project: str, which: str) -> dict[st
     """Forget the asker's own view (they see the project default again) or the project default."""
     with engine.begin() as conn:
         pid = project_id(conn, project)
-        if which == "default":
-            _check_default(conn, actor, pid, project)
-            slot = "default"
-        else:
-            slot = _user_slot(actor)
+        slot = _writable_slot(conn, actor, pid, project, which)
         n = conn.execute(workspaces.delete().where(workspaces.c.project_id == pid, workspaces.c.slot == slot)).rowcount
         if n:
             record(conn, actor, "workspace.reset", {"slot": which}, project=project)

@@ -70,19 +70,27 @@ const CATEGORY = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564
 
 // ---------------------------------------------------------------------------------------- scatter
 
-export class ScatterPanel {
-  /** state: {x, y, color} (fields; changed in place); onChange(): the state changed. */
-  constructor(project, state, onChange) {
+/** What the run-level panels share: the project, their state (changed in place), onChange() when
+ *  the state changed, their element, and the runs they draw (setRuns draws them again). */
+class RunPlotPanel {
+  constructor(project, state, onChange, id, kind) {
     this.project = project;
     this.state = state;
     this.onChange = onChange;
-    this.el = h("section", { class: "panel runplot", id: "scatter-panel", dataset: { kind: "scatter" } });
+    this.el = h("section", { class: "panel runplot", id, dataset: { kind } });
     this.frs = [];
   }
 
   setRuns(frs) {
     this.frs = frs;
     this.render();
+  }
+}
+
+export class ScatterPanel extends RunPlotPanel {
+  /** state: {x, y, color} (fields; changed in place); onChange(): the state changed. */
+  constructor(project, state, onChange) {
+    super(project, state, onChange, "scatter-panel", "scatter");
   }
 
   render() {
@@ -153,19 +161,10 @@ export class ScatterPanel {
 
 // ------------------------------------------------------------------------------ parallel coordinates
 
-export class ParcoordsPanel {
+export class ParcoordsPanel extends RunPlotPanel {
   /** state: {dims: [config fields], metric: summary field} (changed in place). */
   constructor(project, state, onChange) {
-    this.project = project;
-    this.state = state;
-    this.onChange = onChange;
-    this.el = h("section", { class: "panel runplot", id: "parcoords-panel", dataset: { kind: "parcoords" } });
-    this.frs = [];
-  }
-
-  setRuns(frs) {
-    this.frs = frs;
-    this.render();
+    super(project, state, onChange, "parcoords-panel", "parcoords");
   }
 
   render() {
