@@ -220,6 +220,22 @@ def test_two_levels_and_expanding_a_group_to_its_runs(page: Any, server: ServerP
     page.wait_for_function("() => location.hash.endsWith('/r/a3')")
 
 
+def _click_until_run(page: Any, xy: list[float], run: str) -> None:
+    """Click at ``xy`` until the page opens ``run``: plotly binds its click to the hover it saw, so on a
+    busy machine it may take another hover."""
+    for _attempt in range(5):
+        page.mouse.move(xy[0] - 3, xy[1])
+        page.mouse.move(xy[0], xy[1])
+        page.wait_for_timeout(100)
+        page.mouse.click(xy[0], xy[1])
+        try:
+            page.wait_for_function(f"() => location.hash.endsWith('/r/{run}')", timeout=3000)
+            return
+        except Exception:  # noqa: BLE001 (playwright's TimeoutError): hover and click again
+            continue
+    page.wait_for_function(f"() => location.hash.endsWith('/r/{run}')")
+
+
 def test_scatter_has_one_point_per_run_and_clicking_opens_it(page: Any, server: ServerProc) -> None:
     _open(page, server)
     _select(page, "#scatter-x", "config.lr")
@@ -239,17 +255,7 @@ def test_scatter_has_one_point_per_run_and_clicking_opens_it(page: Any, server: 
         for (const t of g.data) { const i = t.customdata.indexOf('b2'); if (i < 0) continue;
           const r = g.querySelector('.nsewdrag').getBoundingClientRect();
           return [r.left + L.xaxis.l2p(t.x[i]), r.top + L.yaxis.l2p(t.y[i])]; } }""", sel)
-    for _attempt in range(5):  # plotly binds its click to the hover it saw: on a busy machine, hover again
-        page.mouse.move(xy[0] - 3, xy[1])
-        page.mouse.move(xy[0], xy[1])
-        page.wait_for_timeout(100)
-        page.mouse.click(xy[0], xy[1])
-        try:
-            page.wait_for_function("() => location.hash.endsWith('/r/b2')", timeout=3000)
-            break
-        except Exception:  # noqa: BLE001 (playwright's TimeoutError): try the hover and click again
-            continue
-    page.wait_for_function("() => location.hash.endsWith('/r/b2')")
+    _click_until_run(page, xy, "b2")
 
 
 def test_parallel_coordinates_box_select_lists_the_runs_and_a_line_opens_its_run(page: Any, server: ServerProc) -> None:
@@ -293,17 +299,7 @@ def test_parallel_coordinates_box_select_lists_the_runs_and_a_line_opens_its_run
         const t = g.data.find(t => t.meta.run === 'b2'); const k = t.x.length - 1;
         const r = g.querySelector('.nsewdrag').getBoundingClientRect();
         return [r.left + L.xaxis.l2p(t.x[k]), r.top + L.yaxis.l2p(t.y[k])]; }""", sel)
-    for _attempt in range(5):  # plotly binds its click to the hover it saw: on a busy machine, hover again
-        page.mouse.move(xy[0] - 3, xy[1])
-        page.mouse.move(xy[0], xy[1])
-        page.wait_for_timeout(100)
-        page.mouse.click(xy[0], xy[1])
-        try:
-            page.wait_for_function("() => location.hash.endsWith('/r/b2')", timeout=3000)
-            break
-        except Exception:  # noqa: BLE001 (playwright's TimeoutError): try the hover and click again
-            continue
-    page.wait_for_function("() => location.hash.endsWith('/r/b2')")
+    _click_until_run(page, xy, "b2")
 
 
 def test_hostile_names_keys_and_values_are_text(page: Any, server: ServerProc) -> None:
