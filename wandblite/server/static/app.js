@@ -781,7 +781,7 @@ async function route() {
       if (parts[2] === "diff" && parts[3]) return clear(main).append(await diffView(project, parts[3].split(",").filter(Boolean), setCrumbs));
       if (parts[2] === "groups") {
         setCrumbs(["projects", "#/"], [project, `#/p/${enc(project)}`], ["grouped", null]);
-        return await groupsView(project, main, onLeave);
+        return await groupsView(project, main, onLeave, projectLinks);
       }
       if (parts[2] === "w" && parts[3]) return await runsView(project, parts[3]);
       return await runsView(project);

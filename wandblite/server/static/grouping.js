@@ -90,7 +90,7 @@ function leaves(groups) {
 
 // ------------------------------------------------------------------------------------- the view
 
-export async function groupsView(project, root, onLeave) {
+export async function groupsView(project, root, onLeave, projectLinks) {
   let alive = true;
   onLeave(() => { alive = false; redrawLive = null; purge(root); });
   const { runs } = await api.runs(project, { limit: 10000, order: "-created_at" });
@@ -108,8 +108,7 @@ export async function groupsView(project, root, onLeave) {
   const parcoords = new ParcoordsPanel(project, state.parcoords, () => {});
   clear(root).append(
     h("h1", null, project),
-    h("nav", { class: "project-links" }, h("a", { href: `#/p/${enc(project)}` }, "Runs"), " · ",
-      h("span", { class: "here" }, "Grouped"), " · ", h("a", { href: `#/p/${enc(project)}/artifacts` }, "Artifacts")),
+    projectLinks(project, "groups"),
     toolbar, table, note, charts,
     h("h2", null, "Run-level plots"), h("div", { class: "panels runplots" }, scatter.el, parcoords.el));
 
