@@ -3,6 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+# The suite runs on every core (at most 4), a test file per worker: its fixtures stay together.
+PARALLEL ?= -n auto --maxprocesses=4 --dist loadfile
 
 .PHONY: setup setup-test demo test lint bench clean
 
@@ -32,9 +34,9 @@ test: setup-test
 	$(BIN)/ruff check wandblite cli tests examples
 	$(BIN)/mypy wandblite cli
 	bash .ci/services.sh
-	WANDBLITE_NO_SKIP=1 WANDBLITE_REQUIRE_POSTGRES=1 WANDBLITE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	WANDBLITE_NO_SKIP=1 WANDBLITE_REQUIRE_POSTGRES=1 WANDBLITE_REQUIRE_INTEROP=1 $(BIN)/python -m pytest -q $(PARALLEL) $(PYTEST_ARGS)
 	# The core suite again on the pure-Python paths (what runs where the C accelerator is not built).
-	WANDBLITE_NO_SKIP=1 WANDBLITE_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/core
+	WANDBLITE_NO_SKIP=1 WANDBLITE_NO_SPEEDUPS=1 $(BIN)/python -m pytest -q $(PARALLEL) -p no:cacheprovider tests/core
 
 lint: setup-test
 	$(BIN)/ruff check wandblite cli tests examples
