@@ -172,9 +172,10 @@ def get_console(store: Store, project: str, run_id: str, start: int = 0, limit: 
     return {"console": recs, "next": nxt(recs)}
 
 
-def _paged(conn: Connection, r: Any, table: sa.Table, q: Any, start: int, limit: int,
+def _paged(conn: Connection, r: Any, table: sa.Table, q: Any, start: int, limit: int | None,
            writer: str | None) -> tuple[Any, Any]:
-    """The console or system read ``q`` of run ``r`` from ``start``, and how its next page starts.
+    """The console or system read ``q`` of run ``r`` from ``start``, and how its next page starts
+    (``limit`` None: every record from ``start`` on, in the same order).
 
     A single writer's run, or one writer's records: by index from index ``start``. Every writer of a
     shared run (synced writer by writer, so stored in arrival order): in time order, labels then
@@ -340,14 +341,18 @@ def get_console_lines(store: Store, project: str, run_id: str, tail: int = DEFAU
     read = [0]
 
     def records() -> Iterator[tuple[float, str, str]]:
-        start: int | None = 0
-        while start is not None:
-            page = get_console(store, project, run_id, start, MAX_PAGE, writer)
-            read[0] += len(page["console"])
-            # A line is joined within its writer's stream: the key joins the label (which holds no
-            # newline, ``vocab.WRITER_LABEL_RE``) and the stream name.
-            yield from ((r["ts"], f"{r.get('writer') or ''}\n{r['stream']}", r["text"]) for r in page["console"])
-            start = page["next"]
+        # One ordered query streamed MAX_PAGE rows at a time, on one snapshot: a shared run's
+        # records in time order are sorted once, not once per page. A line is joined within its
+        # writer's stream: the key joins the label (which holds no newline,
+        # ``vocab.WRITER_LABEL_RE``) and the stream name.
+        with store.snapshot() as conn:
+            r = run_row(conn, project, run_id)
+            q, _nxt = _paged(conn, r, console, sa.select(console.c.ts, console.c.stream, console.c.text,
+                                                         console.c.writer), 0, None, writer)
+            result = conn.execution_options(stream_results=True, yield_per=MAX_PAGE).execute(q)
+            for part in result.partitions():
+                read[0] += len(part)
+                yield from ((ts, f"{label or ''}\n{stream}", text) for ts, stream, text, label in part)
 
     kept: deque[dict[str, Any]] = deque(maxlen=tail)
     total = matched = 0
