@@ -233,6 +233,7 @@ def test_hostile_strings_in_a_saved_view_stay_text(browser: Any, team: Team) -> 
     page.wait_for_timeout(500)
     assert page.evaluate("() => window.__xss") is None
     assert page.evaluate("() => document.querySelectorAll('img[src=x], #main script').length") == 0
+    assert page.text_content("#compare") == "compare 1 selected"  # labelled even when the filter is refused
     shot(page, "ws-05-hostile-view")
     ctx.close()
     assert not errors, errors

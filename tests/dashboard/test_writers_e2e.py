@@ -143,6 +143,8 @@ def test_compare_view_overlays_runs_system_metrics_and_hostile_writers_stay_text
     t0 = min(ts for ts, _m in r.system_metrics())
     assert traces[0]["y"] == expected(r, "rank0", t0)[1]
     assert traces[3]["y"] == [100.0, 101.0, 102.0] and traces[3]["x"] == [0.0, 1.0, 2.0]
+    # a compare page has no edit section: nothing stands in its place (once the text "null")
+    assert page.evaluate("() => [...document.querySelector('#main').childNodes].filter((n) => n.nodeType === 3).length") == 0
     shot(page, "24-writers-compare-system")
     page.goto(f"{dash.url}/#/p/{PROJECT}/r/hostile/overview")
     page.wait_for_selector("#crash-report")

@@ -156,7 +156,8 @@ async function runsView(project, viewId) {
   stateSel.value = st.state;
   const filter = h("input", { type: "text", placeholder: "filter: config.lr >= 0.01 and summary.loss < 1", value: st.filter, id: "run-filter",
     "aria-label": "filter runs", size: 40 });
-  const compareBtn = h("button", { type: "button", id: "compare", class: "primary" });
+  const compareLabel = () => (sel.size ? `compare ${sel.size} selected` : "select runs to compare");
+  const compareBtn = h("button", { type: "button", id: "compare", class: "primary", disabled: !sel.size }, compareLabel());
   const archivedSel = h("select", { id: "archived-filter", "aria-label": "archived runs" },
     [["hide", "hide archived"], ["include", "with archived"], ["only", "archived only"]].map(([v, t]) => h("option", { value: v }, t)));
   archivedSel.value = st.archived || "hide";
@@ -324,7 +325,7 @@ async function runsView(project, viewId) {
   }
 
   function updateCompare() {
-    compareBtn.textContent = sel.size ? `compare ${sel.size} selected` : "select runs to compare";
+    compareBtn.textContent = compareLabel();
     compareBtn.disabled = !sel.size;
     diffBtn.disabled = sel.size < DIFF_MIN || sel.size > DIFF_MAX;
     diffBtn.title = `compare the config and summary of ${DIFF_MIN} to ${DIFF_MAX} selected runs`;
@@ -349,7 +350,7 @@ async function runsView(project, viewId) {
   const shown = bar;
   bar = workspaceBar(project, viewId);
   shown.replaceWith(bar);
-  chartsLater(); // the selection's charts, whatever the table's filter says
+  updateCompare(); // the selection's buttons and charts, whatever the table's filter says
   await load();
 }
 
@@ -713,10 +714,11 @@ async function workspaceView(project, runIds, tab) {
   tab = tabs.includes(tab) ? tab : "charts";
   const headerSlot = h("div", null, headerOf(project, runs));
   const body = h("div", { class: "tab-body" });
-  clear(main).append(headerSlot,
+  // Element.append shows a null as the text "null": the parts without one.
+  clear(main).append(...[headerSlot,
     single ? editSection(project, runs[0], (r) => { runs = [{ ...r, id: r.id ?? r.run_id }]; clear(headerSlot).append(headerOf(project, runs)); }) : null,
     h("nav", { class: "tabs" }, tabs.map((t) => h("a", { href: `${base}/${t}`, class: t === tab ? "tab active" : "tab", dataset: { tab: t } }, tabLabel[t] || t))),
-    body);
+    body].filter(Boolean));
 
   let refreshBody = null;
   if (tab === "charts") {
