@@ -164,7 +164,7 @@ export function crashReport(first) {
     parts.push(h("p", { class: "stopped-first" }, who,
       first.host ? ` on ${first.host}` : "", first.pid ? ` (pid ${first.pid})` : "", ` stopped first (${first.state ?? ""}${first.signal ? `, ${first.signal}` : ""})`,
       ` at ${fmtTime(first.last_alive)}`,
-      typeof gap === "number" ? h("span", { class: "gap" }, `, ${gap.toFixed(1)} s (${fmtDuration(gap)}) before the others`) : "",
+      typeof gap === "number" ? h("span", { class: "gap" }, `, ${gap.toFixed(1)} s${gap >= 60 ? ` (${fmtDuration(gap)})` : ""} before the others`) : "",
       `, last step ${first.last_step ?? ""}.`));
   }
   if (first.error && typeof first.error === "object") {
