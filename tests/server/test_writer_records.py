@@ -144,3 +144,38 @@ def test_a_single_writer_run_reads_as_before(server: ServerProc) -> None:
                                                                "open": False}]
     assert _get(server, base + "/system")["system"] == [{"idx": 0, "ts": 1.0, "metrics": {"cpu": 1.5}}]
     assert server.get(base + "/system", params={"writer": "rank0"}).status_code == 404
+
+
+def test_every_writers_records_are_read_in_the_order_of_an_index_not_sorted_per_page(server: ServerProc,
+                                                                                    shared_run: Path) -> None:
+    # Paging through a shared run's records in time order (GET .../console and .../system without
+    # ?writer=) reads the partial index of migration 0014 in its order: no sort of the whole run per page.
+    import sqlalchemy as sa
+
+    from wandblite.server import read
+    from wandblite.server.schema import console, system
+    from wandblite.server.store import Store
+
+    project = uniq("wr")
+    _sync(server, shared_run, project)
+    assert server.db is not None
+    store = Store(server.db)
+    try:
+        with store.read_engine.connect() as conn:
+            r = read.run_row(conn, project, "shared1")
+            pg = conn.dialect.name == "postgresql"
+            for table in (console, system):
+                q, _next = read._paged(conn, r, table, sa.select(*table.c), 5, 10, None)
+                sql = str(q.compile(conn, compile_kwargs={"literal_binds": True}))
+                if pg:  # a tiny table would be scanned and sorted: ask for the plan without either
+                    conn.execute(sa.text("SET LOCAL enable_seqscan = off"))
+                    conn.execute(sa.text("SET LOCAL enable_sort = off"))
+                    plan = "\n".join(x[0] for x in conn.execute(sa.text("EXPLAIN " + sql)))
+                    assert f"ix_{table.name}_writers_time" in plan and "Sort" not in plan, plan
+                else:
+                    plan = "\n".join(str(x[-1]) for x in conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
+                    assert f"INDEX ix_{table.name}_writers_time" in plan and "TEMP B-TREE" not in plan, plan
+                whole = [tuple(x) for x in conn.execute(read._paged(conn, r, table, sa.select(*table.c), 0, None, None)[0])]
+                assert [tuple(x) for x in conn.execute(q)] == whole[5:15]
+    finally:
+        store.close()
