@@ -19,10 +19,21 @@
  *       reader handles every such case), or after `limit` records. `kinds`: None, or a 256-byte
  *       bytes object whose nonzero entries name the kinds to return (others are verified, skipped).
  *
+ *       The returned tuples and decoded lists are untracked by the garbage collector (they hold
+ *       no container but a dict of scalars, itself untracked): a batch of them alive does not
+ *       make every collection walk them.
+ *
  *   fold_scalars(records, i, step, last, start, offset_rt, summary, rows, kind) -> (i, step, last, n)
  *       Fold.fold_records' plain case (fold.py) for records scan decoded: a run of scalar log
  *       records that each make a new row, folded without a Python step per record; it stops at
- *       the first record it does not take and the Python fold goes on from there.
+ *       the first record it does not take and the Python fold goes on from there. The summary
+ *       takes the rows as update_rows does.
+ *
+ *   update_rows(summary, rows) -> None
+ *       `for row in rows: summary.update(row)` (Fold.add_rows), with the same result, key order
+ *       included, without the update of a row whose key objects the next row repeats in the
+ *       same order (the next update sets all of them): a run of rows of one shape costs one
+ *       update and a pointer comparison per key and row.
  *
  *   crc32(data, seed=0) -> int      zlib.crc32's result, for tests.
  *
@@ -684,6 +695,13 @@ static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyTuple_SET_ITEM(tup, 0, off);
             PyTuple_SET_ITEM(tup, 1, PyLong_FromLong(kind)); /* small ints: cached, never fail */
             PyTuple_SET_ITEM(tup, 2, obj);
+            /* Neither can be part of a reference cycle: the tuple holds two ints and bytes or the
+             * decoded list, which holds scalars and a dict of scalars (a dict not tracked by the
+             * garbage collector). Untracked, the collector does not walk them again and again
+             * while a batch of them is alive. */
+            if (PyList_CheckExact(obj))
+                PyObject_GC_UnTrack(obj);
+            PyObject_GC_UnTrack(tup);
             int e = PyList_Append(out, tup);
             Py_DECREF(tup);
             if (e < 0)
@@ -700,6 +718,58 @@ fail:
 done:
     PyBuffer_Release(&view);
     return out;
+}
+
+/* ------------------------------------------------------------------ summary updates (fold.py's twin) */
+
+/* Whether dicts a and b hold the same key objects in the same order (values not looked at). Only
+ * pointers are compared, so no Python code runs; equal keys that are distinct objects say "no". */
+static int same_keys(PyObject *a, PyObject *b)
+{
+    if (!PyDict_CheckExact(a) || !PyDict_CheckExact(b) || PyDict_GET_SIZE(a) != PyDict_GET_SIZE(b))
+        return 0;
+    Py_ssize_t pa = 0, pb = 0;
+    PyObject *ka, *kb, *v;
+    while (PyDict_Next(a, &pa, &ka, &v)) {
+        if (!PyDict_Next(b, &pb, &kb, &v) || ka != kb)
+            return 0;
+    }
+    return 1;
+}
+
+/* summary.update(row), as dict.update does it for any row. */
+static int update_one(PyObject *summary, PyObject *row)
+{
+    if (PyDict_Check(row))
+        return PyDict_Update(summary, row);
+    PyObject *r = PyObject_CallMethod(summary, "update", "O", row);
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* update_rows(summary, rows) -> None
+ * The same summary as `for row in rows: summary.update(row)`, key order included: a row is
+ * skipped when the next row holds the same key objects in the same order (the next row's update
+ * then sets every key the skipped one would have, in the same order, to its own value). */
+static PyObject *update_rows(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyDict_CheckExact(args[0]) || !PyList_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "update_rows(summary: dict, rows: list)");
+        return NULL;
+    }
+    PyObject *summary = args[0], *rows = args[1];
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) { /* the size is read again: an update may run code */
+        PyObject *row = Py_NewRef(PyList_GET_ITEM(rows, i));
+        if (i + 1 < PyList_GET_SIZE(rows) && same_keys(row, PyList_GET_ITEM(rows, i + 1))) {
+            Py_DECREF(row);
+            continue;
+        }
+        int e = update_one(summary, row);
+        Py_DECREF(row);
+        if (e < 0)
+            return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 /* ------------------------------------------------------------------ the plain-row fold (fold.py's twin) */
@@ -744,6 +814,7 @@ static PyObject *fold_scalars(PyObject *self, PyObject *const *args, Py_ssize_t 
     double start = usable && start_o != Py_None ? PyFloat_AS_DOUBLE(start_o) : 0.0;
     double offset_rt = usable ? PyFloat_AS_DOUBLE(offset_o) : 0.0;
     PyObject *last_obj = Py_NewRef(last_o);
+    PyObject *held = NULL; /* the last row, its summary update not made yet */
     for (; usable && i >= 0 && i < n; i++) {
         PyObject *rec = PyList_GET_ITEM(records, i);
         if (!PyTuple_CheckExact(rec) || PyTuple_GET_SIZE(rec) != 3)
@@ -810,15 +881,27 @@ static PyObject *fold_scalars(PyObject *self, PyObject *const *args, Py_ssize_t 
             e = PyDict_SetItem(data, s_runtime, rt_val);
         Py_DECREF(step_val);
         Py_DECREF(rt_val);
-        if (e < 0 || PyDict_Update(summary, data) < 0 || PyList_Append(rows, data) < 0)
+        if (e < 0 || PyList_Append(rows, data) < 0)
             goto fail;
+        /* summary.update(data), one row late: a row with the same keys as the next is left out
+         * (update_rows' rule: the same summary, key order included) */
+        if (held != NULL && !same_keys(held, data) && PyDict_Update(summary, held) < 0)
+            goto fail;
+        Py_XSETREF(held, Py_NewRef(data));
         step = at + 1;
         count++;
+    }
+    if (held != NULL) {
+        int e = PyDict_Update(summary, held);
+        Py_CLEAR(held);
+        if (e < 0)
+            goto fail;
     }
     if (count == 0) /* nothing folded: the caller's step as it was (it may not fit 64 bits) */
         return Py_BuildValue("(nONn)", i, step_o, last_obj, count);
     return Py_BuildValue("(nLNn)", i, step, last_obj, count);
 fail:
+    Py_XDECREF(held);
     Py_DECREF(last_obj);
     return NULL;
 }
@@ -838,6 +921,7 @@ static PyMethodDef methods[] = {
     {"frame_log", (PyCFunction)(void (*)(void))frame_log, METH_FASTCALL, "Frame a scalar log record."},
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL, "Verified records of a window."},
     {"fold_scalars", (PyCFunction)(void (*)(void))fold_scalars, METH_FASTCALL, "Fold plain scalar log records."},
+    {"update_rows", (PyCFunction)(void (*)(void))update_rows, METH_FASTCALL, "Update a summary with rows."},
     {"crc32", py_crc32, METH_VARARGS, "zlib.crc32's value."},
     {NULL, NULL, 0, NULL},
 };

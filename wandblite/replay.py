@@ -400,9 +400,10 @@ class Replay:
             return r
 
         # the rows are the folds' own, handed over: a step's rows may be combined into one of them
+        update_rows = wl_format.update_rows
         for rows, rows_flat in merge_windows([rows_of(lab) for lab in labels], rank=rank, flat=flat, inplace=True):
             if everything:
-                merged.add_rows(rows, rows_flat)
+                merged.add_rows(rows, rows_flat, update_rows)
             yield from (_filtered(rows, want, keys, min_step, max_step) if filtered else rows)
         if everything:
             self.grace = max((self._grace_arg if self._grace_arg is not None else heartbeat_grace(f.heartbeat_interval))
