@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
+from operator import methodcaller
 from typing import Any
 
 from wandblite import events as ev
@@ -56,6 +57,7 @@ __all__ = [
 SUMMARY_OPS = ("min", "max", "mean", "first", "last", "best", "copy", "none")
 _NO_ROWS: tuple[dict[str, Any], ...] = ()
 _SCALAR_TYPES = frozenset({str, int, float, bool})
+_get_step = methodcaller("get", STEP)  # a row's _step, or None
 CONSOLE_TAIL = 200
 
 
@@ -817,8 +819,11 @@ class Fold:
                     (v is None or (type(v) is dict and TYPE_KEY not in v)) and before[k] is not v
                     for k, v in summary.items()):
                 self.rows += len(rows)
-                for row in rows:
-                    step = row.get(STEP)
+                steps = list(map(_get_step, rows))
+                if set(map(type, steps)) == {int}:  # what add_row's steps come to: one past the largest
+                    self.step = max(self.step, max(steps) + 1)
+                    return
+                for step in steps:
                     if type(step) is int and step >= self.step:
                         self.step = step + 1
                 return

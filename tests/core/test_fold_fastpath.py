@@ -59,14 +59,15 @@ scalars = st.one_of(
 
 @contextlib.contextmanager
 def pure_python(scan: bool = True, fold: bool = True) -> Iterator[None]:
-    """Switch off the C scanner (``scan``) and/or the C fold (``fold``: ``fold_scalars`` and the
-    summary updates ``update_rows``) for the block."""
+    """Switch off the C scanner (``scan``) and/or the C fold (``fold``: ``fold_scalars``, the
+    summary updates ``update_rows`` and the shared run's fused merge ``merge_scalars``) for the block."""
     with pytest.MonkeyPatch.context() as mp:
         if scan:
             mp.setattr(format_module, "_scan_c", None)
         if fold:
             mp.setattr(format_module, "fold_scalars", None)
             mp.setattr(format_module, "update_rows", None)
+            mp.setattr(format_module, "merge_scalars", None)
         yield
 
 
