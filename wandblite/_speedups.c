@@ -1172,7 +1172,35 @@ static int flush_held(Writer *w)
     return e < 0 ? -1 : 0;
 }
 
-/* merge_scalars(writers, kind, rows) -> (count, why, who)
+/* The keys a row was given, in the order they went in: rows of one shape give the same list. */
+typedef struct {
+    PyObject **key; /* borrowed: the row holds them */
+    Py_ssize_t n, cap;
+} Shape;
+
+/* row[k] = v, noting k in shape when it is a new key of row. */
+static int set_noting(PyObject *row, PyObject *k, PyObject *v, Shape *shape)
+{
+    Py_ssize_t before = PyDict_GET_SIZE(row);
+    if (PyDict_SetItem(row, k, v) < 0)
+        return -1;
+    if (PyDict_GET_SIZE(row) == before)
+        return 0;
+    if (shape->n == shape->cap) {
+        Py_ssize_t cap = shape->cap ? 2 * shape->cap : 128;
+        PyObject **key = PyMem_Realloc(shape->key, (size_t)cap * sizeof(PyObject *));
+        if (key == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        shape->key = key;
+        shape->cap = cap;
+    }
+    shape->key[shape->n++] = k;
+    return 0;
+}
+
+/* merge_scalars(writers, kind, rows) -> (count, why, who, same)
  * A shared run's replay when its writers log in step: writers[w] = [records, i, step, last, start,
  * offset_rt, summary], the lowest-ranked writer first, each the state of one writer's Fold (its
  * batch of records as scan gives them with payload bytes, the index of its next record, step,
@@ -1184,7 +1212,9 @@ static int flush_held(Writer *w)
  * dict, appended to rows, and each writer's state moves on as its fold would (i, step, last are
  * written back; the summary is updated as fold_scalars does); its rows and events counters go up
  * by count. why: 1 a writer's batch ended, 2 its next record is not such a record, 3 the writers'
- * steps differ, 4 its state is not of the types taken here; who: that writer's index. */
+ * steps differ, 4 its state is not of the types taken here; who: that writer's index. same: the
+ * rows made hold the same key objects in the same order (then updating a summary with the last
+ * one is updating it with each in turn). */
 static PyObject *merge_scalars(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[2])) {
@@ -1196,7 +1226,8 @@ static PyObject *merge_scalars(PyObject *self, PyObject *const *args, Py_ssize_t
     if (kind == -1 && PyErr_Occurred())
         return NULL;
     Py_ssize_t nw = PyList_GET_SIZE(states), count = 0, who = 0;
-    int why = 0;
+    int why = 0, same = 1;
+    Shape shapes[2] = {{NULL, 0, 0}, {NULL, 0, 0}}, *shape = &shapes[0], *prev_shape = &shapes[1];
     if (nw == 0) {
         PyErr_SetString(PyExc_ValueError, "merge_scalars: no writers");
         return NULL;
@@ -1283,6 +1314,7 @@ static PyObject *merge_scalars(PyObject *self, PyObject *const *args, Py_ssize_t
 #endif
         int e = step_o == NULL || rt_o == NULL || ts_o == NULL || row == NULL ? -1 : 0;
         Py_ssize_t pos = 0;
+        shape->n = 0;
         /* _timestamp, _step and _runtime hold their final objects once the lowest-ranked writer
          * set them, until a writer's own "_timestamp" or "_runtime" changes one: a later writer
          * sets them again only then (setting a key to the object it holds changes nothing) */
@@ -1312,7 +1344,7 @@ static PyObject *merge_scalars(PyObject *self, PyObject *const *args, Py_ssize_t
                     has_ts = has_ts || ts_key;
                     if (ts_key || is_key(key, 8, "_runtime"))
                         meta_final = 0;
-                    e = PyDict_SetItem(row, key, v);
+                    e = set_noting(row, key, v, shape);
                 }
                 Py_DECREF(key);
                 Py_DECREF(v);
@@ -1320,11 +1352,11 @@ static PyObject *merge_scalars(PyObject *self, PyObject *const *args, Py_ssize_t
             if (meta_final)
                 continue;
             if (e >= 0 && !has_ts)
-                e = PyDict_SetItem(row, s_timestamp, ts_o);
+                e = set_noting(row, s_timestamp, ts_o, shape);
             if (e >= 0)
-                e = PyDict_SetItem(row, s_step, step_o);
+                e = set_noting(row, s_step, step_o, shape);
             if (e >= 0)
-                e = PyDict_SetItem(row, s_runtime, rt_o);
+                e = set_noting(row, s_runtime, rt_o, shape);
             meta_final = !has_ts;
         }
         Py_XDECREF(step_o);
@@ -1336,6 +1368,11 @@ static PyObject *merge_scalars(PyObject *self, PyObject *const *args, Py_ssize_t
         if (e < 0)
             goto fail;
         size = PyDict_GET_SIZE(row);
+        if (count > 0 && same)
+            same = shape->n == prev_shape->n && memcmp(shape->key, prev_shape->key, (size_t)shape->n * sizeof(PyObject *)) == 0;
+        Shape *t = prev_shape;
+        prev_shape = shape;
+        shape = t;
         /* each writer's fold moves on; its summary takes the row one row late, as fold_scalars does */
         for (Py_ssize_t w = 0; w < nw; w++) {
             Writer *x = &ws[w];
@@ -1381,8 +1418,12 @@ done:
     }
     PyMem_Free(ws);
     Py_DECREF(keep);
-    return Py_BuildValue("(nin)", count, why, who);
+    PyMem_Free(shapes[0].key);
+    PyMem_Free(shapes[1].key);
+    return Py_BuildValue("(ninN)", count, why, who, PyBool_FromLong(same));
 fail:
+    PyMem_Free(shapes[0].key);
+    PyMem_Free(shapes[1].key);
     for (Py_ssize_t w = 0; w < nw; w++) {
         Py_XDECREF(ws[w].records);
         Py_XDECREF(ws[w].summary);

@@ -434,9 +434,9 @@ class Replay:
         update_rows = wl_format.update_rows
         first: dict[str | None, list[dict[str, Any]]] = {}  # rows a writer's fold made as the fused merge stopped
         if fused is not None:
-            for rows in self._fused(fused, labels, folds, cursors, rank, fold_batch, first):
+            for rows, same in self._fused(fused, labels, folds, cursors, rank, fold_batch, first):
                 if everything:
-                    merged.add_rows(rows, True, update_rows)
+                    merged.add_rows(rows, True, _update_last if same else update_rows)
                 yield from (_filtered(rows, want, keys, min_step, max_step) if filtered else rows)
             decode_kind[0] = ev.LOG_SCALARS  # the general way from here: decoded in C again
             for reader in readers.values():
@@ -457,8 +457,9 @@ class Replay:
     @staticmethod
     def _fused(fused: Any, labels: list[str | None], folds: dict[str | None, Fold],
                cursors: dict[str | None, list[Any]], rank: Any, fold_batch: Any,
-               first: dict[str | None, list[dict[str, Any]]]) -> Iterator[list[dict[str, Any]]]:
-        """The merged rows of a shared run's writers while they log in step, a batch at a time.
+               first: dict[str | None, list[dict[str, Any]]]) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """The merged rows of a shared run's writers while they log in step, a batch at a time,
+        each with whether its rows hold the same keys in the same order.
 
         While every writer's fold is plain (its identity known, no pending row, no metric
         definitions) and its next record is a plain scalar log (``fold_scalars``' case) of the
@@ -486,7 +487,7 @@ class Replay:
                 state = [[cursors[lab][0], cursors[lab][1], folds[lab].step, folds[lab].last_ts,
                           folds[lab]._attempt_start, folds[lab]._runtime_offset, folds[lab].summary] for lab in ranked]
                 rows: list[dict[str, Any]] = []
-                n, why, who = fused(state, ev.LOG_SCALARS, rows)
+                n, why, who, same = fused(state, ev.LOG_SCALARS, rows)
                 for lab, st in zip(ranked, state):
                     f = folds[lab]
                     cursors[lab][1], f.step, f.last_ts = st[1], st[2], st[3]
@@ -495,7 +496,7 @@ class Replay:
                         f.events += n
                         f.last_flat = True
                 if rows:
-                    yield rows
+                    yield rows, same
                 if why == 1:  # a batch ended: the next one
                     continue
                 if why != 2:  # the steps differ, or a fold's state is not what the C path takes
@@ -586,6 +587,12 @@ class Replay:
                for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}), label=label)]
         out.sort(key=lambda r: (r[0], r[1]))
         return [(ts, m) for ts, _lab, m in out]
+
+
+def _update_last(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """``update_rows`` for rows that hold the same keys in the same order (``merge_scalars`` says
+    when): updating a summary with each in turn leaves what updating it with the last one leaves."""
+    summary.update(rows[-1])
 
 
 def _filtered(rows: list[dict[str, Any]], want: Any, keys: Any, min_step: int | None,

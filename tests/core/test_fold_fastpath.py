@@ -315,7 +315,7 @@ except ImportError:  # not built: the general path is all there is (CI builds it
 
 def _fused_rows(calls: list[Any]) -> int | None:
     """Rows the fused pass made (None when the accelerator is not built)."""
-    return sum(n for n, _why, _who in calls) if C_MERGE is not None else None
+    return sum(call[0] for call in calls) if C_MERGE is not None else None
 
 
 def test_fused_merge_of_writers_in_step_and_the_primary_winning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
