@@ -401,3 +401,11 @@ def test_fused_merge_leaves_other_rows_to_the_general_path(tmp_path: Path, monke
         assert n in (400, None)
     else:
         assert n is None or 0 < n <= 150
+
+
+def test_fused_merge_declines_a_fold_state_it_does_not_take(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an int start time makes the attempt's start an int: the general path folds everything
+    run = {lab: _lockstep(lab, range(300), t0=1000) for lab in ("w0", "w1")}  # type: ignore[arg-type]
+    calls = _check_fused(tmp_path, run, monkeypatch)
+    assert _fused_rows(calls) in (0, None)
+    assert C_MERGE is None or calls[-1][1] == 4
