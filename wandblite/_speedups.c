@@ -1015,7 +1015,7 @@ static int read_ll(Rd *r, long long *out)
 /* One record of a writer, as the fused merge reads it. */
 #define PLAIN_KEYS 64
 typedef struct {
-    const unsigned char *map; /* the data map's first entry, inside the payload */
+    const unsigned char *map, *end; /* the data map's first entry, the payload's end */
     Py_ssize_t nkeys;
     double ts;
     long long at; /* the row's step */
@@ -1062,6 +1062,7 @@ static int parse_plain(const unsigned char *p, size_t len, long long step, Plain
     if (n > r.end - r.p)
         return 0;
     out->map = r.p;
+    out->end = r.end;
     out->nkeys = n;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (r.p >= r.end || !((*r.p & 0xe0) == 0xa0 || *r.p == 0xd9 || *r.p == 0xda || *r.p == 0xdb))
@@ -1321,7 +1322,7 @@ static PyObject *merge_scalars(PyObject *self, PyObject *const *args, Py_ssize_t
         int meta_final = 0;
         for (Py_ssize_t w = 0; w < nw && e >= 0; w++) {
             Writer *x = &ws[w];
-            Rd r = {x->cur->map, x->cur->map + (1u << 30)}; /* checked by parse_plain */
+            Rd r = {x->cur->map, x->cur->end}; /* checked by parse_plain: every read below succeeds */
             int has_ts = 0;
             for (Py_ssize_t j = 0; j < x->cur->nkeys && e >= 0; j++) {
                 /* a fixstr key is told by its bytes; another header by the decoded key */
