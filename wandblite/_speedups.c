@@ -421,9 +421,20 @@ static KeySlot key_cache[KEY_SLOTS];
 static unsigned short pos_slot[POS_SLOTS];
 
 /* pos: 0 for a value (never cached), else 1 + the key's position in its map. */
+/* memcmp(a, b, n) == 0, without a call for the short keys most rows hold */
+static inline int same_bytes(const unsigned char *a, const unsigned char *b, size_t n)
+{
+    if (n > 16)
+        return memcmp(a, b, n) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
 static inline int slot_holds(const KeySlot *slot, const unsigned char *s, Py_ssize_t n)
 {
-    return slot->str != NULL && slot->len == n && memcmp(slot->raw, s, (size_t)n) == 0;
+    return slot->str != NULL && slot->len == n && same_bytes(slot->raw, s, (size_t)n);
 }
 
 static PyObject *decode_str(const unsigned char *s, Py_ssize_t n, Py_ssize_t pos)
@@ -1105,7 +1116,7 @@ static int same_raw_keys(const Plain *a, const Plain *b)
         return 0;
     for (Py_ssize_t i = 0; i < a->nkeys; i++) {
         size_t n = (size_t)(a->key_end[i] - a->key[i]);
-        if ((size_t)(b->key_end[i] - b->key[i]) != n || memcmp(a->key[i], b->key[i], n) != 0)
+        if ((size_t)(b->key_end[i] - b->key[i]) != n || !same_bytes(a->key[i], b->key[i], n))
             return 0;
     }
     return 1;
