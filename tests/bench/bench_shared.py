@@ -15,7 +15,8 @@ a time. ``--replay-only``: (c) and (d) only.
       each writer's records into rows of their own and merging those cost about 2x the whole
       single-writer replay (0.36x); writers logging in step are now folded and merged in one C
       pass, each payload decoded straight into the merged row (format.merge_scalars), so what is
-      left over the single-writer run is each record's framing, checksum and check: about 0.85x)
+      left over the single-writer run is each record's framing, checksum and check: 0.76-0.89x
+      over seven full-size runs on a busy 2-core machine)
   (d) logged rows/s replaying the merged run (8 N rows of 10 scalars logged, N merged rows)
       / rows/s replaying a single-writer run of 8 N rows of 10 scalars: the same records, so
       what the merge itself costs
