@@ -305,14 +305,16 @@ class SharedRun:
             self._define_upto(row[STEP])
         self.fold.add_row(row)
 
-    def add_rows(self, rows: list[dict[str, Any]], flat: bool = False) -> None:
+    def add_rows(self, rows: list[dict[str, Any]], flat: bool = False,
+                 fast: Callable[[dict[str, Any], list[dict[str, Any]]], None] | None = None) -> None:
         """``add_row`` for each of ``rows`` (a window of ``merge_windows``), the same result;
-        ``flat``: the rows are expected to hold only scalars (``Fold.add_rows``)."""
+        ``flat``: the rows are expected to hold only scalars; ``fast``: the C twin of the summary
+        updates (both as ``Fold.add_rows`` takes them)."""
         if sum(map(len, self._logs)) != self._seen:
             for row in rows:
                 self.add_row(row)
         else:
-            self.fold.add_rows(rows, flat)
+            self.fold.add_rows(rows, flat, fast)
 
     def _define_upto(self, step: int | None) -> None:
         order = precedence(self.folds)

@@ -277,9 +277,13 @@ class Replay:
     def scan_history(self, keys: list[str] | None = None, page_size: int | None = None,
                      min_step: int | None = None, max_step: int | None = None) -> Iterator[dict[str, Any]]:
         """Stream history rows in constant memory (``keys``: only rows holding all of them, with ``_step``)."""
-        if self.shared:
-            yield from self._scan_shared(keys, min_step, max_step)
-            return
+        if self.shared:  # the generator itself, not one more generator around it: a step less per row
+            return self._scan_shared(keys, min_step, max_step)
+        return self._scan_single(keys, min_step, max_step)
+
+    def _scan_single(self, keys: list[str] | None, min_step: int | None,
+                     max_step: int | None) -> Iterator[dict[str, Any]]:
+        """``scan_history`` of a run with one writer."""
         want = [split_name(k) for k in keys or ()]  # a reserved key has no dot: one column
         everything = not want and min_step is None and max_step is None and not self._loaded
         fold = Fold()
@@ -321,40 +325,68 @@ class Replay:
     def _scan_shared(self, keys: list[str] | None, min_step: int | None,
                      max_step: int | None) -> Iterator[dict[str, Any]]:
         """``scan_history`` of a shared run: each writer's stream folded on its own, the rows merged
-        by ``_step`` (``wandblite.merge``), streamed in constant memory per writer."""
+        by ``_step`` (``wandblite.merge``), streamed in constant memory per writer.
+
+        With the C accelerator, while the writers log in step (every writer's next record a plain
+        scalar log of the same step, see ``_fused``) their records are folded and merged in one
+        pass (``wandblite.format.merge_scalars``), straight from the payloads; from the first
+        record where they do not, the rest of every stream goes the general way. The result is the
+        same either way (tests/core/test_fold_fastpath.py)."""
         want = [split_name(k) for k in keys or ()]
         everything = not want and min_step is None and max_step is None and not self._loaded
         streams = writer_streams(self.path)
         labels = list(streams)
         folds: dict[str | None, Fold] = {lab: Fold() for lab in labels}
         states: dict[str | None, str] = {}
-        damage: list[dict[str, Any]] = []
+        damage: dict[str | None, list[dict[str, Any]]] = {lab: [] for lab in labels}  # each writer's, in file order
         positions: dict[int, int] = {}
         wrap = _media_wrapper(self.path)
         kinds = None if everything else _ROW_KINDS
         now = time.time() if self._now_arg is None else self._now_arg
+        fused = wl_format.merge_scalars
+        # payloads stay bytes while the fused merge may take them; LOG_SCALARS decoded in C after
+        decode_kind = [None if fused is not None else ev.LOG_SCALARS]
+        readers: dict[str | None, RecordReader] = {}
 
-        def rows_of(label: str | None) -> Iterator[list[dict[str, Any]]]:
-            fold = folds[label]
-            decode = ev.decode
-            fast = wl_format.fold_scalars
+        def batches_of(label: str | None) -> Iterator[tuple[list[tuple[int, int, Any]], Any]]:
             for seg_path in streams[label]:
                 parsed = parse_segment(seg_path.name)
                 seg = parsed[1] if parsed is not None else 0
-                report = _seg_reporter(damage, seg, seg_path.name, label)
-                reader = RecordReader(seg_path, kinds=kinds, reporter=report, decode_kind=ev.LOG_SCALARS)
-                on_error = _undecodable(damage, seg, seg_path.name, label)
+                report = _seg_reporter(damage[label], seg, seg_path.name, label)
+                reader = readers[label] = RecordReader(seg_path, kinds=kinds, reporter=report,
+                                                       decode_kind=decode_kind[0])
+                on_error = _undecodable(damage[label], seg, seg_path.name, label)
                 for batch in reader.batches():
-                    rows, unflat = fold.fold_records(batch, decode, on_error, fast)
-                    for i in unflat:
-                        rows[i] = wrap(rows[i])
-                        nested.add(id(rows[i]))
-                    if rows:
-                        yield rows
+                    yield batch, on_error
                 if reader.tail is not None:
                     report(reader.tail)
                 if label is None:
                     positions[seg] = reader.end_offset
+
+        # each writer's batch being read, the index of its next record, its on_error, its batches
+        cursors: dict[str | None, list[Any]] = {lab: [None, 0, None, batches_of(lab)] for lab in labels}
+        fast = wl_format.fold_scalars
+
+        def fold_batch(label: str | None, batch: list[tuple[int, int, Any]], on_error: Any) -> list[dict[str, Any]]:
+            rows, unflat = folds[label].fold_records(batch, ev.decode, on_error, fast)
+            for i in unflat:
+                rows[i] = wrap(rows[i])
+                nested.add(id(rows[i]))
+            return rows
+
+        def rows_of(label: str | None, first: list[dict[str, Any]] | None) -> Iterator[list[dict[str, Any]]]:
+            fold = folds[label]
+            if first:
+                yield first
+            batch, i, on_error, rest = cursors[label]
+            if batch is not None and i < len(batch):
+                rows = fold_batch(label, batch[i:] if i else batch, on_error)
+                if rows:
+                    yield rows
+            for batch, on_error in rest:
+                rows = fold_batch(label, batch, on_error)
+                if rows:
+                    yield rows
             if everything:
                 alive = self._writer_alive_arg
                 if alive is None:
@@ -399,16 +431,84 @@ class Replay:
                     ranks[i] = r
             return r
 
+        update_rows = wl_format.update_rows
+        first: dict[str | None, list[dict[str, Any]]] = {}  # rows a writer's fold made as the fused merge stopped
+        if fused is not None:
+            for rows, same in self._fused(fused, labels, folds, cursors, rank, fold_batch, first):
+                if everything:
+                    merged.add_rows(rows, True, _update_last if same else update_rows)
+                yield from (_filtered(rows, want, keys, min_step, max_step) if filtered else rows)
+            decode_kind[0] = ev.LOG_SCALARS  # the general way from here: decoded in C again
+            for reader in readers.values():
+                reader.decode_kind = ev.LOG_SCALARS
         # the rows are the folds' own, handed over: a step's rows may be combined into one of them
-        for rows, rows_flat in merge_windows([rows_of(lab) for lab in labels], rank=rank, flat=flat, inplace=True):
+        streams_rows = [rows_of(lab, first.get(lab)) for lab in labels]
+        for rows, rows_flat in merge_windows(streams_rows, rank=rank, flat=flat, inplace=True):
             if everything:
-                merged.add_rows(rows, rows_flat)
+                merged.add_rows(rows, rows_flat, update_rows)
             yield from (_filtered(rows, want, keys, min_step, max_step) if filtered else rows)
         if everything:
             self.grace = max((self._grace_arg if self._grace_arg is not None else heartbeat_grace(f.heartbeat_interval))
                              for f in folds.values()) if folds else DEFAULT_GRACE
             self.state = merged.finish(states)
-            self._load(merged.fold, damage, positions, {lab: (folds[lab], states[lab]) for lab in labels})
+            self._load(merged.fold, [d for lab in labels for d in damage[lab]], positions,
+                       {lab: (folds[lab], states[lab]) for lab in labels})
+
+    @staticmethod
+    def _fused(fused: Any, labels: list[str | None], folds: dict[str | None, Fold],
+               cursors: dict[str | None, list[Any]], rank: Any, fold_batch: Any,
+               first: dict[str | None, list[dict[str, Any]]]) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """The merged rows of a shared run's writers while they log in step, a batch at a time,
+        each with whether its rows hold the same keys in the same order.
+
+        While every writer's fold is plain (its identity known, no pending row, no metric
+        definitions) and its next record is a plain scalar log (``fold_scalars``' case) of the
+        same step as every other writer's, ``fused`` (``wandblite.format.merge_scalars``) folds
+        them and merges them into one row in one pass. A record it does not take is folded alone
+        by its writer's fold; if that makes no row (a console line, a heartbeat, a start), the
+        fused merge goes on, else its rows are left in ``first`` and this ends, as it does when
+        the writers' steps differ or a stream ends: the caller merges the rest of every stream,
+        from ``cursors``, the general way. Every row a writer makes after this is at its fold's
+        step or later, and the fused rows end below every writer's step, so the two parts join."""
+        while True:
+            for lab in labels:  # every writer's next record at hand
+                cur = cursors[lab]
+                while cur[0] is None or cur[1] >= len(cur[0]):
+                    nxt = next(cur[3], None)
+                    if nxt is None:
+                        cur[0] = None
+                        return
+                    cur[0], cur[1], cur[2] = nxt[0], 0, nxt[1]
+            waiting = next((lab for lab in labels if (f := folds[lab]).writer is None or f.pending is not None
+                            or f._has_metrics), None)
+            if waiting is None:
+                order = sorted(range(len(labels)), key=rank, reverse=True)  # lowest-ranked first
+                ranked = [labels[i] for i in order]
+                state = [[cursors[lab][0], cursors[lab][1], folds[lab].step, folds[lab].last_ts,
+                          folds[lab]._attempt_start, folds[lab]._runtime_offset, folds[lab].summary] for lab in ranked]
+                rows: list[dict[str, Any]] = []
+                n, why, who, same = fused(state, ev.LOG_SCALARS, rows)
+                for lab, st in zip(ranked, state):
+                    f = folds[lab]
+                    cursors[lab][1], f.step, f.last_ts = st[1], st[2], st[3]
+                    if n:
+                        f.rows += n
+                        f.events += n
+                        f.last_flat = True
+                if rows:
+                    yield rows, same
+                if why == 1:  # a batch ended: the next one
+                    continue
+                if why != 2:  # the steps differ, or a fold's state is not what the C path takes
+                    return
+                waiting = ranked[who]
+            cur = cursors[waiting]  # that writer's next record, folded alone
+            record = cur[0][cur[1]]
+            cur[1] += 1
+            made = fold_batch(waiting, [record], cur[2])
+            if made:
+                first[waiting] = made
+                return
 
     def history(self, keys: list[str] | None = None, pandas: bool = False, samples: int | None = None,
                 x_axis: str = STEP) -> Any:
@@ -487,6 +587,12 @@ class Replay:
                for e in read_events(self.path, kinds=frozenset({ev.SYSTEM}), label=label)]
         out.sort(key=lambda r: (r[0], r[1]))
         return [(ts, m) for ts, _lab, m in out]
+
+
+def _update_last(summary: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """``update_rows`` for rows that hold the same keys in the same order (``merge_scalars`` says
+    when): updating a summary with each in turn leaves what updating it with the last one leaves."""
+    summary.update(rows[-1])
 
 
 def _filtered(rows: list[dict[str, Any]], want: Any, keys: Any, min_step: int | None,

@@ -11,10 +11,12 @@ a time. ``--replay-only``: (c) and (d) only.
   (b) the same for one shared writer alone / one single writer: what shared mode itself adds
   (c) rows/s replaying the merged run (8 writers x N steps x 10 scalars: N rows of 80 keys)
       / rows/s replaying a single-writer run of N rows of the same 80 scalars               >= 0.8x
-      (the merged run holds 8 records per row where the single-writer run holds one, and each
-      record has its own framing, decoding and fold bookkeeping: reading and folding the merged
-      run's records alone, with no merge at all, costs about 1.8x the instructions of the whole
-      single-writer replay, so (c) stays near 0.5x at best while each record is folded in Python)
+      (the merged run holds 8 records per row where the single-writer run holds one. Folding
+      each writer's records into rows of their own and merging those cost about 2x the whole
+      single-writer replay (0.36x); writers logging in step are now folded and merged in one C
+      pass, each payload decoded straight into the merged row (format.merge_scalars), so what is
+      left over the single-writer run is each record's framing, checksum and check: 0.76-0.89x
+      over seven full-size runs on a busy 2-core machine)
   (d) logged rows/s replaying the merged run (8 N rows of 10 scalars logged, N merged rows)
       / rows/s replaying a single-writer run of 8 N rows of 10 scalars: the same records, so
       what the merge itself costs

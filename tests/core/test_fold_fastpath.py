@@ -59,12 +59,15 @@ scalars = st.one_of(
 
 @contextlib.contextmanager
 def pure_python(scan: bool = True, fold: bool = True) -> Iterator[None]:
-    """Switch off the C scanner (``scan``) and/or the C fold (``fold``) for the block."""
+    """Switch off the C scanner (``scan``) and/or the C fold (``fold``: ``fold_scalars``, the
+    summary updates ``update_rows`` and the shared run's fused merge ``merge_scalars``) for the block."""
     with pytest.MonkeyPatch.context() as mp:
         if scan:
             mp.setattr(format_module, "_scan_c", None)
         if fold:
             mp.setattr(format_module, "fold_scalars", None)
+            mp.setattr(format_module, "update_rows", None)
+            mp.setattr(format_module, "merge_scalars", None)
         yield
 
 
@@ -246,3 +249,163 @@ def test_shared_replay_fast_paths_equal_the_general_merge(tmp_path_factory: Any,
         general = _general(run)
     assert accelerated == python
     assert ("l", accelerated[1][:4]) == general  # history, summary, config, state
+
+
+# --------------------------------------------------------------------------- the fused merge of writers logging in step
+# Replay folds and merges writers whose next records are plain logs of one step in one C pass
+# (format.merge_scalars); each case below is replayed with it, with it switched off (the general
+# per-writer fold and merge_windows), and with nothing in C, and must agree to the last key, the
+# writers' own folds included. A spy checks the fused pass did take rows, and where it stopped.
+
+
+def _lockstep(label: str, steps: range, t0: float = 1000.0, width: int = 3,
+              extra: Any = None) -> list[tuple[int, Any]]:
+    """A writer's start, then one plain log per step (``extra(step)``: more keys, or a whole
+    event list to log instead)."""
+    out: list[tuple[int, Any]] = [(ev.START, {"v": 1, "ts": t0, "id": "r", "project": "p", "attempt": 0,
+                                              "host": "h", "pid": 1, "heartbeat": 15.0,
+                                              "writer": {"label": label, "primary": label == "w0"}})]
+    for s in steps:
+        more = extra(s) if extra is not None else None
+        if isinstance(more, list):
+            out.extend(more)
+            continue
+        data = {f"{label}_m{k}": s * 0.5 + k for k in range(width)}
+        data.update(more or {})
+        out.append((ev.LOG_SCALARS, [t0 + 1.0 + s * 0.25, data, s, True]))
+    return out
+
+
+def _replay_everything(run_dir: Path) -> Any:
+    r = Replay(run_dir, now=NOW, writer_alive=False, grace=GRACE)
+    history = list(r.scan_history())
+    folds = [_fold_state(r._writer_folds[w["label"]]) for w in r.writers]
+    return canon([history, r.summary, r.config, r.state, r.step, r.rows, r.writers, r.damage, r.metrics]), folds
+
+
+def _check_fused(tmp_path: Path, run: dict[str, list[tuple[int, Any]]], monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Write ``run``, replay it the three ways, assert they agree; return the fused calls' results."""
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    for lab, events in run.items():
+        _write(segment_path(run_dir, 0, lab), events)
+    calls: list[Any] = []
+
+    def spy(*args: Any) -> Any:
+        out = C_MERGE(*args)  # type: ignore[misc]
+        calls.append(out)
+        return out
+
+    # the C function even under WANDBLITE_NO_SPEEDUPS (the scanner then is Python's: bytes payloads)
+    monkeypatch.setattr(format_module, "merge_scalars", spy if C_MERGE is not None else None)
+    fused = _replay_everything(run_dir)
+    monkeypatch.setattr(format_module, "merge_scalars", None)
+    general = _replay_everything(run_dir)
+    with pure_python():
+        python = _replay_everything(run_dir)
+    assert fused == general == python
+    return calls
+
+
+try:
+    from wandblite._speedups import merge_scalars as C_MERGE  # type: ignore[attr-defined]
+except ImportError:  # not built: the general path is all there is (CI builds it)
+    C_MERGE = None
+
+
+def _fused_rows(calls: list[Any]) -> int | None:
+    """Rows the fused pass made (None when the accelerator is not built)."""
+    return sum(call[0] for call in calls) if C_MERGE is not None else None
+
+
+def test_fused_merge_of_writers_in_step_and_the_primary_winning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = {"loss": -1.0, "_timestamp": 5.0, "_runtime": 7.0, "_step": 99, "": 3}  # one key all write, reserved ones
+
+    def extra(label: str, s: int) -> dict[str, Any]:
+        out: dict[str, Any] = {"loss": float(s) + int(label[1])}
+        if s % 97 == 0:
+            out.update(shared)
+        if s % 89 == 0 and label == "w1":  # a reserved key of one writer, not the lowest-ranked one
+            out["_runtime"] = 9.0
+        if s % 83 == 0 and label in ("w1", "w0"):
+            out["_timestamp"] = 11.0 + int(label[1])
+        return out
+
+    run = {lab: _lockstep(lab, range(700), extra=lambda s, lab=lab: extra(lab, s)) for lab in ("w0", "w1", "w2")}
+    calls = _check_fused(tmp_path, run, monkeypatch)
+    assert _fused_rows(calls) in (700, None)
+    rows = list(Replay(tmp_path / "r", now=NOW, writer_alive=False, grace=GRACE).scan_history())
+    assert rows[3]["loss"] == 3.0  # the primary w0's value
+    assert list(rows[3]) == ["w2_m0", "w2_m1", "w2_m2", "loss", "_timestamp", "_step", "_runtime",
+                             "w1_m0", "w1_m1", "w1_m2", "w0_m0", "w0_m1", "w0_m2"]
+
+
+def test_fused_merge_stops_where_steps_stop_lining_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = {"w0": _lockstep("w0", range(300)),
+           "w1": _lockstep("w1", [*range(200), *range(201, 400, 2)]),  # a gap, then every other step
+           "w2": _lockstep("w2", range(300))}
+    calls = _check_fused(tmp_path, run, monkeypatch)
+    assert _fused_rows(calls) in (200, None)
+    assert C_MERGE is None or calls[-1][1] == 3  # the steps differ
+
+
+def test_fused_merge_with_a_writer_that_stops_early(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = {"w0": _lockstep("w0", range(1500)), "w1": _lockstep("w1", range(1100)), "w2": _lockstep("w2", range(1500))}
+    run["w1"].append((ev.EXIT, {"ts": 2000.0, "exit_code": 1, "error": None, "signal": None}))
+    calls = _check_fused(tmp_path, run, monkeypatch)
+    assert _fused_rows(calls) in (1100, None)
+
+
+def test_fused_merge_goes_on_past_records_that_make_no_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def quiet(s: int) -> Any:
+        if s % 50 == 7:  # a console line, a heartbeat and a config change, then the step's log
+            return [(ev.CONSOLE, [1000.5 + s, "stdout", f"line {s}\n"]), (ev.HEARTBEAT, [1000.5 + s]),
+                    (ev.CONFIG, [1000.5 + s, {"lr": s}]),
+                    (ev.LOG_SCALARS, [1001.0 + s * 0.25, {"w1_m0": float(s)}, s, True])]
+        return None
+
+    run = {"w0": _lockstep("w0", range(400)), "w1": _lockstep("w1", range(400), extra=quiet)}
+    calls = _check_fused(tmp_path, run, monkeypatch)
+    assert _fused_rows(calls) in (400, None)
+
+
+@pytest.mark.parametrize("kind", ["nested", "media", "partial", "metric", "int_ts", "no_step", "bool_step"])
+def test_fused_merge_leaves_other_rows_to_the_general_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           kind: str) -> None:
+    def odd(s: int) -> Any:
+        if s != 150:
+            return None
+        t = 1001.0 + s * 0.25
+        if kind == "nested":
+            return [(ev.LOG, [t, {"n": {"x": 1.0}, "w1_m0": 1.0}, s, True])]
+        if kind == "media":
+            return [(ev.LOG, [t, {"img": {"_type": "image-file", "path": "media/images/a.png", "sha256": "0" * 64,
+                                          "size": 1, "width": 1, "height": 1, "format": "png"}}, s, True])]
+        if kind == "partial":
+            return [(ev.LOG_SCALARS, [t, {"w1_p": 1.0}, s, False]), (ev.LOG_SCALARS, [t, {"w1_q": 2.0}, s, True])]
+        if kind == "metric":
+            return [(ev.METRIC, [t, {"name": "w1_m0", "step_metric": None, "step_sync": None, "hidden": None,
+                                     "summary": ["min"], "goal": None, "overwrite": False}]),
+                    (ev.LOG_SCALARS, [t, {"w1_m0": -5.0}, s, True])]
+        if kind == "int_ts":
+            return [(ev.LOG_SCALARS, [1200, {"w1_m0": 1.0}, s, True])]
+        if kind == "no_step":
+            return [(ev.LOG_SCALARS, [t, {"w1_m0": 1.0}, None, None])]
+        return [(ev.LOG_SCALARS, [t, {"w1_m0": 1.0}, True, True])]
+
+    run = {"w0": _lockstep("w0", range(400)), "w1": _lockstep("w1", range(400), extra=odd),
+           "w2": _lockstep("w2", range(400))}
+    calls = _check_fused(tmp_path, run, monkeypatch)
+    n = _fused_rows(calls)
+    if kind == "no_step":  # a log without a step makes its row at the fold's step: the fused pass takes it
+        assert n in (400, None)
+    else:
+        assert n is None or 0 < n <= 150
+
+
+def test_fused_merge_declines_a_fold_state_it_does_not_take(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an int start time makes the attempt's start an int: the general path folds everything
+    run = {lab: _lockstep(lab, range(300), t0=1000) for lab in ("w0", "w1")}  # type: ignore[arg-type]
+    calls = _check_fused(tmp_path, run, monkeypatch)
+    assert _fused_rows(calls) in (0, None)
+    assert C_MERGE is None or calls[-1][1] == 4

@@ -320,3 +320,122 @@ def test_the_speedups_switch(tmp_path: Path) -> None:
     env.pop("WANDBLITE_NO_SPEEDUPS")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+# --------------------------------------------------------------------------- summary updates
+# update_rows (Fold.add_rows' summary updates) and fold_scalars' summary skip a row whose keys the
+# next row repeats, same objects in the same order: the result must be the plain loop of updates,
+# key order and key objects included.
+
+POOL = ["loss", "train/acc", "_timestamp", "_step", "_runtime", "", "x" * 70]
+
+
+@st.composite
+def row_lists(draw: Any, values: Any = scalars, pairs: bool = True) -> list[Any]:
+    """Rows as folds make them (keys are shared str objects, so runs of rows repeat one key
+    sequence), with every way of breaking a run: a new key set, the same keys in another order, a
+    key more or less, an equal key that is another object, a non-str key, a dict subclass, and
+    (``pairs``) a list of pairs, which dict.update also takes."""
+    rows: list[Any] = []
+    for _ in range(draw(st.integers(0, 14))):
+        prev = rows[-1] if rows and type(rows[-1]) is dict else None
+        how = draw(st.sampled_from(["repeat", "repeat", "new", "reorder", "more", "less", "copy", "int", "sub", "pairs"]))
+        if how == "repeat" and prev:
+            keys = list(prev)
+        elif how == "reorder" and prev:
+            keys = list(reversed(prev))
+        elif how == "more" and prev:
+            keys = [*prev, draw(st.sampled_from(POOL))]
+        elif how == "less" and prev:
+            keys = list(prev)[1:]
+        elif how == "copy" and prev:  # equal keys, new objects (not interned)
+            keys = [k.encode().decode() if isinstance(k, str) and len(k) > 1 else k for k in prev]
+        elif how == "int":
+            keys = [*(prev or []), draw(st.integers(-3, 3))]
+        else:
+            keys = draw(st.lists(st.sampled_from(POOL), max_size=6))
+        row = {k: draw(values) for k in keys}
+        if how == "sub":
+            rows.append(type("Row", (dict,), {})(row))
+        elif how == "pairs" and pairs:
+            rows.append(list(row.items()))
+        else:
+            rows.append(row)
+    return rows
+
+
+def _as_built(d: dict[Any, Any]) -> list[tuple[int, str, str]]:
+    """A dict's keys (the objects: id) and values (type and repr: NaN, -0.0, 1 vs True), in order."""
+    return [(id(k), type(v).__name__, repr(v)) for k, v in d.items()]
+
+
+@given(row_lists(), st.lists(st.sampled_from(POOL), max_size=4))
+@SETTINGS
+def test_update_rows_is_the_loop_of_dict_updates(rows: list[Any], start: list[str]) -> None:
+    python = dict.fromkeys(start, 0)
+    for row in rows:
+        python.update(row)
+    c = dict.fromkeys(start, 0)
+    assert sp.update_rows(c, rows) is None
+    assert _as_built(c) == _as_built(python)
+
+
+def test_update_rows_refuses_what_is_not_a_dict_and_a_list() -> None:
+    with pytest.raises(TypeError):
+        sp.update_rows([], [{}])
+    with pytest.raises(TypeError):
+        sp.update_rows({}, ({"a": 1},))
+    with pytest.raises(TypeError):
+        sp.update_rows({}, [{"a": 1}, 5])  # what dict.update raises for a row that is not a mapping
+
+
+@given(row_lists(st.one_of(scalars, st.none(), st.just({"x": 1.0})), pairs=False))
+@SETTINGS
+def test_add_rows_with_and_without_the_c_summary_updates(rows: list[Any]) -> None:
+    rows = [dict(r) for r in rows if all(isinstance(k, str) for k in r)]  # committed rows: str keys
+    for i, row in enumerate(rows):
+        row["_step"] = i
+    c, python, one = Fold(), Fold(), Fold()
+    c.add_rows([dict(r) for r in rows], True, sp.update_rows)
+    python.add_rows([dict(r) for r in rows], True)
+    for r in rows:
+        one.add_row(dict(r))
+    assert _as_built(c.summary) == _as_built(python.summary)
+    assert repr(c.summary) == repr(one.summary)
+    assert (c.rows, c.step) == (python.rows, python.step) == (one.rows, one.step)
+
+
+@given(row_lists(pairs=False), st.lists(st.sampled_from([None, "next", "back"]), max_size=14))
+@SETTINGS
+def test_fold_scalars_summary_equals_the_python_fold(rows: list[Any], steps: list[Any]) -> None:
+    """Plain rows whose keys repeat, change order, grow and shrink (reserved and empty keys
+    included) fold to the same rows and summary in C and in Python."""
+    rows = [r for r in rows if type(r) is dict and all(isinstance(k, str) for k in r)]
+
+    def records() -> list[tuple[int, int, Any]]:
+        out: list[tuple[int, int, Any]] = []
+        for i, r in enumerate(rows):
+            how = steps[i] if i < len(steps) else None
+            step = i * 2 if how == "next" else 0 if how == "back" else None
+            out.append((i, LOGS, [100.0 + i, dict(r), step, True if step is not None else None]))
+        return out
+
+    c, python = Fold(), Fold()
+    rows_c, _ = c.fold_records(records(), ev.decode, pytest.fail, sp.fold_scalars)
+    rows_py, _ = python.fold_records(records(), ev.decode, pytest.fail, None)
+    assert [_as_built(r) for r in rows_c] == [_as_built(r) for r in rows_py]
+    assert _as_built(c.summary) == _as_built(python.summary)
+    assert (c.step, c.rows, c.events, c.last_ts) == (python.step, python.rows, python.events, python.last_ts)
+
+
+def test_scanned_records_are_not_left_to_the_garbage_collector() -> None:
+    import gc
+
+    buf = python_frame({"a": 1.0, "b": "x"}, 1.0, 3, True) + fmt.frame(ev.START, b"\x90")
+    records = c_scan(buf, kinds=frozenset({LOGS, ev.START}))[0]
+    (_off, _kind, p), (_off2, _kind2, raw) = records
+    assert p == [1.0, {"a": 1.0, "b": "x"}, 3, True] and raw == b"\x90"
+    for obj in (*records, p, p[1]):
+        assert not gc.is_tracked(obj)
+    p[1]["c"] = [1]  # a container put in later: the dict is tracked again (a list is not looked at)
+    assert gc.is_tracked(p[1])

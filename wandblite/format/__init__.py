@@ -45,6 +45,8 @@ __all__ = [
     "fold_scalars",
     "frame",
     "frame_log",
+    "merge_scalars",
+    "update_rows",
 ]
 
 FILE_MAGIC = b"\x89WLRUN\r\n"
@@ -80,6 +82,11 @@ frame_log = getattr(_speedups, "frame_log", None)
 _scan_c = getattr(_speedups, "scan", None)
 #: Fold.fold_records' plain-row fast path in C (``wandblite.fold`` uses it when built), or None
 fold_scalars = getattr(_speedups, "fold_scalars", None)
+#: ``update_rows(summary, rows)``: ``Fold.add_rows``' summary updates in C (replay hands it in), or None
+update_rows = getattr(_speedups, "update_rows", None)
+#: ``merge_scalars(writers, kind, rows)``: a shared run's writers logging in step, folded and merged
+#: in one pass (``wandblite.replay``), or None
+merge_scalars = getattr(_speedups, "merge_scalars", None)
 ACCELERATED = _speedups is not None
 
 
