@@ -105,18 +105,19 @@ def clean_text(s: Any, what: str, limit: int = 1 << 20) -> str | None:
 def check_depth(obj: Any, limit: int, what: str) -> None:
     """400 ``too_deep`` when arrays and objects nest in ``obj`` more than ``limit`` levels (measured
     without recursion, so any depth the JSON parser produced can be measured)."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict):
-            children: Any = v.values()
-        elif isinstance(v, list):
-            children = v
-        else:
-            continue
+    # One level at a time: the containers at depth ``d``, then their children that are containers
+    # (a sync batch's thousands of rows are two levels, walked by two comprehensions, not per value).
+    level = [obj] if isinstance(obj, (dict, list)) else []
+    d = 1
+    while level:
         if d > limit:
             raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
-        stack.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
+        nxt: list[Any] = []
+        for v in level:
+            children = v.values() if isinstance(v, dict) else v
+            nxt += [c for c in children if isinstance(c, (dict, list))]
+        level = nxt
+        d += 1
 
 
 def media_ext(ext: Any) -> str | None:
@@ -259,8 +260,11 @@ def prep_rows(items: list[Any]) -> list[tuple[int, Row]]:
     """A batch's ``rows`` as (idx, ``Row``): indexes consecutive, only the last row provisional."""
     out: list[tuple[int, Row]] = []
     prev = -1
+    isfinite = math.isfinite
     for i, item in enumerate(items):
-        idx = record_index(item, "rows", i)
+        idx = item.get("idx") if type(item) is dict else None
+        if type(idx) is not int or not 0 <= idx < 1 << 62:  # record_index says what is wrong
+            idx = record_index(item, "rows", i)
         if idx <= prev:
             raise bad_request(f"rows[{i}].idx {idx} does not follow {prev}: indexes must increase")
         if prev >= 0 and idx != prev + 1:
@@ -274,7 +278,11 @@ def prep_rows(items: list[Any]) -> list[tuple[int, Row]]:
         row = item.get("row")
         if not isinstance(row, dict):
             raise bad_request(f"rows[{i}].row must be an object")
-        step, runtime, timestamp = int64(row.get(STEP)), finite_number(row.get(RUNTIME)), finite_number(row.get(TIMESTAMP))
+        # finite_number's answer, a finite float's at once (the hot path: every row has two)
+        runtime, timestamp = row.get(RUNTIME), row.get(TIMESTAMP)
+        runtime = runtime if type(runtime) is float and isfinite(runtime) else finite_number(runtime)
+        timestamp = timestamp if type(timestamp) is float and isfinite(timestamp) else finite_number(timestamp)
+        step = int64(row.get(STEP))
         template, points = split_row(row, step, runtime, timestamp)
         out.append((idx, Row(final, None if final else dumps(row), template, step, runtime, timestamp, points,
                              media_leaves(row, template))))
