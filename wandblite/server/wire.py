@@ -16,6 +16,10 @@ What it promises:
   preparation (``prep_console``, ``prep_system``, ``prep_file``, ``prep_artifact``, ``prep_use``,
   ``prep_alert``) to each record. See ``PROTOCOL.md`` for the batch's fields.
 * An artifact manifest is checked against its digest by the SDK's one rule (``artifact_digest``).
+* ``unpack_body`` reads a batch sent as msgpack (``vocab.BATCH_MSGPACK``) into the object its JSON
+  would have given, or refuses it: 400 ``malformed_msgpack``, ``too_deep`` past ``MAX_JSON_DEPTH``
+  as for JSON, ``not_json`` for a value JSON cannot hold (bytes, an extension type, a map key that
+  is not a string), which the sync client then sends as JSON.
 * ``pack_history`` encodes a history page (``read.get_history_blocks``) as the msgpack answer
   (``vocab.HISTORY_MSGPACK``; numpy columns as extension types of their bytes), or gives None when msgpack cannot carry it exactly (an int beyond 64
   bits, a lone surrogate in a string): the caller then answers JSON.
@@ -48,7 +52,7 @@ from wandblite.vocab import (
 
 __all__ = [
     "ARTIFACT_NAME_PATTERN", "MAX_ARTIFACT_VERSION", "MAX_JSON_DEPTH", "Row", "artifact_digest", "check_depth", "clean_text", "finite_number", "int64", "media_ext",
-    "numbered", "prep_alert", "prep_artifact",
+    "numbered", "prep_alert", "prep_artifact", "unpack_body",
     "pack_history", "prep_console", "prep_file", "prep_writer", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
     "validate_artifact_name", "validate_file_name", "validate_project", "validate_run", "validate_sha256",
 ]
@@ -118,6 +122,48 @@ def check_depth(obj: Any, limit: int, what: str) -> None:
             nxt += [c for c in children if isinstance(c, (dict, list))]
         level = nxt
         d += 1
+
+
+#: The types of a parsed JSON body's scalars: all a msgpack body may hold besides maps and arrays.
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def unpack_body(raw: bytes, limit: int = MAX_JSON_DEPTH, what: str = "the body") -> Any:
+    """The object of a msgpack request body (``vocab.BATCH_MSGPACK``), exactly what the same body
+    sent as JSON gives (maps with str keys, lists, str, int, float, bool, None), its nesting checked
+    as ``check_depth`` checks a JSON body's; else a 400 (see the module's docstring)."""
+    import msgpack
+
+    try:
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except msgpack.exceptions.StackError:  # nested past the unpacker's own stack (1,024 levels)
+        raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+    except (ValueError, TypeError) as exc:  # truncated, trailing bytes, bad UTF-8, an unhashable key
+        raise bad_request(f"{what} is not valid msgpack: {exc}", code="malformed_msgpack")
+    # check_depth's walk, a level at a time, refusing what JSON cannot hold on the way.
+    level = [] if type(obj) in _JSON_SCALARS else [obj]
+    d = 1
+    while level:
+        nxt: list[Any] = []
+        for v in level:
+            t = type(v)
+            if t is not dict and t is not list:
+                raise bad_request(f"{what} holds a {t.__name__} value, which JSON cannot: send it as JSON",
+                                  code="not_json")
+            if d > limit:
+                raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+            if t is dict:
+                try:
+                    "".join(v)  # every key a str (else a TypeError), at C speed
+                except TypeError:
+                    raise bad_request(f"{what} has a map key that is not a string: send it as JSON",
+                                      code="not_json") from None
+                nxt += [c for c in v.values() if type(c) not in _JSON_SCALARS]
+            else:
+                nxt += [c for c in v if type(c) not in _JSON_SCALARS]
+        level = nxt
+        d += 1
+    return obj
 
 
 def media_ext(ext: Any) -> str | None:
