@@ -229,6 +229,9 @@ def test_flat_numeric_rows_split_by_their_plan_as_the_walk_splits_them() -> None
         ({"_step": 1, "edge": -(2**53), "z": -0.0}, (1, None, None)),
         ({}, (None, None, None)),
     ]
+    nan, big, rt = float("nan"), 2**60, 2.5
+    cases += [({"_step": big, "_runtime": rt, "x": 1.0}, (big, rt, None)),  # the columns hold the row's objects
+              ({"_step": 1, "_runtime": nan}, (1, nan, None))]
     for row, cols in cases:
         for _ in range(2):  # the first call makes the plan, the second uses it
             got = chunks.split_row(row, *cols)

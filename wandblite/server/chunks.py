@@ -187,7 +187,12 @@ def _split_numeric(row: dict[str, Any], plan: _NumericPlan, cols: tuple[Any, ...
     its column does not give back, an int beyond a double's precision): ``_split`` decides then."""
     text, reserved, ints = plan
     for k, c in reserved:
-        if _from_column(row[k], cols[c]) is None:
+        v, col = row[k], cols[c]
+        # The usual case at once: the column holds the row's own object (wire.prep_rows passes a
+        # finite float, or an int64 step, through), which gives back a float (not NaN) and an exact int.
+        if v is col and (v == v if type(v) is float else -_EXACT_INT <= v <= _EXACT_INT):
+            continue
+        if _from_column(v, col) is None:
             return None
     leaves = row.copy()
     for k, _c in reserved:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from itertools import chain
 from typing import Any, NamedTuple
 
 from wandblite.errors import Error
@@ -140,28 +141,27 @@ def unpack_body(raw: bytes, limit: int = MAX_JSON_DEPTH, what: str = "the body")
         raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
     except (ValueError, TypeError) as exc:  # truncated, trailing bytes, bad UTF-8, an unhashable key
         raise bad_request(f"{what} is not valid msgpack: {exc}", code="malformed_msgpack")
-    # check_depth's walk, a level at a time, refusing what JSON cannot hold on the way.
+    # check_depth's walk, a level at a time, refusing what JSON cannot hold on the way. Each level's
+    # keys and values are gathered by C iterators (a batch's rows are one level of thousands of maps).
     level = [] if type(obj) in _JSON_SCALARS else [obj]
     d = 1
     while level:
-        nxt: list[Any] = []
-        for v in level:
-            t = type(v)
-            if t is not dict and t is not list:
-                raise bad_request(f"{what} holds a {t.__name__} value, which JSON cannot: send it as JSON",
-                                  code="not_json")
-            if d > limit:
-                raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
-            if t is dict:
-                try:
-                    "".join(v)  # every key a str (else a TypeError), at C speed
-                except TypeError:
-                    raise bad_request(f"{what} has a map key that is not a string: send it as JSON",
-                                      code="not_json") from None
-                nxt += [c for c in v.values() if type(c) not in _JSON_SCALARS]
-            else:
-                nxt += [c for c in v if type(c) not in _JSON_SCALARS]
-        level = nxt
+        dicts = [v for v in level if type(v) is dict]
+        lists = [v for v in level if type(v) is list] if len(dicts) < len(level) else []
+        if len(dicts) + len(lists) < len(level):
+            odd = next(v for v in level if type(v) is not dict and type(v) is not list)
+            raise bad_request(f"{what} holds a {type(odd).__name__} value, which JSON cannot: send it as JSON",
+                              code="not_json")
+        if d > limit:
+            raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+        try:
+            "".join(chain.from_iterable(dicts))  # every key a str, else a TypeError
+        except TypeError:
+            raise bad_request(f"{what} has a map key that is not a string: send it as JSON", code="not_json") from None
+        children = list(chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(lists)))
+        if set(map(type, children)) <= _JSON_SCALARS:
+            break
+        level = [c for c in children if type(c) not in _JSON_SCALARS]
         d += 1
     return obj
 
