@@ -202,3 +202,39 @@ def test_ingest_stores_sums_and_migration_0013_fills_an_upgraded_store_resumably
     assert lines == ["summing series chunks: 5/7", "summing series chunks: 7/7"]  # only what was left
     with store.write_engine.begin() as conn:
         assert sorted(map(tuple, conn.execute(sa.select(s.run, s.key, s.chunk, s.sums, s.data)))) == written
+
+
+def test_flat_numeric_rows_split_by_their_plan_as_the_walk_splits_them() -> None:
+    """``split_row``'s plan for flat rows of plain numbers gives the template and points the
+    general walk gives, including the rows the plan hands back to the walk (a reserved value its
+    column does not give back, an int beyond a double's precision)."""
+    from wandblite.server import chunks
+
+    def walked(row: dict[str, Any], cols: tuple[Any, ...]) -> tuple[str, dict[str, float]]:
+        leaves: dict[str, float] = {}
+        lits: list[Any] = []
+        out = chunks._split(row, "", leaves, lits, cols)
+        return json_text([out, lits] if lits else out), leaves
+
+    cases: list[tuple[dict[str, Any], tuple[Any, ...]]] = [
+        ({"_step": 3, "loss": 0.5, "acc": 7, "_runtime": 1.5, "_timestamp": 1.7e9}, (3, 1.5, 1.7e9)),
+        ({"loss": 0.5, "_step": 3}, (3, None, None)),
+        ({"_step": 3.0, "loss": 0.5}, (None, None, None)),  # a float step: no step column
+        ({"_step": 3, "loss": 0.5}, (None, None, None)),  # a step beyond the column
+        ({"_step": 3, "_runtime": float("nan"), "x": 1.0}, (3, None, None)),
+        ({"_step": 3, "_runtime": -0.0, "x": 1.0}, (3, 0.0, None)),  # the sign of zero differs
+        ({"_step": 3, "_runtime": 2, "x": 1.0}, (3, 2.0, None)),  # an int runtime: a literal
+        ({"_step": 1, "big": 2**53 + 1, "x": float("nan"), "y": float("-inf")}, (1, None, None)),
+        ({"_step": 1, "huge": 10**400}, (1, None, None)),
+        ({"_step": 1, "edge": -(2**53), "z": -0.0}, (1, None, None)),
+        ({}, (None, None, None)),
+    ]
+    nan, big, rt = float("nan"), 2**60, 2.5
+    cases += [({"_step": big, "_runtime": rt, "x": 1.0}, (big, rt, None)),  # the columns hold the row's objects
+              ({"_step": 1, "_runtime": nan}, (1, nan, None))]
+    for row, cols in cases:
+        for _ in range(2):  # the first call makes the plan, the second uses it
+            got = chunks.split_row(row, *cols)
+            want = walked(row, cols)
+            # as text: key order, NaN, -0.0 and float vs int all count
+            assert (got[0], json_text(list(got[1].items()))) == (want[0], json_text(list(want[1].items()))), row

@@ -29,7 +29,8 @@ Layer 5. Routes live under ``/api/v1`` (see ``PROTOCOL.md``). What it promises:
   visibility, a run's edits, move and deletion, saved workspaces: ``workspaces.py``), which take the cookie only with the header
   ``X-Requested-With: wandblite`` (``PAGE_HEADER``), which no cross-site page can send without a CORS
   preflight this server never grants.
-* Bodies are limited: ``MAX_JSON_BYTES`` for JSON (read into memory), the blob limit for a media
+* Bodies are limited: ``MAX_JSON_BYTES`` for JSON and for a sync batch sent as msgpack
+  (``vocab.BATCH_MSGPACK``, read by ``wire.unpack_body``; both read into memory), the blob limit for a media
   blob (``$WANDBLITE_MAX_BLOB_SIZE``, 16 GiB by default; ``blobs.max_blob_bytes``). A declared
   ``Content-Length`` over the limit is refused before the body is read; a body without one is cut
   off at the limit.
@@ -82,8 +83,8 @@ from wandblite.server.errors import ApiError, bad_request, unauthorized
 from wandblite.server.group_query import grouped_args, grouped_series
 from wandblite.server.media_index import MediaBlob
 from wandblite.server.store import Store
-from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, pack_history, validate_sha256
-from wandblite.vocab import HISTORY_MSGPACK
+from wandblite.server.wire import MAX_JSON_DEPTH, check_depth, pack_history, unpack_body, validate_sha256
+from wandblite.vocab import BATCH_MSGPACK, HISTORY_MSGPACK
 
 __all__ = ["MAX_JSON_BYTES", "PAGE_HEADER", "SESSION_COOKIE", "JSONResponse", "create_app"]
 
@@ -189,6 +190,11 @@ def _check_declared_length(request: Request, limit: int, blob: bool = False) -> 
                                              "--max-blob-size` or $WANDBLITE_MAX_BLOB_SIZE on the server); "
                                              "nothing was stored")
         raise ApiError(413, "too_large", f"the body of {declared} bytes exceeds the limit of {limit} bytes")
+
+
+def _media_type(request: Request) -> str:
+    """The request's ``Content-Type`` without its parameters, lowercase ("" when absent)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -486,7 +492,7 @@ class _Handlers:
         """Who saves a workspace of the project: a Bearer key or the session cookie (module docstring),
         who may read the project and is a user (401/403 otherwise)."""
         if request.method in ("PUT", "POST"):
-            ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            ctype = _media_type(request)
             if ctype != "application/json":
                 raise ApiError(415, "unsupported_media_type", "send the workspace as JSON (Content-Type: "
                                                               f"application/json), not {ctype or 'no content type'}")
@@ -558,7 +564,7 @@ class _Handlers:
     async def session_post(self, request: Request) -> Response:
         # JSON only: a form or text/plain body is what a cross-site page can post without a CORS
         # preflight, so refusing every other type closes login CSRF whatever SameSite a browser does.
-        ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        ctype = _media_type(request)
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type", f"log in with a JSON body (Content-Type: application/json), "
                                                           f"not {ctype or 'no content type'}")
@@ -585,7 +591,10 @@ class _Handlers:
 
     async def batch(self, request: Request) -> Response:
         who = await self.auth(request, write=True)
-        body = await _read_json(request)
+        if _media_type(request) == BATCH_MSGPACK:
+            body = unpack_body(await _read_body(request, MAX_JSON_BYTES))
+        else:
+            body = await _read_json(request)
         p = request.path_params
         return JSONResponse(await run_in_threadpool(self.store.apply_batch, p["project"], p["run_id"], body, who))
 

@@ -12,7 +12,8 @@ What it promises
   columns (``step``, ``runtime``, ``timestamp``) give them back exactly. The leaves are the values a
   metric's points hold: the same keys and values ``indexes.numeric_leaves`` gives, except that a
   NaN stays a NaN (and a second leaf with a dotted key already taken stays a literal). Rows of one run mostly share one template, so a chunk stores each distinct
-  template once. ``join_rows`` gives back rows equal to the ones split (key order, nested dicts,
+  template once. A flat row of plain numbers (the usual scalar row) is split by a plan made once per
+  row shape (its keys and value types), without walking its keys. ``join_rows`` gives back rows equal to the ones split (key order, nested dicts,
   media references, ints vs floats, NaN and +-Infinity, -0.0, ints beyond a double's precision).
 * A run's rows are chunked by index: chunk ``c`` holds rows ``[c * CHUNK_ROWS, (c + 1) * CHUNK_ROWS)``
   (final rows only, the last chunk possibly partial). A row chunk (``encode_rows``) holds, per row,
@@ -136,6 +137,16 @@ def split_row(row: dict[str, Any], step: int | None, runtime: float | None, time
               ) -> tuple[str, dict[str, float]]:
     """``(template text, {dotted key: value})`` of a history row whose columns are ``step``,
     ``runtime`` and ``timestamp`` (``wire.prep_rows``'s ``int64``/``finite_number`` of its reserved keys)."""
+    shape = (tuple(row), tuple(map(type, row.values())))
+    plan = _FLAT_NUMERIC.get(shape)
+    if plan is None and shape not in _FLAT_NUMERIC:
+        if len(_FLAT_NUMERIC) >= 4096:
+            _FLAT_NUMERIC.clear()
+        plan = _FLAT_NUMERIC[shape] = _numeric_plan(*shape)
+    if plan:
+        got = _split_numeric(row, plan, (step, runtime, timestamp))
+        if got is not None:
+            return got
     leaves: dict[str, float] = {}
     lits: list[Any] = []
     out = _split(row, "", leaves, lits, (step, runtime, timestamp))
@@ -152,6 +163,50 @@ def split_row(row: dict[str, Any], step: int | None, runtime: float | None, time
         text = _TEXTS[sig] = json_text(out)
     return text, leaves
 
+
+#: A flat row of plain numbers' plan: its template text, its reserved keys with their column
+#: numbers, its int leaves (``_numeric_plan``).
+_NumericPlan = tuple[str, tuple[tuple[str, int], ...], tuple[str, ...]]
+
+
+def _numeric_plan(keys: tuple[str, ...], types: tuple[type, ...]) -> _NumericPlan | None:
+    """For rows with these keys whose values have these types, all ints and floats (not bools): the
+    template ``_split`` makes when every reserved value comes back from its column and every int is
+    exact in a double, and what ``_split_numeric`` checks for that. None for any other row shape."""
+    if not all(t is int or t is float for t in types):
+        return None
+    template = {k: _INT if t is int else _FLOAT for k, t in zip(keys, types)}
+    reserved = tuple((k, _COLUMN_OF[k]) for k in keys if k in _COLUMN_OF)
+    ints = tuple(k for k, t in zip(keys, types) if t is int and k not in _COLUMN_OF)
+    return json_text(template), reserved, ints
+
+
+def _split_numeric(row: dict[str, Any], plan: _NumericPlan, cols: tuple[Any, ...]) -> tuple[str, dict[str, float]] | None:
+    """``split_row`` of a flat row of plain numbers by its ``_numeric_plan``: the hot path of a
+    scalar history (no per-key walk). None when the plan does not hold for this row (a reserved value
+    its column does not give back, an int beyond a double's precision): ``_split`` decides then."""
+    text, reserved, ints = plan
+    for k, c in reserved:
+        v, col = row[k], cols[c]
+        # The usual case at once: the column holds the row's own object (wire.prep_rows passes a
+        # finite float, or an int64 step, through), which gives back a float (not NaN) and an exact int.
+        if v is col and (v == v if type(v) is float else -_EXACT_INT <= v <= _EXACT_INT):
+            continue
+        if _from_column(v, col) is None:
+            return None
+    leaves = row.copy()
+    for k, _c in reserved:
+        del leaves[k]
+    for k in ints:
+        v = leaves[k]
+        if not -_EXACT_INT <= v <= _EXACT_INT:
+            return None
+        leaves[k] = float(v)
+    return text, leaves
+
+
+#: Plans of flat numeric rows by (keys, value types): most runs log a handful of row shapes.
+_FLAT_NUMERIC: dict[tuple[tuple[str, ...], tuple[type, ...]], _NumericPlan | None] = {}
 
 _local = threading.local()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,9 +81,9 @@ class _ChunkBuild:
         self.step: list[int | None] = []
         self.rt: list[float | None] = []
         self.ts: list[float | None] = []
-        # template -> (its keys, positions of its rows, their values): rows of one template have the
+        # template -> (its keys, positions of its rows, their points): rows of one template have the
         # same numeric keys in the same order, so their values make a matrix, one column per key.
-        self.groups: dict[str, tuple[tuple[str, ...], list[int], list[list[float]]]] = {}
+        self.groups: dict[str, tuple[tuple[str, ...], list[int], list[dict[str, float]]]] = {}
         self.rewrite = False  # the chunk exists (partial) and is written again
 
     def points(self) -> dict[str, tuple[Any, Any]]:
@@ -94,7 +95,8 @@ class _ChunkBuild:
             if not keys:
                 continue
             p = np.asarray(pos, dtype=np.int64)
-            m = np.asarray(vals, dtype=np.float64).reshape(len(pos), len(keys))
+            m = np.fromiter(chain.from_iterable(map(dict.values, vals)), dtype=np.float64,
+                            count=len(pos) * len(keys)).reshape(len(pos), len(keys))
             for j, key in enumerate(keys):
                 parts.setdefault(key, []).append((p, m[:, j]))
         out: dict[str, tuple[Any, Any]] = {}
@@ -144,7 +146,7 @@ def _append(conn: Connection, pk: int, held: int, finals: Sequence[tuple[int, An
         if g is None:
             g = b.groups[t] = (tuple(row.points), [], [])
         g[1].append(pos)
-        g[2].append(list(row.points.values()))
+        g[2].append(row.points)
     row_params: list[dict[str, Any]] = []
     ser_params: list[dict[str, Any]] = []
     replaced_keys: list[str] = []

@@ -45,6 +45,7 @@ from wandblite.server.users import USER_NAME_PATTERN
 from wandblite.server.wire import ARTIFACT_NAME_PATTERN, MAX_ARTIFACT_VERSION
 from wandblite.server.workspaces import VIEW_ID_PATTERN, WORKSPACE_VERSION
 from wandblite.vocab import (
+    BATCH_MSGPACK,
     FILE_NAME_MAX,
     FILE_NAME_PATTERN,
     HISTORY_MSGPACK,
@@ -151,6 +152,7 @@ class Operation:
     auth: bool = True  # needs a key (or a session, for reads)
     tags: tuple[str, ...] = field(default=())
     also: tuple[tuple[str, str], ...] = ()  # other media types of the 200 answer (``Accept``): (type, description)
+    body_also: tuple[tuple[str, str], ...] = ()  # other media types of the JSON request body: (type, description)
 
 
 def _int(name: str, lo: int, hi: int, doc: str = "", required: bool = False) -> Param:
@@ -238,7 +240,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Store one sync batch, exactly once (PROTOCOL.md)", OBJ,
         body={"type": "object", "properties": {  # null: as if absent
             "run": _null(OBJ), **{f: _null(_arr(OBJ)) for f in ("rows", "console", "system", "files", "artifacts",
-                                                                  "uses", "alerts")}}}),
+                                                                  "uses", "alerts")}}},
+        body_also=((BATCH_MSGPACK, "the same object as msgpack: maps with string keys, arrays, strings, numbers, "
+                                   "booleans, nil (PROTOCOL.md)"),)),
     ("GET", _RUN_PATH + "/history"): Operation(
         "History rows by index", _paged("rows", _obj(idx=INT, final=BOOL, row=OBJ)), params=_PAGE,
         also=((HISTORY_MSGPACK, 'when Accept names it: msgpack of {"blocks": [[first idx, keys or null, '
@@ -406,6 +410,9 @@ def _operation(method: str, path: str, op: Operation) -> dict[str, Any]:
                            "summary": op.summary, "parameters": params, "responses": responses}
     if op.body is not None:
         out["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.body}}}
+        for media_type, what in op.body_also:
+            out["requestBody"]["content"][media_type] = {"schema": {"type": "string", "format": "binary",
+                                                                    "description": what}}
     if op.blob_body:
         out["requestBody"] = {"required": True, "content": {"application/octet-stream": {
             "schema": {"type": "string", "format": "binary"}}}}

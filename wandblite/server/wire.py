@@ -16,6 +16,10 @@ What it promises:
   preparation (``prep_console``, ``prep_system``, ``prep_file``, ``prep_artifact``, ``prep_use``,
   ``prep_alert``) to each record. See ``PROTOCOL.md`` for the batch's fields.
 * An artifact manifest is checked against its digest by the SDK's one rule (``artifact_digest``).
+* ``unpack_body`` reads a batch sent as msgpack (``vocab.BATCH_MSGPACK``) into the object its JSON
+  would have given, or refuses it: 400 ``malformed_msgpack``, ``too_deep`` past ``MAX_JSON_DEPTH``
+  as for JSON, ``not_json`` for a value JSON cannot hold (bytes, an extension type, a map key that
+  is not a string), which the sync client then sends as JSON.
 * ``pack_history`` encodes a history page (``read.get_history_blocks``) as the msgpack answer
   (``vocab.HISTORY_MSGPACK``; numpy columns as extension types of their bytes), or gives None when msgpack cannot carry it exactly (an int beyond 64
   bits, a lone surrogate in a string): the caller then answers JSON.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from itertools import chain
 from typing import Any, NamedTuple
 
 from wandblite.errors import Error
@@ -48,7 +53,7 @@ from wandblite.vocab import (
 
 __all__ = [
     "ARTIFACT_NAME_PATTERN", "MAX_ARTIFACT_VERSION", "MAX_JSON_DEPTH", "Row", "artifact_digest", "check_depth", "clean_text", "finite_number", "int64", "media_ext",
-    "numbered", "prep_alert", "prep_artifact",
+    "numbered", "prep_alert", "prep_artifact", "unpack_body",
     "pack_history", "prep_console", "prep_file", "prep_writer", "prep_rows", "prep_run", "prep_system", "prep_use", "record_index",
     "validate_artifact_name", "validate_file_name", "validate_project", "validate_run", "validate_sha256",
 ]
@@ -105,18 +110,60 @@ def clean_text(s: Any, what: str, limit: int = 1 << 20) -> str | None:
 def check_depth(obj: Any, limit: int, what: str) -> None:
     """400 ``too_deep`` when arrays and objects nest in ``obj`` more than ``limit`` levels (measured
     without recursion, so any depth the JSON parser produced can be measured)."""
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict):
-            children: Any = v.values()
-        elif isinstance(v, list):
-            children = v
-        else:
-            continue
+    # One level at a time: the containers at depth ``d``, then their children that are containers
+    # (a sync batch's thousands of rows are two levels, walked by two comprehensions, not per value).
+    level = [obj] if isinstance(obj, (dict, list)) else []
+    d = 1
+    while level:
         if d > limit:
             raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
-        stack.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
+        nxt: list[Any] = []
+        for v in level:
+            children = v.values() if isinstance(v, dict) else v
+            nxt += [c for c in children if isinstance(c, (dict, list))]
+        level = nxt
+        d += 1
+
+
+#: The types of a parsed JSON body's scalars: all a msgpack body may hold besides maps and arrays.
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def unpack_body(raw: bytes, limit: int = MAX_JSON_DEPTH, what: str = "the body") -> Any:
+    """The object of a msgpack request body (``vocab.BATCH_MSGPACK``), exactly what the same body
+    sent as JSON gives (maps with str keys, lists, str, int, float, bool, None), its nesting checked
+    as ``check_depth`` checks a JSON body's; else a 400 (see the module's docstring)."""
+    import msgpack
+
+    try:
+        obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except msgpack.exceptions.StackError:  # nested past the unpacker's own stack (1,024 levels)
+        raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+    except (ValueError, TypeError) as exc:  # truncated, trailing bytes, bad UTF-8, an unhashable key
+        raise bad_request(f"{what} is not valid msgpack: {exc}", code="malformed_msgpack")
+    # check_depth's walk, a level at a time, refusing what JSON cannot hold on the way. Each level's
+    # keys and values are gathered by C iterators (a batch's rows are one level of thousands of maps).
+    level = [] if type(obj) in _JSON_SCALARS else [obj]
+    d = 1
+    while level:
+        dicts = [v for v in level if type(v) is dict]
+        lists = [v for v in level if type(v) is list] if len(dicts) < len(level) else []
+        if len(dicts) + len(lists) < len(level):
+            odd = next(v for v in level if type(v) is not dict and type(v) is not list)
+            raise bad_request(f"{what} holds a {type(odd).__name__} value, which JSON cannot: send it as JSON",
+                              code="not_json")
+        if d > limit:
+            raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+        try:
+            "".join(chain.from_iterable(dicts))  # every key a str, else a TypeError
+        except TypeError:
+            raise bad_request(f"{what} has a map key that is not a string: send it as JSON", code="not_json") from None
+        children = list(chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(lists)))
+        if set(map(type, children)) <= _JSON_SCALARS:
+            break
+        level = [c for c in children if type(c) not in _JSON_SCALARS]
+        d += 1
+    return obj
 
 
 def media_ext(ext: Any) -> str | None:
@@ -259,8 +306,11 @@ def prep_rows(items: list[Any]) -> list[tuple[int, Row]]:
     """A batch's ``rows`` as (idx, ``Row``): indexes consecutive, only the last row provisional."""
     out: list[tuple[int, Row]] = []
     prev = -1
+    isfinite = math.isfinite
     for i, item in enumerate(items):
-        idx = record_index(item, "rows", i)
+        idx = item.get("idx") if type(item) is dict else None
+        if type(idx) is not int or not 0 <= idx < 1 << 62:  # record_index says what is wrong
+            idx = record_index(item, "rows", i)
         if idx <= prev:
             raise bad_request(f"rows[{i}].idx {idx} does not follow {prev}: indexes must increase")
         if prev >= 0 and idx != prev + 1:
@@ -274,7 +324,11 @@ def prep_rows(items: list[Any]) -> list[tuple[int, Row]]:
         row = item.get("row")
         if not isinstance(row, dict):
             raise bad_request(f"rows[{i}].row must be an object")
-        step, runtime, timestamp = int64(row.get(STEP)), finite_number(row.get(RUNTIME)), finite_number(row.get(TIMESTAMP))
+        # finite_number's answer, a finite float's at once (the hot path: every row has two)
+        runtime, timestamp = row.get(RUNTIME), row.get(TIMESTAMP)
+        runtime = runtime if type(runtime) is float and isfinite(runtime) else finite_number(runtime)
+        timestamp = timestamp if type(timestamp) is float and isfinite(timestamp) else finite_number(timestamp)
+        step = int64(row.get(STEP))
         template, points = split_row(row, step, runtime, timestamp)
         out.append((idx, Row(final, None if final else dumps(row), template, step, runtime, timestamp, points,
                              media_leaves(row, template))))

@@ -17,6 +17,13 @@ exception tree, ``wandblite.errors``):
 Every request is safe to repeat (the protocol is idempotent), so a retry after a lost answer never
 duplicates anything.
 
+``HttpTransport`` sends a batch as msgpack (``vocab.BATCH_MSGPACK``: the same object, packed and
+parsed several times faster than JSON text of floats), or as JSON when msgpack cannot carry it
+exactly (an int beyond 64 bits, a lone surrogate) or the server says so: ``not_json`` (a map key
+that is not a string: JSON turns it into one) sends that batch as JSON, and a server that predates
+msgpack batches (it answers ``malformed_json`` or 415) gets JSON from then on. Either refusal stores
+nothing, so the batch sent again as JSON is the same batch.
+
 ``put_media`` takes an open binary file positioned at the blob's first byte and streams it: over
 HTTP as the body of one PUT with a ``Content-Length`` (``requests`` reads the file in blocks), each
 retry starting again from that first byte; into the embedded store in 1 MiB chunks. A blob is never
@@ -32,7 +39,7 @@ import time
 from typing import IO, Any
 
 from wandblite.errors import Error
-from wandblite.vocab import json_text
+from wandblite.vocab import BATCH_MSGPACK, json_text
 
 __all__ = [
     "GapError",
@@ -100,6 +107,15 @@ class Transport:
         pass
 
 
+class _Packed(bytes):
+    """A batch's body packed as msgpack (``vocab.BATCH_MSGPACK``) by ``HttpTransport.encode_batch``."""
+
+
+#: What a server answers a msgpack batch it does not take, by error code: True when it never will
+#: (it predates msgpack batches and parsed the body as JSON, or refuses the media type).
+_REFUSED_MSGPACK = {"not_json": False, "malformed_json": True, "unsupported_media_type": True}
+
+
 class HttpTransport(Transport):
     def __init__(self, server: str, api_key: str | None, retries: int = 6, timeout: float = 120.0) -> None:
         import requests
@@ -109,6 +125,7 @@ class HttpTransport(Transport):
         self.target = self.base
         self.retries = max(1, retries)
         self.timeout = timeout
+        self.msgpack_batches = True  # until the server shows it does not take them
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "wandblite-sync"
         if api_key:
@@ -118,7 +135,7 @@ class HttpTransport(Transport):
         self.session.close()
 
     def _call(self, method: str, path: str, body: bytes | IO[bytes] | None = None, json_body: bool = True,
-              timeout: float | None = None) -> Any:
+              timeout: float | None = None, content_type: str | None = None) -> Any:
         url = self.base + path
         delay = 0.25
         last = ""
@@ -130,7 +147,7 @@ class HttpTransport(Transport):
             if body is not None and not isinstance(body, bytes):
                 body.seek(start)  # a streamed body is sent again from its first byte
             try:
-                headers = {"Content-Type": "application/json" if json_body else "application/octet-stream"}
+                headers = {"Content-Type": content_type or ("application/json" if json_body else "application/octet-stream")}
                 resp = self.session.request(method, url, data=body, headers=headers if body is not None else None,
                                             timeout=(10, timeout or self.timeout))
             except (self._requests.ConnectionError, self._requests.Timeout) as exc:
@@ -163,11 +180,32 @@ class HttpTransport(Transport):
         return dict(self._call("GET", self._run_path(project, run_id) + "/position"))
 
     def encode_batch(self, body: dict[str, Any]) -> bytes:
+        """msgpack (a ``_Packed``) while the server takes it and msgpack carries the body exactly, else JSON."""
+        if self.msgpack_batches:
+            import msgpack
+
+            try:
+                return _Packed(msgpack.packb(body, use_bin_type=True))
+            except (OverflowError, UnicodeEncodeError, TypeError, ValueError):
+                pass  # an int beyond 64 bits, a lone surrogate: JSON text carries them
         return dumps(body).encode()
 
     def batch(self, project: str, run_id: str, body: Any) -> dict[str, Any]:
         data = body if isinstance(body, bytes) else self.encode_batch(body)
-        return dict(self._call("POST", self._run_path(project, run_id) + "/batch", data))
+        path = self._run_path(project, run_id) + "/batch"
+        if isinstance(data, _Packed) and self.msgpack_batches:
+            try:
+                return dict(self._call("POST", path, data, content_type=BATCH_MSGPACK))
+            except RejectedError as exc:
+                if exc.code not in _REFUSED_MSGPACK:
+                    raise
+                if _REFUSED_MSGPACK[exc.code]:
+                    self.msgpack_batches = False
+        if isinstance(data, _Packed):  # refused, or packed ahead before the server refused another
+            import msgpack
+
+            data = dumps(msgpack.unpackb(data, raw=False, strict_map_key=False)).encode()
+        return dict(self._call("POST", path, data))
 
     def missing_media(self, shas: list[str]) -> list[str]:
         answer = self._call("POST", "/api/v1/media/missing", dumps({"sha256": shas}).encode())
