@@ -149,7 +149,7 @@ def test_a_single_writer_run_reads_as_before(server: ServerProc) -> None:
 def test_every_writers_records_are_read_in_the_order_of_an_index_not_sorted_per_page(server: ServerProc,
                                                                                     shared_run: Path) -> None:
     # Paging through a shared run's records in time order (GET .../console and .../system without
-    # ?writer=) reads the partial index of migration 0014 in its order: no sort of the whole run per page.
+    # ?writer=) reads the index of migration 0014 in its order: no sort of the whole run per page.
     import sqlalchemy as sa
 
     from wandblite.server import read

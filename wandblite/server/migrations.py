@@ -304,14 +304,11 @@ def _m0013_chunk_sums(conn: Connection) -> None:
 def _m0014_writers_time_order(conn: Connection) -> None:
     """A shared run's console and system records read by every writer at once come in time order
     (``read._paged``: ts, NULL first, then writer label and index): an index in that order on each
-    table, partial (only records with a writer label, which every record of a shared run has and
-    none of a single writer's), so a page is read in index order, not sorted anew each time.
-    PostgreSQL sorts NULL last unless told; SQLite's ascending order puts it first and its CREATE
-    INDEX takes no NULLS FIRST."""
+    table, so a page is read in index order, not sorted anew each time. PostgreSQL sorts NULL last
+    unless told; SQLite's ascending order puts it first and its CREATE INDEX takes no NULLS FIRST."""
     ts = "ts NULLS FIRST" if conn.dialect.name == "postgresql" else "ts"
     for table in (console.name, system.name):
-        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS ix_{table}_writers_time ON {table} "
-                             f"(run, {ts}, writer, idx) WHERE writer IS NOT NULL"))
+        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS ix_{table}_writers_time ON {table} (run, {ts}, writer, idx)"))
 
 
 #: Named schema steps, applied in this order, each once (recorded in ``schema_migrations``).

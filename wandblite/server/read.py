@@ -186,9 +186,8 @@ def _paged(conn: Connection, r: Any, table: sa.Table, q: Any, start: int, limit:
     elif conn.execute(sa.select(writers_table.c.label).where(writers_table.c.run == r.id).limit(1)).first() is None:
         q = q.where(c.run == r.id, c.idx >= start)
     else:
-        # every record of a shared run has its writer's label: the condition lets the partial
-        # index of migration 0014 serve this order
-        q = (q.where(c.run == r.id, c.writer.isnot(None)).order_by(c.ts.asc().nulls_first(), c.writer, c.idx)
+        # the index of migration 0014 serves this order
+        q = (q.where(c.run == r.id).order_by(c.ts.asc().nulls_first(), c.writer, c.idx)
              .offset(max(start, 0)).limit(limit))
         return q, lambda recs: start + len(recs) if len(recs) == limit else None
     return q.order_by(c.idx).limit(limit), lambda recs: recs[-1]["idx"] + 1 if len(recs) == limit else None
