@@ -488,6 +488,27 @@ static inline uint32_t be32(const unsigned char *q)
 }
 static inline uint64_t be64(const unsigned char *q) { return ((uint64_t)be32(q) << 32) | be32(q + 4); }
 
+/* A msgpack map header at r->p: its entry count into *n, r->p past it. 0 when there is none, or when
+ * the count cannot fit in what is left (each entry takes at least two bytes: never trust a count). */
+static inline int map_header(Rd *r, Py_ssize_t *n)
+{
+    if (r->p >= r->end)
+        return 0;
+    unsigned char t = *r->p++;
+    if ((t & 0xf0) == 0x80) {
+        *n = t & 0x0f;
+    } else if (t == 0xde && r->end - r->p >= 2) {
+        *n = be16(r->p);
+        r->p += 2;
+    } else if (t == 0xdf && r->end - r->p >= 4) {
+        *n = (Py_ssize_t)be32(r->p);
+        r->p += 4;
+    } else {
+        return 0;
+    }
+    return *n <= r->end - r->p;
+}
+
 #define NEED(r, k)                                                                                 \
     if ((size_t)((r)->end - (r)->p) < (size_t)(k))                                                 \
         return NULL;
@@ -604,23 +625,9 @@ static PyObject *decode_log(const unsigned char *p, size_t len)
     if ((o = read_scalar(rp, 0)) == NULL)
         goto fail;
     PyList_SET_ITEM(list, 0, o);
-    if (r.p >= r.end)
-        goto fail;
     Py_ssize_t n;
-    unsigned char t = *r.p++;
-    if ((t & 0xf0) == 0x80) {
-        n = t & 0x0f;
-    } else if (t == 0xde && r.end - r.p >= 2) {
-        n = be16(r.p);
-        r.p += 2;
-    } else if (t == 0xdf && r.end - r.p >= 4) {
-        n = (Py_ssize_t)be32(r.p);
-        r.p += 4;
-    } else {
+    if (!map_header(&r, &n))
         goto fail;
-    }
-    if (n > r.end - r.p)
-        goto fail; /* each entry takes at least two bytes; never trust a count blindly */
 #if PY_VERSION_HEX < 0x030D0000
     dict = _PyDict_NewPresized(n); /* no resize while filling (exported, not public, before 3.13) */
 #else
@@ -1055,22 +1062,8 @@ static int parse_plain(const unsigned char *p, size_t len, long long step, Plain
     } else {
         return 0;
     }
-    if (r.p >= r.end)
-        return 0;
     Py_ssize_t n;
-    unsigned char t = *r.p++;
-    if ((t & 0xf0) == 0x80) {
-        n = t & 0x0f;
-    } else if (t == 0xde && r.end - r.p >= 2) {
-        n = be16(r.p);
-        r.p += 2;
-    } else if (t == 0xdf && r.end - r.p >= 4) {
-        n = (Py_ssize_t)be32(r.p);
-        r.p += 4;
-    } else {
-        return 0;
-    }
-    if (n > r.end - r.p)
+    if (!map_header(&r, &n))
         return 0;
     out->map = r.p;
     out->end = r.end;
