@@ -39,7 +39,7 @@ from wandblite.errors import Error
 from wandblite.runfile import validate_project_name, validate_run_id
 from wandblite.server.chunks import split_row
 from wandblite.server.db import dumps
-from wandblite.server.errors import bad_request
+from wandblite.server.errors import ApiError, bad_request
 from wandblite.server.indexes import media_leaves
 from wandblite.vocab import (
     RUN_STATES,
@@ -107,62 +107,58 @@ def clean_text(s: Any, what: str, limit: int = 1 << 20) -> str | None:
     return s
 
 
-def check_depth(obj: Any, limit: int, what: str) -> None:
-    """400 ``too_deep`` when arrays and objects nest in ``obj`` more than ``limit`` levels (measured
-    without recursion, so any depth the JSON parser produced can be measured)."""
-    # One level at a time: the containers at depth ``d``, then their children that are containers
-    # (a sync batch's thousands of rows are two levels, walked by two comprehensions, not per value).
-    level = [obj] if isinstance(obj, (dict, list)) else []
-    d = 1
-    while level:
-        if d > limit:
-            raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
-        nxt: list[Any] = []
-        for v in level:
-            children = v.values() if isinstance(v, dict) else v
-            nxt += [c for c in children if isinstance(c, (dict, list))]
-        level = nxt
-        d += 1
-
-
 #: The types of a parsed JSON body's scalars: all a msgpack body may hold besides maps and arrays.
 _JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _too_deep(what: str, limit: int) -> ApiError:
+    return bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+
+
+def check_depth(obj: Any, limit: int, what: str, json_only: bool = False) -> None:
+    """400 ``too_deep`` when arrays and objects nest in ``obj`` more than ``limit`` levels (measured
+    without recursion, so any depth the parser produced can be measured). ``json_only`` (a body
+    decoded from msgpack): also 400 ``not_json`` for a value or a map key JSON cannot hold.
+
+    One level at a time: the containers at depth ``d``, then their children that are not scalars,
+    gathered by C iterators (a sync batch's thousands of rows are one level, not a step per value)."""
+    level = [] if type(obj) in _JSON_SCALARS else [obj]
+    d = 0
+    while level:
+        dicts = [v for v in level if isinstance(v, dict)]
+        lists = [v for v in level if isinstance(v, list)] if len(dicts) < len(level) else []
+        if json_only:
+            if len(dicts) + len(lists) < len(level):
+                odd = next(v for v in level if not isinstance(v, (dict, list)))
+                raise bad_request(f"{what} holds a {type(odd).__name__} value, which JSON cannot: send it as JSON",
+                                  code="not_json")
+            try:
+                "".join(chain.from_iterable(dicts))  # every key a str, else a TypeError
+            except TypeError:
+                raise bad_request(f"{what} has a map key that is not a string: send it as JSON",
+                                  code="not_json") from None
+        if not dicts and not lists:
+            return
+        d += 1
+        if d > limit:
+            raise _too_deep(what, limit)
+        children = chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(lists))
+        level = [c for c in children if type(c) not in _JSON_SCALARS]
 
 
 def unpack_body(raw: bytes, limit: int = MAX_JSON_DEPTH, what: str = "the body") -> Any:
     """The object of a msgpack request body (``vocab.BATCH_MSGPACK``), exactly what the same body
     sent as JSON gives (maps with str keys, lists, str, int, float, bool, None), its nesting checked
-    as ``check_depth`` checks a JSON body's; else a 400 (see the module's docstring)."""
+    as a JSON body's is (``check_depth``); else a 400 (see the module's docstring)."""
     import msgpack
 
     try:
         obj = msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except msgpack.exceptions.StackError:  # nested past the unpacker's own stack (1,024 levels)
-        raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
+        raise _too_deep(what, limit) from None
     except (ValueError, TypeError) as exc:  # truncated, trailing bytes, bad UTF-8, an unhashable key
         raise bad_request(f"{what} is not valid msgpack: {exc}", code="malformed_msgpack")
-    # check_depth's walk, a level at a time, refusing what JSON cannot hold on the way. Each level's
-    # keys and values are gathered by C iterators (a batch's rows are one level of thousands of maps).
-    level = [] if type(obj) in _JSON_SCALARS else [obj]
-    d = 1
-    while level:
-        dicts = [v for v in level if type(v) is dict]
-        lists = [v for v in level if type(v) is list] if len(dicts) < len(level) else []
-        if len(dicts) + len(lists) < len(level):
-            odd = next(v for v in level if type(v) is not dict and type(v) is not list)
-            raise bad_request(f"{what} holds a {type(odd).__name__} value, which JSON cannot: send it as JSON",
-                              code="not_json")
-        if d > limit:
-            raise bad_request(f"{what} nests arrays and objects more than {limit} levels deep", code="too_deep")
-        try:
-            "".join(chain.from_iterable(dicts))  # every key a str, else a TypeError
-        except TypeError:
-            raise bad_request(f"{what} has a map key that is not a string: send it as JSON", code="not_json") from None
-        children = list(chain(chain.from_iterable(map(dict.values, dicts)), chain.from_iterable(lists)))
-        if set(map(type, children)) <= _JSON_SCALARS:
-            break
-        level = [c for c in children if type(c) not in _JSON_SCALARS]
-        d += 1
+    check_depth(obj, limit, what, json_only=True)
     return obj
 
 
