@@ -511,6 +511,27 @@ class Fold:
             return None
         return self._flush(self.last_ts or 0.0)
 
+    # ---------------------------------------------------------------- the C fast paths' state
+    def plain(self) -> bool:
+        """Whether the next plain scalar log may be folded by a C fast path that keeps only
+        ``scalar_state``: the writer is known, no row is pending, no metric is defined."""
+        return self.writer is not None and self.pending is None and not self._has_metrics
+
+    def scalar_state(self) -> list[Any]:
+        """What a C fast path carries of this fold while it folds plain scalar logs (as
+        ``fold_records`` hands ``fast`` its locals): step, last timestamp, attempt start, runtime
+        offset, and the summary (updated in place)."""
+        return [self.step, self.last_ts, self._attempt_start, self._runtime_offset, self.summary]
+
+    def took_scalars(self, step: int, last_ts: float | None, rows: int) -> None:
+        """After a C fast path folded ``rows`` plain scalar logs into rows it merged itself
+        (``wandblite.format.merge_scalars``): the step and last timestamp it reached, the counts."""
+        self.step, self.last_ts = step, last_ts
+        if rows:
+            self.rows += rows
+            self.events += rows
+            self.last_flat = True
+
     # ---------------------------------------------------------------- history
     def log_scalars(self, p: list[Any]) -> tuple[dict[str, Any], ...] | list[dict[str, Any]]:
         """A LOG_SCALARS event: every value is a str/int/float/bool, so rows need no per-leaf merge.

@@ -479,22 +479,16 @@ class Replay:
                         cur[0] = None
                         return
                     cur[0], cur[1], cur[2] = nxt[0], 0, nxt[1]
-            waiting = next((lab for lab in labels if (f := folds[lab]).writer is None or f.pending is not None
-                            or f._has_metrics), None)
+            waiting = next((lab for lab in labels if not folds[lab].plain()), None)
             if waiting is None:
                 order = sorted(range(len(labels)), key=rank, reverse=True)  # lowest-ranked first
                 ranked = [labels[i] for i in order]
-                state = [[cursors[lab][0], cursors[lab][1], folds[lab].step, folds[lab].last_ts,
-                          folds[lab]._attempt_start, folds[lab]._runtime_offset, folds[lab].summary] for lab in ranked]
+                state = [[cursors[lab][0], cursors[lab][1], *folds[lab].scalar_state()] for lab in ranked]
                 rows: list[dict[str, Any]] = []
                 n, why, who, same = fused(state, ev.LOG_SCALARS, rows)
                 for lab, st in zip(ranked, state):
-                    f = folds[lab]
-                    cursors[lab][1], f.step, f.last_ts = st[1], st[2], st[3]
-                    if n:
-                        f.rows += n
-                        f.events += n
-                        f.last_flat = True
+                    cursors[lab][1] = st[1]
+                    folds[lab].took_scalars(st[2], st[3], n)
                 if rows:
                     yield rows, same
                 if why == 1:  # a batch ended: the next one
