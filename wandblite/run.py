@@ -54,6 +54,7 @@ from wandblite.runfile import (
     RunFileWriter,
     RunLock,
     Ticker,
+    _register_fork_close,
     has_segments,
     probe_writer,
     read_events,
@@ -300,6 +301,7 @@ class Run:
     ) -> None:
         self._lock = threading.RLock()  # re-entrant: a console sink may fire while this thread prints
         self._acquire, self._release = self._lock.acquire, self._lock.release  # log()'s cheap hold
+        _register_fork_close(self)  # a forked child gets a lock of its own (_close_in_child)
         self._pending_hist = None
         self._finished = False
         self._pid = os.getpid()
@@ -603,6 +605,14 @@ class Run:
     def clear_next_row(self) -> None:
         """Drop what ``add_to_next_row`` left waiting for the next row."""
         self._pending_hist = None
+
+    def _close_in_child(self) -> None:
+        """In a forked child (runfile's fork guard): the run's lock may have been held at the fork
+        by a thread of the parent (the system sampler, the console pump) that the child does not
+        have, so the child takes a lock of its own: its ``log`` and ``finish`` then warn that the
+        run file is closed and go on, instead of waiting for that lock forever."""
+        self._lock = threading.RLock()
+        self._acquire, self._release = self._lock.acquire, self._lock.release
 
     def log(
         self,

@@ -147,6 +147,32 @@ def test_forked_child_never_writes_into_the_parents_run(tmp_path: Path) -> None:
     assert res.stderr.count("forked child") == 1  # one clear warning, from the child
 
 
+def test_forked_child_goes_on_when_a_parent_thread_held_the_run_lock_at_the_fork(tmp_path: Path) -> None:
+    # A thread of the parent (the sampler, the console pump) may hold the run's lock at the moment
+    # of the fork; the child has no such thread, so it must not wait for that lock.
+    res = run_script("""
+    import os, sys, threading, time, wandblite
+    run = wandblite.init(project="p", id="f2", dir=sys.argv[1])
+    held = threading.Event()
+    def hold():
+        with run._lock:
+            held.set()
+            time.sleep(2)
+    threading.Thread(target=hold).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        run.log({"who": "child"})
+        run.finish()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    run.log({"who": "parent"})
+    run.finish()
+    """, str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert [row["who"] for row in wandblite.replay(tmp_path / "f2").history()] == ["parent"]
+
+
 def test_second_process_cannot_write_into_a_live_run(tmp_path: Path) -> None:
     p = _start("""
     import os, sys, time, wandblite
